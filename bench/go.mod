@@ -1,0 +1,3 @@
+module github.com/weftmesh/weft/bench
+
+go 1.26.0

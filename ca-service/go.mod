@@ -1,0 +1,3 @@
+module github.com/weftmesh/weft/ca-service
+
+go 1.26.0

@@ -1,0 +1,3 @@
+module github.com/weftmesh/weft/dns-server
+
+go 1.26.0

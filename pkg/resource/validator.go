@@ -1,0 +1,183 @@
+package resource
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Cause is one validation problem at a field path.
+type Cause struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// ValidationError lists every problem found in a resource at once.
+type ValidationError struct {
+	Causes []Cause
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Causes))
+	for i, c := range e.Causes {
+		if c.Field == "" {
+			parts[i] = c.Message
+		} else {
+			parts[i] = c.Field + ": " + c.Message
+		}
+	}
+	return "invalid resource: " + strings.Join(parts, "; ")
+}
+
+// Validator collects causes under a field path.
+type Validator struct {
+	path   string
+	causes *[]Cause
+}
+
+// NewValidator returns an empty validator rooted at the resource.
+func NewValidator() *Validator { return &Validator{causes: &[]Cause{}} }
+
+// Field returns a validator for a child field.
+func (v *Validator) Field(name string) *Validator {
+	p := name
+	if v.path != "" {
+		p = v.path + "." + name
+	}
+	return &Validator{path: p, causes: v.causes}
+}
+
+// Index returns a validator for a list element.
+func (v *Validator) Index(i int) *Validator {
+	return &Validator{path: v.path + "[" + strconv.Itoa(i) + "]", causes: v.causes}
+}
+
+// Key returns a validator for a map entry.
+func (v *Validator) Key(k string) *Validator {
+	return &Validator{path: v.path + "[" + strconv.Quote(k) + "]", causes: v.causes}
+}
+
+// Addf records a problem at this validator's path.
+func (v *Validator) Addf(format string, args ...any) {
+	*v.causes = append(*v.causes, Cause{Field: v.path, Message: fmt.Sprintf(format, args...)})
+}
+
+// Err returns the collected problems, or nil.
+func (v *Validator) Err() error {
+	if len(*v.causes) == 0 {
+		return nil
+	}
+	return &ValidationError{Causes: append([]Cause(nil), *v.causes...)}
+}
+
+var (
+	nameRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	labelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	tagKey  = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$`)
+)
+
+// CheckName validates a resource name: lowercase DNS-compatible, ≤ 253.
+func CheckName(v *Validator, name string) {
+	switch {
+	case name == "":
+		v.Addf("must not be empty")
+	case len(name) > 253:
+		v.Addf("must be at most 253 characters")
+	case !nameRe.MatchString(name):
+		v.Addf("%q must consist of lowercase letters, digits, '-' and '.', and start and end with a letter or digit", name)
+	}
+}
+
+// CheckLabel validates a DNS label: mesh names, zone names and service
+// names, so that <service>.<mesh>.mesh is always a valid DNS name.
+func CheckLabel(v *Validator, s string) {
+	switch {
+	case s == "":
+		v.Addf("must not be empty")
+	case len(s) > 63:
+		v.Addf("must be at most 63 characters")
+	case !labelRe.MatchString(s):
+		v.Addf("%q must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit", s)
+	}
+}
+
+// IsLabel reports whether s is a valid DNS label.
+func IsLabel(s string) bool { return len(s) > 0 && len(s) <= 63 && labelRe.MatchString(s) }
+
+// ParseDuration parses Go durations plus "d" (days) and "y" (365 days) units
+// as whole-number suffixes, e.g. "10y", "30d", "1h30m".
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	for _, u := range []struct {
+		suffix string
+		d      time.Duration
+	}{{"y", 365 * 24 * time.Hour}, {"d", 24 * time.Hour}} {
+		if strings.HasSuffix(s, u.suffix) {
+			n, err := strconv.ParseUint(strings.TrimSuffix(s, u.suffix), 10, 32)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			return time.Duration(n) * u.d, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (examples: 250ms, 5s, 1h, 30d)", s)
+	}
+	return d, nil
+}
+
+// checkDuration validates an optional duration field: empty is allowed.
+func checkDuration(v *Validator, s string) {
+	if s == "" {
+		return
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		v.Addf("%v", err)
+		return
+	}
+	if d <= 0 {
+		v.Addf("must be positive")
+	}
+}
+
+func checkTags(v *Validator, tags map[string]string, allowWildcard bool) {
+	for k, val := range tags {
+		kv := v.Key(k)
+		if !tagKey.MatchString(k) || len(k) > 253 {
+			kv.Addf("tag name %q is not valid", k)
+		}
+		if val == "" {
+			kv.Addf("tag value must not be empty")
+		}
+		if val == "*" && !allowWildcard {
+			kv.Addf("wildcard is not allowed here")
+		}
+		if k == ServiceTag && val != "*" && !IsLabel(val) {
+			kv.Addf("service name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", val)
+		}
+		if k == ProtocolTag && !validProtocols[val] && !(allowWildcard && val == "*") {
+			kv.Addf("protocol %q is not one of tcp, http, http2, grpc", val)
+		}
+	}
+}
+
+func checkPort(v *Validator, p uint32, required bool) {
+	if p == 0 && !required {
+		return
+	}
+	if p < 1 || p > 65535 {
+		v.Addf("must be in 1..65535")
+	}
+}
+
+func checkPercentage(v *Validator, p float64) {
+	if p < 0 || p > 100 {
+		v.Addf("must be in 0..100")
+	}
+}
+
+var bandwidthRe = regexp.MustCompile(`^[0-9]+(kbps|mbps|gbps)$`)

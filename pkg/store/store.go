@@ -1,0 +1,548 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/seal"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
+)
+
+// DefaultPrefix is where resources live in etcd.
+const DefaultPrefix = "/weft/resources/"
+
+// Limits on list pages.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Store is the etcd-backed resource store. It is safe for concurrent use.
+type Store struct {
+	cli     *clientv3.Client
+	prefix  string
+	keys    *seal.Keyring
+	now     func() time.Time
+	log     *slog.Logger
+	latency *prometheus.HistogramVec
+	tracer  trace.Tracer
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithPrefix stores resources under another etcd prefix (it must end in "/").
+func WithPrefix(p string) Option { return func(s *Store) { s.prefix = p } }
+
+// WithKeyring seals sensitive types with the keyring. Without one, writing
+// or reading a sensitive type fails: secrets are never stored in the clear.
+func WithKeyring(k *seal.Keyring) Option { return func(s *Store) { s.keys = k } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithClock sets the clock used for creation and modification times.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithMetrics records operation latency in reg as weft_store_operation_seconds.
+func WithMetrics(reg prometheus.Registerer) Option {
+	return func(s *Store) {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "weft_store_operation_seconds",
+			Help:    "Latency of resource store operations against etcd.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"operation", "type", "result"})
+		if err := reg.Register(h); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				h = are.ExistingCollector.(*prometheus.HistogramVec)
+			}
+		}
+		s.latency = h
+	}
+}
+
+// New returns a store on an etcd client.
+func New(cli *clientv3.Client, opts ...Option) *Store {
+	s := &Store{cli: cli, prefix: DefaultPrefix, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: otel.Tracer("github.com/weftmesh/weft/pkg/store")}
+	for _, o := range opts {
+		o(s)
+	}
+	s.log = s.log.With("component", "store")
+	return s
+}
+
+// Client returns the etcd client, for leases and elections.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Prefix returns the etcd prefix resources are stored under.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Key returns the etcd key of a resource.
+func (s *Store) Key(t *resource.Type, mesh, name string) string {
+	if t.MeshScoped() {
+		return s.prefix + t.Name + "/" + mesh + "/" + name
+	}
+	return s.prefix + t.Name + "/" + name
+}
+
+// TypePrefix returns the etcd prefix of a type's resources, within one mesh
+// when mesh is set.
+func (s *Store) TypePrefix(t *resource.Type, mesh string) string {
+	if t == nil {
+		return s.prefix
+	}
+	if t.MeshScoped() && mesh != "" {
+		return s.prefix + t.Name + "/" + mesh + "/"
+	}
+	return s.prefix + t.Name + "/"
+}
+
+// ParseKey splits an etcd key into type, mesh and name.
+func (s *Store) ParseKey(key string) (*resource.Type, string, string, error) {
+	rest, ok := strings.CutPrefix(key, s.prefix)
+	if !ok {
+		return nil, "", "", fmt.Errorf("key %q is outside %q", key, s.prefix)
+	}
+	typ, rest, ok := strings.Cut(rest, "/")
+	t, found := resource.ByName(typ)
+	if !ok || !found {
+		return nil, "", "", fmt.Errorf("key %q has no known type", key)
+	}
+	if !t.MeshScoped() {
+		return t, "", rest, nil
+	}
+	mesh, name, ok := strings.Cut(rest, "/")
+	if !ok {
+		return nil, "", "", fmt.Errorf("key %q has no mesh", key)
+	}
+	return t, mesh, name, nil
+}
+
+func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, name string) (context.Context, func(*error)) {
+	typ := "*"
+	if t != nil {
+		typ = t.Name
+	}
+	ctx, sp := s.tracer.Start(ctx, "store."+op, trace.WithAttributes(
+		attribute.String("weft.type", typ), attribute.String("weft.mesh", mesh), attribute.String("weft.name", name)))
+	start := time.Now()
+	return ctx, func(errp *error) {
+		result := "ok"
+		if err := *errp; err != nil {
+			result = errorResult(err)
+			if result == "error" {
+				sp.RecordError(err)
+				sp.SetStatus(codes.Error, err.Error())
+			}
+		}
+		if s.latency != nil {
+			s.latency.WithLabelValues(op, typ, result).Observe(time.Since(start).Seconds())
+		}
+		sp.End()
+	}
+}
+
+func errorResult(err error) string {
+	switch {
+	case IsNotFound(err):
+		return "not_found"
+	case IsConflict(err), IsAlreadyExists(err):
+		return "conflict"
+	case IsMeshNotFound(err):
+		return "mesh_not_found"
+	}
+	return "error"
+}
+
+func (s *Store) encode(key string, r *resource.Resource) ([]byte, error) {
+	t := r.Type()
+	spec, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", r.Key(), err)
+	}
+	meta := proto.Clone(r.Meta).(*meshv1.Meta)
+	meta.Version = 0
+	sr := &storev1.StoredResource{Meta: meta}
+	if t.Sensitive {
+		if s.keys == nil {
+			return nil, fmt.Errorf("store %s: no encryption key configured, refusing to store a secret in the clear", r.Key())
+		}
+		if sr.Sealed, err = s.keys.Seal(spec, []byte(key)); err != nil {
+			return nil, err
+		}
+	} else {
+		sr.Spec = spec
+	}
+	return proto.Marshal(sr)
+}
+
+func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resource, error) {
+	t, _, _, err := s.ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	sr := &storev1.StoredResource{}
+	if err := proto.Unmarshal(value, sr); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", key, err)
+	}
+	spec := sr.GetSpec()
+	if sr.GetSealed() != nil {
+		if s.keys == nil {
+			return nil, fmt.Errorf("decode %s: sealed value and no encryption key configured", key)
+		}
+		if spec, err = s.keys.Open(sr.GetSealed(), []byte(key)); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", key, err)
+		}
+	} else if t.Sensitive {
+		return nil, fmt.Errorf("decode %s: secret stored unsealed", key)
+	}
+	msg := t.NewSpec()
+	if err := proto.Unmarshal(spec, msg); err != nil {
+		return nil, fmt.Errorf("decode %s spec: %w", key, err)
+	}
+	meta := sr.GetMeta()
+	if meta == nil {
+		meta = &meshv1.Meta{}
+	}
+	meta.Version = modRev
+	return &resource.Resource{Meta: meta, Spec: msg}, nil
+}
+
+func checkType(r *resource.Resource) (*resource.Type, error) {
+	if r == nil || r.Meta == nil {
+		return nil, errors.New("store: nil resource")
+	}
+	t := r.Type()
+	if t == nil {
+		return nil, fmt.Errorf("store: unknown type %q", r.Meta.GetType())
+	}
+	if r.Spec == nil {
+		return nil, fmt.Errorf("store %s: nil spec", r.Key())
+	}
+	if !t.MeshScoped() && r.Meta.GetMesh() != "" {
+		return nil, fmt.Errorf("store %s: %s is not mesh-scoped", r.Key(), t.Name)
+	}
+	if t.MeshScoped() && r.Meta.GetMesh() == "" {
+		return nil, fmt.Errorf("store %s: mesh must be set", r.Key())
+	}
+	return t, nil
+}
+
+// Get reads one resource.
+func (s *Store) Get(ctx context.Context, t *resource.Type, mesh, name string) (_ *resource.Resource, err error) {
+	ctx, end := s.span(ctx, "Get", t, mesh, name)
+	defer end(&err)
+	key := s.Key(t, mesh, name)
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", resource.Key(t.Name, mesh, name), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
+	}
+	return s.decode(key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// ListOptions pages a list.
+type ListOptions struct {
+	// Limit is the page size; 0 means DefaultPageSize, capped at MaxPageSize.
+	Limit int
+	// Continue is the Next token of the previous page.
+	Continue string
+	// Revision reads at a past store revision (0: latest).
+	Revision int64
+}
+
+// ListResult is one page.
+type ListResult struct {
+	Items []*resource.Resource
+	// Total counts every resource the list covers, on all pages.
+	Total int64
+	// Next continues the list; empty on the last page.
+	Next string
+	// Revision is the store revision the page was read at.
+	Revision int64
+}
+
+// List reads one page of a type's resources in key order, within a mesh when
+// mesh is set.
+func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListOptions) (_ *ListResult, err error) {
+	ctx, end := s.span(ctx, "List", t, mesh, "")
+	defer end(&err)
+	prefix := s.TypePrefix(t, mesh)
+	limit := o.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	if limit > MaxPageSize {
+		limit = MaxPageSize
+	}
+	start := prefix
+	if o.Continue != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(o.Continue)
+		if err != nil || len(raw) == 0 {
+			return nil, ErrInvalidContinue
+		}
+		start = prefix + string(raw) + "\x00"
+	}
+	rangeEnd := clientv3.GetPrefixRangeEnd(prefix)
+	var revOpt []clientv3.OpOption
+	if o.Revision > 0 {
+		revOpt = append(revOpt, clientv3.WithRev(o.Revision))
+	}
+	txn, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(start, append([]clientv3.OpOption{clientv3.WithRange(rangeEnd), clientv3.WithLimit(int64(limit))}, revOpt...)...),
+		clientv3.OpGet(prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, revOpt...)...),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	page := txn.Responses[0].GetResponseRange()
+	res := &ListResult{Total: txn.Responses[1].GetResponseRange().Count, Revision: txn.Header.Revision}
+	if o.Revision > 0 {
+		res.Revision = o.Revision
+	}
+	for _, kv := range page.Kvs {
+		r, err := s.decode(string(kv.Key), kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, err
+		}
+		res.Items = append(res.Items, r)
+	}
+	if page.More && len(page.Kvs) > 0 {
+		last := strings.TrimPrefix(string(page.Kvs[len(page.Kvs)-1].Key), prefix)
+		res.Next = base64.RawURLEncoding.EncodeToString([]byte(last))
+	}
+	return res, nil
+}
+
+// ListAll reads every resource of a type (in a mesh when set) at one
+// consistent revision, page by page.
+func (s *Store) ListAll(ctx context.Context, t *resource.Type, mesh string) ([]*resource.Resource, int64, error) {
+	var out []*resource.Resource
+	o := ListOptions{Limit: MaxPageSize}
+	for {
+		page, err := s.List(ctx, t, mesh, o)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, page.Items...)
+		if page.Next == "" {
+			return out, page.Revision, nil
+		}
+		o.Continue, o.Revision = page.Next, page.Revision
+	}
+}
+
+// WriteOption changes how a write is done.
+type WriteOption func(*writeOpts)
+
+type writeOpts struct {
+	lease       clientv3.LeaseID
+	skipMeshChk bool
+}
+
+// WithLease attaches the written key to an etcd lease: it disappears when the
+// lease expires. Insights use it so status is never stale past a TTL.
+func WithLease(id clientv3.LeaseID) WriteOption { return func(o *writeOpts) { o.lease = id } }
+
+// WithoutMeshCheck skips the check that the resource's mesh exists (for sync
+// paths that apply a zone's resources in any order).
+func WithoutMeshCheck() WriteOption { return func(o *writeOpts) { o.skipMeshChk = true } }
+
+func (s *Store) meshKey(mesh string) string { return s.Key(resource.MeshType, "", mesh) }
+
+// Create stores a new resource. It fails with ErrAlreadyExists when the name
+// is taken and ErrMeshNotFound when the mesh does not exist.
+func (s *Store) Create(ctx context.Context, r *resource.Resource, opts ...WriteOption) (_ *resource.Resource, err error) {
+	t, err := checkType(r)
+	if err != nil {
+		return nil, err
+	}
+	ctx, end := s.span(ctx, "Create", t, r.Meta.GetMesh(), r.Meta.GetName())
+	defer end(&err)
+	o := applyWriteOpts(opts)
+	out := r.Clone()
+	now := resource.Timestamp(s.now())
+	out.Meta.CreationTime, out.Meta.ModificationTime = now, now
+	key := s.Key(t, r.Meta.GetMesh(), r.Meta.GetName())
+	val, err := s.encode(key, out)
+	if err != nil {
+		return nil, err
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	checkMesh := t.MeshScoped() && !o.skipMeshChk
+	if checkMesh {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
+		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", r.Key(), err)
+	}
+	if !resp.Succeeded {
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return nil, &Error{Err: ErrAlreadyExists, Key: r.Key()}
+		}
+		return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
+	}
+	out.Meta.Version = resp.Header.Revision
+	return out, nil
+}
+
+func applyWriteOpts(opts []WriteOption) writeOpts {
+	var o writeOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+func (o writeOpts) putOpts() []clientv3.OpOption {
+	if o.lease != 0 {
+		return []clientv3.OpOption{clientv3.WithLease(o.lease)}
+	}
+	return nil
+}
+
+// Update replaces an existing resource. When r.Meta.Version is set, the write
+// succeeds only while the stored version is still that one (else
+// ErrConflict); version 0 overwrites whatever is stored. Creation time is
+// kept; origin is kept unless r sets one.
+func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteOption) (_ *resource.Resource, err error) {
+	t, err := checkType(r)
+	if err != nil {
+		return nil, err
+	}
+	ctx, end := s.span(ctx, "Update", t, r.Meta.GetMesh(), r.Meta.GetName())
+	defer end(&err)
+	o := applyWriteOpts(opts)
+	key := s.Key(t, r.Meta.GetMesh(), r.Meta.GetName())
+	for attempt := 0; ; attempt++ {
+		cur, err := s.Get(ctx, t, r.Meta.GetMesh(), r.Meta.GetName())
+		if err != nil {
+			return nil, err
+		}
+		expect := r.Meta.GetVersion()
+		if expect == 0 {
+			expect = cur.Meta.GetVersion()
+		} else if expect != cur.Meta.GetVersion() {
+			return nil, &Error{Err: ErrConflict, Key: r.Key()}
+		}
+		out := r.Clone()
+		out.Meta.CreationTime = cur.Meta.GetCreationTime()
+		out.Meta.ModificationTime = resource.Timestamp(s.now())
+		if out.Meta.GetOrigin() == "" {
+			out.Meta.Origin = cur.Meta.GetOrigin()
+		}
+		val, err := s.encode(key, out)
+		if err != nil {
+			return nil, err
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", expect)}
+		if t.MeshScoped() && !o.skipMeshChk {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
+			Else(clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("update %s: %w", r.Key(), err)
+		}
+		if resp.Succeeded {
+			out.Meta.Version = resp.Header.Revision
+			return out, nil
+		}
+		switch {
+		case resp.Responses[0].GetResponseRange().Count == 0:
+			return nil, &Error{Err: ErrNotFound, Key: r.Key()}
+		case t.MeshScoped() && !o.skipMeshChk && resp.Responses[1].GetResponseRange().Count == 0:
+			return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
+		case r.Meta.GetVersion() != 0 || attempt >= 10:
+			return nil, &Error{Err: ErrConflict, Key: r.Key()}
+		}
+		// An unconditional update raced another writer: read again.
+	}
+}
+
+// Upsert creates the resource or updates it (conditionally when
+// r.Meta.Version is set) and reports whether it was created.
+func (s *Store) Upsert(ctx context.Context, r *resource.Resource, opts ...WriteOption) (*resource.Resource, bool, error) {
+	for attempt := 0; ; attempt++ {
+		if r.Meta.GetVersion() == 0 {
+			out, err := s.Create(ctx, r, opts...)
+			if err == nil {
+				return out, true, nil
+			}
+			if !IsAlreadyExists(err) {
+				return nil, false, err
+			}
+		}
+		out, err := s.Update(ctx, r, opts...)
+		if IsNotFound(err) && r.Meta.GetVersion() == 0 && attempt < 10 {
+			continue // deleted between our create and update: try again
+		}
+		if IsNotFound(err) && r.Meta.GetVersion() != 0 {
+			// A versioned write to something that no longer exists is stale.
+			return nil, false, &Error{Err: ErrConflict, Key: r.Key()}
+		}
+		return out, false, err
+	}
+}
+
+// Delete removes a resource; when version is non-zero only while it is
+// current. Deleting a Mesh deletes every resource in the mesh in the same
+// transaction.
+func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string, version int64) (err error) {
+	ctx, end := s.span(ctx, "Delete", t, mesh, name)
+	defer end(&err)
+	if !t.MeshScoped() {
+		mesh = ""
+	}
+	key := s.Key(t, mesh, name)
+	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	if version != 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", version)
+	}
+	ops := []clientv3.Op{clientv3.OpDelete(key)}
+	if t == resource.MeshType {
+		for _, mt := range resource.MeshScopedTypes() {
+			ops = append(ops, clientv3.OpDelete(s.TypePrefix(mt, name), clientv3.WithPrefix()))
+		}
+	}
+	resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", resource.Key(t.Name, mesh, name), err)
+	}
+	if !resp.Succeeded {
+		if resp.Responses[0].GetResponseRange().Count == 0 {
+			return &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
+		}
+		return &Error{Err: ErrConflict, Key: resource.Key(t.Name, mesh, name)}
+	}
+	return nil
+}
+
+// Revision returns the store's current revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Header.Revision, nil
+}

@@ -1,0 +1,3 @@
+module github.com/weftmesh/weft/weft-dp
+
+go 1.26.0

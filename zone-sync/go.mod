@@ -1,0 +1,3 @@
+module github.com/weftmesh/weft/zone-sync
+
+go 1.26.0
