@@ -50,7 +50,7 @@ type Type struct {
 	System bool
 	// Insight names the collection whose resources carry this type's insight
 	// (same mesh and name), for "+insights" listings.
-	Insight *Type
+	Insight  *Type
 	newSpec  func() proto.Message
 	validate func(spec proto.Message, v *Validator)
 }
