@@ -167,15 +167,15 @@ func TestInvalidDataplaneListsEveryCauseAndStoresNothing(t *testing.T) {
 	c.must("GET", "/meshes/default/dataplanes/bad", "", 404)
 
 	for name, tc := range map[string]struct{ path, body, field string }{
-		"unknown field":   {"/meshes/default/dataplanes/x", `{"type":"Dataplane","networkin":{}}`, ""},
-		"type mismatch":   {"/meshes/default/dataplanes/x", `{"type":"Mesh"}`, "type"},
-		"name mismatch":   {"/meshes/default/dataplanes/x", strings.Replace(dp, "web-1", "other", 1), "name"},
-		"unknown mesh":    {"/meshes/nope/dataplanes/web-1", strings.Replace(dp, `"default"`, `"nope"`, 1), "mesh"},
-		"not json":        {"/meshes/default/dataplanes/x", `{{{`, ""},
-		"bad mesh name":   {"/meshes/Bad_Mesh", `{"type":"Mesh"}`, "name"},
-		"bad validFor":    {"/tokens/dataplane", `{"mesh":"default","name":"x","validFor":"forever"}`, "validFor"},
-		"bad offset":      {"/meshes/default/dataplanes?offset=%25%25", "", "offset"},
-		"page size":       {"/meshes/default/dataplanes?size=5000", "", "size"},
+		"unknown field": {"/meshes/default/dataplanes/x", `{"type":"Dataplane","networkin":{}}`, ""},
+		"type mismatch": {"/meshes/default/dataplanes/x", `{"type":"Mesh"}`, "type"},
+		"name mismatch": {"/meshes/default/dataplanes/x", strings.Replace(dp, "web-1", "other", 1), "name"},
+		"unknown mesh":  {"/meshes/nope/dataplanes/web-1", strings.Replace(dp, `"default"`, `"nope"`, 1), "mesh"},
+		"not json":      {"/meshes/default/dataplanes/x", `{{{`, ""},
+		"bad mesh name": {"/meshes/Bad_Mesh", `{"type":"Mesh"}`, "name"},
+		"bad validFor":  {"/tokens/dataplane", `{"mesh":"default","name":"x","validFor":"forever"}`, "validFor"},
+		"bad offset":    {"/meshes/default/dataplanes?offset=%25%25", "", "offset"},
+		"page size":     {"/meshes/default/dataplanes?size=5000", "", "size"},
 	} {
 		method := "PUT"
 		if strings.HasPrefix(tc.path, "/tokens") {

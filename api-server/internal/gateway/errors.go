@@ -22,12 +22,12 @@ type Error struct {
 }
 
 var titles = map[int]string{
-	http.StatusBadRequest:          "Bad Request",
-	http.StatusUnauthorized:        "Unauthorized",
-	http.StatusForbidden:           "Forbidden",
-	http.StatusNotFound:            "Not Found",
-	http.StatusMethodNotAllowed:    "Method Not Allowed",
-	http.StatusConflict:            "Conflict",
+	http.StatusBadRequest:            "Bad Request",
+	http.StatusUnauthorized:          "Unauthorized",
+	http.StatusForbidden:             "Forbidden",
+	http.StatusNotFound:              "Not Found",
+	http.StatusMethodNotAllowed:      "Method Not Allowed",
+	http.StatusConflict:              "Conflict",
 	http.StatusRequestEntityTooLarge: "Request Entity Too Large",
 }
 
