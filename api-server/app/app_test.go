@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/weftmesh/weft/api-server/internal/app"
+	"github.com/weftmesh/weft/api-server/app"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/token"
