@@ -6,6 +6,9 @@
 {{- end -}}
 
 {{- define "zone-sync.check" -}}
+{{- if and (eq (include "zone-sync.mode" .) "global") (not .Values.tls.secretName) -}}
+{{- fail "zone-sync: global mode needs tls.secretName (a kubernetes.io/tls Secret): zones connect over TLS" -}}
+{{- end -}}
 {{- if eq (include "zone-sync.mode" .) "zone" -}}
 {{- if not (include "weft.zone" .) -}}
 {{- fail "zone-sync: mode zone needs a zone name (zone or global.zone)" -}}
