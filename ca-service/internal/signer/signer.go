@@ -1,0 +1,135 @@
+// Package signer turns a workload's public key (or CSR) and identity into
+// a short-lived SPIFFE leaf certificate signed by a mesh CA.
+package signer
+
+import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/weftmesh/weft/pkg/ca"
+)
+
+// MaxKeyInput bounds a CSR or public key in a request.
+const MaxKeyInput = 16 << 10
+
+// Backdate is how far before the issue time a certificate becomes valid,
+// for clocks that run behind.
+const Backdate = 10 * time.Second
+
+// DefaultValidity is the workload certificate validity when the backend
+// sets none.
+const DefaultValidity = 24 * time.Hour
+
+// MinValidity is the shortest validity a caller may ask for.
+const MinValidity = time.Second
+
+// SPIFFEID is the identity of a service in a mesh.
+func SPIFFEID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }
+
+// ParsePublicKey extracts the public key from a PKCS#10 CSR or a PKIX
+// public key, DER or PEM. A CSR's signature is checked (proof that the
+// caller holds the private key); its requested names are ignored: identity
+// comes from the Dataplane.
+func ParsePublicKey(csr, pub []byte) (crypto.PublicKey, error) {
+	switch {
+	case len(csr) > 0 && len(pub) > 0:
+		return nil, errors.New("set csr or public_key, not both")
+	case len(csr) > MaxKeyInput || len(pub) > MaxKeyInput:
+		return nil, fmt.Errorf("csr/public_key larger than %d bytes", MaxKeyInput)
+	case len(csr) > 0:
+		der, err := pemOrDER(csr, "CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST")
+		if err != nil {
+			return nil, fmt.Errorf("csr: %w", err)
+		}
+		r, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			return nil, fmt.Errorf("csr: %w", err)
+		}
+		if err := r.CheckSignature(); err != nil {
+			return nil, fmt.Errorf("csr: signature does not verify: %w", err)
+		}
+		if err := ca.CheckPublicKey(r.PublicKey); err != nil {
+			return nil, fmt.Errorf("csr: %w", err)
+		}
+		return r.PublicKey, nil
+	case len(pub) > 0:
+		der, err := pemOrDER(pub, "PUBLIC KEY")
+		if err != nil {
+			return nil, fmt.Errorf("public_key: %w", err)
+		}
+		k, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return nil, fmt.Errorf("public_key: %w", err)
+		}
+		if err := ca.CheckPublicKey(k); err != nil {
+			return nil, fmt.Errorf("public_key: %w", err)
+		}
+		return k, nil
+	}
+	return nil, errors.New("csr or public_key is required")
+}
+
+func pemOrDER(b []byte, types ...string) ([]byte, error) {
+	if len(b) > 0 && b[0] == 0x30 { // DER SEQUENCE
+		return b, nil
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("neither DER nor PEM")
+	}
+	for _, t := range types {
+		if blk.Type == t {
+			return blk.Bytes, nil
+		}
+	}
+	return nil, fmt.Errorf("PEM block %q, want %q", blk.Type, types[0])
+}
+
+// Request is what a leaf is issued for.
+type Request struct {
+	Mesh string
+	// SPIFFEIDs become URI SANs.
+	SPIFFEIDs []string
+	PublicKey crypto.PublicKey
+	Validity  time.Duration
+	Now       time.Time
+}
+
+// Sign issues the leaf: URI SANs for every identity, EKU server+client,
+// valid from Now-Backdate to Now+Validity (capped by the CA's expiry).
+func Sign(a *ca.Authority, r Request) (*x509.Certificate, []byte, error) {
+	if len(r.SPIFFEIDs) == 0 {
+		return nil, nil, errors.New("no identity to certify")
+	}
+	ids := append([]string(nil), r.SPIFFEIDs...)
+	sort.Strings(ids)
+	uris := make([]*url.URL, 0, len(ids))
+	for _, id := range ids {
+		u, err := url.Parse(id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("identity %q: %w", id, err)
+		}
+		uris = append(uris, u)
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if _, ok := r.PublicKey.(*rsa.PublicKey); ok {
+		ku |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          ca.RandomSerial(),
+		NotBefore:             r.Now.Add(-Backdate),
+		NotAfter:              r.Now.Add(r.Validity),
+		KeyUsage:              ku,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		URIs:                  uris,
+	}
+	return a.Sign(tmpl, r.PublicKey)
+}
