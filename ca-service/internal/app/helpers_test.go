@@ -30,13 +30,13 @@ import (
 )
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	cli  *clientv3.Client
 	keys *seal.Keyring
 	st   *store.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	keys, err := seal.New(seal.Key{ID: "k1", Bytes: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
@@ -157,7 +157,7 @@ func dataplane(mesh, name string, services ...string) *resource.Resource {
 	return r
 }
 
-func newKey(t *testing.T) (crypto.Signer, []byte) {
+func newKey(t testing.TB) (crypto.Signer, []byte) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -526,7 +526,7 @@ func (m *Manager) Sign(ctx context.Context, r SignRequest) (*cav1.SignWorkloadCe
 	if now.After(v.signer.Cert.NotAfter) {
 		return nil, status.Errorf(codes.FailedPrecondition, "mesh %q: CA backend %q expired at %s", r.Mesh, v.enabled, v.signer.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	leaf, leafPEM, err := signer.Sign(v.signer, signer.Request{Mesh: r.Mesh, SPIFFEIDs: ids, PublicKey: pub, Validity: validity, Now: now})
+	leaf, err := signer.Sign(v.signer, signer.Request{SPIFFEIDs: ids, PublicKey: pub, Validity: validity, Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("sign for %s/%s: %w", r.Mesh, r.Dataplane, err)
 	}
@@ -535,7 +535,7 @@ func (m *Manager) Sign(ctx context.Context, r SignRequest) (*cav1.SignWorkloadCe
 		mt.issued.WithLabelValues(r.Mesh, v.enabled).Inc()
 		mt.latency.Observe(time.Since(start).Seconds())
 	}
-	chain := append(leafPEM, v.signer.ChainPEM...)
+	chain := append(leaf.PEM, v.signer.ChainPEM...)
 	return &cav1.SignWorkloadCertificateResponse{
 		CertificateChainPem: chain,
 		TrustBundlePem:      v.bundle.GetPem(),

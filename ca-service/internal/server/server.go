@@ -5,6 +5,8 @@ package server
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,12 +74,31 @@ func Auth(keys *token.Keys, allowed []string) grpcx.AuthFunc {
 		}
 		return nil
 	}
-	byToken := grpcx.TokenAuth(keys, func(c *token.Claims, _ string) error {
-		if c.Kind != token.KindService {
-			return status.Errorf(codes.PermissionDenied, "a %s token may not call ca-service: only control-plane services (service tokens) may", c.Kind)
+	cache := newTokenCache(time.Minute, 4096)
+	byToken := func(ctx context.Context) (context.Context, error) {
+		tok := grpcx.BearerToken(ctx)
+		if tok == "" {
+			return nil, status.Error(codes.Unauthenticated, "missing credentials: send 'authorization: Bearer <service token>' or a control-plane client certificate")
 		}
-		return check(c.Subject)
-	})
+		c, ok := cache.get(tok)
+		if !ok {
+			var err error
+			if c, err = keys.Verify(ctx, tok); err != nil {
+				if token.IsInvalid(err) {
+					return nil, status.Error(codes.Unauthenticated, err.Error())
+				}
+				return nil, status.Error(codes.Unavailable, "cannot verify token right now")
+			}
+			cache.put(tok, c)
+		}
+		if c.Kind != token.KindService {
+			return nil, status.Errorf(codes.PermissionDenied, "a %s token may not call ca-service: only control-plane services (service tokens) may", c.Kind)
+		}
+		if err := check(c.Subject); err != nil {
+			return nil, err
+		}
+		return grpcx.WithClaims(ctx, c), nil
+	}
 	return func(ctx context.Context, method string) (context.Context, error) {
 		if p, ok := peer.FromContext(ctx); ok {
 			if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
@@ -89,6 +110,49 @@ func Auth(keys *token.Keys, allowed []string) grpcx.AuthFunc {
 				}
 			}
 		}
-		return byToken(ctx, method)
+		return byToken(ctx)
 	}
+}
+
+// tokenCache remembers verified tokens for a short while: verifying an
+// ES256 signature costs as much as signing a certificate, and callers
+// reuse one token for many calls. Entries live at most ttl and never past
+// the token's expiry; a full cache is emptied.
+type tokenCache struct {
+	ttl time.Duration
+	max int
+	mu  sync.RWMutex
+	m   map[string]cachedToken
+}
+
+type cachedToken struct {
+	c     *token.Claims
+	until time.Time
+}
+
+func newTokenCache(ttl time.Duration, max int) *tokenCache {
+	return &tokenCache{ttl: ttl, max: max, m: map[string]cachedToken{}}
+}
+
+func (tc *tokenCache) get(tok string) (*token.Claims, bool) {
+	tc.mu.RLock()
+	e, ok := tc.m[tok]
+	tc.mu.RUnlock()
+	if !ok || time.Now().After(e.until) {
+		return nil, false
+	}
+	return e.c, true
+}
+
+func (tc *tokenCache) put(tok string, c *token.Claims) {
+	until := time.Now().Add(tc.ttl)
+	if c.ExpiresAt != nil && c.ExpiresAt.Before(until) {
+		until = c.ExpiresAt.Time
+	}
+	tc.mu.Lock()
+	if len(tc.m) >= tc.max {
+		tc.m = map[string]cachedToken{}
+	}
+	tc.m[tok] = cachedToken{c: c, until: until}
+	tc.mu.Unlock()
 }

@@ -33,11 +33,17 @@ const MinValidity = time.Second
 // SPIFFEID is the identity of a service in a mesh.
 func SPIFFEID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }
 
+// PublicKey is a workload key and its DER SubjectPublicKeyInfo.
+type PublicKey struct {
+	Key  crypto.PublicKey
+	SPKI []byte
+}
+
 // ParsePublicKey extracts the public key from a PKCS#10 CSR or a PKIX
 // public key, DER or PEM. A CSR's signature is checked (proof that the
 // caller holds the private key); its requested names are ignored: identity
 // comes from the Dataplane.
-func ParsePublicKey(csr, pub []byte) (crypto.PublicKey, error) {
+func ParsePublicKey(csr, pub []byte) (*PublicKey, error) {
 	switch {
 	case len(csr) > 0 && len(pub) > 0:
 		return nil, errors.New("set csr or public_key, not both")
@@ -58,7 +64,7 @@ func ParsePublicKey(csr, pub []byte) (crypto.PublicKey, error) {
 		if err := ca.CheckPublicKey(r.PublicKey); err != nil {
 			return nil, fmt.Errorf("csr: %w", err)
 		}
-		return r.PublicKey, nil
+		return &PublicKey{Key: r.PublicKey, SPKI: r.RawSubjectPublicKeyInfo}, nil
 	case len(pub) > 0:
 		der, err := pemOrDER(pub, "PUBLIC KEY")
 		if err != nil {
@@ -71,7 +77,7 @@ func ParsePublicKey(csr, pub []byte) (crypto.PublicKey, error) {
 		if err := ca.CheckPublicKey(k); err != nil {
 			return nil, fmt.Errorf("public_key: %w", err)
 		}
-		return k, nil
+		return &PublicKey{Key: k, SPKI: der}, nil
 	}
 	return nil, errors.New("csr or public_key is required")
 }
@@ -94,42 +100,74 @@ func pemOrDER(b []byte, types ...string) ([]byte, error) {
 
 // Request is what a leaf is issued for.
 type Request struct {
-	Mesh string
 	// SPIFFEIDs become URI SANs.
 	SPIFFEIDs []string
-	PublicKey crypto.PublicKey
+	PublicKey *PublicKey
 	Validity  time.Duration
 	Now       time.Time
 }
 
-// Sign issues the leaf: URI SANs for every identity, EKU server+client,
-// valid from Now-Backdate to Now+Validity (capped by the CA's expiry).
-func Sign(a *ca.Authority, r Request) (*x509.Certificate, []byte, error) {
+// Leaf is an issued certificate.
+type Leaf struct {
+	DER, PEM            []byte
+	NotBefore, NotAfter time.Time
+}
+
+// Sign issues the leaf: URI SANs for every identity (sorted), EKU
+// server+client, key usage digitalSignature (+keyEncipherment for RSA
+// keys), valid from Now-Backdate to Now+Validity capped by the CA's expiry.
+func Sign(a *ca.Authority, r Request) (*Leaf, error) {
 	if len(r.SPIFFEIDs) == 0 {
-		return nil, nil, errors.New("no identity to certify")
+		return nil, errors.New("no identity to certify")
 	}
 	ids := append([]string(nil), r.SPIFFEIDs...)
 	sort.Strings(ids)
+	for _, id := range ids {
+		if _, err := url.Parse(id); err != nil {
+			return nil, fmt.Errorf("identity %q: %w", id, err)
+		}
+	}
+	notBefore := r.Now.Add(-Backdate).UTC().Truncate(time.Second)
+	notAfter := r.Now.Add(r.Validity).UTC().Truncate(time.Second)
+	if notAfter.After(a.Cert.NotAfter) {
+		notAfter = a.Cert.NotAfter.UTC()
+	}
+	_, isRSA := r.PublicKey.Key.(*rsa.PublicKey)
+	der, err := encodeLeaf(a, r.PublicKey.SPKI, isRSA, ids, notBefore, notAfter)
+	if errors.Is(err, errUnsupportedCA) {
+		der, err = signWithX509(a, r.PublicKey.Key, isRSA, ids, notBefore, notAfter)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Leaf{DER: der, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), NotBefore: notBefore, NotAfter: notAfter}, nil
+}
+
+// signWithX509 is the general path, for CA keys the encoder does not know.
+func signWithX509(a *ca.Authority, pub crypto.PublicKey, isRSA bool, ids []string, notBefore, notAfter time.Time) ([]byte, error) {
 	uris := make([]*url.URL, 0, len(ids))
 	for _, id := range ids {
 		u, err := url.Parse(id)
 		if err != nil {
-			return nil, nil, fmt.Errorf("identity %q: %w", id, err)
+			return nil, err
 		}
 		uris = append(uris, u)
 	}
 	ku := x509.KeyUsageDigitalSignature
-	if _, ok := r.PublicKey.(*rsa.PublicKey); ok {
+	if isRSA {
 		ku |= x509.KeyUsageKeyEncipherment
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          ca.RandomSerial(),
-		NotBefore:             r.Now.Add(-Backdate),
-		NotAfter:              r.Now.Add(r.Validity),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              ku,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		URIs:                  uris,
 	}
-	return a.Sign(tmpl, r.PublicKey)
+	c, _, err := a.Sign(tmpl, pub)
+	if err != nil {
+		return nil, err
+	}
+	return c.Raw, nil
 }
