@@ -45,7 +45,9 @@ func provided(cert, key *meshv1.DataSource) *resource.Resource {
 	return r
 }
 
-func inline(b []byte) *meshv1.DataSource { return &meshv1.DataSource{Type: &meshv1.DataSource_Inline{Inline: b}} }
+func inline(b []byte) *meshv1.DataSource {
+	return &meshv1.DataSource{Type: &meshv1.DataSource_Inline{Inline: b}}
+}
 
 func TestValidateMeshCAEachBadInput(t *testing.T) {
 	now := time.Now()

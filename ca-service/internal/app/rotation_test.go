@@ -169,4 +169,3 @@ func TestProvidedCA(t *testing.T) {
 		return status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "no PEM private key")
 	})
 }
-
