@@ -11,8 +11,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
-	"math/big"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/weftmesh/weft/pkg/ca"
 )
@@ -52,30 +54,9 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-type tbsCertificate struct {
-	Version            int `asn1:"explicit,tag:0"`
-	SerialNumber       *big.Int
-	SignatureAlgorithm pkix.AlgorithmIdentifier
-	Issuer             asn1.RawValue
-	Validity           validity
-	Subject            asn1.RawValue
-	PublicKey          asn1.RawValue
-	Extensions         []pkix.Extension `asn1:"explicit,tag:3"`
-}
 
-type validity struct {
-	NotBefore, NotAfter time.Time
-}
 
-type certificate struct {
-	TBSCertificate     asn1.RawValue
-	SignatureAlgorithm pkix.AlgorithmIdentifier
-	SignatureValue     asn1.BitString
-}
 
-type authKeyID struct {
-	ID []byte `asn1:"optional,tag:0"`
-}
 
 var errUnsupportedCA = errors.New("CA key type not supported by the fast encoder")
 
@@ -101,11 +82,7 @@ func encodeLeaf(a *ca.Authority, spki []byte, rsaKey bool, uris []string, notBef
 	if err != nil {
 		return nil, err
 	}
-	names := make([]asn1.RawValue, len(uris))
-	for i, u := range uris {
-		names[i] = asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 6, Bytes: []byte(u)}
-	}
-	san, err := asn1.Marshal(names)
+	algDER, err := asn1.Marshal(alg)
 	if err != nil {
 		return nil, err
 	}
@@ -113,31 +90,53 @@ func encodeLeaf(a *ca.Authority, spki []byte, rsaKey bool, uris []string, notBef
 	if rsaKey {
 		ku = keyUsageDSAndKE
 	}
-	exts := []pkix.Extension{
-		{Id: oidKeyUsage, Critical: true, Value: ku},
-		{Id: oidExtKeyUsage, Value: extKeyUsageValue},
-		{Id: oidBasicConstraints, Critical: true, Value: basicConstraintsValue},
+	ext := func(b *cryptobyte.Builder, id asn1.ObjectIdentifier, critical bool, value func(*cryptobyte.Builder)) {
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(id)
+			if critical {
+				b.AddASN1Boolean(true)
+			}
+			b.AddASN1(cbasn1.OCTET_STRING, value)
+		})
 	}
-	if len(a.Cert.SubjectKeyId) > 0 {
-		akid, err := asn1.Marshal(authKeyID{ID: a.Cert.SubjectKeyId})
-		if err != nil {
-			return nil, err
-		}
-		exts = append(exts, pkix.Extension{Id: oidAuthorityKeyID, Value: akid})
-	}
-	// The subject is empty, so the SAN extension is critical (RFC 5280 4.2.1.6).
-	exts = append(exts, pkix.Extension{Id: oidSubjectAltName, Critical: true, Value: san})
-	tbs := tbsCertificate{
-		Version:            2,
-		SerialNumber:       ca.RandomSerial(),
-		SignatureAlgorithm: alg,
-		Issuer:             asn1.RawValue{FullBytes: a.Cert.RawSubject},
-		Validity:           validity{notBefore.UTC().Truncate(time.Second), notAfter.UTC().Truncate(time.Second)},
-		Subject:            asn1.RawValue{FullBytes: emptyName},
-		PublicKey:          asn1.RawValue{FullBytes: spki},
-		Extensions:         exts,
-	}
-	tbsDER, err := asn1.Marshal(tbs)
+	raw := func(v []byte) func(*cryptobyte.Builder) { return func(b *cryptobyte.Builder) { b.AddBytes(v) } }
+	tb := cryptobyte.NewBuilder(make([]byte, 0, 512+len(spki)))
+	tb.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) { b.AddASN1Int64(2) })
+		b.AddASN1BigInt(ca.RandomSerial())
+		b.AddBytes(algDER)
+		b.AddBytes(a.Cert.RawSubject)
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			addTime(b, notBefore)
+			addTime(b, notAfter)
+		})
+		b.AddBytes(emptyName)
+		b.AddBytes(spki)
+		b.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				ext(b, oidKeyUsage, true, raw(ku))
+				ext(b, oidExtKeyUsage, false, raw(extKeyUsageValue))
+				ext(b, oidBasicConstraints, true, raw(basicConstraintsValue))
+				if id := a.Cert.SubjectKeyId; len(id) > 0 {
+					ext(b, oidAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(id) })
+						})
+					})
+				}
+				// The subject is empty, so the SAN extension is critical
+				// (RFC 5280 4.2.1.6).
+				ext(b, oidSubjectAltName, true, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+						for _, u := range uris {
+							b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(u)) })
+						}
+					})
+				})
+			})
+		})
+	})
+	tbsDER, err := tb.Bytes()
 	if err != nil {
 		return nil, err
 	}
@@ -154,9 +153,22 @@ func encodeLeaf(a *ca.Authority, spki []byte, rsaKey bool, uris []string, notBef
 	if err != nil {
 		return nil, err
 	}
-	return asn1.Marshal(certificate{
-		TBSCertificate:     asn1.RawValue{FullBytes: tbsDER},
-		SignatureAlgorithm: alg,
-		SignatureValue:     asn1.BitString{Bytes: sig, BitLength: len(sig) * 8},
+	cb := cryptobyte.NewBuilder(make([]byte, 0, len(tbsDER)+len(sig)+32))
+	cb.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddBytes(tbsDER)
+		b.AddBytes(algDER)
+		b.AddASN1BitString(sig)
 	})
+	return cb.Bytes()
+}
+
+// addTime encodes a certificate time as RFC 5280 4.1.2.5 asks: UTCTime
+// through 2049, GeneralizedTime after.
+func addTime(b *cryptobyte.Builder, t time.Time) {
+	t = t.UTC()
+	if t.Year() >= 1950 && t.Year() < 2050 {
+		b.AddASN1UTCTime(t)
+	} else {
+		b.AddASN1GeneralizedTime(t)
+	}
 }

@@ -3,7 +3,10 @@
 package signer
 
 import (
+	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -32,6 +35,11 @@ const MinValidity = time.Second
 
 // SPIFFEID is the identity of a service in a mesh.
 func SPIFFEID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }
+
+// p256SPKIPrefix is the DER SubjectPublicKeyInfo header of an
+// uncompressed P-256 key (id-ecPublicKey, prime256v1, BIT STRING of 66).
+var p256SPKIPrefix = []byte{0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00}
 
 // PublicKey is a workload key and its DER SubjectPublicKeyInfo.
 type PublicKey struct {
@@ -69,6 +77,15 @@ func ParsePublicKey(csr, pub []byte) (*PublicKey, error) {
 		der, err := pemOrDER(pub, "PUBLIC KEY")
 		if err != nil {
 			return nil, fmt.Errorf("public_key: %w", err)
+		}
+		// Fast path for the common P-256 key: the SPKI is a fixed header
+		// and an uncompressed point (which is checked to be on the curve).
+		if len(der) == len(p256SPKIPrefix)+65 && bytes.HasPrefix(der, p256SPKIPrefix) {
+			k, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), der[len(p256SPKIPrefix):])
+			if err != nil {
+				return nil, fmt.Errorf("public_key: %w", err)
+			}
+			return &PublicKey{Key: k, SPKI: der}, nil
 		}
 		k, err := x509.ParsePKIXPublicKey(der)
 		if err != nil {
