@@ -236,7 +236,9 @@ func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClie
 	if len(all) == 0 {
 		return fmt.Errorf("%s: no successful requests (%d errors)", keyType, errs.Load())
 	}
-	q := func(p float64) string { return all[min(int(float64(len(all))*p), len(all)-1)].Round(10 * time.Microsecond).String() }
+	q := func(p float64) string {
+		return all[min(int(float64(len(all))*p), len(all)-1)].Round(10 * time.Microsecond).String()
+	}
 	name := keyType
 	if keyType == "rsa" {
 		name = "rsa-2048"

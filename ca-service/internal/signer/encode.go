@@ -54,10 +54,6 @@ func mustMarshal(v any) []byte {
 	return b
 }
 
-
-
-
-
 var errUnsupportedCA = errors.New("CA key type not supported by the fast encoder")
 
 // sigAlg picks the signature algorithm for a CA key.
