@@ -211,6 +211,11 @@ func TestTwoReplicasCreateOneRoot(t *testing.T) {
 		go func() { defer runs.Done(); _ = a.Run(runCtx) }()
 	}
 	t.Cleanup(func() { cancel(); runs.Wait() })
+	// The Mesh watch creates the root before anyone asks for a certificate.
+	eventually(t, "root Secret created by the mesh watch", func() bool {
+		_, err := e.st.Get(ctx, resource.SecretType, "default", "ca-builtin-ca-1")
+		return err == nil
+	})
 	_, pub := newKey(t)
 	var bundles [2][]byte
 	var leaves [2]*x509.Certificate
