@@ -55,6 +55,25 @@ func main() {
 	}
 }
 
+// cpuTime reads a process's user+system CPU time from /proc (Linux).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+var serverPID int
+
 type opts struct {
 	bin, addr, etcd, keyFile string
 	duration                 time.Duration
@@ -143,7 +162,7 @@ func run() error {
 
 	fmt.Printf("# ca-service signing: %d dataplanes, concurrency %d over %d connections, %s each, GOMAXPROCS %d, csr=%t\n",
 		o.dps, o.concurrency, o.conns, o.duration, runtime.GOMAXPROCS(0), o.csr)
-	fmt.Printf("| root | certs | certs/s | p50 | p90 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| root | certs | certs/s | p50 | p90 | p99 | max | errors | server CPU/cert | client CPU/cert | server-only capacity on 2 idle cores |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, kt := range strings.Split(o.keyTypes, ",") {
 		mesh := "bench-" + strings.ReplaceAll(kt, "-", "")
 		if err := setup(ctx, st, mesh, kt, o.dps); err != nil {
@@ -151,6 +170,15 @@ func run() error {
 		}
 		if err := measure(ctx, clients, mesh, kt, o); err != nil {
 			return err
+		}
+	}
+	if serverPID != 0 {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", serverPID)); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "VmHWM:") {
+					fmt.Printf("\n# ca-service peak RSS: %s\n", strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:")))
+				}
+			}
 		}
 	}
 	return nil
@@ -207,6 +235,7 @@ func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClie
 	lats := make([][]time.Duration, o.concurrency)
 	deadline := time.Now().Add(o.duration)
 	start := time.Now()
+	srv0, cli0 := cpuTime(serverPID), cpuTime(os.Getpid())
 	var wg sync.WaitGroup
 	for w := 0; w < o.concurrency; w++ {
 		wg.Add(1)
@@ -228,6 +257,7 @@ func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClie
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	srvCPU, cliCPU := cpuTime(serverPID)-srv0, cpuTime(os.Getpid())-cli0
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
@@ -243,8 +273,14 @@ func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClie
 	if keyType == "rsa" {
 		name = "rsa-2048"
 	}
-	fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %d |\n", name, n.Load(), float64(n.Load())/elapsed.Seconds(),
-		q(0.5), q(0.9), q(0.99), all[len(all)-1].Round(10*time.Microsecond), errs.Load())
+	perSrv := srvCPU / time.Duration(n.Load())
+	perCli := cliCPU / time.Duration(n.Load())
+	capacity := "n/a"
+	if perSrv > 0 {
+		capacity = fmt.Sprintf("%.0f/s", 2*float64(time.Second)/float64(perSrv))
+	}
+	fmt.Printf("| %s | %d | %.0f | %s | %s | %s | %s | %d | %s | %s | %s |\n", name, n.Load(), float64(n.Load())/elapsed.Seconds(),
+		q(0.5), q(0.9), q(0.99), all[len(all)-1].Round(10*time.Microsecond), errs.Load(), perSrv.Round(time.Microsecond), perCli.Round(time.Microsecond), capacity)
 	return nil
 }
 
@@ -275,11 +311,13 @@ func startService(ctx context.Context, o opts) (func(), string, error) {
 		return nil, "", err
 	}
 	cmd := exec.CommandContext(ctx, o.bin, "--address", addr, "--admin-address", admin, "--etcd-endpoints", o.etcd,
-		"--encryption-key-file", o.keyFile, "--log-level", "warn", "--instance-id", "bench")
+		"--encryption-key-file", o.keyFile, "--log-level", "warn", "--instance-id", "bench", "--enable-pprof")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
 	}
+	serverPID = cmd.Process.Pid
+	fmt.Fprintf(os.Stderr, "ca-service pid %d, gRPC %s, admin http://%s (pprof at /debug/pprof/)\n", serverPID, addr, admin)
 	stop := func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()

@@ -11,8 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -54,6 +57,8 @@ type Config struct {
 	TLSKeyFile   string
 	TLSHostnames config.StringList
 	InsecureDev  bool
+	// EnablePprof serves net/http/pprof on the admin listener.
+	EnablePprof bool
 
 	// AllowedServices limits callers to these service names (token
 	// subject or certificate service name); empty admits every service.
@@ -101,6 +106,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file")
 	fs.Var(&c.TLSHostnames, "tls-hostnames", "comma-separated DNS names/IPs for the control-plane-CA serving certificate (loopback is always included; default: instance id)")
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "serve gRPC in plaintext: DEVELOPMENT ONLY, never in production")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve /debug/pprof/ on the admin address")
 	fs.Var(&c.AllowedServices, "allowed-services", "comma-separated service names allowed to call (default: any control-plane service)")
 	fs.BoolVar(&c.CreateBuiltinRoots, "create-builtin-roots", c.CreateBuiltinRoots, "generate builtin mesh roots (false in a zone: roots come from global)")
 	fs.DurationVar(&c.IssuedFlushInterval, "issued-flush-interval", c.IssuedFlushInterval, "how often records of issued certificates are written to etcd")
@@ -235,6 +241,10 @@ func New(cfg Config) (a *App, err error) {
 	tokens := token.New(a.st)
 	unary, stream := grpcx.Auth(server.Auth(tokens, cfg.AllowedServices))
 	opts := grpcx.ServerOptions(log, reg, Service, []grpc.UnaryServerInterceptor{unary}, []grpc.StreamServerInterceptor{stream})
+	// Long-lived stream workers keep their grown stacks: a fresh goroutine
+	// per RPC spends a tenth of the CPU growing its stack through gRPC,
+	// TLS and ECDSA frames.
+	opts = append(opts, grpc.NumStreamWorkers(uint32(4*runtime.GOMAXPROCS(0))))
 	opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
 	if creds != nil {
@@ -254,6 +264,10 @@ func New(cfg Config) (a *App, err error) {
 		return nil, err
 	}
 	a.admin.AddCheck("etcd", telemetry.EtcdCheck(cli))
+	if cfg.EnablePprof {
+		a.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+		a.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	}
 	a.admin.AddCheck("ca", func(context.Context) error {
 		if !a.manager.Ready() {
 			return errors.New("initial sync of meshes, dataplanes and secrets not done")

@@ -89,10 +89,23 @@ func TestRootRotation(t *testing.T) {
 			t.Errorf("after rotation %s leaf still verifies", name)
 		}
 	}
-	// A restarted replica (state only from etcd) agrees.
+	// A second replica (state only from etcd) agrees.
 	b2, err := e.serviceClient(e.start(e.config())).GetTrustBundle(ctx, &cav1.GetTrustBundleRequest{Mesh: "default"})
 	if err != nil || b2.GetVersion() != after.GetVersion() {
 		t.Errorf("second replica bundle %v (%v), want version %s", b2.GetBackends(), err, after.GetVersion())
+	}
+	// Deleting the mesh ends the watch.
+	if err := e.st.Delete(ctx, resource.MeshType, "", "default", 0); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := watch.Recv()
+		if err != nil {
+			if status.Code(err) != codes.NotFound {
+				t.Errorf("watch ended with %v, want NotFound", err)
+			}
+			break
+		}
 	}
 }
 

@@ -164,7 +164,9 @@ func (t *Tracker) Flush(ctx context.Context) {
 			return
 		}
 		if _, err := t.cli.Txn(ctx).Then(ops...).Commit(); err != nil {
-			t.log.Warn("writing issued-certificate records failed; retrying at next flush", "records", len(ops), "error", err)
+			if ctx.Err() == nil {
+				t.log.Warn("writing issued-certificate records failed; retrying at next flush", "records", len(ops), "error", err)
+			}
 			t.mu.Lock()
 			for _, op := range ops {
 				k := string(op.KeyBytes())
