@@ -433,7 +433,10 @@ func (m *Manager) rebuild(ctx context.Context, mesh string) *view {
 		a, err := load(v.enabled)
 		if err != nil {
 			v.err = err
-			m.log.Error("cannot load the enabled CA of a mesh", "mesh", mesh, "backend", v.enabled, "error", err)
+			// Retried every recheck: log only when the problem changes.
+			if prev := ms.view.Load(); prev == nil || prev.err == nil || prev.err.Error() != err.Error() {
+				m.log.Error("cannot load the enabled CA of a mesh; signing in it fails until this is fixed", "mesh", mesh, "backend", v.enabled, "error", err)
+			}
 		} else {
 			v.signer = a
 			v.roots[v.enabled] = a.Cert
