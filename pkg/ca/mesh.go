@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -132,4 +133,21 @@ func ValidateMeshCA(ctx context.Context, get SecretGetter, mesh *resource.Resour
 		}
 	}
 	return v.Err()
+}
+
+// StoreSecrets reads mesh Secrets from a store, for ValidateMeshCA:
+//
+//	err := ca.ValidateMeshCA(ctx, ca.StoreSecrets(st), mesh)
+func StoreSecrets(st *store.Store) SecretGetter {
+	return func(ctx context.Context, mesh, name string) ([]byte, error) {
+		r, err := st.Get(ctx, resource.SecretType, mesh, name)
+		if err != nil {
+			return nil, err
+		}
+		s, ok := r.Spec.(*meshv1.Secret)
+		if !ok {
+			return nil, fmt.Errorf("secret %s/%s: unexpected spec %T", mesh, name, r.Spec)
+		}
+		return s.GetData(), nil
+	}
 }

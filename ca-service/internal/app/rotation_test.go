@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"context"
 	"crypto/x509"
 	"strings"
 	"testing"
@@ -147,13 +146,7 @@ func TestProvidedCA(t *testing.T) {
 	m := meshRes("default", "corp", prov)
 	e.put(meshRes("default", ""))
 	e.put(sec)
-	if err := ca.ValidateMeshCA(ctx, func(ctx context.Context, mesh, name string) ([]byte, error) {
-		r, err := e.st.Get(ctx, resource.SecretType, mesh, name)
-		if err != nil {
-			return nil, err
-		}
-		return r.Spec.(*meshv1.Secret).GetData(), nil
-	}, m); err != nil {
+	if err := ca.ValidateMeshCA(ctx, ca.StoreSecrets(e.st), m); err != nil {
 		t.Fatalf("valid provided CA rejected: %v", err)
 	}
 	e.put(m)
