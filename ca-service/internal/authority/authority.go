@@ -136,6 +136,13 @@ func (m *Manager) Ready() bool { return m.isSynced.Load() }
 // Run watches etcd and rebuilds meshes until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
 	st := m.cfg.Store
+	// A bundle computed before the issued-certificate records are read
+	// would drop rotated-out roots that workloads still use.
+	select {
+	case <-m.cfg.Tracker.Synced():
+	case <-ctx.Done():
+		return nil
+	}
 	type watched struct {
 		t     *resource.Type
 		apply func(store.Event)
@@ -350,6 +357,15 @@ func (m *Manager) applySecret(ev store.Event) {
 // current returns an up-to-date view of a mesh, rebuilding it when its
 // inputs changed since the last one.
 func (m *Manager) current(ctx context.Context, mesh string) (*meshState, *view, error) {
+	select {
+	case <-m.cfg.Tracker.Synced():
+	default:
+		select {
+		case <-m.cfg.Tracker.Synced():
+		case <-ctx.Done():
+			return nil, nil, status.Error(codes.Unavailable, "ca-service is starting: issued-certificate records not read yet")
+		}
+	}
 	m.mu.RLock()
 	ms := m.meshes[mesh]
 	m.mu.RUnlock()
