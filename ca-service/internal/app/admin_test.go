@@ -86,7 +86,7 @@ func TestTLSFilesAndInsecureDev(t *testing.T) {
 	cfg = e.config()
 	cfg.InsecureDev = true
 	b := e.start(cfg)
-	pconn, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(insecureTok{tok.tok}))
+	pconn, err := grpc.NewClient(b.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(insecureTok(tok)))
 	if err != nil {
 		t.Fatal(err)
 	}
