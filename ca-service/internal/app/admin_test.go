@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/weftmesh/weft/ca-service/internal/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/token"
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
@@ -107,3 +108,18 @@ func (c insecureTok) GetRequestMetadata(context.Context, ...string) (map[string]
 	return map[string]string{"authorization": "Bearer " + c.tok}, nil
 }
 func (insecureTok) RequireTransportSecurity() bool { return false }
+
+func TestMainFlags(t *testing.T) {
+	var out strings.Builder
+	if code := app.Main(context.Background(), []string{"--help"}, &out); code != 0 || !strings.Contains(out.String(), "--tls-cert-file") && !strings.Contains(out.String(), "-tls-cert-file") {
+		t.Errorf("--help: code %d, output %q", code, out.String())
+	}
+	out.Reset()
+	if code := app.Main(context.Background(), []string{"--tls-cert-file", "x.crt"}, &out); code != 1 || !strings.Contains(out.String(), "tls-cert-file and tls-key-file go together") {
+		t.Errorf("half a TLS pair: code %d, output %q", code, out.String())
+	}
+	out.Reset()
+	if code := app.Main(context.Background(), []string{"--no-such-flag"}, &out); code != 2 {
+		t.Errorf("unknown flag: code %d", code)
+	}
+}

@@ -199,6 +199,10 @@ func (m *Manager) recheck(ctx context.Context) {
 			m.rebuild(ctx, ms.name)
 			continue
 		}
+		if v.gen != ms.gen.Load() { // a change notification was dropped
+			m.rebuild(ctx, ms.name)
+			continue
+		}
 		live := m.cfg.Tracker.Backends(ms.name, now)
 		for name := range v.roots {
 			if _, ok := live[name]; !ok && name != v.enabled {
