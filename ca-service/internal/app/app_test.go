@@ -161,6 +161,7 @@ func TestSignLeafVerifiesWithExactIdentity(t *testing.T) {
 		{"garbage key", &cav1.SignWorkloadCertificateRequest{Mesh: "alpha", Dataplane: "web-1", PublicKey: []byte("junk")}, codes.InvalidArgument, "public_key"},
 		{"bad csr signature", &cav1.SignWorkloadCertificateRequest{Mesh: "alpha", Dataplane: "web-1", Csr: tamper(csr)}, codes.InvalidArgument, "csr"},
 		{"no mesh", &cav1.SignWorkloadCertificateRequest{Dataplane: "web-1", PublicKey: pub}, codes.InvalidArgument, "mesh is required"},
+		{"bad name", &cav1.SignWorkloadCertificateRequest{Mesh: "alpha", Dataplane: strings.Repeat("x", 300), PublicKey: pub}, codes.InvalidArgument, "validation failed"},
 	} {
 		_, err := c.SignWorkloadCertificate(ctx, tc.req)
 		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {

@@ -520,6 +520,12 @@ func (m *Manager) Sign(ctx context.Context, r SignRequest) (*cav1.SignWorkloadCe
 	if r.Dataplane == "" {
 		return nil, status.Error(codes.InvalidArgument, "dataplane is required")
 	}
+	nv := resource.NewValidator()
+	resource.CheckName(nv.Field("mesh"), r.Mesh)
+	resource.CheckName(nv.Field("dataplane"), r.Dataplane)
+	if err := nv.Err(); err != nil {
+		return nil, err
+	}
 	pub, err := signer.ParsePublicKey(r.CSR, r.PublicKey)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -603,10 +609,19 @@ func (m *Manager) identity(ctx context.Context, mesh, name string) ([]string, st
 	return nil, "", status.Errorf(codes.NotFound, "no Dataplane %q in mesh %q (and no ZoneIngress of that name)", name, mesh)
 }
 
+func checkMesh(mesh string) error {
+	if mesh == "" {
+		return status.Error(codes.InvalidArgument, "mesh is required")
+	}
+	v := resource.NewValidator()
+	resource.CheckName(v.Field("mesh"), mesh)
+	return v.Err()
+}
+
 // Bundle returns a mesh's current trust bundle.
 func (m *Manager) Bundle(ctx context.Context, mesh string) (*cav1.TrustBundle, error) {
-	if mesh == "" {
-		return nil, status.Error(codes.InvalidArgument, "mesh is required")
+	if err := checkMesh(mesh); err != nil {
+		return nil, err
 	}
 	_, v, err := m.current(ctx, mesh)
 	if err != nil {
@@ -618,8 +633,8 @@ func (m *Manager) Bundle(ctx context.Context, mesh string) (*cav1.TrustBundle, e
 // WatchBundle sends the current bundle and then every change until ctx
 // ends or the mesh is deleted.
 func (m *Manager) WatchBundle(ctx context.Context, mesh string, send func(*cav1.TrustBundle) error) error {
-	if mesh == "" {
-		return status.Error(codes.InvalidArgument, "mesh is required")
+	if err := checkMesh(mesh); err != nil {
+		return err
 	}
 	last := ""
 	for {
