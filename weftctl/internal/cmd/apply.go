@@ -84,14 +84,16 @@ func runApply(ctx context.Context, a *App, args []string) error {
 	})
 	if *dryRun {
 		for i, in := range inputs {
-			y, err := resource.MarshalYAML(in.res)
+			js, err := resource.MarshalJSON(in.res)
 			if err != nil {
 				return err
 			}
 			if i > 0 {
 				fmt.Fprintln(a.Stdout, "---")
 			}
-			a.Stdout.Write(y)
+			if err := writeYAML(a.Stdout, js); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(a.Stderr, "%d resource(s) valid; nothing applied (dry run)\n", len(inputs))
 		return nil

@@ -3,8 +3,6 @@ package cmd
 import (
 	"context"
 	"fmt"
-
-	"github.com/weftmesh/weft/pkg/resource"
 )
 
 const deleteUsage = `Usage:
@@ -48,7 +46,7 @@ func runDelete(ctx context.Context, a *App, args []string) error {
 		return err
 	}
 	if err := c.Delete(ctx, t, m, pos[1]); err != nil {
-		return fmt.Errorf("delete %s: %w", resource.Key(t.Name, m, pos[1]), err)
+		return fmt.Errorf("delete %s: %w", t.Name+" "+displayName(m, pos[1]), err)
 	}
 	fmt.Fprintf(a.Stdout, "deleted %s %s\n", t.Name, displayName(m, pos[1]))
 	return nil

@@ -68,7 +68,7 @@ func runGet(ctx context.Context, a *App, args []string) error {
 		}
 		o, err := c.Get(ctx, t, m, pos[1])
 		if err != nil {
-			return fmt.Errorf("get %s: %w", resource.Key(t.Name, m, pos[1]), err)
+			return fmt.Errorf("get %s: %w", t.Name+" "+displayName(m, pos[1]), err)
 		}
 		return a.printObjects(t, *out, []*client.Object{o}, true)
 	}

@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/weftmesh/weft/weftctl/internal/client"
 )
 
@@ -137,9 +135,9 @@ func writeJSON(w io.Writer, raw []byte) error {
 	return err
 }
 
-// writeYAML converts raw JSON to YAML.
+// writeYAML converts raw JSON to YAML, keeping the key order.
 func writeYAML(w io.Writer, raw []byte) error {
-	y, err := yaml.JSONToYAML(raw)
+	y, err := jsonToOrderedYAML(raw)
 	if err != nil {
 		return fmt.Errorf("format YAML: %w", err)
 	}
