@@ -166,7 +166,7 @@ func TestApplyInvalidChangesNothing(t *testing.T) {
 	}{
 		{
 			name: "port 0 and no service tag: both fields listed",
-			doc: "type: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: bad\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 0\n",
+			doc:  "type: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: bad\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 0\n",
 			wantStderr: []string{"Dataplane default/bad", "networking.inbound[0].port:",
 				`networking.inbound[0].tags["weft.io/service"]:`, "Nothing was applied."},
 		},
