@@ -288,6 +288,10 @@ func FormatError(err error) string {
 			fmt.Fprintf(&b, "Hint: pass a token with --token or %s, or add one with 'weftctl config control-planes add --token'.\n", EnvToken)
 		case http.StatusForbidden:
 			b.WriteString("Hint: the token is valid but not allowed to do this; admin tokens can.\n")
+		case http.StatusConflict:
+			b.WriteString("Hint: it changed since the version you sent; get it again ('weftctl get TYPE NAME -o yaml') and reapply your change.\n")
+		case http.StatusMethodNotAllowed:
+			b.WriteString("Hint: it is owned by another control plane (global or a zone); change it there.\n")
 		}
 		return b.String()
 	}
