@@ -719,3 +719,45 @@ func TestRegisterCommand(t *testing.T) {
 		t.Fatalf("help lacks up:\n%s", errb.String())
 	}
 }
+
+func TestTLSCertificate(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	var got []cmd.TLSRequest
+	run := func(gen cmd.TLSGenerator, args ...string) result {
+		var out, errb bytes.Buffer
+		a := cmd.New(strings.NewReader(""), &out, &errb)
+		a.Getenv = func(string) string { return "" }
+		a.GenerateTLS = gen
+		code := a.Run(context.Background(), append([]string{"generate", "tls-certificate", "--cert-file", cert, "--key-file", key}, args...))
+		return result{code, out.String(), errb.String()}
+	}
+	fake := func(r cmd.TLSRequest) ([]byte, []byte, error) {
+		got = append(got, r)
+		return []byte("CERT"), []byte("KEY"), nil
+	}
+	if r := run(nil, "--type", "server", "--hostname", "cp.local"); r.code != 1 || !strings.Contains(r.stderr, "not available yet") {
+		t.Fatalf("without generator: %d %s", r.code, r.stderr)
+	}
+	if r := run(fake, "--type", "server"); r.code != 2 || !strings.Contains(r.stderr, "--hostname is required") {
+		t.Fatalf("server without hostname: %d %s", r.code, r.stderr)
+	}
+	if r := run(fake, "--type", "server", "--hostname", "cp.local", "--hostname", "10.0.0.5", "--valid-for", "90d"); r.code != 0 {
+		t.Fatalf("generate: %d %s", r.code, r.stderr)
+	}
+	if len(got) != 1 || got[0].Type != "server" || len(got[0].Hostnames) != 2 || got[0].Validity != 90*24*time.Hour || got[0].KeyType != "ecdsa-p256" {
+		t.Fatalf("request = %+v", got)
+	}
+	for p, want := range map[string]os.FileMode{cert: 0o644, key: 0o600} {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm() != want {
+			t.Fatalf("%s: %v %v, want %v", p, st, err, want)
+		}
+	}
+	if r := run(fake, "--type", "client"); r.code != 1 || !strings.Contains(r.stderr, "--overwrite") {
+		t.Fatalf("existing files: %d %s", r.code, r.stderr)
+	}
+	if r := run(fake, "--type", "client", "--overwrite", "--key-type", "rsa"); r.code != 0 || got[1].KeyType != "rsa" {
+		t.Fatalf("overwrite: %d %s %+v", r.code, r.stderr, got)
+	}
+}

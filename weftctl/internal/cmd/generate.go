@@ -5,7 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/weftctl/internal/client"
@@ -45,10 +48,15 @@ Example:
   weftctl generate user-token --name alice --group mesh-admins --valid-for 7d`
 
 const tlsCertificateUsage = `Usage:
-  weftctl generate tls-certificate --type server|client --hostname H [--hostname ...]
+  weftctl generate tls-certificate --type server|client [--hostname H ...]
                                    [--cert-file cert.pem] [--key-file key.pem]
+                                   [--valid-for 1y] [--key-type ecdsa-p256|rsa] [--overwrite]
 
-Writes a self-signed certificate and key for control-plane endpoints.`
+Writes a self-signed certificate and key for control-plane endpoints (for
+operators who bring their own TLS). Server certificates need a --hostname.
+
+Example:
+  weftctl generate tls-certificate --type server --hostname cp.example.com --hostname 10.0.0.5`
 
 // tagsFlag is a repeatable k=v flag.
 type tagsFlag map[string]string
@@ -197,18 +205,36 @@ func runUserToken(ctx context.Context, a *App, args []string) error {
 	return a.printToken(tok)
 }
 
+// TLSRequest is what `generate tls-certificate` asks the generator for.
+type TLSRequest struct {
+	Type      string // "server" or "client"
+	Hostnames []string
+	Validity  time.Duration
+	KeyType   string // "ecdsa-p256" or "rsa"
+}
+
+// TLSGenerator returns a PEM certificate and PEM key.
+type TLSGenerator func(TLSRequest) (certPEM, keyPEM []byte, err error)
+
 // errTLSNotAvailable: the certificate generator lives in pkg/cptls, which
-// the CA work is adding. TODO(lead): once pkg/cptls is in main, call its
-// generator here with (typ, hostnames) and write certFile/keyFile (key 0600).
+// the CA work is adding. TODO(lead): once pkg/cptls is in main, set
+// App.GenerateTLS in New to
+//
+//	func(r TLSRequest) ([]byte, []byte, error) {
+//		return cptls.GenerateSelfSigned(cptls.GenerateOptions{Type: r.Type, Hostnames: r.Hostnames, Validity: r.Validity, KeyType: r.KeyType})
+//	}
 var errTLSNotAvailable = errors.New("generate tls-certificate is not available yet: the certificate generator (pkg/cptls) has not landed in this build")
 
 func runTLSCertificate(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("generate tls-certificate")
 	typ := fs.String("type", "", "certificate type: server or client (required)")
 	var hosts stringsFlag
-	fs.Var(&hosts, "hostname", "DNS name or IP the certificate is for; repeatable (required)")
+	fs.Var(&hosts, "hostname", "DNS name or IP the certificate is for; repeatable (required for server)")
 	certFile := fs.String("cert-file", "cert.pem", "where to write the certificate (PEM)")
 	keyFile := fs.String("key-file", "key.pem", "where to write the private key (PEM, mode 0600)")
+	validFor := fs.String("valid-for", "1y", "validity, e.g. 90d, 1y")
+	keyType := fs.String("key-type", "ecdsa-p256", "key type: ecdsa-p256 or rsa")
+	overwrite := fs.Bool("overwrite", false, "replace existing files")
 	pos, err := a.Parse(fs, tlsCertificateUsage, args)
 	if err != nil {
 		return err
@@ -219,11 +245,67 @@ func runTLSCertificate(ctx context.Context, a *App, args []string) error {
 	if *typ != "server" && *typ != "client" {
 		return usageErrorf("--type must be server or client")
 	}
-	if len(hosts) == 0 {
-		return usageErrorf("--hostname is required")
+	if *typ == "server" && len(hosts) == 0 {
+		return usageErrorf("--hostname is required for a server certificate")
 	}
-	if *certFile == "" || *keyFile == "" {
-		return usageErrorf("--cert-file and --key-file must not be empty")
+	if *keyType != "ecdsa-p256" && *keyType != "rsa" {
+		return usageErrorf("--key-type must be ecdsa-p256 or rsa")
 	}
-	return errTLSNotAvailable
+	validity, err := resource.ParseDuration(*validFor)
+	if err != nil || validity <= 0 {
+		return usageErrorf("--valid-for: must be a positive duration like 90d or 1y")
+	}
+	if *certFile == "" || *keyFile == "" || *certFile == *keyFile {
+		return usageErrorf("--cert-file and --key-file must be two different, non-empty paths")
+	}
+	if a.GenerateTLS == nil {
+		return errTLSNotAvailable
+	}
+	if !*overwrite {
+		for _, p := range []string{*certFile, *keyFile} {
+			if _, err := os.Stat(p); err == nil {
+				return fmt.Errorf("%s exists: pass --overwrite to replace it", p)
+			}
+		}
+	}
+	cert, key, err := a.GenerateTLS(TLSRequest{Type: *typ, Hostnames: hosts, Validity: validity, KeyType: *keyType})
+	if err != nil {
+		return fmt.Errorf("generate tls-certificate: %w", err)
+	}
+	// The key first, private from the start: a half-done run leaves no
+	// certificate without its key.
+	if err := writeFileAtomic(*keyFile, key, 0o600); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(*certFile, cert, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.Stdout, "wrote %s and %s (key mode 0600)\n", *certFile, *keyFile)
+	return nil
+}
+
+// writeFileAtomic writes data to path through a temporary file created with
+// mode perm, then renames it into place.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".weftctl-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

@@ -71,6 +71,9 @@ type App struct {
 	HTTPClient *http.Client
 	// Now is the clock for ages and expiries.
 	Now func() time.Time
+	// GenerateTLS makes self-signed certificates for `generate
+	// tls-certificate`; nil means not available in this build.
+	GenerateTLS TLSGenerator
 
 	// Global flags, set by any command's flag set.
 	CP         string
