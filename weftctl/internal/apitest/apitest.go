@@ -54,13 +54,27 @@ type TokenCall struct {
 // Start starts a fixture requiring token (none required if "") and closes
 // it when the test ends.
 func Start(t testing.TB, token string) *Server {
+	return start(t, token, false)
+}
+
+// StartTLS is Start over https with httptest's self-signed certificate
+// (Server.Certificate()).
+func StartTLS(t testing.TB, token string) *Server {
+	return start(t, token, true)
+}
+
+func start(t testing.TB, token string, useTLS bool) *Server {
 	s := &Server{
 		Token:    token,
 		objects:  map[string]*resource.Resource{},
 		insights: map[string]json.RawMessage{},
 		now:      func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
 	}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	if useTLS {
+		s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	} else {
+		s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	}
 	t.Cleanup(s.Close)
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -760,4 +761,42 @@ func TestTLSCertificate(t *testing.T) {
 	if r := run(fake, "--type", "client", "--overwrite", "--key-type", "rsa"); r.code != 0 || got[1].KeyType != "rsa" {
 		t.Fatalf("overwrite: %d %s %+v", r.code, r.stderr, got)
 	}
+}
+
+func TestHTTPSWithCACertFile(t *testing.T) {
+	srv := apitest.StartTLS(t, token)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "junk.pem")
+	os.WriteFile(notPEM, []byte("junk"), 0o600)
+	conf := filepath.Join(dir, "w.yaml")
+	h := &harness{t: t, srv: srv, conf: conf, env: map[string]string{"WEFTCTL_CONFIG": conf, "HOME": "/nonexistent"}}
+
+	r := h.run("", "get", "meshes", "--cp", srv.URL, "--token", token)
+	if r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("without CA: %d %s", r.code, r.stderr)
+	}
+	h.ok("", "get", "meshes", "--cp", srv.URL, "--token", token, "--ca-cert-file", ca)
+	h.env["WEFT_CA_CERT_FILE"] = ca
+	h.ok("", "get", "meshes", "--cp", srv.URL, "--token", token)
+	delete(h.env, "WEFT_CA_CERT_FILE")
+	if r := h.run("", "get", "meshes", "--cp", srv.URL, "--token", token, "--ca-cert-file", notPEM); r.code != 1 || !strings.Contains(r.stderr, "no PEM certificate") {
+		t.Fatalf("junk CA: %d %s", r.code, r.stderr)
+	}
+	// Recorded with the control plane, then used without flags.
+	if r := h.run("", "config", "control-planes", "add", "--name", "tls", "--address", srv.URL, "--token", token); r.code != 1 {
+		t.Fatalf("add without CA verified: %d", r.code)
+	}
+	h.ok("", "config", "control-planes", "add", "--name", "tls", "--address", srv.URL, "--token", token, "--ca-cert-file", ca)
+	h.ok("", "get", "meshes")
+	f, err := config.Load(conf)
+	if err != nil || f.CurrentControlPlane().CACertFile != ca {
+		t.Fatalf("config: %+v %v", f, err)
+	}
+	// WEFT_CP naming the same address picks up token and CA from the file.
+	h.env["WEFT_CP"] = srv.URL
+	h.ok("", "get", "meshes")
 }

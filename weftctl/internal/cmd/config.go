@@ -3,9 +3,9 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
-	"github.com/weftmesh/weft/weftctl/internal/client"
 	"github.com/weftmesh/weft/weftctl/internal/config"
 )
 
@@ -21,9 +21,12 @@ func configCommand() *Command {
 }
 
 const cpAddUsage = `Usage:
-  weftctl config control-planes add --name NAME --address URL [--token TOKEN] [--use] [--overwrite] [--no-verify]
+  weftctl config control-planes add --name NAME --address URL [--token TOKEN] [--ca-cert-file FILE]
+                                  [--use] [--overwrite] [--no-verify]
 
-Records a control plane in the config file (mode 0600: it holds tokens). The
+Records a control plane in the config file (mode 0600: it holds tokens), with
+the CA certificates that verify an https address if --ca-cert-file is given
+(stored as an absolute path). The
 first control plane added becomes current; --use makes this one current.
 Unless --no-verify is given, weftctl first checks that a Weft api-server
 answers at URL with the token.
@@ -35,7 +38,8 @@ func runCPAdd(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("config control-planes add")
 	name := fs.String("name", "", "name of the control plane (required)")
 	address := fs.String("address", "", "api-server HTTP address, e.g. http://127.0.0.1:5681 (required)")
-	// --token is the global flag: it names this control plane's token here.
+	// --token and --ca-cert-file are global flags: here they name this
+	// control plane's token and CA certificates.
 	use := fs.Bool("use", false, "make it the current control plane")
 	overwrite := fs.Bool("overwrite", false, "replace a control plane of the same name")
 	noVerify := fs.Bool("no-verify", false, "do not check that the address answers")
@@ -62,8 +66,17 @@ func runCPAdd(ctx context.Context, a *App, args []string) error {
 	if f.Find(*name) != nil && !*overwrite {
 		return fmt.Errorf("control plane %q already exists in %s: pass --overwrite to replace it", *name, path)
 	}
+	caFile := a.CACertFile
+	if caFile != "" {
+		if caFile, err = filepath.Abs(caFile); err != nil {
+			return err
+		}
+		if _, err := loadCAs(caFile); err != nil {
+			return err
+		}
+	}
 	if !*noVerify {
-		c, err := client.New(*address, a.Token, client.WithHTTPClient(a.HTTPClient), client.WithUserAgent("weftctl/"+Version))
+		c, err := a.newClient(Target{Address: *address, Token: a.Token, CACertFile: caFile})
 		if err != nil {
 			return err
 		}
@@ -77,7 +90,7 @@ func runCPAdd(ctx context.Context, a *App, args []string) error {
 			return fmt.Errorf("verify control plane %s: it answers as %q, not Weft (pass --no-verify to skip)", *address, idx.Product)
 		}
 	}
-	if err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token}, *use); err != nil {
+	if err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token, CACertFile: caFile}, *use); err != nil {
 		return err
 	}
 	if err := f.Save(path); err != nil {

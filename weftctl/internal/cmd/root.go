@@ -5,6 +5,8 @@ package cmd
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 const (
 	EnvControlPlane = "WEFT_CP"
 	EnvToken        = "WEFT_TOKEN"
+	EnvCACertFile   = "WEFT_CA_CERT_FILE"
 )
 
 // Exit codes.
@@ -78,6 +81,7 @@ type App struct {
 	// Global flags, set by any command's flag set.
 	CP         string
 	Token      string
+	CACertFile string
 	ConfigFile string
 
 	commands []*Command
@@ -184,6 +188,7 @@ func (a *App) FlagSet(name string) *flag.FlagSet {
 	fs.SetOutput(a.Stderr)
 	fs.StringVar(&a.CP, "cp", a.CP, "control plane API address, e.g. http://127.0.0.1:5681 (env "+EnvControlPlane+")")
 	fs.StringVar(&a.Token, "token", a.Token, "API token (env "+EnvToken+")")
+	fs.StringVar(&a.CACertFile, "ca-cert-file", a.CACertFile, "PEM CA certificates that verify an https control plane (env "+EnvCACertFile+")")
 	fs.StringVar(&a.ConfigFile, "config", a.ConfigFile, "config file (env "+config.EnvPath+", default ~/.weft/weftctl.yaml)")
 	return fs
 }
@@ -338,47 +343,101 @@ func (a *App) AddControlPlane(name, address, token string, use bool) error {
 var errNoControlPlane = errors.New("no control plane configured: pass --cp URL (or set " + EnvControlPlane +
 	"), run 'weftctl config control-planes add --name NAME --address URL --token TOKEN', or start one with 'weftctl up'")
 
-// Target resolves the control plane address and token: --cp / --token
-// flags, then WEFT_CP / WEFT_TOKEN, then the config file's current control
-// plane. A token given for an address the config file knows is taken from
-// there when not given otherwise.
-func (a *App) Target() (address, token string, err error) {
-	address, token = a.CP, a.Token
-	if address == "" {
-		address = a.Getenv(EnvControlPlane)
+// Target is a resolved control plane.
+type Target struct {
+	Address string
+	Token   string
+	// CACertFile, when set, holds the PEM CA certificates that verify an
+	// https control plane (instead of the system roots).
+	CACertFile string
+}
+
+// ResolveTarget resolves the control plane: --cp / --token /
+// --ca-cert-file flags, then WEFT_CP / WEFT_TOKEN / WEFT_CA_CERT_FILE, then
+// the config file's current control plane. When the address is given but
+// the token or CA file is not, they are taken from the config-file entry
+// with that address, if any.
+func (a *App) ResolveTarget() (Target, error) {
+	t := Target{Address: a.CP, Token: a.Token, CACertFile: a.CACertFile}
+	if t.Address == "" {
+		t.Address = a.Getenv(EnvControlPlane)
 	}
-	if token == "" {
-		token = a.Getenv(EnvToken)
+	if t.Token == "" {
+		t.Token = a.Getenv(EnvToken)
 	}
-	if address != "" && token != "" {
-		return address, token, nil
+	if t.CACertFile == "" {
+		t.CACertFile = a.Getenv(EnvCACertFile)
+	}
+	if t.Address != "" && t.Token != "" && (t.CACertFile != "" || !strings.HasPrefix(t.Address, "https:")) {
+		return t, nil
 	}
 	f, _, err := a.LoadConfig()
 	if err != nil {
-		return "", "", err
+		return Target{}, err
 	}
-	if address == "" {
-		cp := f.CurrentControlPlane()
-		if cp == nil {
-			return "", "", errNoControlPlane
+	var cp *config.ControlPlane
+	if t.Address == "" {
+		if cp = f.CurrentControlPlane(); cp == nil {
+			return Target{}, errNoControlPlane
 		}
-		address = cp.Address
-		if token == "" {
-			token = cp.Token
+		t.Address = cp.Address
+	} else {
+		cp = f.FindByAddress(t.Address)
+	}
+	if cp != nil {
+		if t.Token == "" {
+			t.Token = cp.Token
 		}
-		return address, token, nil
+		if t.CACertFile == "" {
+			t.CACertFile = cp.CACertFile
+		}
 	}
-	if cp := f.FindByAddress(address); cp != nil && token == "" {
-		token = cp.Token
-	}
-	return address, token, nil
+	return t, nil
 }
 
 // Client returns an API client for the resolved control plane.
 func (a *App) Client() (*client.Client, error) {
-	address, token, err := a.Target()
+	t, err := a.ResolveTarget()
 	if err != nil {
 		return nil, err
 	}
-	return client.New(address, token, client.WithHTTPClient(a.HTTPClient), client.WithUserAgent("weftctl/"+Version))
+	return a.newClient(t)
+}
+
+// newClient builds a client for t, trusting t.CACertFile if set.
+func (a *App) newClient(t Target) (*client.Client, error) {
+	hc := a.HTTPClient
+	if t.CACertFile != "" {
+		pool, err := loadCAs(t.CACertFile)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		c := *a.HTTPClient
+		c.Transport = tr
+		hc = &c
+	}
+	return client.New(t.Address, t.Token, client.WithHTTPClient(hc), client.WithUserAgent("weftctl/"+Version))
+}
+
+// loadCAs reads PEM CA certificates (at most 1 MiB).
+func loadCAs(path string) (*x509.CertPool, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificates: %w", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, 1<<20+1))
+	if err != nil {
+		return nil, fmt.Errorf("CA certificates %s: %w", path, err)
+	}
+	if len(data) > 1<<20 {
+		return nil, fmt.Errorf("CA certificates %s: larger than 1 MiB", path)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("CA certificates %s: no PEM certificate found", path)
+	}
+	return pool, nil
 }

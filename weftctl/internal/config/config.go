@@ -33,6 +33,9 @@ type ControlPlane struct {
 	Address string `json:"address"`
 	// Token is sent as "Authorization: Bearer <token>". Empty means none.
 	Token string `json:"token,omitempty"`
+	// CACertFile holds PEM CA certificates that verify an https address
+	// (instead of the system roots).
+	CACertFile string `json:"caCertFile,omitempty"`
 }
 
 // File is the configuration file's content.
