@@ -55,8 +55,8 @@ type input struct {
 func runApply(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("apply")
 	var files stringsFlag
-	fs.Var(&files, "f", "file, directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable")
-	fs.Var(&files, "file", "same as -f")
+	fs.Var(&files, "f", "`FILE`, directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable")
+	fs.Var(&files, "file", "`FILE`: same as -f")
 	dryRun := fs.Bool("dry-run", false, "validate and print the resources without applying them")
 	pos, err := a.Parse(fs, applyUsage, args)
 	if err != nil {

@@ -113,7 +113,7 @@ func runDataplaneToken(ctx context.Context, a *App, args []string) error {
 	mesh := fs.String("mesh", DefaultMesh, "mesh of the dataplane")
 	name := fs.String("name", "", "name of the dataplane (required)")
 	tags := tagsFlag{}
-	fs.Var(tags, "tag", "tag k=v the dataplane must carry; repeatable")
+	fs.Var(tags, "tag", "tag `k=v` the dataplane must carry; repeatable")
 	validFor := validForFlag(fs)
 	pos, err := a.Parse(fs, dataplaneTokenUsage, args)
 	if err != nil {
@@ -179,7 +179,7 @@ func runUserToken(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("generate user-token")
 	name := fs.String("name", "", "user name (required)")
 	var groups stringsFlag
-	fs.Var(&groups, "group", "group the user belongs to; repeatable")
+	fs.Var(&groups, "group", "`group` the user belongs to; repeatable")
 	validFor := validForFlag(fs)
 	pos, err := a.Parse(fs, userTokenUsage, args)
 	if err != nil {
@@ -229,7 +229,7 @@ func runTLSCertificate(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("generate tls-certificate")
 	typ := fs.String("type", "", "certificate type: server or client (required)")
 	var hosts stringsFlag
-	fs.Var(&hosts, "hostname", "DNS name or IP the certificate is for; repeatable (required for server)")
+	fs.Var(&hosts, "hostname", "DNS name or IP (`host`) the certificate is for; repeatable (required for server)")
 	certFile := fs.String("cert-file", "cert.pem", "where to write the certificate (PEM)")
 	keyFile := fs.String("key-file", "key.pem", "where to write the private key (PEM, mode 0600)")
 	validFor := fs.String("valid-for", "1y", "validity, e.g. 90d, 1y")

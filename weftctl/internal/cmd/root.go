@@ -186,12 +186,19 @@ func (a *App) groupUsage(fs *flag.FlagSet, path []string, c *Command) {
 func (a *App) FlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(a.Stderr)
-	fs.StringVar(&a.CP, "cp", a.CP, "control plane API address, e.g. http://127.0.0.1:5681 (env "+EnvControlPlane+")")
-	fs.StringVar(&a.Token, "token", a.Token, "API token (env "+EnvToken+")")
-	fs.StringVar(&a.CACertFile, "ca-cert-file", a.CACertFile, "PEM CA certificates that verify an https control plane (env "+EnvCACertFile+")")
-	fs.StringVar(&a.ConfigFile, "config", a.ConfigFile, "config file (env "+config.EnvPath+", default ~/.weft/weftctl.yaml)")
+	fs.Var(globalString{&a.CP}, "cp", "control plane API `URL`, e.g. http://127.0.0.1:5681 (env "+EnvControlPlane+")")
+	fs.Var(globalString{&a.Token}, "token", "API `TOKEN` (env "+EnvToken+")")
+	fs.Var(globalString{&a.CACertFile}, "ca-cert-file", "`FILE` of PEM CA certificates that verify an https control plane (env "+EnvCACertFile+")")
+	fs.Var(globalString{&a.ConfigFile}, "config", "config `FILE` (env "+config.EnvPath+", default ~/.weft/weftctl.yaml)")
 	return fs
 }
+
+// globalString is a global flag shared by every flag set of one run. Its
+// String is empty so --help never echoes a value given earlier (a token).
+type globalString struct{ p *string }
+
+func (g globalString) String() string     { return "" }
+func (g globalString) Set(v string) error { *g.p = v; return nil }
 
 // Parse parses a command's flags, allowing flags after positional arguments
 // ("get dp web -m demo"), and returns the positional arguments. A "--" ends
