@@ -49,8 +49,7 @@ type Command struct {
 	Subcommands []*Command
 }
 
-// builtins lists the top-level commands. Add `up` here (upCommand() in
-// up.go), or call App.Register from outside the package.
+// builtins lists the top-level commands; App.Register adds more.
 func builtins() []*Command {
 	return []*Command{
 		applyCommand(),
@@ -60,6 +59,7 @@ func builtins() []*Command {
 		generateCommand(),
 		configCommand(),
 		versionCommand(),
+		upCommand(),
 	}
 }
 
