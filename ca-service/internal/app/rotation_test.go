@@ -177,3 +177,31 @@ func TestProvidedCA(t *testing.T) {
 		return status.Code(err) == codes.FailedPrecondition && strings.Contains(err.Error(), "no PEM private key")
 	})
 }
+
+func TestZoneWaitsForSyncedRoot(t *testing.T) {
+	e := newEnv(t)
+	ctx := ctxT(t)
+	e.put(meshRes("default", "ca-1", builtin("ca-1")))
+	e.put(dataplane("default", "dp-1", "web"))
+	cfg := e.config()
+	cfg.CreateBuiltinRoots = false // a zone: roots come from global
+	c := e.serviceClient(e.start(cfg))
+	_, pub := newKey(t)
+	req := &cav1.SignWorkloadCertificateRequest{Mesh: "default", Dataplane: "dp-1", PublicKey: pub}
+	_, err := c.SignWorkloadCertificate(ctx, req)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "builtin root not created yet") {
+		t.Fatalf("before the root arrives: %v", err)
+	}
+	if _, err := e.st.Get(ctx, resource.SecretType, "default", "ca-builtin-ca-1"); err == nil {
+		t.Fatal("a zone created a root")
+	}
+	// The root arrives (as zone-sync would write it).
+	certPEM, keyPEM, _ := ca.GenerateRoot(ca.RootOptions{CommonName: "global root"})
+	sec := resource.New(resource.SecretType, "default", "ca-builtin-ca-1")
+	sec.Spec = &meshv1.Secret{Data: append(certPEM, keyPEM...)}
+	e.put(sec)
+	eventually(t, "signing with the synced root", func() bool {
+		r, err := c.SignWorkloadCertificate(ctx, req)
+		return err == nil && verify(parseChain(t, r.GetCertificateChainPem())[0], certPEM) == nil
+	})
+}
