@@ -5,7 +5,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/weftmesh/weft/ca-service/internal/app"
+	"github.com/weftmesh/weft/ca-service/app"
 )
 
 func main() { os.Exit(app.Main(context.Background(), os.Args[1:], os.Stderr)) }

@@ -15,7 +15,7 @@ import (
 
 // BenchmarkSign measures SignWorkloadCertificate over real gRPC with TLS
 // and a service token, client and server in one process on this machine.
-// Run: go test -run '^$' -bench Sign -benchtime 20000x ./internal/app/
+// Run: go test -run '^$' -bench Sign -benchtime 20000x ./app/
 func BenchmarkSign(b *testing.B) {
 	for _, kt := range []struct {
 		name    string

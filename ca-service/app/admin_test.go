@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/weftmesh/weft/ca-service/internal/app"
+	"github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/token"
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/weftmesh/weft/ca-service/internal/app"
+	"github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/resource"

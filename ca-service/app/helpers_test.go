@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/weftmesh/weft/ca-service/internal/app"
+	"github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
