@@ -204,6 +204,9 @@ func New(cfg Config) (a *App, err error) {
 		return nil, err
 	}
 	a.cpExpiry = cpCA.Cert.NotAfter
+	if left := time.Until(a.cpExpiry); left < 90*24*time.Hour {
+		log.Warn("the control-plane CA expires soon; control-plane TLS fails after that", "expires", a.cpExpiry, "left", left.Round(time.Hour))
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_ca_control_plane_ca_expiry_seconds",
 		Help: "Seconds until the control-plane CA expires."}, func() float64 { return time.Until(a.cpExpiry).Seconds() }))
 
