@@ -142,8 +142,8 @@ func (t *Tracker) Run(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			t.Flush(ctx)
-			if n%sweepEvery == 0 {
-				t.sweep(ctx)
+			if (n+1)%sweepEvery == 0 {
+				t.Sweep(ctx)
 			}
 		}
 	}
@@ -188,9 +188,9 @@ func (t *Tracker) Flush(ctx context.Context) {
 	commit()
 }
 
-// sweep deletes expired records (conditionally, so a record renewed
+// Sweep deletes expired records (conditionally, so a record renewed
 // meanwhile survives).
-func (t *Tracker) sweep(ctx context.Context) {
+func (t *Tracker) Sweep(ctx context.Context) {
 	cutoff := t.now().Add(-time.Minute)
 	type del struct {
 		key string

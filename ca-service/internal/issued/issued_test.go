@@ -73,4 +73,22 @@ func TestRecordsAreSharedAndRetired(t *testing.T) {
 	if err != nil || resp.Count < 2 {
 		t.Errorf("records in etcd: %d (%v)", resp.Count, err)
 	}
+
+	// The sweep deletes records a minute past expiry, everywhere.
+	eventually(t, "expired record to reach etcd", func() bool {
+		r, _ := cli.Get(context.Background(), issued.DefaultPrefix+"m/ZoneIngress/zi")
+		return r != nil && len(r.Kvs) == 1
+	})
+	eventually(t, "expired record swept", func() bool {
+		a.Sweep(context.Background())
+		r, _ := cli.Get(context.Background(), issued.DefaultPrefix+"m/ZoneIngress/zi")
+		return r != nil && len(r.Kvs) == 0
+	})
+	if _, err := cli.Get(context.Background(), issued.DefaultPrefix+"m/Dataplane/dp-1"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := cli.Get(context.Background(), issued.DefaultPrefix+"m/Dataplane/dp-1")
+	if len(r.Kvs) != 1 {
+		t.Error("a live record was swept")
+	}
 }
