@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
+	caapp "github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/seal"
 )
@@ -231,6 +232,25 @@ type component struct {
 // components run in this order in every control plane.
 var components = []component{
 	{"api-server", startAPIServer},
+	{"ca-service", startCAService},
+}
+
+func startCAService(ctx context.Context, p *plane, _ []*plane) error {
+	cfg := caapp.Default()
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portCA), p.addr(portCAAdmin), "up-"+p.name
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	cfg.TLSHostnames = []string{"localhost", p.host}
+	// In a zone, mesh roots arrive from global through zone-sync, so all
+	// zones issue under one root.
+	cfg.CreateBuiltinRoots = p.mode != "zone"
+	a, err := caapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.CAAddress = a.Addr()
+	p.ep.AdminAddresses["ca-service"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
 }
 
 func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
