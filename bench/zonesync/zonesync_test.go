@@ -24,7 +24,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 
-	"github.com/weftmesh/weft/zone-sync/zonesync/zonesynctest"
+	"github.com/weftmesh/weft/zone-sync/apptest"
 )
 
 func envInt(name string, def int) int {
@@ -53,7 +53,7 @@ func createDataplanes(b *testing.B, st *store.Store, prefix string, n int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			dp := zonesynctest.Dataplane(fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("svc-%d", i%50), 8080)
+			dp := apptest.Dataplane(fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("svc-%d", i%50), 8080)
 			if _, err := st.Create(context.Background(), dp, store.WithoutMeshCheck()); err != nil {
 				b.Error(err)
 			}
@@ -81,7 +81,7 @@ func BenchmarkZoneSync(b *testing.B) {
 	zones := envInt("ZONESYNC_BENCH_ZONES", 5)
 	perZone := envInt("ZONESYNC_BENCH_DATAPLANES", 2000)
 	start := time.Now()
-	c := zonesynctest.Start(b, zonesynctest.Options{Zones: zones})
+	c := apptest.Start(b, apptest.Options{Zones: zones})
 	b.Logf("started global + %d zones in %s", zones, time.Since(start).Round(time.Millisecond))
 	if _, err := c.Global.Store.Create(ctx, permission("web")); err != nil {
 		b.Fatal(err)
@@ -97,7 +97,7 @@ func BenchmarkZoneSync(b *testing.B) {
 	wg.Wait()
 	created := time.Since(start)
 	want := int64(zones * perZone)
-	zonesynctest.Eventually(b, 10*time.Minute, func() error {
+	apptest.Eventually(b, 10*time.Minute, func() error {
 		if n := count(ctx, c.Global.Store, resource.DataplaneType); n != want {
 			return fmt.Errorf("global has %d of %d dataplanes", n, want)
 		}
@@ -110,7 +110,7 @@ func BenchmarkZoneSync(b *testing.B) {
 	runtime.ReadMemStats(&ms)
 	b.Logf("heap in use after setup (all 6 control planes, etcds included): %d MiB", ms.HeapInuse>>20)
 	for _, z := range c.Zones {
-		zonesynctest.Eventually(b, time.Minute, func() error {
+		apptest.Eventually(b, time.Minute, func() error {
 			if _, err := z.Store.Get(ctx, resource.TrafficPermissionType, "default", "allow"); err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func BenchmarkZoneSync(b *testing.B) {
 			t0 := time.Now()
 			createDataplanes(b, z.Store, fmt.Sprintf("batch%d", i), 500)
 			createdIn := time.Since(t0)
-			zonesynctest.Eventually(b, 5*time.Minute, func() error {
+			apptest.Eventually(b, 5*time.Minute, func() error {
 				if n := count(ctx, c.Global.Store, resource.DataplaneType); n != before+500 {
 					return fmt.Errorf("global has %d, want %d", n, before+500)
 				}
@@ -193,8 +193,8 @@ func BenchmarkZoneSync(b *testing.B) {
 			if _, err := z.Store.Update(ctx, cur); err != nil {
 				b.Fatal(err)
 			}
-			name := zonesynctest.ZoneName(1) + ".dp-7"
-			zonesynctest.Eventually(b, time.Minute, func() error {
+			name := apptest.ZoneName(1) + ".dp-7"
+			apptest.Eventually(b, time.Minute, func() error {
 				r, err := c.Global.Store.Get(ctx, resource.DataplaneType, "default", name)
 				if err != nil {
 					return err
@@ -226,7 +226,7 @@ func BenchmarkZoneSync(b *testing.B) {
 			t0 := time.Now()
 			c.StartGlobal(b)
 			for _, z := range c.Zones {
-				zonesynctest.Eventually(b, time.Minute, func() error {
+				apptest.Eventually(b, time.Minute, func() error {
 					r, err := z.Store.Get(ctx, resource.TrafficPermissionType, "default", "allow")
 					if err != nil {
 						return err

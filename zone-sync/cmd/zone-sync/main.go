@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/weftmesh/weft/zone-sync/internal/app"
+	"github.com/weftmesh/weft/zone-sync/app"
 )
 
 func main() {

@@ -1,6 +1,6 @@
-// Package zonesynctest starts a global control plane and zones in-process,
+// Package apptest starts a global control plane and zones in-process,
 // each with its own embedded etcd and zone-sync, for tests and benchmarks.
-package zonesynctest
+package apptest
 
 import (
 	"context"
@@ -31,7 +31,7 @@ import (
 	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 
-	"github.com/weftmesh/weft/zone-sync/zonesync"
+	"github.com/weftmesh/weft/zone-sync/app"
 )
 
 // ControlPlane is one control plane: its etcd, store and zone-sync.
@@ -41,7 +41,7 @@ type ControlPlane struct {
 	Client   *clientv3.Client
 	Keyring  *seal.Keyring
 	Store    *store.Store
-	App      *zonesync.App
+	App      *app.App
 	Registry *prometheus.Registry
 	cancel   context.CancelFunc
 	done     chan error
@@ -153,7 +153,7 @@ func (c *Cluster) ZoneToken(t testing.TB, zone string) string {
 	return tok
 }
 
-func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg zonesync.Config) {
+func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg app.Config) {
 	t.Helper()
 	cp.Registry = telemetry.NewRegistry()
 	cfg.Etcd.Client = cp.Client
@@ -164,7 +164,7 @@ func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg zonesync.Config) {
 	cfg.Registry = cp.Registry
 	var err error
 	for attempt := 0; ; attempt++ {
-		cp.App, err = zonesync.New(cfg)
+		cp.App, err = app.New(cfg)
 		// A restarted global rebinds its old port, which may briefly still
 		// be held.
 		if err == nil || attempt > 50 {
@@ -184,8 +184,8 @@ func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg zonesync.Config) {
 // StartGlobal starts (or restarts, on the same address) global's zone-sync.
 func (c *Cluster) StartGlobal(t testing.TB) {
 	t.Helper()
-	cfg := zonesync.Default()
-	cfg.Mode = zonesync.ModeGlobal
+	cfg := app.Default()
+	cfg.Mode = app.ModeGlobal
 	cfg.Address = "127.0.0.1:0"
 	if c.GlobalAddress != "" {
 		cfg.Address = c.GlobalAddress
@@ -197,9 +197,9 @@ func (c *Cluster) StartGlobal(t testing.TB) {
 }
 
 // ZoneConfig is the configuration zone i runs with.
-func (c *Cluster) ZoneConfig(i int, tok string) zonesync.Config {
-	cfg := zonesync.Default()
-	cfg.Mode = zonesync.ModeZone
+func (c *Cluster) ZoneConfig(i int, tok string) app.Config {
+	cfg := app.Default()
+	cfg.Mode = app.ModeZone
 	cfg.Zone = ZoneName(i)
 	cfg.GlobalAddress = c.GlobalAddress
 	cfg.Token = tok

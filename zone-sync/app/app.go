@@ -440,3 +440,13 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// PresencePrefix is where global keeps one lease-attached key per open zone
+// stream: PresencePrefix + "<zone>/<subscription id>".
+const PresencePrefix = global.PresencePrefix
+
+// Online reports whether a zone has an open stream to some global replica,
+// read from global's etcd: what the api-server and GUI show as online.
+func Online(ctx context.Context, cli *clientv3.Client, zone string) (bool, error) {
+	return global.Online(ctx, cli, zone)
+}

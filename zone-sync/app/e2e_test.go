@@ -22,9 +22,9 @@ import (
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	syncv1 "github.com/weftmesh/weft/proto/gen/go/weft/sync/v1"
 
+	"github.com/weftmesh/weft/zone-sync/app"
+	"github.com/weftmesh/weft/zone-sync/apptest"
 	"github.com/weftmesh/weft/zone-sync/internal/protocol"
-	"github.com/weftmesh/weft/zone-sync/zonesync"
-	"github.com/weftmesh/weft/zone-sync/zonesync/zonesynctest"
 )
 
 // outage is how long global stays down in TestGlobalAndTwoZones. CI keeps
@@ -58,7 +58,7 @@ func source(r *resource.Resource) string {
 // has waits until st holds mesh/name of t with origin and check passing.
 func has(t *testing.T, st *store.Store, typ *resource.Type, mesh, name, origin string, check func(*resource.Resource) error) {
 	t.Helper()
-	zonesynctest.Eventually(t, wait, func() error {
+	apptest.Eventually(t, wait, func() error {
 		r, err := st.Get(context.Background(), typ, mesh, name)
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func has(t *testing.T, st *store.Store, typ *resource.Type, mesh, name, origin s
 
 func gone(t *testing.T, st *store.Store, typ *resource.Type, mesh, name string) {
 	t.Helper()
-	zonesynctest.Eventually(t, wait, func() error {
+	apptest.Eventually(t, wait, func() error {
 		_, err := st.Get(context.Background(), typ, mesh, name)
 		if store.IsNotFound(err) {
 			return nil
@@ -86,7 +86,7 @@ func gone(t *testing.T, st *store.Store, typ *resource.Type, mesh, name string) 
 
 func TestGlobalAndTwoZones(t *testing.T) {
 	ctx := context.Background()
-	c := zonesynctest.Start(t, zonesynctest.Options{Zones: 2, LeaseTTL: time.Second})
+	c := apptest.Start(t, apptest.Options{Zones: 2, LeaseTTL: time.Second})
 	g, z1, z2 := c.Global, c.Zones[0], c.Zones[1]
 
 	// global → zones: a policy, a mesh secret (sealed at rest again with
@@ -115,7 +115,7 @@ func TestGlobalAndTwoZones(t *testing.T) {
 
 	// zone-1 → global: a Dataplane and the zone's ingress; zone-2 sees the
 	// ingress, and global lists the mesh's dataplanes across zones.
-	if _, err := z1.Store.Create(ctx, zonesynctest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
+	if _, err := z1.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
 		t.Fatal(err)
 	}
 	zi := resource.New(resource.ZoneIngressType, "", "ingress")
@@ -142,13 +142,13 @@ func TestGlobalAndTwoZones(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1")
-	if _, err := z1.Store.Create(ctx, zonesynctest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
+	if _, err := z1.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
 		t.Fatal(err)
 	}
 	has(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1", "zone-1", nil)
 
 	// Status: ZoneInsight with the subscription, online from the lease.
-	zonesynctest.Eventually(t, wait, func() error {
+	apptest.Eventually(t, wait, func() error {
 		r, err := g.Store.Get(ctx, resource.ZoneInsightType, "", "zone-1")
 		if err != nil {
 			return err
@@ -157,7 +157,7 @@ func TestGlobalAndTwoZones(t *testing.T) {
 		if len(subs) == 0 || subs[len(subs)-1].GetZoneInstanceId() != "zone-1-1" || subs[len(subs)-1].GetConnectTime() == nil {
 			return fmt.Errorf("subscriptions %v", subs)
 		}
-		if on, err := zonesync.Online(ctx, g.Client, "zone-1"); !on {
+		if on, err := app.Online(ctx, g.Client, "zone-1"); !on {
 			return fmt.Errorf("zone-1 not online (err %v)", err)
 		}
 		return nil
@@ -182,8 +182,8 @@ func TestGlobalAndTwoZones(t *testing.T) {
 	if err := g.Store.Delete(ctx, resource.SecretType, "default", "mesh-ca", 0); err != nil {
 		t.Fatal(err)
 	}
-	zonesynctest.Eventually(t, wait, func() error {
-		if on, _ := zonesync.Online(ctx, g.Client, "zone-1"); on {
+	apptest.Eventually(t, wait, func() error {
+		if on, _ := app.Online(ctx, g.Client, "zone-1"); on {
 			return errors.New("zone-1 still online with global down")
 		}
 		return nil
@@ -229,7 +229,7 @@ func TestGlobalAndTwoZones(t *testing.T) {
 }
 
 // rawStream opens a sync stream to global as zone with tok.
-func rawStream(t *testing.T, c *zonesynctest.Cluster, zone, tok string) (syncv1.ZoneSyncService_SyncClient, context.CancelFunc) {
+func rawStream(t *testing.T, c *apptest.Cluster, zone, tok string) (syncv1.ZoneSyncService_SyncClient, context.CancelFunc) {
 	t.Helper()
 	conn, err := grpc.NewClient(c.GlobalAddress, grpc.WithTransportCredentials(credentials.NewTLS(c.ClientTLS())))
 	if err != nil {
@@ -250,7 +250,7 @@ func rawStream(t *testing.T, c *zonesynctest.Cluster, zone, tok string) (syncv1.
 
 func TestRefusedStreams(t *testing.T) {
 	ctx := context.Background()
-	c := zonesynctest.Start(t, zonesynctest.Options{Zones: 0})
+	c := apptest.Start(t, apptest.Options{Zones: 0})
 	for _, z := range []string{"zone-1", "zone-2"} {
 		if _, err := c.Global.Store.Create(ctx, resource.New(resource.ZoneType, "", z)); err != nil {
 			t.Fatal(err)
@@ -262,7 +262,7 @@ func TestRefusedStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A token signed by another control plane.
-	other := zonesynctest.Start(t, zonesynctest.Options{Zones: 0})
+	other := apptest.Start(t, apptest.Options{Zones: 0})
 	expired, _, err := token.New(c.Global.Store).WithClock(func() time.Time { return time.Now().Add(-2 * time.Hour) }).
 		Issue(ctx, token.Claims{Kind: token.KindZone, Zone: "zone-1"}, time.Hour)
 	if err != nil {
@@ -297,7 +297,7 @@ func TestRefusedStreams(t *testing.T) {
 
 func TestForgedResourcesRejected(t *testing.T) {
 	ctx := context.Background()
-	c := zonesynctest.Start(t, zonesynctest.Options{Zones: 0})
+	c := apptest.Start(t, apptest.Options{Zones: 0})
 	for _, z := range []string{"zone-1", "zone-2"} {
 		if _, err := c.Global.Store.Create(ctx, resource.New(resource.ZoneType, "", z)); err != nil {
 			t.Fatal(err)
@@ -309,7 +309,7 @@ func TestForgedResourcesRejected(t *testing.T) {
 		t.Fatalf("no welcome: %v %v", m, err)
 	}
 	forge := func(name string, mutate func(*resource.Resource)) *syncv1.SyncResource {
-		r := zonesynctest.Dataplane(name, "web", 8080)
+		r := apptest.Dataplane(name, "web", 8080)
 		mutate(r)
 		spec, _ := protocol.MarshalSpec(r.Spec)
 		w := protocol.WireName(resource.DataplaneType, "default", name)
