@@ -67,6 +67,10 @@ type Config struct {
 	Token               string
 	ReconnectMinBackoff time.Duration
 	ReconnectMaxBackoff time.Duration
+	// LeaderElection: with several zone-sync replicas in a zone, one holds
+	// the stream to global.
+	LeaderElection bool
+	LeaderTTL      time.Duration
 
 	// Global mode.
 	LeaseTTL        time.Duration
@@ -99,7 +103,7 @@ func Default() Config {
 	return Config{
 		Mode: ModeGlobal, Address: ":5685", AdminAddress: ":5686", InstanceID: host,
 		ReconnectMinBackoff: 100 * time.Millisecond, ReconnectMaxBackoff: 10 * time.Second,
-		LeaseTTL: 10 * time.Second, JanitorInterval: time.Minute,
+		LeaseTTL: 10 * time.Second, JanitorInterval: time.Minute, LeaderElection: true, LeaderTTL: 10 * time.Second,
 		Etcd:    config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
 		Logging: telemetry.Logging{Level: "info", Format: "text"},
 	}
@@ -116,6 +120,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "zone: file holding the zone token (re-read on every connect)")
 	fs.DurationVar(&c.ReconnectMinBackoff, "reconnect-min-backoff", c.ReconnectMinBackoff, "zone: first wait before reconnecting")
 	fs.DurationVar(&c.ReconnectMaxBackoff, "reconnect-max-backoff", c.ReconnectMaxBackoff, "zone: longest wait between reconnects")
+	fs.BoolVar(&c.LeaderElection, "leader-election", c.LeaderElection, "zone: replicas elect one (through the zone's etcd) to hold the stream to global")
+	fs.DurationVar(&c.LeaderTTL, "leader-ttl", c.LeaderTTL, "zone: how long a dead leader keeps the lead")
 	fs.DurationVar(&c.LeaseTTL, "zone-lease-ttl", c.LeaseTTL, "global: a zone whose stream died shows offline after this")
 	fs.DurationVar(&c.Retention, "zone-retention", c.Retention, "global: delete a zone's resources after it is offline this long (0: keep until the Zone is deleted)")
 	fs.DurationVar(&c.JanitorInterval, "janitor-interval", c.JanitorInterval, "global: how often deleted or expired zones' resources are cleaned up")
@@ -287,7 +293,8 @@ func New(cfg Config) (_ *App, err error) {
 			DialOptions: append(grpcx.ClientOptions(), grpc.WithTransportCredentials(creds),
 				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true})),
 			Metrics: metrics, Log: a.log, InstanceID: cfg.InstanceID, Version: Version,
-			MinBackoff: cfg.ReconnectMinBackoff, MaxBackoff: cfg.ReconnectMaxBackoff})
+			MinBackoff: cfg.ReconnectMinBackoff, MaxBackoff: cfg.ReconnectMaxBackoff,
+			LeaderElection: cfg.LeaderElection, LeaderTTL: cfg.LeaderTTL})
 	}
 	return a, nil
 }

@@ -85,6 +85,10 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Log receives every zone-sync's logs (default: discarded).
 	Log *slog.Logger
+	// JanitorInterval and Retention configure global's janitor (defaults:
+	// 1m, keep).
+	JanitorInterval time.Duration
+	Retention       time.Duration
 }
 
 // ZoneName is the name of the i-th zone (from 0).
@@ -160,6 +164,9 @@ func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg app.Config) {
 	cfg.Encryption.Keyring = cp.Keyring
 	cfg.AdminAddress = "127.0.0.1:0"
 	cfg.InstanceID = cp.Name + "-1"
+	if cp.Etcd == nil {
+		cfg.InstanceID = cp.Name + "-replica"
+	}
 	cfg.Logger = c.Options.Log.With("cp", cp.Name)
 	cfg.Registry = cp.Registry
 	var err error
@@ -192,6 +199,10 @@ func (c *Cluster) StartGlobal(t testing.TB) {
 	}
 	cfg.ServerTLS = c.serverTLS
 	cfg.LeaseTTL = c.Options.LeaseTTL
+	if c.Options.JanitorInterval > 0 {
+		cfg.JanitorInterval = c.Options.JanitorInterval
+	}
+	cfg.Retention = c.Options.Retention
 	c.run(t, c.Global, cfg)
 	c.GlobalAddress = c.Global.App.Addr()
 }
@@ -213,6 +224,16 @@ func (c *Cluster) ZoneConfig(i int, tok string) app.Config {
 func (c *Cluster) StartZone(t testing.TB, i int, tok string) {
 	t.Helper()
 	c.run(t, c.Zones[i], c.ZoneConfig(i, tok))
+}
+
+// StartReplica starts another zone-sync in zone i (same etcd), as a second
+// replica; it stops when the test ends or when stop is called.
+func (c *Cluster) StartReplica(t testing.TB, i int) (a *app.App, stop func()) {
+	t.Helper()
+	cp := &ControlPlane{Name: c.Zones[i].Name, Client: c.Zones[i].Client, Keyring: c.Zones[i].Keyring, Store: c.Zones[i].Store}
+	cfg := c.ZoneConfig(i, c.ZoneToken(t, cp.Name))
+	c.run(t, cp, cfg)
+	return cp.App, func() { cp.Stop(t) }
 }
 
 // ClientTLS is the TLS configuration that trusts global.

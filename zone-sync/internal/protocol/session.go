@@ -80,6 +80,10 @@ type SessionConfig struct {
 	RecvDirection string
 	// ApplyWorkers writes a response's resources in parallel (default 8).
 	ApplyWorkers int
+	// RetryDelay is the wait before resending resources the peer failed to
+	// apply for a transient reason (default 1s). Resources it refused on
+	// principle are not resent until they change or the stream reconnects.
+	RetryDelay time.Duration
 }
 
 // Session runs the protocol on one stream.
@@ -97,6 +101,9 @@ type Session struct {
 func NewSession(cfg SessionConfig) *Session {
 	if cfg.ApplyWorkers <= 0 {
 		cfg.ApplyWorkers = 8
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = time.Second
 	}
 	if cfg.Filter == nil {
 		cfg.Filter = func(*Entry) bool { return true }
@@ -214,6 +221,7 @@ func (s *Session) runSender(ctx context.Context, reqs <-chan *syncv1.DeltaReques
 	if n != nil {
 		notify = n.C()
 	}
+	retry := make(chan []Key, len(states))
 	for {
 		for _, t := range s.cfg.Serve {
 			if err := s.flush(states[t]); err != nil {
@@ -230,14 +238,29 @@ func (s *Session) runSender(ctx context.Context, reqs <-chan *syncv1.DeltaReques
 				}
 			}
 		case req := <-reqs:
-			if err := s.onRequest(ctx, states, req); err != nil {
+			if err := s.onRequest(ctx, states, req, retry); err != nil {
 				return err
+			}
+		case keys := <-retry:
+			for _, k := range keys {
+				if st := states[k.Type]; st != nil && st.subscribed {
+					st.pending[k.Wire] = struct{}{}
+				}
 			}
 		}
 	}
 }
 
-func (s *Session) onRequest(ctx context.Context, states map[*resource.Type]*sendState, req *syncv1.DeltaRequest) error {
+// transient reports whether a NACK code means "try again" rather than "no".
+func transient(c codes.Code) bool {
+	switch c {
+	case codes.Aborted, codes.Unavailable, codes.Internal, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+func (s *Session) onRequest(ctx context.Context, states map[*resource.Type]*sendState, req *syncv1.DeltaRequest, retry chan<- []Key) error {
 	if t, ok := TypeByURL(req.GetTypeUrl()); ok && !s.serves[t] {
 		s.cfg.Log.Warn("peer asked for a type this end does not serve; ignored", "type", t.Name)
 		return nil
@@ -279,6 +302,18 @@ func (s *Session) onRequest(ctx context.Context, states map[*resource.Type]*send
 		s.cfg.Metrics.Nacks.WithLabelValues(s.cfg.Peer, t.Name, dir).Inc()
 		s.Stats.nack(dir, st.url, msg)
 		s.cfg.Log.Warn("peer rejected a response (NACK)", "type", t.Name, "nonce", st.inflight, "code", codes.Code(ed.GetCode()).String(), "error", msg, "resources", len(ed.GetResources()))
+		if transient(codes.Code(ed.GetCode())) {
+			keys := make([]Key, 0, len(st.sent))
+			for name := range st.sent {
+				keys = append(keys, Key{t, name})
+			}
+			time.AfterFunc(s.cfg.RetryDelay, func() {
+				select {
+				case retry <- keys:
+				case <-ctx.Done():
+				}
+			})
+		}
 	} else {
 		for name, v := range st.sent {
 			if v == "" {
@@ -291,7 +326,6 @@ func (s *Session) onRequest(ctx context.Context, states map[*resource.Type]*send
 		s.Stats.ack(dir, st.url, len(st.known))
 	}
 	st.inflight, st.sent = "", nil
-	_ = ctx
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -41,7 +42,15 @@ type Config struct {
 	Version     string
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
+	// LeaderElection makes the zone's zone-sync replicas elect one (through
+	// the zone's etcd) that holds the stream; the others wait. LeaderTTL is
+	// how long a dead leader holds on (default 10s).
+	LeaderElection bool
+	LeaderTTL      time.Duration
 }
+
+// LeaderKey is the etcd election prefix of a zone's zone-sync replicas.
+const LeaderKey = "/weft/zone-sync/leader"
 
 // Client links the zone to global.
 type Client struct {
@@ -68,14 +77,62 @@ func (c *Client) Connected() bool { return c.connected.Load() }
 
 // LastError is why the last stream ended (or was refused), or nil.
 func (c *Client) LastError() error {
-	if e, ok := c.lastErr.Load().(error); ok {
-		return e
+	if e, ok := c.lastErr.Load().(errorValue); ok {
+		return e.error
 	}
 	return nil
 }
 
-// Run keeps a stream to global open until ctx ends.
+// Run keeps a stream to global open until ctx ends (while leader, with
+// leader election).
 func (c *Client) Run(ctx context.Context) error {
+	if !c.cfg.LeaderElection {
+		return c.run(ctx)
+	}
+	ttl := int(c.cfg.LeaderTTL / time.Second)
+	if ttl < 1 {
+		ttl = 10
+	}
+	for ctx.Err() == nil {
+		sess, err := concurrency.NewSession(c.cfg.Store.Client(), concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+		if err != nil {
+			c.cfg.Log.Warn("leader election: no etcd session, retrying", "error", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		el := concurrency.NewElection(sess, LeaderKey)
+		c.cfg.Log.Info("leader election: campaigning", "instance", c.cfg.InstanceID)
+		if err := el.Campaign(ctx, c.cfg.InstanceID); err != nil {
+			sess.Close()
+			continue
+		}
+		c.cfg.Log.Info("leader election: leading; linking the zone to global", "instance", c.cfg.InstanceID)
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-sess.Done():
+				c.cfg.Log.Warn("leader election: lost the etcd session; stepping down")
+			case <-lctx.Done():
+			}
+			cancel()
+		}()
+		err = c.run(lctx)
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = el.Resign(rctx)
+		rcancel()
+		sess.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Client) run(ctx context.Context) error {
 	conn, err := grpc.NewClient(c.cfg.GlobalAddress, c.cfg.DialOptions...)
 	if err != nil {
 		return fmt.Errorf("global address %q: %w", c.cfg.GlobalAddress, err)
