@@ -75,6 +75,9 @@ type Server struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
+	// stopping is closed when Run's context ends: open streams end with
+	// "global is shutting down" so a graceful stop does not wait.
+	stopping chan struct{}
 }
 
 // New returns a server; Run must be running for streams to be served.
@@ -93,7 +96,7 @@ func New(cfg Config) *Server {
 	}
 	cfg.Log = cfg.Log.With("component", "zone-sync-global")
 	types := append(protocol.DownTypes(), resource.ZoneType)
-	return &Server{cfg: cfg, cache: protocol.NewCache(cfg.Store, types, cfg.Log), seen: map[string]bool{}}
+	return &Server{cfg: cfg, cache: protocol.NewCache(cfg.Store, types, cfg.Log), seen: map[string]bool{}, stopping: make(chan struct{})}
 }
 
 // Ready is closed once the cache has loaded.
@@ -102,6 +105,10 @@ func (s *Server) Ready() <-chan struct{} { return s.cache.Ready() }
 // Run watches the store and cleans up after zones until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	go s.janitor(ctx)
+	go func() {
+		<-ctx.Done()
+		close(s.stopping)
+	}()
 	return s.cache.Run(ctx)
 }
 
@@ -180,6 +187,13 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go s.watchZone(runCtx, zone, cancel)
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel(status.Error(codes.Unavailable, "global zone-sync is shutting down"))
+		case <-runCtx.Done():
+		}
+	}()
 	go s.flushInsight(runCtx, zone, subID, sess)
 	err = sess.Run(runCtx, ss)
 

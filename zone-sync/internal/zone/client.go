@@ -55,7 +55,6 @@ const LeaderKey = "/weft/zone-sync/leader"
 // Client links the zone to global.
 type Client struct {
 	cfg       Config
-	cache     *protocol.Cache
 	connected atomic.Bool
 	lastErr   atomic.Value
 }
@@ -69,7 +68,7 @@ func New(cfg Config) *Client {
 		cfg.MaxBackoff = 10 * time.Second
 	}
 	cfg.Log = cfg.Log.With("component", "zone-sync-zone", "zone", cfg.Zone)
-	return &Client{cfg: cfg, cache: protocol.NewCache(cfg.Store, protocol.UpTypes(), cfg.Log)}
+	return &Client{cfg: cfg}
 }
 
 // Connected reports whether a stream to global is up.
@@ -138,10 +137,13 @@ func (c *Client) run(ctx context.Context) error {
 		return fmt.Errorf("global address %q: %w", c.cfg.GlobalAddress, err)
 	}
 	defer conn.Close()
+	// A fresh cache per term: a replica that regains the lead must not
+	// serve what it saw in an earlier term.
+	cache := protocol.NewCache(c.cfg.Store, protocol.UpTypes(), c.cfg.Log)
 	cacheDone := make(chan struct{})
 	go func() {
 		defer close(cacheDone)
-		_ = c.cache.Run(ctx)
+		_ = cache.Run(ctx)
 	}()
 	defer func() { <-cacheDone }()
 
@@ -151,7 +153,7 @@ func (c *Client) run(ctx context.Context) error {
 			c.cfg.Metrics.Reconnects.WithLabelValues(c.cfg.Zone).Inc()
 		}
 		start := time.Now()
-		welcomed, err := c.connect(ctx, conn)
+		welcomed, err := c.connect(ctx, conn, cache)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -182,7 +184,7 @@ func (c *Client) run(ctx context.Context) error {
 type errorValue struct{ error }
 
 // connect runs one stream; welcomed reports whether global admitted it.
-func (c *Client) connect(ctx context.Context, conn *grpc.ClientConn) (welcomed bool, err error) {
+func (c *Client) connect(ctx context.Context, conn *grpc.ClientConn, cache *protocol.Cache) (welcomed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tok, err := c.cfg.Token()
@@ -217,7 +219,7 @@ func (c *Client) connect(ctx context.Context, conn *grpc.ClientConn) (welcomed b
 	}()
 	sess := protocol.NewSession(protocol.SessionConfig{
 		Peer: c.cfg.Zone, Log: c.cfg.Log, Metrics: c.cfg.Metrics, Store: c.cfg.Store,
-		Cache: c.cache, Serve: protocol.UpTypes(), Filter: Filter(c.cfg.Zone),
+		Cache: cache, Serve: protocol.UpTypes(), Filter: Filter(c.cfg.Zone),
 		Origin: func(*protocol.Entry) string { return c.cfg.Zone }, SendDirection: protocol.Up,
 		Receive: protocol.DownTypes(), Policy: &GlobalPolicy{Zone: c.cfg.Zone, Store: c.cfg.Store}, RecvDirection: protocol.Down,
 	})
