@@ -225,6 +225,11 @@ func BenchmarkZoneSync(b *testing.B) {
 			}
 			t0 := time.Now()
 			c.StartGlobal(b)
+			b.Logf("global zone-sync restarted (bound, serving) in %s", time.Since(t0).Round(time.Millisecond))
+			for _, z := range c.Zones {
+				waitConnected(b, z)
+			}
+			b.Logf("all zones reconnected %s after restart", time.Since(t0).Round(time.Millisecond))
 			for _, z := range c.Zones {
 				apptest.Eventually(b, time.Minute, func() error {
 					r, err := z.Store.Get(ctx, resource.TrafficPermissionType, "default", "allow")
@@ -251,5 +256,14 @@ func BenchmarkZoneSync(b *testing.B) {
 			b.Logf("global restarted with 1 policy changed: every zone updated %s after restart; sent down %.0f bytes in %.0f resources (all zones), sent up %.0f Dataplane bytes (%d held on global)",
 				took.Round(time.Millisecond), down, downN, up, count(ctx, c.Global.Store, resource.DataplaneType))
 		}
+	})
+}
+
+func waitConnected(b *testing.B, z *apptest.ControlPlane) {
+	apptest.Eventually(b, time.Minute, func() error {
+		if !z.App.Connected() {
+			return fmt.Errorf("%s not connected", z.Name)
+		}
+		return nil
 	})
 }
