@@ -4,9 +4,13 @@ import (
 	"context"
 	"strings"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
 
 	"github.com/weftmesh/weft/zone-sync/internal/protocol"
 )
@@ -32,28 +36,57 @@ type ZonePolicy struct {
 	Store *store.Store
 }
 
-// InitialVersions lists what global holds from the zone.
+// InitialVersions lists what global holds from the zone. It reads only the
+// zone's keys (its names all start with "<zone>."): a keys-only range finds
+// the meshes they are in, then one range per mesh reads the zone's values,
+// so a reconnect costs O(the zone's resources), not O(every zone's). The
+// version hashes the stored spec bytes, which the store wrote with the same
+// deterministic encoding the zone hashed.
 func (p *ZonePolicy) InitialVersions(ctx context.Context, t *resource.Type) (map[string]string, error) {
-	items, _, err := p.Store.ListAll(ctx, t, "")
-	if err != nil {
-		return nil, err
+	cli := p.Store.Client()
+	zp := p.Zone + "."
+	var ranges []string
+	var rev int64
+	if t.MeshScoped() {
+		keys, err := cli.Get(ctx, p.Store.TypePrefix(t, ""), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return nil, err
+		}
+		rev = keys.Header.Revision
+		seen := map[string]bool{}
+		for _, kv := range keys.Kvs {
+			_, mesh, name, err := p.Store.ParseKey(string(kv.Key))
+			if err != nil || seen[mesh] || !strings.HasPrefix(name, zp) {
+				continue
+			}
+			seen[mesh] = true
+			ranges = append(ranges, p.Store.TypePrefix(t, mesh)+zp)
+		}
+	} else {
+		ranges = []string{p.Store.TypePrefix(t, "") + zp}
 	}
 	out := map[string]string{}
-	prefix := p.Zone + "."
-	for _, r := range items {
-		if r.Meta.GetOrigin() != p.Zone {
-			continue
+	for _, prefix := range ranges {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if rev > 0 {
+			opts = append(opts, clientv3.WithRev(rev))
 		}
-		name, ok := strings.CutPrefix(r.Meta.GetName(), prefix)
-		if !ok || name == "" {
-			continue
-		}
-		w := protocol.WireName(t, r.Meta.GetMesh(), name)
-		v, err := protocol.ResourceVersion(w, r)
+		resp, err := cli.Get(ctx, prefix, opts...)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		out[w] = v
+		for _, kv := range resp.Kvs {
+			_, mesh, name, err := p.Store.ParseKey(string(kv.Key))
+			if err != nil {
+				continue
+			}
+			sr := &storev1.StoredResource{}
+			if proto.Unmarshal(kv.Value, sr) != nil || sr.GetSealed() != nil || sr.GetMeta().GetOrigin() != p.Zone {
+				continue
+			}
+			w := protocol.WireName(t, mesh, strings.TrimPrefix(name, zp))
+			out[w] = protocol.Version(w, sr.GetMeta().GetLabels(), sr.GetSpec())
+		}
 	}
 	return out, nil
 }

@@ -1,12 +1,15 @@
 package global
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	syncv1 "github.com/weftmesh/weft/proto/gen/go/weft/sync/v1"
 
@@ -123,4 +126,43 @@ func FuzzZonePolicy(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestInitialVersionsReadsOnlyTheZone(t *testing.T) {
+	ctx := context.Background()
+	st := store.New(etcdtest.Client(t, nil))
+	p := &ZonePolicy{Zone: "zone-1", Store: st}
+	want := map[string]string{}
+	for _, c := range []struct{ mesh, name, origin string }{
+		{"m1", "zone-1.a", "zone-1"}, {"m2", "zone-1.b", "zone-1"},
+		{"m1", "zone-2.c", "zone-2"}, {"m1", "zone-10.d", "zone-10"}, {"m1", "zone-1.forged", "zone-2"},
+	} {
+		r := resource.New(resource.DataplaneType, c.mesh, c.name)
+		r.Spec = &meshv1.Dataplane{Networking: &meshv1.Dataplane_Networking{Address: "10.0.0.1",
+			Inbound: []*meshv1.Dataplane_Networking_Inbound{{Port: 80, Tags: map[string]string{resource.ServiceTag: "web"}}}}}
+		r.Meta.Origin = c.origin
+		r.Meta.Labels = map[string]string{"app": c.name}
+		if _, err := st.Create(ctx, r, store.WithoutMeshCheck()); err != nil {
+			t.Fatal(err)
+		}
+		if c.origin == "zone-1" {
+			local := r.Clone()
+			local.Meta.Name = strings.TrimPrefix(c.name, "zone-1.")
+			w := protocol.WireName(resource.DataplaneType, c.mesh, local.Meta.Name)
+			v, _ := protocol.ResourceVersion(w, local)
+			want[w] = v
+		}
+	}
+	got, err := p.InitialVersions(ctx, resource.DataplaneType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("%s: got %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
 }
