@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 
 	"github.com/weftmesh/weft/zone-sync/app"
@@ -114,5 +116,42 @@ func TestZoneReplicasElectOneLeader(t *testing.T) {
 	has(t, c.Global.Store, resource.DataplaneType, "default", "zone-1.web-2", "zone-1", nil)
 	if on, err := app.Online(ctx, c.Global.Client, "zone-1"); !on || err != nil {
 		t.Fatalf("online=%v err=%v", on, err)
+	}
+}
+
+// A stream ends when its token expires; the same token is then refused.
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 0})
+	if _, err := c.Global.Store.Create(ctx, resource.New(resource.ZoneType, "", "zone-1")); err != nil {
+		t.Fatal(err)
+	}
+	// Expired 29 s ago: still inside the 30 s verification leeway for ~1 s.
+	issued := time.Now().Add(-time.Hour - 29*time.Second)
+	tok, _, err := token.New(c.Global.Store).WithClock(func() time.Time { return issued }).
+		Issue(ctx, token.Claims{Kind: token.KindZone, Zone: "zone-1", RegisteredClaims: jwt.RegisteredClaims{Subject: "zone-1"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, cancel := rawStream(t, c, "zone-1", tok)
+	defer cancel()
+	if m, err := s.Recv(); err != nil || m.GetWelcome() == nil {
+		t.Fatalf("no welcome: %v %v", m, err)
+	}
+	for {
+		_, err := s.Recv()
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("stream ended with %v, want Unauthenticated", err)
+		}
+		t.Logf("ended: %v", err)
+		break
+	}
+	s2, cancel2 := rawStream(t, c, "zone-1", tok)
+	defer cancel2()
+	if _, err := s2.Recv(); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("expired token: got %v", err)
 	}
 }

@@ -44,6 +44,9 @@ const (
 	ReasonBadHello     = "bad_hello"
 )
 
+// tokenLeeway is the clock skew pkg/token accepts past a token's expiry.
+const tokenLeeway = 30 * time.Second
+
 // maxSubscriptions is how many past streams a ZoneInsight keeps.
 const maxSubscriptions = 5
 
@@ -187,6 +190,15 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 	runCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go s.watchZone(runCtx, zone, cancel)
+	if claims.ExpiresAt != nil {
+		// A stream does not outlive its token (plus the leeway token
+		// verification allows): the zone reconnects with the token file's
+		// current content.
+		expiry := time.AfterFunc(time.Until(claims.ExpiresAt.Time.Add(tokenLeeway)), func() {
+			cancel(status.Errorf(codes.Unauthenticated, "zone %q: zone token expired; reconnect with a new one", zone))
+		})
+		defer expiry.Stop()
+	}
 	go func() {
 		select {
 		case <-s.stopping:
