@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -142,6 +144,16 @@ func TestGlobalAndTwoZones(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1")
+	// Lag is measured for the create and for the removal.
+	apptest.Eventually(t, wait, func() error {
+		if n := lagSamples(t, g.App, "zone-1", "Dataplane", "up"); n < 2 {
+			return fmt.Errorf("lag samples for zone-1's Dataplanes on global = %d, want >= 2", n)
+		}
+		if n := lagSamples(t, z2.App, "zone-2", "ZoneIngress", "down"); n < 1 {
+			return fmt.Errorf("lag samples for ZoneIngresses in zone-2 = %d, want >= 1", n)
+		}
+		return nil
+	})
 	if _, err := z1.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +368,13 @@ func TestForgedResourcesRejected(t *testing.T) {
 	if err != nil || len(dps) != 0 {
 		t.Fatalf("global holds %d dataplanes (err %v), want none", len(dps), err)
 	}
+}
+
+func lagSamples(t *testing.T, a *app.App, zone, typ, dir string) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := a.Metrics().Lag.WithLabelValues(zone, typ, dir).(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

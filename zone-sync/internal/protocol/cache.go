@@ -41,12 +41,18 @@ type Cache struct {
 	subs   map[*Notifier]struct{}
 	synced map[*resource.Type]bool
 	ready  chan struct{}
+	// removed remembers when a removal was seen, for lag; pruned after
+	// tombstoneTTL.
+	removed map[Key]time.Time
 }
+
+const tombstoneTTL = 10 * time.Minute
 
 // NewCache returns a cache of types in st; Run fills it.
 func NewCache(st *store.Store, types []*resource.Type, log *slog.Logger) *Cache {
 	c := &Cache{st: st, types: types, log: log, data: map[*resource.Type]map[string]*Entry{},
-		rev: map[*resource.Type]int64{}, subs: map[*Notifier]struct{}{}, synced: map[*resource.Type]bool{}, ready: make(chan struct{})}
+		rev: map[*resource.Type]int64{}, subs: map[*Notifier]struct{}{}, synced: map[*resource.Type]bool{}, ready: make(chan struct{}),
+		removed: map[Key]time.Time{}}
 	for _, t := range types {
 		c.data[t] = map[string]*Entry{}
 	}
@@ -96,9 +102,11 @@ func (c *Cache) apply(t *resource.Type, ev store.Event) {
 				changed = append(changed, Key{t, e.Wire})
 			}
 		}
+		now := time.Now()
 		for name := range old {
 			if _, ok := fresh[name]; !ok {
 				changed = append(changed, Key{t, name})
+				c.removed[Key{t, name}] = now
 			}
 		}
 		c.data[t] = fresh
@@ -120,6 +128,14 @@ func (c *Cache) apply(t *resource.Type, ev store.Event) {
 		if _, ok := c.data[t][w]; ok {
 			delete(c.data[t], w)
 			changed = append(changed, Key{t, w})
+			c.removed[Key{t, w}] = time.Now()
+		}
+	}
+	if len(c.removed) > 0 && ev.Kind != store.EventDelete {
+		for k, at := range c.removed {
+			if time.Since(at) > tombstoneTTL {
+				delete(c.removed, k)
+			}
 		}
 	}
 	if ev.Revision > c.rev[t] {
@@ -157,6 +173,13 @@ func (c *Cache) Get(t *resource.Type, wire string) *Entry {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.data[t][wire]
+}
+
+// RemovedAt is when the cache saw a resource removed (zero if unknown).
+func (c *Cache) RemovedAt(t *resource.Type, wire string) time.Time {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.removed[Key{t, wire}]
 }
 
 // Names lists the cached names of a type, sorted.

@@ -31,6 +31,8 @@ type Decoded struct {
 	Version   string
 	Resources []Incoming
 	Removed   []string
+	// RemovedTimes is when the sender saw each removal, where it said.
+	RemovedTimes map[string]time.Time
 }
 
 // DecodeResponse checks a response from the other end against the limits
@@ -72,6 +74,7 @@ func DecodeResponse(m *syncv1.DeltaResponse, accept func(*resource.Type) bool) (
 		seen[in.Wire] = true
 		d.Resources = append(d.Resources, in)
 	}
+	removed := make(map[string]bool, len(m.GetRemovedResources()))
 	for i, name := range m.GetRemovedResources() {
 		if _, _, err := SplitName(t, name); err != nil {
 			return nil, fmt.Errorf("removedResources[%d]: %w", i, err)
@@ -80,7 +83,22 @@ func DecodeResponse(m *syncv1.DeltaResponse, accept func(*resource.Type) bool) (
 			return nil, fmt.Errorf("removedResources[%d]: %q is both updated and removed, or removed twice", i, clip(name))
 		}
 		seen[name] = true
+		removed[name] = true
 		d.Removed = append(d.Removed, name)
+	}
+	if len(m.GetRemovedTimes()) > len(d.Removed) {
+		return nil, errors.New("removedTimes lists names that are not removed")
+	}
+	for name, ts := range m.GetRemovedTimes() {
+		if !removed[name] {
+			return nil, fmt.Errorf("removedTimes[%q]: not a removed resource", clip(name))
+		}
+		if ts.IsValid() {
+			if d.RemovedTimes == nil {
+				d.RemovedTimes = map[string]time.Time{}
+			}
+			d.RemovedTimes[name] = ts.AsTime()
+		}
 	}
 	return d, nil
 }

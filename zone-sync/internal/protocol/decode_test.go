@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -156,4 +157,18 @@ func FuzzDecodeMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDecodeRemovedTimes(t *testing.T) {
+	accept := func(t *resource.Type) bool { return t == resource.DataplaneType }
+	m := validResponse()
+	m.RemovedTimes = map[string]*timestamppb.Timestamp{"default/web-0": timestamppb.Now()}
+	d, err := DecodeResponse(m, accept)
+	if err != nil || d.RemovedTimes["default/web-0"].IsZero() {
+		t.Fatalf("%v %v", d, err)
+	}
+	m.RemovedTimes["default/web-1"] = timestamppb.Now()
+	if _, err := DecodeResponse(m, accept); err == nil {
+		t.Fatal("accepted a removal time for a resource that is not removed")
+	}
 }

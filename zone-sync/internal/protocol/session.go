@@ -366,6 +366,12 @@ func (s *Session) flush(st *sendState) error {
 		} else if _, held := st.known[n]; held {
 			resp.RemovedResources = append(resp.RemovedResources, n)
 			sent[n] = ""
+			if at := s.cfg.Cache.RemovedAt(st.t, n); !at.IsZero() {
+				if resp.RemovedTimes == nil {
+					resp.RemovedTimes = map[string]*timestamppb.Timestamp{}
+				}
+				resp.RemovedTimes[n] = timestamppb.New(at)
+			}
 		}
 	}
 	if len(sent) == 0 {
@@ -452,7 +458,10 @@ func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) er
 		}
 		local[i] = r
 	}
-	type del struct{ wire, mesh, name string }
+	type del struct {
+		wire, mesh, name string
+		at               time.Time
+	}
 	dels := make([]del, 0, len(d.Removed))
 	for _, w := range d.Removed {
 		mesh, name, err := s.cfg.Policy.LocalName(t, w)
@@ -460,7 +469,7 @@ func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) er
 			s.cfg.Metrics.Rejected.WithLabelValues(s.cfg.Peer, "invalid").Inc()
 			return s.nack(resp.GetTypeUrl(), d.Nonce, codes.PermissionDenied, err.Error(), map[string]string{w: err.Error()})
 		}
-		dels = append(dels, del{w, mesh, name})
+		dels = append(dels, del{w, mesh, name, d.RemovedTimes[w]})
 	}
 
 	var mu sync.Mutex
@@ -487,6 +496,10 @@ func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) er
 		work <- func() {
 			if err := s.remove(ctx, t, dl.mesh, dl.name); err != nil {
 				fail(dl.wire, err)
+				return
+			}
+			if !dl.at.IsZero() {
+				s.cfg.Metrics.Lag.WithLabelValues(s.cfg.Peer, t.Name, dir).Observe(time.Since(dl.at).Seconds())
 			}
 		}
 	}

@@ -408,7 +408,10 @@ type DeltaResponse struct {
 	RemovedResources  []string        `protobuf:"bytes,4,rep,name=removed_resources,json=removedResources,proto3" json:"removed_resources,omitempty"`
 	Nonce             string          `protobuf:"bytes,5,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	// When the sender sent the response.
-	SendTime      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
+	SendTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
+	// When the sender saw each removal committed (its store watch), by name,
+	// for sync lag; names not listed carry no time.
+	RemovedTimes  map[string]*timestamppb.Timestamp `protobuf:"bytes,7,rep,name=removed_times,json=removedTimes,proto3" json:"removed_times,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +484,13 @@ func (x *DeltaResponse) GetNonce() string {
 func (x *DeltaResponse) GetSendTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.SendTime
+	}
+	return nil
+}
+
+func (x *DeltaResponse) GetRemovedTimes() map[string]*timestamppb.Timestamp {
+	if x != nil {
+		return x.RemovedTimes
 	}
 	return nil
 }
@@ -604,14 +614,18 @@ const file_weft_sync_v1_sync_proto_rawDesc = "" +
 	"\tresources\x18\x03 \x03(\v2(.weft.sync.v1.ErrorDetail.ResourcesEntryR\tresources\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x03\n" +
 	"\rDeltaResponse\x12\x19\n" +
 	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12.\n" +
 	"\x13system_version_info\x18\x02 \x01(\tR\x11systemVersionInfo\x128\n" +
 	"\tresources\x18\x03 \x03(\v2\x1a.weft.sync.v1.SyncResourceR\tresources\x12+\n" +
 	"\x11removed_resources\x18\x04 \x03(\tR\x10removedResources\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\tR\x05nonce\x127\n" +
-	"\tsend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\"\xb5\x01\n" +
+	"\tsend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12R\n" +
+	"\rremoved_times\x18\a \x03(\v2-.weft.sync.v1.DeltaResponse.RemovedTimesEntryR\fremovedTimes\x1a[\n" +
+	"\x11RemovedTimesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xb5\x01\n" +
 	"\fSyncResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12&\n" +
@@ -634,7 +648,7 @@ func file_weft_sync_v1_sync_proto_rawDescGZIP() []byte {
 	return file_weft_sync_v1_sync_proto_rawDescData
 }
 
-var file_weft_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_weft_sync_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_weft_sync_v1_sync_proto_goTypes = []any{
 	(*SyncMessage)(nil),           // 0: weft.sync.v1.SyncMessage
 	(*Hello)(nil),                 // 1: weft.sync.v1.Hello
@@ -645,8 +659,9 @@ var file_weft_sync_v1_sync_proto_goTypes = []any{
 	(*SyncResource)(nil),          // 6: weft.sync.v1.SyncResource
 	nil,                           // 7: weft.sync.v1.DeltaRequest.InitialResourceVersionsEntry
 	nil,                           // 8: weft.sync.v1.ErrorDetail.ResourcesEntry
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*v1.Meta)(nil),               // 10: weft.mesh.v1.Meta
+	nil,                           // 9: weft.sync.v1.DeltaResponse.RemovedTimesEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*v1.Meta)(nil),               // 11: weft.mesh.v1.Meta
 }
 var file_weft_sync_v1_sync_proto_depIdxs = []int32{
 	1,  // 0: weft.sync.v1.SyncMessage.hello:type_name -> weft.sync.v1.Hello
@@ -657,16 +672,18 @@ var file_weft_sync_v1_sync_proto_depIdxs = []int32{
 	4,  // 5: weft.sync.v1.DeltaRequest.error_detail:type_name -> weft.sync.v1.ErrorDetail
 	8,  // 6: weft.sync.v1.ErrorDetail.resources:type_name -> weft.sync.v1.ErrorDetail.ResourcesEntry
 	6,  // 7: weft.sync.v1.DeltaResponse.resources:type_name -> weft.sync.v1.SyncResource
-	9,  // 8: weft.sync.v1.DeltaResponse.send_time:type_name -> google.protobuf.Timestamp
-	10, // 9: weft.sync.v1.SyncResource.meta:type_name -> weft.mesh.v1.Meta
-	9,  // 10: weft.sync.v1.SyncResource.commit_time:type_name -> google.protobuf.Timestamp
-	0,  // 11: weft.sync.v1.ZoneSyncService.Sync:input_type -> weft.sync.v1.SyncMessage
-	0,  // 12: weft.sync.v1.ZoneSyncService.Sync:output_type -> weft.sync.v1.SyncMessage
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 8: weft.sync.v1.DeltaResponse.send_time:type_name -> google.protobuf.Timestamp
+	9,  // 9: weft.sync.v1.DeltaResponse.removed_times:type_name -> weft.sync.v1.DeltaResponse.RemovedTimesEntry
+	11, // 10: weft.sync.v1.SyncResource.meta:type_name -> weft.mesh.v1.Meta
+	10, // 11: weft.sync.v1.SyncResource.commit_time:type_name -> google.protobuf.Timestamp
+	10, // 12: weft.sync.v1.DeltaResponse.RemovedTimesEntry.value:type_name -> google.protobuf.Timestamp
+	0,  // 13: weft.sync.v1.ZoneSyncService.Sync:input_type -> weft.sync.v1.SyncMessage
+	0,  // 14: weft.sync.v1.ZoneSyncService.Sync:output_type -> weft.sync.v1.SyncMessage
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_weft_sync_v1_sync_proto_init() }
@@ -686,7 +703,7 @@ func file_weft_sync_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_sync_v1_sync_proto_rawDesc), len(file_weft_sync_v1_sync_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
