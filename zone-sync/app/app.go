@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
@@ -303,11 +304,13 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 	if cfg.ServerTLS != nil {
 		return cfg.ServerTLS, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	// Re-read when the files change, so certificates rotate without a
+	// restart.
+	tc, err := cptls.FromFiles(cfg.TLSCertFile, cfg.TLSKeyFile, "")
 	if err != nil {
 		return nil, fmt.Errorf("tls-cert-file/tls-key-file: %w", err)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+	return tc, nil
 }
 
 func clientTLS(cfg Config) (*tls.Config, error) {

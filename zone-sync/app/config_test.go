@@ -70,16 +70,21 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
-// --insecure-dev links a zone over plaintext gRPC (and the zone reads its
-// token from --token-file).
-func TestInsecureDevWithTokenFile(t *testing.T) {
+// --insecure-dev links a zone over plaintext gRPC; --tls-cert-file,
+// --tls-key-file and --tls-ca-file over TLS. The zone reads its token from
+// --token-file.
+func TestInsecureDevWithTokenFile(t *testing.T) { linkWithFiles(t, false) }
+
+func TestTLSFiles(t *testing.T) { linkWithFiles(t, true) }
+
+func linkWithFiles(t *testing.T, useTLS bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	start := func(cfg app.Config) (*app.App, *store.Store) {
 		cli := etcdtest.Client(t, nil)
 		kr, _ := seal.New(seal.Key{ID: "k", Bytes: make([]byte, seal.KeySize)})
-		cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger, cfg.AdminAddress, cfg.InsecureDev = cli, kr, log, "127.0.0.1:0", true
+		cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger, cfg.AdminAddress, cfg.InsecureDev = cli, kr, log, "127.0.0.1:0", !useTLS
 		a, err := app.New(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -94,8 +99,16 @@ func TestInsecureDevWithTokenFile(t *testing.T) {
 		})
 		return a, store.New(cli, store.WithKeyring(kr))
 	}
+	dir := t.TempDir()
 	gcfg := app.Default()
 	gcfg.Address = "127.0.0.1:0"
+	if useTLS {
+		cert, key := apptest.SelfSignedPEM(t)
+		gcfg.TLSCertFile, gcfg.TLSKeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		if err := errors.Join(os.WriteFile(gcfg.TLSCertFile, cert, 0o600), os.WriteFile(gcfg.TLSKeyFile, key, 0o600)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	g, gst := start(gcfg)
 	if _, err := gst.Create(ctx, resource.New(resource.ZoneType, "", "z1")); err != nil {
 		t.Fatal(err)
@@ -107,12 +120,15 @@ func TestInsecureDevWithTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "zone-token")
+	file := filepath.Join(dir, "zone-token")
 	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	zcfg := app.Default()
 	zcfg.Mode, zcfg.Zone, zcfg.GlobalAddress, zcfg.TokenFile = app.ModeZone, "z1", g.Addr(), file
+	if useTLS {
+		zcfg.TLSCAFile = gcfg.TLSCertFile
+	}
 	z, zst := start(zcfg)
 	if z.Addr() != "" {
 		t.Errorf("a zone listens on %q", z.Addr())

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
@@ -110,8 +111,10 @@ func TestGlobalAndTwoZones(t *testing.T) {
 			}
 			return nil
 		})
-		if _, err := z.Store.Get(ctx, resource.GlobalSecretType, "", token.SigningKeySecret); !store.IsNotFound(err) {
-			t.Errorf("%s holds global's %s (err %v): cp-* secrets must never sync", z.Name, token.SigningKeySecret, err)
+		for _, name := range []string{token.SigningKeySecret, cptls.SecretName} {
+			if _, err := z.Store.Get(ctx, resource.GlobalSecretType, "", name); !store.IsNotFound(err) {
+				t.Errorf("%s holds global's %s (err %v): cp-* secrets must never sync", z.Name, name, err)
+			}
 		}
 	}
 

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -118,9 +120,17 @@ func Start(t testing.TB, o Options) *Cluster {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c := &Cluster{Options: o}
-	c.serverTLS, c.clientTLS = SelfSignedTLS(t)
 	c.Global = newControlPlane(t, "global")
 	ctx := context.Background()
+	// Control-plane TLS from global's own CA (pkg/cptls): global serves a
+	// leaf for the loopback names, zones trust global's CA.
+	var err error
+	if c.serverTLS, err = cptls.ServerConfig(ctx, c.Global.Store, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c.clientTLS, err = cptls.ClientConfig(ctx, c.Global.Store); err != nil {
+		t.Fatal(err)
+	}
 	mesh := resource.New(resource.MeshType, "", "default")
 	if _, err := c.Global.Store.Create(ctx, mesh); err != nil {
 		t.Fatal(err)
@@ -257,10 +267,9 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// SelfSignedTLS returns a server configuration with a self-signed
-// certificate for 127.0.0.1 and localhost, and a client configuration that
-// trusts it.
-func SelfSignedTLS(t testing.TB) (server, client *tls.Config) {
+// SelfSignedPEM returns a self-signed certificate for 127.0.0.1 and
+// localhost and its key, PEM-encoded.
+func SelfSignedPEM(t testing.TB) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -277,15 +286,11 @@ func SelfSignedTLS(t testing.TB) (server, client *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
-	client = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
-	return server, client
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
 // Dataplane builds a Dataplane in mesh default with one inbound.
