@@ -43,7 +43,8 @@ type Cache struct {
 	ready  chan struct{}
 	// removed remembers when a removal was seen, for lag; pruned after
 	// tombstoneTTL.
-	removed map[Key]time.Time
+	removed   map[Key]time.Time
+	lastPrune time.Time
 }
 
 const tombstoneTTL = 10 * time.Minute
@@ -131,7 +132,8 @@ func (c *Cache) apply(t *resource.Type, ev store.Event) {
 			c.removed[Key{t, w}] = time.Now()
 		}
 	}
-	if len(c.removed) > 0 && ev.Kind != store.EventDelete {
+	if len(c.removed) > 0 && time.Since(c.lastPrune) > time.Minute {
+		c.lastPrune = time.Now()
 		for k, at := range c.removed {
 			if time.Since(at) > tombstoneTTL {
 				delete(c.removed, k)
