@@ -19,12 +19,12 @@ import (
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/cptls"
+	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	zsapp "github.com/weftmesh/weft/zone-sync/app"
-	"github.com/weftmesh/weft/pkg/etcdembed"
-	"github.com/weftmesh/weft/pkg/seal"
 )
 
 // Options configure `weftctl up`.
