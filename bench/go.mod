@@ -3,9 +3,11 @@ module github.com/weftmesh/weft/bench
 go 1.26.0
 
 require (
+	github.com/prometheus/client_golang v1.25.0
 	github.com/weftmesh/weft/api-server v0.0.0
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
+	github.com/weftmesh/weft/zone-sync v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
 	go.uber.org/zap v1.27.1
 	google.golang.org/grpc v1.85.0
@@ -30,8 +32,8 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.3 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.33.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
-	github.com/prometheus/client_golang v1.25.0 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
@@ -76,4 +78,5 @@ replace (
 	github.com/weftmesh/weft/api-server => ../api-server
 	github.com/weftmesh/weft/pkg => ../pkg
 	github.com/weftmesh/weft/proto => ../proto
+	github.com/weftmesh/weft/zone-sync => ../zone-sync
 )
