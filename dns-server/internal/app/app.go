@@ -1,0 +1,417 @@
+// Package app wires the dns-server: configuration, the etcd store, the VIP
+// allocator, the `.mesh` table and its DNS listeners, and the admin HTTP
+// server (/healthz, /readyz, /metrics).
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftmesh/weft/dns-server/internal/dnsserver"
+	"github.com/weftmesh/weft/dns-server/internal/vip"
+	"github.com/weftmesh/weft/pkg/store"
+)
+
+// Config is the dns-server's configuration.
+type Config struct {
+	// EtcdEndpoints are used when EtcdClient is nil.
+	EtcdEndpoints []string
+	// EtcdClient is an existing client (in-process `weftctl up`, tests).
+	EtcdClient *clientv3.Client
+	// Addr is the DNS listen address, UDP and TCP on the same port.
+	Addr string
+	// AdminAddr serves /healthz, /readyz and /metrics; empty disables it.
+	AdminAddr string
+	// UDPReaders is the number of SO_REUSEPORT UDP sockets (default: CPUs).
+	UDPReaders int
+	// TTL of `.mesh` answers.
+	TTL time.Duration
+	// Upstreams resolve every other name (host or host:port). Empty: the
+	// nameservers of ResolvConf.
+	Upstreams []string
+	// ResolvConf is read for upstreams when Upstreams is empty; "" disables
+	// it, and then other names are REFUSED.
+	ResolvConf     string
+	ForwardTimeout time.Duration
+	MaxForwards    int
+	MaxRequestSize int
+	EDNSSize       int
+	// VIP allocation.
+	Allocate       bool
+	VIPCIDR        string
+	VIPGracePeriod time.Duration
+	Zone           string
+	LogLevel       string
+
+	// Set by programs, not flags.
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Now is the allocator's clock (tests inject one).
+	Now func() time.Time
+	// VIPResync overrides the allocator's resync period (tests).
+	VIPResync time.Duration
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	return Config{
+		EtcdEndpoints:  []string{"127.0.0.1:2379"},
+		Addr:           ":5653",
+		AdminAddr:      ":5654",
+		UDPReaders:     runtime.GOMAXPROCS(0),
+		TTL:            30 * time.Second,
+		ResolvConf:     "/etc/resolv.conf",
+		ForwardTimeout: 2 * time.Second,
+		MaxForwards:    1024,
+		MaxRequestSize: 4096,
+		EDNSSize:       1232,
+		Allocate:       true,
+		VIPCIDR:        vip.DefaultCIDR,
+		VIPGracePeriod: vip.DefaultGracePeriod,
+		LogLevel:       "info",
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.EtcdClient == nil && len(c.EtcdEndpoints) == 0 {
+		errs = append(errs, errors.New("--etcd-endpoints: must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr: %w", err))
+	}
+	if c.AdminAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--admin-addr: %w", err))
+		}
+	}
+	if c.TTL < time.Second || c.TTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("--ttl: %s must be between 1s and 24h", c.TTL))
+	}
+	if c.UDPReaders < 1 || c.UDPReaders > 64 {
+		errs = append(errs, fmt.Errorf("--udp-readers: %d must be between 1 and 64", c.UDPReaders))
+	}
+	if c.ForwardTimeout <= 0 {
+		errs = append(errs, errors.New("--forward-timeout: must be positive"))
+	}
+	if c.MaxForwards < 1 {
+		errs = append(errs, errors.New("--max-forwards: must be at least 1"))
+	}
+	if c.MaxRequestSize < 512 || c.MaxRequestSize > 65535 {
+		errs = append(errs, fmt.Errorf("--max-request-size: %d must be between 512 and 65535", c.MaxRequestSize))
+	}
+	if c.EDNSSize < 512 || c.EDNSSize > 65535 {
+		errs = append(errs, fmt.Errorf("--edns-size: %d must be between 512 and 65535", c.EDNSSize))
+	}
+	if p, err := netip.ParsePrefix(c.VIPCIDR); err != nil || !p.Addr().Is4() {
+		errs = append(errs, fmt.Errorf("--vip-cidr: %q must be an IPv4 CIDR", c.VIPCIDR))
+	}
+	if c.VIPGracePeriod <= 0 {
+		errs = append(errs, errors.New("--vip-grace-period: must be positive"))
+	}
+	for _, u := range c.Upstreams {
+		if _, err := upstreamAddr(u); err != nil {
+			errs = append(errs, fmt.Errorf("--upstreams: %w", err))
+		}
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func upstreamAddr(u string) (string, error) {
+	if _, err := netip.ParseAddr(u); err == nil {
+		return net.JoinHostPort(u, "53"), nil
+	}
+	if _, port, err := net.SplitHostPort(u); err != nil || port == "" {
+		return "", fmt.Errorf("%q is not an address or host:port", u)
+	}
+	return u, nil
+}
+
+type listFlag struct{ p *[]string }
+
+func (l listFlag) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l listFlag) Set(s string) error {
+	*l.p = nil
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l.p = append(*l.p, v)
+		}
+	}
+	return nil
+}
+
+// RegisterFlags binds the configuration to flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.Var(listFlag{&c.EtcdEndpoints}, "etcd-endpoints", "etcd endpoints, comma-separated")
+	fs.StringVar(&c.Addr, "addr", c.Addr, "DNS listen address (UDP and TCP, same port)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address for /healthz, /readyz, /metrics (empty: off)")
+	fs.IntVar(&c.UDPReaders, "udp-readers", c.UDPReaders, "UDP sockets (SO_REUSEPORT) reading queries in parallel")
+	fs.DurationVar(&c.TTL, "ttl", c.TTL, "TTL of .mesh answers")
+	fs.Var(listFlag{&c.Upstreams}, "upstreams", "resolvers for names outside .mesh, comma-separated ip or host:port (default: --resolv-conf)")
+	fs.StringVar(&c.ResolvConf, "resolv-conf", c.ResolvConf, "file whose nameservers are the upstreams when --upstreams is empty (empty: none, other names are REFUSED)")
+	fs.DurationVar(&c.ForwardTimeout, "forward-timeout", c.ForwardTimeout, "time limit of one forwarded query, all upstreams together")
+	fs.IntVar(&c.MaxForwards, "max-forwards", c.MaxForwards, "forwarded queries in flight at most; more get SERVFAIL")
+	fs.IntVar(&c.MaxRequestSize, "max-request-size", c.MaxRequestSize, "requests larger than this many bytes are dropped")
+	fs.IntVar(&c.EDNSSize, "edns-size", c.EDNSSize, "UDP payload size advertised in EDNS0 answers")
+	fs.BoolVar(&c.Allocate, "vip-allocation", c.Allocate, "run the VIP allocator in this replica")
+	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "IPv4 CIDR VIPs are allocated from")
+	fs.DurationVar(&c.VIPGracePeriod, "vip-grace-period", c.VIPGracePeriod, "how long a VIP stays reserved after its service is gone")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "this zone's name; its own ZoneIngress is not a source of remote services")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+}
+
+// App is a dns-server instance with its sockets bound.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	cli     *clientv3.Client
+	ownsCli bool
+	st      *store.Store
+	reg     *prometheus.Registry
+	table   *dnsserver.Table
+	handler *dnsserver.Handler
+	dns     *dnsserver.Server
+	alloc   *vip.Allocator
+	admin   net.Listener
+	ready   atomic.Bool
+}
+
+// New validates cfg, connects to etcd and binds the DNS and admin sockets.
+func New(cfg Config) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, cli: cfg.EtcdClient}
+	if a.log == nil {
+		var lvl slog.Level
+		_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+		a.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	}
+	a.log = a.log.With("service", "dns-server")
+	if a.reg == nil {
+		a.reg = prometheus.NewRegistry()
+	}
+	if a.cli == nil {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second})
+		if err != nil {
+			return nil, fmt.Errorf("etcd client: %w", err)
+		}
+		a.cli, a.ownsCli = cli, true
+	}
+	fail := func(err error) (*App, error) {
+		a.close()
+		return nil, err
+	}
+	a.st = store.New(a.cli, store.WithLogger(a.log), store.WithMetrics(a.reg))
+	upstreams, err := a.upstreams()
+	if err != nil {
+		return fail(err)
+	}
+	a.table = dnsserver.NewTable(uint32(cfg.TTL / time.Second))
+	a.handler = dnsserver.NewHandler(a.table, dnsserver.Options{
+		Upstreams: upstreams, ForwardTimeout: cfg.ForwardTimeout, MaxForwards: cfg.MaxForwards,
+		EDNSSize: uint16(cfg.EDNSSize), MaxRequestSize: cfg.MaxRequestSize, Logger: a.log,
+		Metrics: dnsserver.NewMetrics(a.reg, a.table),
+	})
+	if cfg.Allocate {
+		a.alloc, err = vip.New(a.st, vip.Config{
+			CIDR: netip.MustParsePrefix(cfg.VIPCIDR), GracePeriod: cfg.VIPGracePeriod, Zone: cfg.Zone,
+			Now: cfg.Now, Logger: a.log, Registerer: a.reg, Resync: cfg.VIPResync,
+		})
+		if err != nil {
+			return fail(err)
+		}
+	}
+	a.dns, err = dnsserver.Listen(context.Background(), a.handler, cfg.Addr, cfg.UDPReaders)
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.AdminAddr != "" {
+		if a.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			return fail(fmt.Errorf("admin listen %s: %w", cfg.AdminAddr, err))
+		}
+	}
+	a.log.Info("dns-server listening", "udp", a.dns.UDPAddr().String(), "tcp", a.dns.TCPAddr().String(),
+		"admin", a.AdminAddr(), "upstreams", upstreams, "vipAllocation", cfg.Allocate)
+	return a, nil
+}
+
+func (a *App) upstreams() ([]string, error) {
+	var out []string
+	for _, u := range a.cfg.Upstreams {
+		addr, err := upstreamAddr(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, addr)
+	}
+	if len(out) > 0 || a.cfg.ResolvConf == "" {
+		return out, nil
+	}
+	rc, err := dns.ClientConfigFromFile(a.cfg.ResolvConf)
+	if err != nil {
+		a.log.Warn("no upstream resolvers: cannot read resolv.conf; names outside .mesh are refused", "path", a.cfg.ResolvConf, "error", err)
+		return nil, nil
+	}
+	for _, s := range rc.Servers {
+		out = append(out, net.JoinHostPort(s, rc.Port))
+	}
+	return out, nil
+}
+
+// UDPAddr, TCPAddr and AdminAddr are the bound addresses ("" for a
+// disabled admin server).
+func (a *App) UDPAddr() string { return a.dns.UDPAddr().String() }
+func (a *App) TCPAddr() string { return a.dns.TCPAddr().String() }
+func (a *App) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr().String()
+}
+
+// Table is the live name table (for tests and tools).
+func (a *App) Table() *dnsserver.Table { return a.table }
+
+// Registry is the Prometheus registry the app reports to.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// Ready reports whether the table has its first full view.
+func (a *App) Ready() bool { return a.ready.Load() }
+
+func (a *App) close() {
+	if a.dns != nil {
+		a.dns.Close()
+	}
+	if a.admin != nil {
+		a.admin.Close()
+	}
+	if a.ownsCli && a.cli != nil {
+		a.cli.Close()
+	}
+}
+
+// Run serves until ctx ends; the first component to fail stops the others.
+func (a *App) Run(ctx context.Context) error {
+	defer a.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("table", func(ctx context.Context) error {
+		return dnsserver.Follow(ctx, a.st, a.table, func() {
+			a.ready.Store(true)
+			a.log.Info("dns table synced", "names", a.table.Size())
+		})
+	})
+	if a.alloc != nil {
+		run("vip allocator", a.alloc.Run)
+	}
+	run("dns", a.dns.Serve)
+	if a.admin != nil {
+		run("admin", func(ctx context.Context) error { return serveAdmin(ctx, a.admin, a.reg, a.Ready) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Run builds and runs an App.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// Main is the dns-server program: flags, WEFT_DNS_SERVER_* environment
+// overrides, signals. It returns the exit code.
+func Main(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg := Default()
+	fs := flag.NewFlagSet("dns-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		fmt.Fprintln(stderr, "dns-server:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg); err != nil {
+		fmt.Fprintln(stderr, "dns-server:", err)
+		return 1
+	}
+	return 0
+}
+
+// applyEnv sets every flag not given on the command line from
+// WEFT_DNS_SERVER_<FLAG> (dashes as underscores). pkg/config replaces this
+// seam once it lands.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "WEFT_DNS_SERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

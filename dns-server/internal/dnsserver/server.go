@@ -1,0 +1,171 @@
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+)
+
+// Server serves a Handler on UDP (several SO_REUSEPORT sockets, each with a
+// fast-path reader) and TCP, all on one port.
+type Server struct {
+	h       *Handler
+	udp     []net.PacketConn
+	tcp     net.Listener
+	servers []*dns.Server
+}
+
+// Listen binds addr on UDP (readers sockets) and TCP, on the same port.
+func Listen(ctx context.Context, h *Handler, addr string, readers int) (*Server, error) {
+	if readers <= 0 {
+		readers = 1
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	var lastErr error
+	// With port 0 the TCP port must follow the UDP one; retry on the rare
+	// port already taken for TCP.
+	for attempt := 0; attempt < 10; attempt++ {
+		first, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen udp %s: %w", addr, err)
+		}
+		bound := first.LocalAddr().String()
+		tl, err := net.Listen("tcp", bound)
+		if err != nil {
+			first.Close()
+			lastErr = fmt.Errorf("listen tcp %s: %w", bound, err)
+			if _, port, _ := net.SplitHostPort(addr); port == "0" {
+				continue
+			}
+			return nil, lastErr
+		}
+		s := &Server{h: h, udp: []net.PacketConn{first}, tcp: tl}
+		for i := 1; i < readers; i++ {
+			pc, err := lc.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				s.close()
+				return nil, fmt.Errorf("listen udp %s (reader %d): %w", bound, i, err)
+			}
+			s.udp = append(s.udp, pc)
+		}
+		return s, nil
+	}
+	return nil, lastErr
+}
+
+// Close closes the sockets (Serve closes them itself when ctx ends).
+func (s *Server) Close() { s.close() }
+
+func (s *Server) close() {
+	for _, pc := range s.udp {
+		pc.Close()
+	}
+	s.tcp.Close()
+}
+
+// UDPAddr and TCPAddr are the bound addresses.
+func (s *Server) UDPAddr() net.Addr { return s.udp[0].LocalAddr() }
+func (s *Server) TCPAddr() net.Addr { return s.tcp.Addr() }
+
+// Serve answers queries until ctx ends.
+func (s *Server) Serve(ctx context.Context) error {
+	errs := make(chan error, len(s.udp)+1)
+	var wg sync.WaitGroup
+	start := func(srv *dns.Server) {
+		s.servers = append(s.servers, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- srv.ActivateAndServe()
+		}()
+	}
+	for _, pc := range s.udp {
+		start(&dns.Server{PacketConn: pc, Handler: s.h, UDPSize: 65535, DecorateReader: s.decorate})
+	}
+	start(&dns.Server{Listener: s.tcp, Handler: s.h, DecorateReader: s.decorate,
+		ReadTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000})
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range s.servers {
+		_ = srv.ShutdownContext(sctx)
+	}
+	wg.Wait()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("dns server: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) decorate(r dns.Reader) dns.Reader {
+	return &reader{Reader: r, h: s.h, buf: make([]byte, 65535)}
+}
+
+// reader is a dns.Reader that answers fast-path queries itself and hands
+// the rest to miekg/dns.
+type reader struct {
+	dns.Reader
+	h   *Handler
+	buf []byte
+	fp  fastPath
+}
+
+var errTooLarge = errors.New("dns request larger than the size limit")
+
+func (r *reader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
+	m, err := r.Reader.ReadTCP(conn, timeout)
+	if err == nil && len(m) > r.h.o.MaxRequestSize {
+		r.h.m.dropped.WithLabelValues("too_large").Inc()
+		return nil, errTooLarge
+	}
+	return m, err
+}
+
+func (r *reader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *dns.SessionUDP, error) {
+	for {
+		n, sess, err := dns.ReadFromSessionUDP(conn, r.buf)
+		if err != nil {
+			return nil, nil, err
+		}
+		if n > r.h.o.MaxRequestSize {
+			r.h.m.dropped.WithLabelValues("too_large").Inc()
+			continue
+		}
+		start := time.Now()
+		var from netip.Addr
+		if ua, ok := sess.RemoteAddr().(*net.UDPAddr); ok {
+			from = ua.AddrPort().Addr().Unmap()
+		}
+		if out, ok := r.fp.answer(r.h, r.buf[:n], from); ok {
+			if _, err := dns.WriteToSessionUDP(conn, out, sess); err != nil {
+				r.h.m.dropped.WithLabelValues("write_error").Inc()
+			}
+			r.h.m.fastA.Inc()
+			r.h.m.fastLat.Observe(time.Since(start).Seconds())
+			continue
+		}
+		m := make([]byte, n)
+		copy(m, r.buf[:n])
+		return m, sess, nil
+	}
+}
