@@ -467,12 +467,13 @@ func (a *Allocator) setReleased(ctx context.Context, v *resource.Resource, relea
 	case err == nil:
 		a.setVIP(out)
 		a.m.events.WithLabelValues(event).Inc()
-		a.log.Info("vip "+event, "mesh", v.Meta.GetMesh(), "service", v.Meta.GetName(), "ip", spec.GetIp())
+		a.log.Info("vip "+event, "mesh", v.Meta.GetMesh(), "svc", v.Meta.GetName(), "ip", spec.GetIp())
 	case store.IsConflict(err), store.IsNotFound(err), store.IsMeshNotFound(err):
 		// Another replica got there first; its write reaches us by the watch.
+	case ctx.Err() != nil:
 	default:
 		a.m.events.WithLabelValues("error").Inc()
-		a.log.Warn("vip: update failed", "mesh", v.Meta.GetMesh(), "service", v.Meta.GetName(), "error", err)
+		a.log.Warn("vip: update failed", "mesh", v.Meta.GetMesh(), "svc", v.Meta.GetName(), "error", err)
 	}
 }
 
@@ -483,14 +484,17 @@ func (a *Allocator) free(ctx context.Context, v *resource.Resource) {
 	resp, err := a.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(vkey), "=", v.Meta.GetVersion())).
 		Then(clientv3.OpDelete(vkey), clientv3.OpDelete(a.cfg.ClaimPrefix+ip)).Commit()
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		a.m.events.WithLabelValues("error").Inc()
-		a.log.Warn("vip: free failed", "mesh", k.Mesh, "service", k.Service, "error", err)
+		a.log.Warn("vip: free failed", "mesh", k.Mesh, "svc", k.Service, "error", err)
 		return
 	}
 	if resp.Succeeded {
 		a.del(wVIP, v)
 		a.m.events.WithLabelValues("freed").Inc()
-		a.log.Info("vip freed after grace period", "mesh", k.Mesh, "service", k.Service, "ip", ip)
+		a.log.Info("vip freed after grace period", "mesh", k.Mesh, "svc", k.Service, "ip", ip)
 	}
 }
 
@@ -550,7 +554,7 @@ func (a *Allocator) exhausted(k Key) {
 	if now := time.Now(); now.Sub(a.lastEx) > 10*time.Second {
 		a.lastEx = now
 		a.log.Error("VIP CIDR exhausted: no free address, service gets no VIP until one is freed",
-			"cidr", a.cfg.CIDR.String(), "usable", a.usable(), "inUse", len(a.used), "mesh", k.Mesh, "service", k.Service)
+			"cidr", a.cfg.CIDR.String(), "usable", a.usable(), "inUse", len(a.used), "mesh", k.Mesh, "svc", k.Service)
 	}
 }
 
@@ -612,7 +616,7 @@ func (a *Allocator) commitBatch(ctx context.Context, allocs []allocation) bool {
 		r.Meta.Version = resp.Header.Revision
 		a.setVIP(r)
 		a.m.events.WithLabelValues("allocated").Inc()
-		a.log.Debug("vip allocated", "mesh", allocs[i].k.Mesh, "service", allocs[i].k.Service, "ip", ipString(allocs[i].ip))
+		a.log.Debug("vip allocated", "mesh", allocs[i].k.Mesh, "svc", allocs[i].k.Service, "ip", ipString(allocs[i].ip))
 	}
 	return true
 }
@@ -644,15 +648,18 @@ func (a *Allocator) allocateOne(ctx context.Context, k Key) {
 		).Then(clientv3.OpPut(vkey, string(val)), clientv3.OpPut(ckey, k.String())).
 			Else(clientv3.OpGet(vkey), clientv3.OpGet(ckey, clientv3.WithCountOnly()), clientv3.OpGet(mkey, clientv3.WithCountOnly())).Commit()
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			a.m.events.WithLabelValues("error").Inc()
-			a.log.Warn("vip: allocation failed", "mesh", k.Mesh, "service", k.Service, "error", err)
+			a.log.Warn("vip: allocation failed", "mesh", k.Mesh, "svc", k.Service, "error", err)
 			return
 		}
 		if resp.Succeeded {
 			r.Meta.Version = resp.Header.Revision
 			a.setVIP(r)
 			a.m.events.WithLabelValues("allocated").Inc()
-			a.log.Debug("vip allocated", "mesh", k.Mesh, "service", k.Service, "ip", ipString(ip))
+			a.log.Debug("vip allocated", "mesh", k.Mesh, "svc", k.Service, "ip", ipString(ip))
 			return
 		}
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
@@ -663,7 +670,7 @@ func (a *Allocator) allocateOne(ctx context.Context, k Key) {
 			return
 		}
 		if resp.Responses[2].GetResponseRange().Count == 0 {
-			a.log.Debug("vip: mesh does not exist, not allocating", "mesh", k.Mesh, "service", k.Service)
+			a.log.Debug("vip: mesh does not exist, not allocating", "mesh", k.Mesh, "svc", k.Service)
 			return
 		}
 		// The address is claimed by a VIP we have not seen yet (or an
@@ -702,7 +709,9 @@ func (a *Allocator) decodeVIP(key string, val []byte, rev int64) (*resource.Reso
 func (a *Allocator) collectOrphanClaims(ctx context.Context) {
 	resp, err := a.cli.Get(ctx, a.cfg.ClaimPrefix, clientv3.WithPrefix())
 	if err != nil {
-		a.log.Warn("vip: list claims", "error", err)
+		if ctx.Err() == nil {
+			a.log.Warn("vip: list claims", "error", err)
+		}
 		return
 	}
 	for _, kv := range resp.Kvs {
@@ -735,7 +744,7 @@ func (a *Allocator) collectOrphanClaims(ctx context.Context) {
 		if tr.Succeeded {
 			delete(a.taken, ip)
 			a.m.events.WithLabelValues("orphan_claim_deleted").Inc()
-			a.log.Info("vip: deleted orphaned claim", "ip", ipStr, "mesh", mesh, "service", svc)
+			a.log.Info("vip: deleted orphaned claim", "ip", ipStr, "mesh", mesh, "svc", svc)
 		}
 	}
 }

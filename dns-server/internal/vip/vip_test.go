@@ -401,3 +401,24 @@ func TestRejectsIPv6CIDR(t *testing.T) {
 		t.Fatal("IPv6 CIDR accepted")
 	}
 }
+
+func TestClaimedAddressesAreSkipped(t *testing.T) {
+	srv := etcdtest.Start(t)
+	st := newStore(t, srv)
+	mesh(t, st, "default")
+	const cidr = "240.0.0.0/29" // .1 to .6
+	// Every address but .6 is claimed by a VIP that no longer exists (what a
+	// Mesh deletion leaves behind).
+	for i := 1; i <= 5; i++ {
+		if _, err := st.Client().Put(context.Background(), fmt.Sprintf("%s240.0.0.%d", vip.DefaultClaimPrefix, i), "old/svc"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, st, dataplane("default", "dp", "10.0.0.1", "a", "b", "c"))
+	s := start(t, st, vip.Config{CIDR: netip.MustParsePrefix(cidr)})
+	eventually(t, 5*time.Second, "3 VIPs", func() bool { return len(vips(t, st)) == 3 })
+	checkConsistent(t, st, cidr)
+	if n := metric(t, s.reg, "weft_dns_vip_events_total", "orphan_claim_deleted"); n == 0 {
+		t.Error("no orphaned claim was collected")
+	}
+}
