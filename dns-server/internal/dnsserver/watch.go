@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
@@ -14,7 +15,7 @@ import (
 // answered; released ones are not) and Dataplanes (address -> mesh). It
 // calls ready once both watches have delivered their first full view, and
 // returns when ctx ends. Bursts of events are applied together and
-// published once.
+// published at most every 10ms.
 func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -26,7 +27,11 @@ func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error 
 	if err != nil {
 		return fmt.Errorf("watch Dataplanes: %w", err)
 	}
-	var vipSynced, dpSynced, readyDone bool
+	var vipSynced, dpSynced, readyDone, pending bool
+	var lastPublish time.Time
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -41,35 +46,28 @@ func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error 
 				return nil
 			}
 			dpSynced = applyDataplane(t, ev) || dpSynced
-		}
-		// Drain what is already queued before publishing, bounded so a
-		// flood still publishes regularly.
-	drain:
-		for i := 0; i < 8192; i++ {
-			select {
-			case ev, ok := <-vips:
-				if !ok {
-					return nil
+		case <-timer.C:
+			pending = false
+			lastPublish = time.Now()
+			t.Publish()
+			if vipSynced && dpSynced && !readyDone {
+				readyDone = true
+				if ready != nil {
+					ready()
 				}
-				vipSynced = applyVIP(t, ev) || vipSynced
-			case ev, ok := <-dps:
-				if !ok {
-					return nil
-				}
-				dpSynced = applyDataplane(t, ev) || dpSynced
-			default:
-				break drain
 			}
+			continue
 		}
-		t.Publish()
-		if vipSynced && dpSynced && !readyDone {
-			readyDone = true
-			if ready != nil {
-				ready()
-			}
+		// Publish at most every publishInterval: a lone change goes out at
+		// once, a flood in batches (each Publish copies the shards it touched).
+		if !pending {
+			pending = true
+			timer.Reset(max(0, time.Until(lastPublish.Add(publishInterval))))
 		}
 	}
 }
+
+const publishInterval = 10 * time.Millisecond
 
 func applyVIP(t *Table, ev store.Event) (synced bool) {
 	set := func(r *resource.Resource) {
