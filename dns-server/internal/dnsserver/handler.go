@@ -252,16 +252,23 @@ func (h *Handler) HandlePacket(b []byte, from netip.Addr) []byte {
 	return h.slow(b, from, false)
 }
 
-// slow is the miekg/dns path for one raw request.
-func (h *Handler) slow(b []byte, from netip.Addr, tcp bool) []byte {
+// slowMsg is the miekg/dns path for one raw request: nil resp drops it
+// (too short, a response, or unparsable).
+func (h *Handler) slowMsg(b []byte, from netip.Addr, tcp bool) (req, resp *dns.Msg, path string) {
 	if len(b) < 12 || b[2]&0x80 != 0 {
-		return nil // too short to answer, or a response: never reflect
+		return nil, nil, "" // too short to answer, or a response: never reflect
 	}
-	req := new(dns.Msg)
+	req = new(dns.Msg)
 	if err := req.Unpack(b); err != nil {
-		return nil
+		return nil, nil, ""
 	}
-	resp, _ := h.respond(req, tcp, from)
+	resp, path = h.respond(req, tcp, from)
+	return req, resp, path
+}
+
+// slow is slowMsg packed.
+func (h *Handler) slow(b []byte, from netip.Addr, tcp bool) []byte {
+	_, resp, _ := h.slowMsg(b, from, tcp)
 	if resp == nil {
 		return nil
 	}

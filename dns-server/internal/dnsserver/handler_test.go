@@ -469,3 +469,32 @@ func BenchmarkTableUpdate(b *testing.B) {
 		t.Publish()
 	}
 }
+
+// A wildcard socket answers through miekg/dns sessions (source address
+// from the query's destination); check both paths there too.
+func TestServeOnWildcardAddress(t *testing.T) {
+	h := NewHandler(testTable(), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := Listen(ctx, h, "0.0.0.0:0", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	_, port, _ := net.SplitHostPort(s.UDPAddr().String())
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(query("redis.other.mesh.", dns.TypeA, false), "127.0.0.1:"+port)
+	if err != nil || aOf(r) != "240.0.0.6" {
+		t.Fatalf("fast path on wildcard: %v %v", r, err)
+	}
+	r, _, err = c.Exchange(query("nope.mesh.", dns.TypeA, true), "127.0.0.1:"+port)
+	if err != nil || r.Rcode != dns.RcodeNameError {
+		t.Fatalf("slow path on wildcard: %v %v", r, err)
+	}
+}

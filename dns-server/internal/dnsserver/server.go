@@ -21,6 +21,8 @@ type Server struct {
 	udp     []net.PacketConn
 	tcp     net.Listener
 	servers []*dns.Server
+	// slow counts the slow-path goroutines of direct-mode readers.
+	slow sync.WaitGroup
 }
 
 // Listen binds addr on UDP (readers sockets) and TCP, on the same port.
@@ -111,6 +113,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		_ = srv.ShutdownContext(sctx)
 	}
 	wg.Wait()
+	s.slow.Wait()
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("dns server: %w", err)
 	}
@@ -118,16 +121,24 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) decorate(r dns.Reader) dns.Reader {
-	return &reader{Reader: r, h: s.h, buf: make([]byte, 65535)}
+	return &reader{Reader: r, s: s, h: s.h, buf: make([]byte, 65535)}
 }
 
 // reader is a dns.Reader that answers fast-path queries itself and hands
 // the rest to miekg/dns.
+//
+// A socket bound to one address needs no control messages to answer from
+// the right source, so it reads and writes with recvfrom/sendto and
+// allocates nothing per fast-path query (direct mode). A wildcard socket
+// uses miekg/dns's sessions, which carry the destination address of each
+// query into the source address of its answer.
 type reader struct {
 	dns.Reader
-	h   *Handler
-	buf []byte
-	fp  fastPath
+	s    *Server
+	h    *Handler
+	buf  []byte
+	fp   fastPath
+	mode int // 0 unknown, 1 direct, 2 session
 }
 
 var errTooLarge = errors.New("dns request larger than the size limit")
@@ -142,6 +153,15 @@ func (r *reader) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
 }
 
 func (r *reader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *dns.SessionUDP, error) {
+	if r.mode == 0 {
+		r.mode = 2
+		if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok && !ua.IP.IsUnspecified() {
+			r.mode = 1
+		}
+	}
+	if r.mode == 1 {
+		return nil, nil, r.direct(conn)
+	}
 	for {
 		n, sess, err := dns.ReadFromSessionUDP(conn, r.buf)
 		if err != nil {
@@ -167,5 +187,49 @@ func (r *reader) ReadUDP(conn *net.UDPConn, _ time.Duration) ([]byte, *dns.Sessi
 		m := make([]byte, n)
 		copy(m, r.buf[:n])
 		return m, sess, nil
+	}
+}
+
+// direct serves a socket bound to one address until reading fails.
+func (r *reader) direct(conn *net.UDPConn) error {
+	for {
+		n, peer, err := conn.ReadFromUDPAddrPort(r.buf)
+		if err != nil {
+			return err
+		}
+		if n > r.h.o.MaxRequestSize {
+			r.h.m.dropped.WithLabelValues("too_large").Inc()
+			continue
+		}
+		start := time.Now()
+		from := peer.Addr().Unmap()
+		if out, ok := r.fp.answer(r.h, r.buf[:n], from); ok {
+			if _, err := conn.WriteToUDPAddrPort(out, peer); err != nil {
+				r.h.m.dropped.WithLabelValues("write_error").Inc()
+			}
+			r.h.m.fastA.Inc()
+			r.h.m.fastLat.Observe(time.Since(start).Seconds())
+			continue
+		}
+		m := make([]byte, n)
+		copy(m, r.buf[:n])
+		r.s.slow.Add(1)
+		go func() {
+			defer r.s.slow.Done()
+			req, resp, path := r.h.slowMsg(m, from, false)
+			if resp == nil {
+				r.h.m.dropped.WithLabelValues("unanswerable").Inc()
+				return
+			}
+			out, err := resp.Pack()
+			if err != nil {
+				r.h.m.dropped.WithLabelValues("pack_error").Inc()
+				return
+			}
+			if _, err := conn.WriteToUDPAddrPort(out, peer); err != nil {
+				r.h.m.dropped.WithLabelValues("write_error").Inc()
+			}
+			r.h.observe(req, resp, path, start)
+		}()
 	}
 }
