@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +25,18 @@ import (
 type running struct {
 	*app.App
 	stop func()
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 func startApp(t *testing.T, cli *clientv3.Client, mutate func(*app.Config)) *running {
@@ -174,7 +187,11 @@ func TestServiceResolvesThenGoesAwayKeepingItsVIP(t *testing.T) {
 	st := store.New(cli)
 	create(t, st, resource.New(resource.MeshType, "", "default"))
 	create(t, st, dataplane("default", "client", "127.0.0.1", "client"))
-	a := startApp(t, cli, nil)
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	a := startApp(t, cli, func(c *app.Config) {
+		c.Now = clk.Now
+		c.VIPGracePeriod = 10 * time.Minute
+	})
 
 	create(t, st, dataplane("default", "redis-1", "10.0.0.2", "redis"))
 	ip := resolves(t, a, "127.0.0.1", "redis.mesh.", 2*time.Second)
@@ -214,6 +231,20 @@ func TestServiceResolvesThenGoesAwayKeepingItsVIP(t *testing.T) {
 		t.Fatalf("new service got the released VIP %s", ip)
 	}
 
+	// Past the grace period the VIP is freed.
+	clk.Add(11 * time.Minute)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := st.Get(context.Background(), resource.VirtualIPType, "default", "redis")
+		if store.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VIP not freed after the grace period: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
 	// Admin endpoints.
 	base := "http://" + a.AdminAddr()
 	if code, _ := httpGet(t, base+"/healthz"); code != 200 {
@@ -225,7 +256,7 @@ func TestServiceResolvesThenGoesAwayKeepingItsVIP(t *testing.T) {
 	_, metrics := httpGet(t, base+"/metrics")
 	for _, m := range []string{`weft_dns_queries_total{rcode="NOERROR",type="A"}`, `weft_dns_queries_total{rcode="NXDOMAIN",type="A"}`,
 		"weft_dns_query_duration_seconds_bucket", "weft_dns_table_names 2", `weft_dns_vip_events_total{event="allocated"}`,
-		`weft_dns_vip_events_total{event="released"} 1`, "weft_dns_vip_cidr_exhausted_total 0"} {
+		`weft_dns_vip_events_total{event="released"} 1`, `weft_dns_vip_events_total{event="freed"} 1`, "weft_dns_vip_cidr_exhausted_total 0"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

@@ -498,3 +498,38 @@ func TestServeOnWildcardAddress(t *testing.T) {
 		t.Fatalf("slow path on wildcard: %v %v", r, err)
 	}
 }
+
+// FuzzFastPathMatchesSlowPath: whatever packet the fast path answers, the
+// full miekg/dns handler answers the same.
+func FuzzFastPathMatchesSlowPath(f *testing.F) {
+	for _, q := range []*dns.Msg{query("redis.mesh.", dns.TypeA, false), query("REDIS.other.mesh.", dns.TypeA, true), query("web.mesh.", dns.TypeA, false)} {
+		b, _ := q.Pack()
+		f.Add(b, true)
+	}
+	h := NewHandler(testTable(), Options{Upstreams: []string{"127.0.0.1:1"}})
+	f.Fuzz(func(t *testing.T, b []byte, other bool) {
+		from := dpDefault
+		if other {
+			from = dpOther
+		}
+		var fp fastPath
+		fast, ok := fp.answer(h, b, from)
+		if !ok {
+			return
+		}
+		slow := h.slow(b, from, false)
+		if slow == nil {
+			t.Fatalf("fast path answered a packet the full handler drops: %x", b)
+		}
+		fm, sm := new(dns.Msg), new(dns.Msg)
+		if err := fm.Unpack(fast); err != nil {
+			t.Fatalf("fast answer does not parse: %v", err)
+		}
+		if err := sm.Unpack(slow); err != nil {
+			t.Fatal(err)
+		}
+		if fm.String() != sm.String() {
+			t.Fatalf("request %x\nfast:\n%s\nslow:\n%s", b, fm, sm)
+		}
+	})
+}
