@@ -23,6 +23,8 @@ LAT_DURATION=${LAT_DURATION:-10}
 WEFT_PORT=${WEFT_PORT:-15353}
 ADMIN_PORT=${ADMIN_PORT:-15354}
 COREDNS_PORT=${COREDNS_PORT:-15363}
+RO_PORT=${RO_PORT:-15373}
+RO_ADMIN_PORT=${RO_ADMIN_PORT:-15374}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${WEFT_BENCH_CACHE:-$HOME/.cache/weft-bench}
 OUT=${OUT:-$ROOT/bench/results/dns.md}
@@ -72,8 +74,16 @@ wait_for 60 "etcd" test -s "$WORK/endpoint"
 	--admin-addr "127.0.0.1:$ADMIN_PORT" --resolv-conf "" --log-level warn 2>"$WORK/dns-server.log" &
 weft_pid=$!
 pids+=($weft_pid)
+# An answer-only replica (--vip-allocation=false) shows what the name table
+# alone costs, without the allocator's state.
+"$WORK/bin/dns-server" --etcd-endpoints "$(cat "$WORK/endpoint")" --addr "127.0.0.1:$RO_PORT" \
+	--admin-addr "127.0.0.1:$RO_ADMIN_PORT" --resolv-conf "" --log-level warn --vip-allocation=false 2>"$WORK/dns-server-ro.log" &
+ro_pid=$!
+pids+=($ro_pid)
 wait_for 30 "dns-server /readyz" curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"
+wait_for 30 "answer-only dns-server /readyz" curl -sf "http://127.0.0.1:$RO_ADMIN_PORT/readyz"
 weft_rss0=$(rss_kb "$weft_pid")
+ro_rss0=$(rss_kb "$ro_pid")
 
 # 2. CoreDNS with an empty zone, for its baseline memory.
 cat >"$WORK/empty.zone" <<EOF
@@ -99,6 +109,7 @@ wait_for 120 "dns-server table" sh -c "[ \"\$(curl -s http://127.0.0.1:$ADMIN_PO
 alloc_s=$(cat "$WORK/allocation-seconds")
 log "VIPs allocated in ${alloc_s}s"
 wait_for 10 "dns-server answers" answers "$WEFT_PORT"
+wait_for 60 "answer-only dns-server answers" answers "$RO_PORT"
 
 # 4. CoreDNS with the same names.
 corefile "$WORK/mesh.zone"
@@ -108,6 +119,7 @@ pids+=($core_pid)
 wait_for 120 "CoreDNS answers" answers "$COREDNS_PORT"
 sleep 2 # let both settle after loading before reading memory
 weft_rss=$(rss_kb "$weft_pid")
+ro_rss=$(rss_kb "$ro_pid")
 core_rss=$(rss_kb "$core_pid")
 
 # 5. Throughput, alternating servers so both see the same machine load.
@@ -175,6 +187,12 @@ file (\`file\` plugin, no other plugins). Latency from a separate \`dnsperf -v\`
 | RSS empty (MiB) | $((weft_rss0 / 1024)) | $((core_rss0 / 1024)) |
 | RSS with $N names (MiB) | $((weft_rss / 1024)) | $((core_rss / 1024)) |
 | memory per name (bytes, RSS delta / N) | $(per_name "$weft_rss" "$weft_rss0") | $(per_name "$core_rss" "$core_rss0") |
+| answer-only replica (\`--vip-allocation=false\`): RSS empty / with $N names (MiB), bytes per name | $((ro_rss0 / 1024)) / $((ro_rss / 1024)), $(per_name "$ro_rss" "$ro_rss0") | |
+
+Memory is process RSS (Go's heap runs up to twice its live size before a collection, CoreDNS's too). The
+allocating replica also holds the allocator's view (every service of every Dataplane and ZoneIngress, every
+VIP and address in use) and two store watches; the answer-only replica holds the name table, the
+address index and its watches.
 
 dns-server / CoreDNS throughput: **${ratio}×**.
 

@@ -88,7 +88,7 @@ type Allocator struct {
 	// State below is owned by the Run goroutine.
 	dps    map[string][]Key // dataplane mesh/name -> services
 	zis    map[string][]Key // zoneingress name -> services
-	vips   map[Key]*resource.Resource
+	vips   map[Key]vipState
 	used   map[uint32]Key
 	taken  map[uint32]struct{} // claims seen in conflicts, not (yet) known as VIPs
 	synced [3]bool
@@ -171,7 +171,7 @@ func New(st *store.Store, cfg Config) (*Allocator, error) {
 		st: st, cli: st.Client(), cfg: cfg, log: cfg.Logger.With("component", "vip"), m: newMetrics(cfg.Registerer),
 		base: uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3]),
 		size: 1 << (32 - cfg.CIDR.Bits()),
-		dps:  map[string][]Key{}, zis: map[string][]Key{}, vips: map[Key]*resource.Resource{},
+		dps:  map[string][]Key{}, zis: map[string][]Key{}, vips: map[Key]vipState{},
 		used: map[uint32]Key{}, taken: map[uint32]struct{}{}, ready: make(chan struct{}),
 	}
 	a.m.capacity.Set(float64(a.usable()))
@@ -324,7 +324,7 @@ func (a *Allocator) apply(w int, ev store.Event) {
 		case wIngress:
 			a.zis = map[string][]Key{}
 		case wVIP:
-			a.vips = map[Key]*resource.Resource{}
+			a.vips = map[Key]vipState{}
 			a.used = map[uint32]Key{}
 		}
 		for _, r := range ev.Resources {
@@ -356,14 +356,40 @@ func (a *Allocator) del(w int, r *resource.Resource) {
 	case wIngress:
 		delete(a.zis, r.Meta.GetName())
 	case wVIP:
-		k := Key{r.Meta.GetMesh(), r.Meta.GetName()}
-		if old, ok := a.vips[k]; ok {
-			if ip, ok := parseIP(old.Spec.(*meshv1.VirtualIP).GetIp()); ok && a.used[ip] == k {
-				delete(a.used, ip)
-			}
-			delete(a.vips, k)
-		}
+		a.forget(Key{r.Meta.GetMesh(), r.Meta.GetName()})
 	}
+}
+
+func (a *Allocator) forget(k Key) {
+	if old, ok := a.vips[k]; ok {
+		if old.ipOK && a.used[old.ip] == k {
+			delete(a.used, old.ip)
+		}
+		delete(a.vips, k)
+	}
+}
+
+// vipState is what the allocator keeps of a VirtualIP: a few words rather
+// than the whole resource, since a zone may hold hundreds of thousands.
+type vipState struct {
+	ip       uint32
+	ipOK     bool
+	version  int64
+	released time.Time // zero: active
+}
+
+func (v vipState) resource(k Key) *resource.Resource {
+	r := resource.New(resource.VirtualIPType, k.Mesh, k.Service)
+	spec := r.Spec.(*meshv1.VirtualIP)
+	spec.Service = k.Service
+	if v.ipOK {
+		spec.Ip = ipString(v.ip)
+	}
+	if !v.released.IsZero() {
+		spec.ReleasedTime = resource.Timestamp(v.released)
+	}
+	r.Meta.Version = v.version
+	return r
 }
 
 // setVIP records a VirtualIP unless a newer version is already known (our
@@ -371,17 +397,23 @@ func (a *Allocator) del(w int, r *resource.Resource) {
 func (a *Allocator) setVIP(r *resource.Resource) {
 	k := Key{r.Meta.GetMesh(), r.Meta.GetName()}
 	if old, ok := a.vips[k]; ok {
-		if old.Meta.GetVersion() > r.Meta.GetVersion() {
+		if old.version > r.Meta.GetVersion() {
 			return
 		}
-		if ip, ok := parseIP(old.Spec.(*meshv1.VirtualIP).GetIp()); ok && a.used[ip] == k {
-			delete(a.used, ip)
+		if old.ipOK && a.used[old.ip] == k {
+			delete(a.used, old.ip)
 		}
 	}
-	a.vips[k] = r
-	if ip, ok := parseIP(r.Spec.(*meshv1.VirtualIP).GetIp()); ok {
-		a.used[ip] = k
-		delete(a.taken, ip)
+	spec, _ := r.Spec.(*meshv1.VirtualIP)
+	v := vipState{version: r.Meta.GetVersion()}
+	v.ip, v.ipOK = parseIP(spec.GetIp())
+	if rt := spec.GetReleasedTime(); rt != nil {
+		v.released = rt.AsTime()
+	}
+	a.vips[k] = v
+	if v.ipOK {
+		a.used[v.ip] = k
+		delete(a.taken, v.ip)
 	}
 }
 
@@ -416,8 +448,8 @@ func (a *Allocator) reconcile(ctx context.Context) {
 			alloc = append(alloc, k)
 			continue
 		}
-		if v.Spec.(*meshv1.VirtualIP).GetReleasedTime() != nil {
-			a.setReleased(ctx, v, false, "reclaimed")
+		if !v.released.IsZero() {
+			a.setReleased(ctx, k, v, false, "reclaimed")
 		}
 	}
 	var keys []Key
@@ -428,12 +460,11 @@ func (a *Allocator) reconcile(ctx context.Context) {
 	}
 	for _, k := range keys {
 		v := a.vips[k]
-		rt := v.Spec.(*meshv1.VirtualIP).GetReleasedTime()
 		switch {
-		case rt == nil:
-			a.setReleased(ctx, v, true, "released")
-		case !now.Before(rt.AsTime().Add(a.cfg.GracePeriod)):
-			a.free(ctx, v)
+		case v.released.IsZero():
+			a.setReleased(ctx, k, v, true, "released")
+		case !now.Before(v.released.Add(a.cfg.GracePeriod)):
+			a.free(ctx, k, v)
 		}
 	}
 	sort.Slice(alloc, func(i, j int) bool {
@@ -455,8 +486,8 @@ func (a *Allocator) reconcile(ctx context.Context) {
 	}
 }
 
-func (a *Allocator) setReleased(ctx context.Context, v *resource.Resource, release bool, event string) {
-	nv := v.Clone()
+func (a *Allocator) setReleased(ctx context.Context, k Key, v vipState, release bool, event string) {
+	nv := v.resource(k)
 	spec := nv.Spec.(*meshv1.VirtualIP)
 	spec.ReleasedTime = nil
 	if release {
@@ -467,22 +498,24 @@ func (a *Allocator) setReleased(ctx context.Context, v *resource.Resource, relea
 	case err == nil:
 		a.setVIP(out)
 		a.m.events.WithLabelValues(event).Inc()
-		a.log.Info("vip "+event, "mesh", v.Meta.GetMesh(), "svc", v.Meta.GetName(), "ip", spec.GetIp())
+		a.log.Info("vip "+event, "mesh", k.Mesh, "svc", k.Service, "ip", spec.GetIp())
 	case store.IsConflict(err), store.IsNotFound(err), store.IsMeshNotFound(err):
 		// Another replica got there first; its write reaches us by the watch.
 	case ctx.Err() != nil:
 	default:
 		a.m.events.WithLabelValues("error").Inc()
-		a.log.Warn("vip: update failed", "mesh", v.Meta.GetMesh(), "svc", v.Meta.GetName(), "error", err)
+		a.log.Warn("vip: update failed", "mesh", k.Mesh, "svc", k.Service, "error", err)
 	}
 }
 
-func (a *Allocator) free(ctx context.Context, v *resource.Resource) {
-	k := Key{v.Meta.GetMesh(), v.Meta.GetName()}
-	ip := v.Spec.(*meshv1.VirtualIP).GetIp()
+func (a *Allocator) free(ctx context.Context, k Key, v vipState) {
+	ip := ipString(v.ip)
 	vkey := a.st.Key(resource.VirtualIPType, k.Mesh, k.Service)
-	resp, err := a.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(vkey), "=", v.Meta.GetVersion())).
-		Then(clientv3.OpDelete(vkey), clientv3.OpDelete(a.cfg.ClaimPrefix+ip)).Commit()
+	ops := []clientv3.Op{clientv3.OpDelete(vkey)}
+	if v.ipOK {
+		ops = append(ops, clientv3.OpDelete(a.cfg.ClaimPrefix+ip))
+	}
+	resp, err := a.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(vkey), "=", v.version)).Then(ops...).Commit()
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -492,7 +525,7 @@ func (a *Allocator) free(ctx context.Context, v *resource.Resource) {
 		return
 	}
 	if resp.Succeeded {
-		a.del(wVIP, v)
+		a.forget(k)
 		a.m.events.WithLabelValues("freed").Inc()
 		a.log.Info("vip freed after grace period", "mesh", k.Mesh, "svc", k.Service, "ip", ip)
 	}
@@ -726,10 +759,10 @@ func (a *Allocator) collectOrphanClaims(ctx context.Context) {
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)}
 		v, known := a.vips[k]
 		switch {
-		case known && v.Spec.(*meshv1.VirtualIP).GetIp() == ipStr:
+		case known && v.ipOK && v.ip == ip:
 			continue // a live claim
 		case known:
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vkey), "=", v.Meta.GetVersion()))
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(vkey), "=", v.version))
 		default:
 			if kv.ModRevision > resp.Header.Revision {
 				continue
