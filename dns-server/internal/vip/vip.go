@@ -68,6 +68,9 @@ type Config struct {
 	Resync time.Duration
 	// BatchSize is how many allocations share one etcd transaction (default 32).
 	BatchSize int
+	// Settle is how long a VIP must look unneeded before it is released when
+	// this replica cannot tell that its view is newer than the VIP (default 1s).
+	Settle time.Duration
 }
 
 // Key identifies a (mesh, service).
@@ -92,9 +95,15 @@ type Allocator struct {
 	used   map[uint32]Key
 	taken  map[uint32]struct{} // claims seen in conflicts, not (yet) known as VIPs
 	synced [3]bool
-	ready  chan struct{}
-	gcDue  bool
-	lastEx time.Time
+	// rev is the newest store revision each watch has delivered.
+	rev [3]int64
+	// unneeded notes when an active VIP was first seen without a service,
+	// for VIPs newer than this replica's view of services.
+	unneeded map[Key]time.Time
+	wake     bool
+	ready    chan struct{}
+	gcDue    bool
+	lastEx   time.Time
 }
 
 type metrics struct {
@@ -166,13 +175,16 @@ func New(st *store.Store, cfg Config) (*Allocator, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 32
 	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = time.Second
+	}
 	a4 := cfg.CIDR.Addr().As4()
 	a := &Allocator{
 		st: st, cli: st.Client(), cfg: cfg, log: cfg.Logger.With("component", "vip"), m: newMetrics(cfg.Registerer),
 		base: uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3]),
 		size: 1 << (32 - cfg.CIDR.Bits()),
 		dps:  map[string][]Key{}, zis: map[string][]Key{}, vips: map[Key]vipState{},
-		used: map[uint32]Key{}, taken: map[uint32]struct{}{}, ready: make(chan struct{}),
+		used: map[uint32]Key{}, taken: map[uint32]struct{}{}, ready: make(chan struct{}), unneeded: map[Key]time.Time{},
 	}
 	a.m.capacity.Set(float64(a.usable()))
 	return a, nil
@@ -275,6 +287,9 @@ func (a *Allocator) Run(ctx context.Context) error {
 	debounce.Stop()
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
+	settle := time.NewTimer(time.Hour)
+	settle.Stop()
+	defer settle.Stop()
 	dirty := false
 	kick := func() {
 		if !dirty {
@@ -307,14 +322,21 @@ func (a *Allocator) Run(ctx context.Context) error {
 		case <-debounce.C:
 			dirty = false
 			a.reconcile(ctx)
+		case <-settle.C:
+			a.reconcile(ctx)
 		case <-resync.C:
 			a.gcDue = true
 			a.reconcile(ctx)
+		}
+		if a.wake {
+			a.wake = false
+			settle.Reset(a.cfg.Settle)
 		}
 	}
 }
 
 func (a *Allocator) apply(w int, ev store.Event) {
+	a.rev[w] = max(a.rev[w], ev.Revision)
 	switch ev.Kind {
 	case store.EventSync:
 		a.synced[w] = true
@@ -361,6 +383,7 @@ func (a *Allocator) del(w int, r *resource.Resource) {
 }
 
 func (a *Allocator) forget(k Key) {
+	delete(a.unneeded, k)
 	if old, ok := a.vips[k]; ok {
 		if old.ipOK && a.used[old.ip] == k {
 			delete(a.used, old.ip)
@@ -458,10 +481,42 @@ func (a *Allocator) reconcile(ctx context.Context) {
 			keys = append(keys, k)
 		}
 	}
+	// Watches of different types deliver independently: a VIP allocated for
+	// a new Dataplane can arrive before the Dataplane does. A VIP is released
+	// at once only when this replica's views of Dataplanes and ZoneIngresses
+	// are at least as new as the VIP; otherwise after it has looked unneeded
+	// for the settle period.
+	newest := int64(0)
+	for _, k := range keys {
+		if v := a.vips[k]; v.released.IsZero() {
+			newest = max(newest, v.version)
+		}
+	}
+	a.catchUp(ctx, newest)
+	seen := min(a.rev[wDataplane], a.rev[wIngress])
+	for k := range a.unneeded {
+		if _, ok := want[k]; ok {
+			delete(a.unneeded, k)
+		}
+	}
 	for _, k := range keys {
 		v := a.vips[k]
 		switch {
+		case v.released.IsZero() && v.version > seen:
+			first, ok := a.unneeded[k]
+			if !ok {
+				a.unneeded[k] = time.Now()
+				a.wake = true
+				continue
+			}
+			if time.Since(first) < a.cfg.Settle {
+				a.wake = true
+				continue
+			}
+			delete(a.unneeded, k)
+			a.setReleased(ctx, k, v, true, "released")
 		case v.released.IsZero():
+			delete(a.unneeded, k)
 			a.setReleased(ctx, k, v, true, "released")
 		case !now.Before(v.released.Add(a.cfg.GracePeriod)):
 			a.free(ctx, k, v)
@@ -483,6 +538,23 @@ func (a *Allocator) reconcile(ctx context.Context) {
 	case <-a.ready:
 	default:
 		close(a.ready)
+	}
+}
+
+// catchUp moves a watch's revision forward to the present when etcd holds
+// no Dataplane (or ZoneIngress) written after it: a quiet watch has seen
+// every service there is. Deletions it may not have seen yet only remove
+// services, so they cannot make a release wrong.
+func (a *Allocator) catchUp(ctx context.Context, to int64) {
+	for w, t := range map[int]*resource.Type{wDataplane: resource.DataplaneType, wIngress: resource.ZoneIngressType} {
+		if a.rev[w] >= to {
+			continue
+		}
+		resp, err := a.cli.Get(ctx, a.st.TypePrefix(t, ""), clientv3.WithPrefix(), clientv3.WithCountOnly(),
+			clientv3.WithMinModRev(a.rev[w]+1))
+		if err == nil && resp.Count == 0 {
+			a.rev[w] = max(a.rev[w], resp.Header.Revision)
+		}
 	}
 }
 

@@ -422,3 +422,22 @@ func TestClaimedAddressesAreSkipped(t *testing.T) {
 		t.Error("no orphaned claim was collected")
 	}
 }
+
+// A VIP newer than the last Dataplane and ZoneIngress events this replica
+// has seen (here: written straight into etcd, with no service behind it) is
+// released once etcd confirms no service was written since: released, kept,
+// not deleted.
+func TestStrayVIPIsReleasedAfterCheckingTheViewIsCurrent(t *testing.T) {
+	srv := etcdtest.Start(t)
+	st := newStore(t, srv)
+	mesh(t, st, "default")
+	s := start(t, st, vip.Config{})
+	<-s.a.Ready()
+	r := resource.New(resource.VirtualIPType, "default", "ghost")
+	r.Spec = &meshv1.VirtualIP{Service: "ghost", Ip: "240.1.2.3"}
+	mustCreate(t, st, r)
+	eventually(t, 5*time.Second, "ghost released", func() bool { return vips(t, st)["default/ghost"].GetReleasedTime() != nil })
+	if got := vips(t, st)["default/ghost"].GetIp(); got != "240.1.2.3" {
+		t.Errorf("ip changed to %s", got)
+	}
+}
