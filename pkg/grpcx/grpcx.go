@@ -1,0 +1,296 @@
+// Package grpcx holds what every Weft gRPC server shares: OpenTelemetry,
+// metrics, panic recovery, bearer-token authentication, and the one place
+// where domain errors become gRPC status codes.
+package grpcx
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
+)
+
+// MaxRecvMsgSize bounds every request message.
+const MaxRecvMsgSize = 4 << 20
+
+// Reasons carried in errdetails.ErrorInfo for errors whose HTTP mapping is
+// not the gRPC default.
+const (
+	// ReasonOwnedElsewhere: the resource is owned by another control plane
+	// (HTTP 405).
+	ReasonOwnedElsewhere = "OWNED_ELSEWHERE"
+	// ErrorDomain is the ErrorInfo domain of Weft errors.
+	ErrorDomain = "weft.io"
+)
+
+// ServerOptions returns the options every Weft gRPC server uses, with
+// extra interceptors (authentication) run after the shared ones.
+func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
+	m := newMetrics(reg, service)
+	u := append([]grpc.UnaryServerInterceptor{recoverUnary(log), m.unary, errorsUnary(log)}, unary...)
+	s := append([]grpc.StreamServerInterceptor{recoverStream(log), m.stream, errorsStream(log)}, stream...)
+	return []grpc.ServerOption{
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.ChainUnaryInterceptor(u...),
+		grpc.ChainStreamInterceptor(s...),
+		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+	}
+}
+
+// ClientOptions are the dial options for calls between Weft services.
+func ClientOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())}
+}
+
+// Status converts a domain error to a gRPC status error. Errors it does not
+// know become Internal with a generic message (the cause is logged, not
+// sent: it may hold details a caller should not see).
+func Status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var ve *resource.ValidationError
+	var de *resource.DecodeError
+	var te *token.Error
+	switch {
+	case errors.As(err, &ve):
+		return InvalidArgument("validation failed", ve.Causes...)
+	case errors.As(err, &de):
+		return InvalidArgument("could not decode the resource", resource.Cause{Field: de.Field, Message: de.Err.Error()})
+	case errors.As(err, &te):
+		return status.Error(codes.Unauthenticated, te.Error())
+	case store.IsMeshNotFound(err):
+		var se *store.Error
+		mesh := ""
+		if errors.As(err, &se) {
+			mesh = se.Mesh
+		}
+		return InvalidArgument("mesh does not exist", resource.Cause{Field: "mesh", Message: "mesh " + quote(mesh) + " does not exist"})
+	case errors.Is(err, store.ErrInvalidContinue):
+		return InvalidArgument("invalid offset", resource.Cause{Field: "offset", Message: "not a continue token from a previous page"})
+	case store.IsNotFound(err):
+		return status.Error(codes.NotFound, err.Error())
+	case store.IsAlreadyExists(err):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case store.IsConflict(err):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func quote(s string) string { return "\"" + s + "\"" }
+
+// InvalidArgument builds an InvalidArgument status carrying field
+// violations.
+func InvalidArgument(msg string, causes ...resource.Cause) error {
+	st := status.New(codes.InvalidArgument, msg)
+	br := &errdetails.BadRequest{}
+	for _, c := range causes {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: c.Field, Description: c.Message})
+	}
+	if len(causes) > 0 {
+		if ds, err := st.WithDetails(br); err == nil {
+			st = ds
+		}
+	}
+	return st.Err()
+}
+
+// OwnedElsewhere builds the error for a write to a resource another control
+// plane owns.
+func OwnedElsewhere(msg string) error {
+	st := status.New(codes.FailedPrecondition, msg)
+	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonOwnedElsewhere, Domain: ErrorDomain}); err == nil {
+		st = ds
+	}
+	return st.Err()
+}
+
+func convert(log *slog.Logger, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	out := Status(err)
+	if s, _ := status.FromError(out); s.Code() == codes.Internal {
+		log.Error("request failed", "method", method, "error", err)
+	}
+	return out
+}
+
+func errorsUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		return resp, convert(log, info.FullMethod, err)
+	}
+}
+
+func errorsStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		return convert(log, info.FullMethod, h(srv, ss))
+	}
+}
+
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return h(srv, ss)
+	}
+}
+
+type metrics struct {
+	handled *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer, service string) *metrics {
+	m := &metrics{
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weft_grpc_server_handled_total",
+			Help: "gRPC calls completed, by method and code.", ConstLabels: prometheus.Labels{"service": service}}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weft_grpc_server_handling_seconds",
+			Help: "Latency of unary gRPC calls.", ConstLabels: prometheus.Labels{"service": service},
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.handled, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.handled.WithLabelValues(info.FullMethod, status.Code(Status(err)).String()).Inc()
+	return resp, err
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	err := h(srv, ss)
+	m.handled.WithLabelValues(info.FullMethod, status.Code(Status(err)).String()).Inc()
+	return err
+}
+
+// BearerToken returns the token of an "authorization: Bearer ..." header.
+func BearerToken(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		if t, ok := strings.CutPrefix(v, "bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
+}
+
+type claimsKey struct{}
+
+// WithClaims stores verified token claims in a context.
+func WithClaims(ctx context.Context, c *token.Claims) context.Context {
+	return context.WithValue(ctx, claimsKey{}, c)
+}
+
+// ClaimsFrom returns the verified claims of the caller, if any.
+func ClaimsFrom(ctx context.Context) (*token.Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*token.Claims)
+	return c, ok
+}
+
+// AuthFunc authenticates (and authorises) a call; it returns the context
+// to continue with (carrying claims) or a status error.
+type AuthFunc func(ctx context.Context, fullMethod string) (context.Context, error)
+
+// Auth returns interceptors that run fn before every call.
+func Auth(fn AuthFunc) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			ctx, err := fn(ctx, info.FullMethod)
+			if err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}, func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			ctx, err := fn(ss.Context(), info.FullMethod)
+			if err != nil {
+				return err
+			}
+			return h(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		}
+}
+
+type wrappedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrappedStream) Context() context.Context { return w.ctx }
+
+// TokenAuth authenticates callers by bearer token with keys and lets allow
+// decide what the verified caller may call (nil allow admits any valid
+// token). Methods in public skip authentication.
+func TokenAuth(keys *token.Keys, allow func(c *token.Claims, fullMethod string) error, public ...string) AuthFunc {
+	pub := map[string]bool{}
+	for _, p := range public {
+		pub[p] = true
+	}
+	return func(ctx context.Context, method string) (context.Context, error) {
+		if pub[method] {
+			return ctx, nil
+		}
+		tok := BearerToken(ctx)
+		if tok == "" {
+			return nil, status.Error(codes.Unauthenticated, "missing bearer token: send 'authorization: Bearer <token>'")
+		}
+		c, err := keys.Verify(ctx, tok)
+		if err != nil {
+			if token.IsInvalid(err) {
+				return nil, status.Error(codes.Unauthenticated, err.Error())
+			}
+			return nil, status.Error(codes.Unavailable, "cannot verify token right now")
+		}
+		if allow != nil {
+			if err := allow(c, method); err != nil {
+				return nil, err
+			}
+		}
+		return WithClaims(ctx, c), nil
+	}
+}
