@@ -70,14 +70,14 @@ metric() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v m="$1" '$1 ==
 "$WORK/bin/benchseed" --dir "$WORK" --names "$N" 2>"$WORK/benchseed.log" &
 pids+=($!)
 wait_for 60 "etcd" test -s "$WORK/endpoint"
-"$WORK/bin/dns-server" --etcd-endpoints "$(cat "$WORK/endpoint")" --addr "127.0.0.1:$WEFT_PORT" \
-	--admin-addr "127.0.0.1:$ADMIN_PORT" --resolv-conf "" --log-level warn 2>"$WORK/dns-server.log" &
+"$WORK/bin/dns-server" --etcd-endpoints "$(cat "$WORK/endpoint")" --address "127.0.0.1:$WEFT_PORT" \
+	--admin-address "127.0.0.1:$ADMIN_PORT" --resolv-conf "" --log-level warn 2>"$WORK/dns-server.log" &
 weft_pid=$!
 pids+=($weft_pid)
 # An answer-only replica (--vip-allocation=false) shows what the name table
 # alone costs, without the allocator's state.
-"$WORK/bin/dns-server" --etcd-endpoints "$(cat "$WORK/endpoint")" --addr "127.0.0.1:$RO_PORT" \
-	--admin-addr "127.0.0.1:$RO_ADMIN_PORT" --resolv-conf "" --log-level warn --vip-allocation=false 2>"$WORK/dns-server-ro.log" &
+"$WORK/bin/dns-server" --etcd-endpoints "$(cat "$WORK/endpoint")" --address "127.0.0.1:$RO_PORT" \
+	--admin-address "127.0.0.1:$RO_ADMIN_PORT" --resolv-conf "" --log-level warn --vip-allocation=false 2>"$WORK/dns-server-ro.log" &
 ro_pid=$!
 pids+=($ro_pid)
 wait_for 30 "dns-server /readyz" curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz"
@@ -125,7 +125,7 @@ core_rss=$(rss_kb "$core_pid")
 # 5. Throughput, alternating servers so both see the same machine load.
 run_perf() { # run_perf NAME PORT ROUND
 	dnsperf -s 127.0.0.1 -p "$2" -d "$WORK/queries.txt" -c "$CLIENTS" -l "$DURATION" -q 200 >"$WORK/perf-$1-$3.txt" 2>&1
-	awk '/Queries per second:/ {print $4}' "$WORK/perf-$1-$3.txt"
+	awk '/Queries per second:/ {printf "%.0f\n", $4}' "$WORK/perf-$1-$3.txt"
 }
 declare -A qps_sum qps_list lost
 for r in $(seq 1 "$ROUNDS"); do

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,19 +26,22 @@ import (
 
 	"github.com/weftmesh/weft/dns-server/internal/dnsserver"
 	"github.com/weftmesh/weft/dns-server/internal/vip"
+	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
 )
+
+// ServiceName is used for env overrides (WEFT_DNS_SERVER_*) and telemetry.
+const ServiceName = "dns-server"
 
 // Config is the dns-server's configuration.
 type Config struct {
-	// EtcdEndpoints are used when EtcdClient is nil.
-	EtcdEndpoints []string
-	// EtcdClient is an existing client (in-process `weftctl up`, tests).
-	EtcdClient *clientv3.Client
-	// Addr is the DNS listen address, UDP and TCP on the same port.
-	Addr string
-	// AdminAddr serves /healthz, /readyz and /metrics; empty disables it.
-	AdminAddr string
+	// Etcd.Client, when set, is used instead of dialling (weftctl up, tests).
+	Etcd config.Etcd
+	// Address is the DNS listen address, UDP and TCP on the same port.
+	Address string
+	// AdminAddress serves /healthz, /readyz and /metrics; empty disables it.
+	AdminAddress string
 	// UDPReaders is the number of SO_REUSEPORT UDP sockets (default: CPUs).
 	UDPReaders int
 	// TTL of `.mesh` answers.
@@ -59,10 +61,12 @@ type Config struct {
 	VIPCIDR        string
 	VIPGracePeriod time.Duration
 	Zone           string
-	LogLevel       string
+	Logging        telemetry.Logging
 
 	// Set by programs, not flags.
-	Logger   *slog.Logger
+	// Logger, when set, is used instead of building one from Logging.
+	Logger *slog.Logger
+	// Registry, when set, receives the metrics (default: a new one).
 	Registry *prometheus.Registry
 	// Now is the allocator's clock (tests inject one).
 	Now func() time.Time
@@ -73,9 +77,9 @@ type Config struct {
 // Default returns the default configuration.
 func Default() Config {
 	return Config{
-		EtcdEndpoints:  []string{"127.0.0.1:2379"},
-		Addr:           ":5653",
-		AdminAddr:      ":5654",
+		Etcd:           config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
+		Address:        ":5653",
+		AdminAddress:   ":5654",
 		UDPReaders:     runtime.GOMAXPROCS(0),
 		TTL:            30 * time.Second,
 		ResolvConf:     "/etc/resolv.conf",
@@ -86,22 +90,19 @@ func Default() Config {
 		Allocate:       true,
 		VIPCIDR:        vip.DefaultCIDR,
 		VIPGracePeriod: vip.DefaultGracePeriod,
-		LogLevel:       "info",
+		Logging:        telemetry.Logging{Level: "info", Format: "text"},
 	}
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	var errs []error
-	if c.EtcdClient == nil && len(c.EtcdEndpoints) == 0 {
-		errs = append(errs, errors.New("--etcd-endpoints: must not be empty"))
+	errs := []error{c.Etcd.Validate(), c.Logging.Validate()}
+	if _, _, err := net.SplitHostPort(c.Address); err != nil {
+		errs = append(errs, fmt.Errorf("--address: %w", err))
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("--addr: %w", err))
-	}
-	if c.AdminAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--admin-addr: %w", err))
+	if c.AdminAddress != "" {
+		if _, _, err := net.SplitHostPort(c.AdminAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--admin-address: %w", err))
 		}
 	}
 	if c.TTL < time.Second || c.TTL > 24*time.Hour {
@@ -133,10 +134,6 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--upstreams: %w", err))
 		}
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		errs = append(errs, fmt.Errorf("--log-level: %w", err))
-	}
 	return errors.Join(errs...)
 }
 
@@ -150,33 +147,13 @@ func upstreamAddr(u string) (string, error) {
 	return u, nil
 }
 
-type listFlag struct{ p *[]string }
-
-func (l listFlag) String() string {
-	if l.p == nil {
-		return ""
-	}
-	return strings.Join(*l.p, ",")
-}
-
-func (l listFlag) Set(s string) error {
-	*l.p = nil
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			*l.p = append(*l.p, v)
-		}
-	}
-	return nil
-}
-
 // RegisterFlags binds the configuration to flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Var(listFlag{&c.EtcdEndpoints}, "etcd-endpoints", "etcd endpoints, comma-separated")
-	fs.StringVar(&c.Addr, "addr", c.Addr, "DNS listen address (UDP and TCP, same port)")
-	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin HTTP address for /healthz, /readyz, /metrics (empty: off)")
+	fs.StringVar(&c.Address, "address", c.Address, "DNS listen address (UDP and TCP, same port)")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off)")
 	fs.IntVar(&c.UDPReaders, "udp-readers", c.UDPReaders, "UDP sockets (SO_REUSEPORT) reading queries in parallel")
 	fs.DurationVar(&c.TTL, "ttl", c.TTL, "TTL of .mesh answers")
-	fs.Var(listFlag{&c.Upstreams}, "upstreams", "resolvers for names outside .mesh, comma-separated ip or host:port (default: --resolv-conf)")
+	fs.Var((*config.StringList)(&c.Upstreams), "upstreams", "resolvers for names outside .mesh, comma-separated ip or host:port (default: --resolv-conf)")
 	fs.StringVar(&c.ResolvConf, "resolv-conf", c.ResolvConf, "file whose nameservers are the upstreams when --upstreams is empty (empty: none, other names are REFUSED)")
 	fs.DurationVar(&c.ForwardTimeout, "forward-timeout", c.ForwardTimeout, "time limit of one forwarded query, all upstreams together")
 	fs.IntVar(&c.MaxForwards, "max-forwards", c.MaxForwards, "forwarded queries in flight at most; more get SERVFAIL")
@@ -186,7 +163,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "IPv4 CIDR VIPs are allocated from")
 	fs.DurationVar(&c.VIPGracePeriod, "vip-grace-period", c.VIPGracePeriod, "how long a VIP stays reserved after its service is gone")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "this zone's name; its own ZoneIngress is not a source of remote services")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	c.Etcd.RegisterFlags(fs)
+	c.Logging.RegisterFlags(fs)
 }
 
 // App is a dns-server instance with its sockets bound.
@@ -201,7 +179,7 @@ type App struct {
 	handler *dnsserver.Handler
 	dns     *dnsserver.Server
 	alloc   *vip.Allocator
-	admin   net.Listener
+	admin   *telemetry.Admin
 	ready   atomic.Bool
 }
 
@@ -210,22 +188,17 @@ func New(cfg Config) (*App, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, cli: cfg.EtcdClient}
+	a := &App{cfg: cfg, log: cfg.Logger, reg: cfg.Registry}
 	if a.log == nil {
-		var lvl slog.Level
-		_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-		a.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		a.log = cfg.Logging.NewLogger(os.Stderr)
 	}
-	a.log = a.log.With("service", "dns-server")
+	a.log = a.log.With("service", ServiceName)
 	if a.reg == nil {
-		a.reg = prometheus.NewRegistry()
+		a.reg = telemetry.NewRegistry()
 	}
-	if a.cli == nil {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.EtcdEndpoints, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return nil, fmt.Errorf("etcd client: %w", err)
-		}
-		a.cli, a.ownsCli = cli, true
+	var err error
+	if a.cli, a.ownsCli, err = cfg.Etcd.Connect(); err != nil {
+		return nil, err
 	}
 	fail := func(err error) (*App, error) {
 		a.close()
@@ -251,14 +224,21 @@ func New(cfg Config) (*App, error) {
 			return fail(err)
 		}
 	}
-	a.dns, err = dnsserver.Listen(context.Background(), a.handler, cfg.Addr, cfg.UDPReaders)
+	a.dns, err = dnsserver.Listen(context.Background(), a.handler, cfg.Address, cfg.UDPReaders)
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.AdminAddr != "" {
-		if a.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-			return fail(fmt.Errorf("admin listen %s: %w", cfg.AdminAddr, err))
+	if cfg.AdminAddress != "" {
+		if a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, a.reg, a.log); err != nil {
+			return fail(err)
 		}
+		a.admin.AddCheck("etcd", telemetry.EtcdCheck(a.cli))
+		a.admin.AddCheck("dns-table", func(context.Context) error {
+			if !a.Ready() {
+				return errors.New("the name table has not synced with etcd yet")
+			}
+			return nil
+		})
 	}
 	a.log.Info("dns-server listening", "udp", a.dns.UDPAddr().String(), "tcp", a.dns.TCPAddr().String(),
 		"admin", a.AdminAddr(), "upstreams", upstreams, "vipAllocation", cfg.Allocate)
@@ -296,7 +276,7 @@ func (a *App) AdminAddr() string {
 	if a.admin == nil {
 		return ""
 	}
-	return a.admin.Addr().String()
+	return a.admin.Addr()
 }
 
 // Table is the live name table (for tests and tools).
@@ -311,9 +291,6 @@ func (a *App) Ready() bool { return a.ready.Load() }
 func (a *App) close() {
 	if a.dns != nil {
 		a.dns.Close()
-	}
-	if a.admin != nil {
-		a.admin.Close()
 	}
 	if a.ownsCli && a.cli != nil {
 		a.cli.Close()
@@ -348,7 +325,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	run("dns", a.dns.Serve)
 	if a.admin != nil {
-		run("admin", func(ctx context.Context) error { return serveAdmin(ctx, a.admin, a.reg, a.Ready) })
+		run("admin", a.admin.Serve)
 	}
 	<-ctx.Done()
 	wg.Wait()
@@ -370,48 +347,35 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // Main is the dns-server program: flags, WEFT_DNS_SERVER_* environment
-// overrides, signals. It returns the exit code.
+// overrides, tracing, signals. It returns the exit code.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet("dns-server", flag.ContinueOnError)
+	fs := flag.NewFlagSet(ServiceName, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.RegisterFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := config.Parse(fs, ServiceName, args, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintln(stderr, ServiceName+":", err)
 		return 2
 	}
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		fmt.Fprintln(stderr, "dns-server:", err)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, ServiceName+":", err)
 		return 2
 	}
+	cfg.Logger = cfg.Logging.NewLogger(stderr)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	shutdownTracing, err := telemetry.SetupTracing(ctx, ServiceName, cfg.Logger)
+	if err != nil {
+		fmt.Fprintln(stderr, ServiceName+":", err)
+		return 1
+	}
+	defer func() { _ = shutdownTracing(context.Background()) }()
 	if err := Run(ctx, cfg); err != nil {
-		fmt.Fprintln(stderr, "dns-server:", err)
+		cfg.Logger.Error("dns-server failed", "error", err)
 		return 1
 	}
 	return 0
-}
-
-// applyEnv sets every flag not given on the command line from
-// WEFT_DNS_SERVER_<FLAG> (dashes as underscores). pkg/config replaces this
-// seam once it lands.
-func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		env := "WEFT_DNS_SERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := lookup(env); ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
 }

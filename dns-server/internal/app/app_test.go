@@ -42,9 +42,9 @@ func (c *clock) Add(d time.Duration) {
 func startApp(t *testing.T, cli *clientv3.Client, mutate func(*app.Config)) *running {
 	t.Helper()
 	cfg := app.Default()
-	cfg.EtcdClient = cli
-	cfg.Addr = "127.0.0.1:0"
-	cfg.AdminAddr = "127.0.0.1:0"
+	cfg.Etcd.Client = cli
+	cfg.Address = "127.0.0.1:0"
+	cfg.AdminAddress = "127.0.0.1:0"
 	cfg.ResolvConf = "" // tests never reach the internet
 	cfg.UDPReaders = 2
 	cfg.VIPResync = 50 * time.Millisecond
@@ -353,7 +353,12 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, f)
 		}
 	}
-	if code := app.Main(context.Background(), []string{"--ttl=0s", "--etcd-endpoints=127.0.0.1:1"}, io.Discard); code == 0 {
-		t.Error("Main accepted --ttl=0s")
+	if code := app.Main(context.Background(), []string{"--ttl=0s", "--etcd-endpoints=127.0.0.1:1"}, io.Discard); code != 2 {
+		t.Errorf("Main with --ttl=0s: exit %d, want 2", code)
+	}
+	t.Setenv("WEFT_DNS_SERVER_VIP_CIDR", "not-a-cidr")
+	var out strings.Builder
+	if code := app.Main(context.Background(), []string{"--etcd-endpoints=127.0.0.1:1"}, &out); code != 2 || !strings.Contains(out.String(), "--vip-cidr") {
+		t.Errorf("WEFT_DNS_SERVER_VIP_CIDR override: exit %d, %q", code, out.String())
 	}
 }
