@@ -13,6 +13,7 @@ require (
 	github.com/weftmesh/weft/pkg v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/proto v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
+	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.61.0
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12
