@@ -23,6 +23,9 @@ LAT_DURATION=${LAT_DURATION:-10}
 WEFT_PORT=${WEFT_PORT:-15353}
 ADMIN_PORT=${ADMIN_PORT:-15354}
 COREDNS_PORT=${COREDNS_PORT:-15363}
+# CoreDNS serves the names from a zone file (file plugin) or a hosts file
+# (hosts plugin, reload off).
+COREDNS_PLUGIN=${COREDNS_PLUGIN:-file}
 RO_PORT=${RO_PORT:-15373}
 RO_ADMIN_PORT=${RO_ADMIN_PORT:-15374}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -92,11 +95,18 @@ cat >"$WORK/empty.zone" <<EOF
 @ 30 IN NS ns.mesh.
 ns 30 IN A 127.0.0.1
 EOF
-corefile() { printf 'mesh:%s {\n  bind 127.0.0.1\n  file %s\n}\n' "$COREDNS_PORT" "$1" >"$WORK/Corefile"; }
+corefile() { # corefile ZONEFILE
+	if [ "$COREDNS_PLUGIN" = hosts ]; then
+		awk '$2 == "IN" && $3 == "A" && $1 != "ns" {print $4, $1 ".mesh"}' "$1" >"$1.hosts"
+		printf 'mesh:%s {\n  bind 127.0.0.1\n  hosts %s {\n    ttl 30\n    reload 0\n    no_reverse\n  }\n}\n' "$COREDNS_PORT" "$1.hosts" >"$WORK/Corefile"
+	else
+		printf 'mesh:%s {\n  bind 127.0.0.1\n  file %s\n}\n' "$COREDNS_PORT" "$1" >"$WORK/Corefile"
+	fi
+}
 corefile "$WORK/empty.zone"
 "$CACHE/bin/coredns" -conf "$WORK/Corefile" -quiet >"$WORK/coredns-empty.log" 2>&1 &
 core0_pid=$!
-wait_for 30 "empty CoreDNS" sh -c "echo 'mesh SOA' | dnsperf -s 127.0.0.1 -p $COREDNS_PORT -n 1 -t 1 | grep -q 'Queries completed: *1 '"
+wait_for 30 "empty CoreDNS" sh -c "echo 'ns.mesh A' | dnsperf -s 127.0.0.1 -p $COREDNS_PORT -n 1 -t 1 | grep -q 'Queries completed: *1 '"
 core_rss0=$(rss_kb "$core0_pid")
 kill "$core0_pid"
 wait "$core0_pid" 2>/dev/null || true
@@ -174,7 +184,7 @@ the servers are measured alternately in the same run, so the ratio is the number
 Setup: $N names \`svc-<i>.mesh\` (A), queried in order by \`dnsperf -c $CLIENTS -q 200 -l $DURATION\` over UDP on loopback,
 client and server sharing the machine. dns-server answers them by source address (a Dataplane at 127.0.0.1 in mesh
 \`bench\`), from VIPs it allocated itself through etcd; CoreDNS v1.15.0 serves the same names and addresses from a zone
-file (\`file\` plugin, no other plugins). Latency from a separate \`dnsperf -v\` run of ${LAT_DURATION}s per server.
+file (\`$COREDNS_PLUGIN\` plugin, no other plugins). Latency from a separate \`dnsperf -v\` run of ${LAT_DURATION}s per server.
 
 | | dns-server | CoreDNS 1.15.0 |
 | --- | --- | --- |

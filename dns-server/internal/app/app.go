@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -62,6 +64,8 @@ type Config struct {
 	VIPGracePeriod time.Duration
 	Zone           string
 	Logging        telemetry.Logging
+	// Pprof serves /debug/pprof/ on the admin address.
+	Pprof bool
 
 	// Set by programs, not flags.
 	// Logger, when set, is used instead of building one from Logging.
@@ -163,6 +167,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "IPv4 CIDR VIPs are allocated from")
 	fs.DurationVar(&c.VIPGracePeriod, "vip-grace-period", c.VIPGracePeriod, "how long a VIP stays reserved after its service is gone")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "this zone's name; its own ZoneIngress is not a source of remote services")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go profiles at /debug/pprof/ on the admin address")
 	c.Etcd.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
 }
@@ -233,6 +238,11 @@ func New(cfg Config) (*App, error) {
 			return fail(err)
 		}
 		a.admin.AddCheck("etcd", telemetry.EtcdCheck(a.cli))
+		if cfg.Pprof {
+			a.admin.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+			a.admin.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+			a.admin.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		}
 		a.admin.AddCheck("dns-table", func(context.Context) error {
 			if !a.Ready() {
 				return errors.New("the name table has not synced with etcd yet")
