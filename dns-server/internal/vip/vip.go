@@ -635,9 +635,8 @@ func (a *Allocator) candidate(k Key, pending map[uint32]struct{}) (uint32, bool)
 }
 
 type allocation struct {
-	k   Key
-	ip  uint32
-	val []byte
+	k  Key
+	ip uint32
 }
 
 func (a *Allocator) encode(k Key, ip uint32) ([]byte, *resource.Resource, error) {
