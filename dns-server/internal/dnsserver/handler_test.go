@@ -533,3 +533,22 @@ func FuzzFastPathMatchesSlowPath(f *testing.F) {
 		}
 	})
 }
+
+func TestOversizedRequestsAreDroppedOnUDPAndTCP(t *testing.T) {
+	h := NewHandler(testTable(), Options{MaxRequestSize: 600})
+	s := startServer(t, h)
+	q := query("redis.other.mesh.", dns.TypeA, true)
+	q.IsEdns0().SetUDPSize(4096)
+	q.Extra = append(q.Extra, &dns.TXT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{strings.Repeat("x", 250), strings.Repeat("y", 250), strings.Repeat("z", 250)}})
+	for _, netw := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: netw, Timeout: 300 * time.Millisecond, UDPSize: 4096}
+		if r, _, err := c.Exchange(q, s.UDPAddr().String()); err == nil {
+			t.Errorf("%s: a request over the size limit was answered: %v", netw, r)
+		}
+		// The server still answers normal queries afterwards.
+		c.Timeout = 2 * time.Second
+		if r, _, err := c.Exchange(query("redis.other.mesh.", dns.TypeA, false), s.UDPAddr().String()); err != nil || aOf(r) != "240.0.0.6" {
+			t.Errorf("%s after an oversized request: %v %v", netw, r, err)
+		}
+	}
+}
