@@ -10,7 +10,8 @@ PKGS = $(foreach m,$(MODULES),$(if $(shell find $(m) -name '*.go' -not -path '*/
 # Fuzz targets run briefly by `make fuzz` (package-dir:Target).
 FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTBody \
 	weftctl/internal/client:FuzzDecodeObject weftctl/internal/client:FuzzDecodePage weftctl/internal/client:FuzzParseError \
-	weftctl/internal/config:FuzzParse
+	weftctl/internal/config:FuzzParse pkg/ca:FuzzParse ca-service/internal/signer:FuzzParsePublicKey \
+	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy
 FUZZTIME ?= 10s
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 

@@ -40,6 +40,8 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
+	github.com/weftmesh/weft/ca-service v0.0.0
+	github.com/weftmesh/weft/zone-sync v0.0.0
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	go.etcd.io/etcd/api/v3 v3.7.3 // indirect
@@ -77,3 +79,7 @@ replace (
 	github.com/weftmesh/weft/pkg => ../pkg
 	github.com/weftmesh/weft/proto => ../proto
 )
+
+replace github.com/weftmesh/weft/ca-service => ../ca-service
+
+replace github.com/weftmesh/weft/zone-sync => ../zone-sync

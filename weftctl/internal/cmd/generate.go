@@ -216,14 +216,8 @@ type TLSRequest struct {
 // TLSGenerator returns a PEM certificate and PEM key.
 type TLSGenerator func(TLSRequest) (certPEM, keyPEM []byte, err error)
 
-// errTLSNotAvailable: the certificate generator lives in pkg/cptls, which
-// the CA work is adding. TODO(lead): once pkg/cptls is in main, set
-// App.GenerateTLS in New to
-//
-//	func(r TLSRequest) ([]byte, []byte, error) {
-//		return cptls.GenerateSelfSigned(cptls.GenerateOptions{Type: r.Type, Hostnames: r.Hostnames, Validity: r.Validity, KeyType: r.KeyType})
-//	}
-var errTLSNotAvailable = errors.New("generate tls-certificate is not available yet: the certificate generator (pkg/cptls) has not landed in this build")
+// errTLSNotAvailable is returned by builds without a generator (App.GenerateTLS nil).
+var errTLSNotAvailable = errors.New("generate tls-certificate is not available in this build")
 
 func runTLSCertificate(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("generate tls-certificate")

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"io"
 	"net/http"
 	"os"
@@ -97,6 +98,9 @@ func New(stdin io.Reader, stdout, stderr io.Writer) *App {
 		HTTPClient: &http.Client{Timeout: 60 * time.Second},
 		Now:        time.Now,
 		commands:   builtins(),
+		GenerateTLS: func(r TLSRequest) ([]byte, []byte, error) {
+			return cptls.GenerateSelfSigned(cptls.GenerateOptions{Type: r.Type, Hostnames: r.Hostnames, Validity: r.Validity, KeyType: r.KeyType})
+		},
 	}
 }
 
