@@ -5,7 +5,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/weftmesh/weft/dns-server/internal/app"
+	"github.com/weftmesh/weft/dns-server/app"
 )
 
 func main() { os.Exit(app.Main(context.Background(), os.Args[1:], os.Stderr)) }
