@@ -278,6 +278,9 @@ func (a *App) upstreams() ([]string, error) {
 	return out, nil
 }
 
+// Addr is the bound DNS address (host:port, UDP and TCP alike).
+func (a *App) Addr() string { return a.dns.UDPAddr().String() }
+
 // UDPAddr, TCPAddr and AdminAddr are the bound addresses ("" for a
 // disabled admin server).
 func (a *App) UDPAddr() string { return a.dns.UDPAddr().String() }
@@ -288,6 +291,9 @@ func (a *App) AdminAddr() string {
 	}
 	return a.admin.Addr()
 }
+
+// Store is the resource store the app works on.
+func (a *App) Store() *store.Store { return a.st }
 
 // Table is the live name table (for tests and tools).
 func (a *App) Table() *dnsserver.Table { return a.table }
