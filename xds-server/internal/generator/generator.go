@@ -1,0 +1,36 @@
+package generator
+
+import (
+	"fmt"
+)
+
+// Generate builds the configuration of one proxy from its mesh's snapshot.
+// Output lists are sorted by name and every resource passes ValidateAll.
+func Generate(s *Snapshot, p *Proxy) (Resources, error) {
+	if s == nil || s.MeshSpec == nil {
+		return nil, fmt.Errorf("mesh %q does not exist", p.Mesh)
+	}
+	if p.Dataplane == nil {
+		return nil, fmt.Errorf("dataplane %s/%s does not exist", p.Mesh, p.Name)
+	}
+	var (
+		out Resources
+		err error
+	)
+	switch p.Kind {
+	case KindGRPC:
+		out, err = generateGRPC(s, p)
+	case KindEnvoy, KindIngress, "":
+		out, err = generateEnvoy(s, p)
+	default:
+		return nil, fmt.Errorf("unknown proxy kind %q", p.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dataplane %s/%s: %w", p.Mesh, p.Name, err)
+	}
+	out.sort()
+	if err := out.Validate(); err != nil {
+		return nil, fmt.Errorf("dataplane %s/%s: generated invalid config: %w", p.Mesh, p.Name, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,142 @@
+package generator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// TypeURLs lists the types a proxy may get, in push order.
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
+
+// Resources is a proxy's configuration: resources by type URL, each list
+// sorted by name.
+type Resources map[string][]types.Resource
+
+func (r Resources) add(typeURL string, res ...types.Resource) {
+	r[typeURL] = append(r[typeURL], res...)
+}
+
+func (r Resources) sort() {
+	for _, list := range r {
+		sort.SliceStable(list, func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) })
+	}
+}
+
+// Validate runs every resource's ValidateAll and checks names are unique.
+func (r Resources) Validate() error {
+	for typ, list := range r {
+		seen := map[string]bool{}
+		for _, res := range list {
+			name := cachev3.GetResourceName(res)
+			if seen[name] {
+				return fmt.Errorf("%s: duplicate resource %q", typ, name)
+			}
+			seen[name] = true
+			if v, ok := res.(interface{ ValidateAll() error }); ok {
+				if err := v.ValidateAll(); err != nil {
+					return fmt.Errorf("%s %q: %w", typ, name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Versions hashes each type's resources: the version changes exactly when
+// the content does, and is the same on every replica.
+func (r Resources) Versions() map[string]string {
+	out := map[string]string{}
+	mo := proto.MarshalOptions{Deterministic: true}
+	for typ, list := range r {
+		h := sha256.New()
+		for _, res := range list {
+			b, err := mo.Marshal(res)
+			if err != nil {
+				// Generated resources always marshal; make the failure visible
+				// as a version that never matches.
+				b = []byte(err.Error())
+			}
+			name := cachev3.GetResourceName(res)
+			fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
+			h.Write(b)
+		}
+		out[typ] = hex.EncodeToString(h.Sum(nil))[:16]
+	}
+	return out
+}
+
+// CacheSnapshot wraps the resources for go-control-plane's snapshot cache,
+// with per-type content-hash versions.
+func (r Resources) CacheSnapshot() (*cachev3.Snapshot, error) {
+	versions := r.Versions()
+	s := &cachev3.Snapshot{}
+	for _, typ := range TypeURLs {
+		idx := cachev3.GetResponseType(typ)
+		items := r[typ]
+		s.Resources[idx] = cachev3.NewResources(versions[typ], items)
+		if items == nil {
+			s.Resources[idx] = cachev3.NewResources("empty", nil)
+		}
+	}
+	return s, nil
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", m, err))
+	}
+	return a
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func socketAddress(addr string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       addr,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func loadAssignment(cluster string, eps []endpointKey) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
+	if len(eps) == 0 {
+		return cla
+	}
+	loc := &endpointv3.LocalityLbEndpoints{LoadBalancingWeight: nil}
+	for _, e := range eps {
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.addr, e.port)}},
+			HealthStatus:   corev3.HealthStatus_HEALTHY,
+		})
+	}
+	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{loc}
+	return cla
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(5e9),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+}
