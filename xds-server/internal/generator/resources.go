@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TypeURLs lists the types a proxy may get, in push order.
@@ -115,19 +116,27 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 	}}}
 }
 
+// loadAssignment groups endpoints (sorted by zone) into one locality per
+// zone, weighted by its endpoint count.
 func loadAssignment(cluster string, eps []endpointKey) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
-	if len(eps) == 0 {
-		return cla
-	}
-	loc := &endpointv3.LocalityLbEndpoints{LoadBalancingWeight: nil}
+	var loc *endpointv3.LocalityLbEndpoints
 	for _, e := range eps {
+		zone := e.zone
+		if zone == "" {
+			zone = LocalZone
+		}
+		if loc == nil || loc.GetLocality().GetZone() != zone {
+			// grpc-go ignores localities without a weight or an id.
+			loc = &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: zone}, LoadBalancingWeight: wrapperspb.UInt32(0)}
+			cla.Endpoints = append(cla.Endpoints, loc)
+		}
 		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.addr, e.port)}},
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
 		})
+		loc.LoadBalancingWeight.Value++
 	}
-	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{loc}
 	return cla
 }
 

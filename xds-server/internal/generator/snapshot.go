@@ -35,9 +35,9 @@ type Snapshot struct {
 	VIPs map[string]string
 
 	// Shared pieces.
-	services  []string                                     // every service with an inbound, sorted
-	protocols map[string]string                            // service → protocol tag of its inbounds
-	endpoints map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
+	services   []string                                     // every service with an inbound, sorted
+	protocols  map[string]string                            // service → protocol tag of its inbounds
+	endpoints  map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
 	grpcShared *grpcShared
 }
 
@@ -78,9 +78,14 @@ func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Reso
 }
 
 type endpointKey struct {
+	zone string
 	addr string
 	port uint32
 }
+
+// LocalZone is the locality zone of endpoints without a weft.io/zone tag
+// (grpc-go rejects localities without an id).
+const LocalZone = "local"
 
 func (s *Snapshot) buildEndpoints() {
 	eps := map[string][]endpointKey{}
@@ -114,13 +119,20 @@ func (s *Snapshot) buildEndpoints() {
 			if addr == "" {
 				addr = dp.GetNetworking().GetAddress()
 			}
-			eps[svc] = append(eps[svc], endpointKey{addr: addr, port: in.GetPort()})
+			zone := in.GetTags()[resource.ZoneTag]
+			if zone == "" {
+				zone = LocalZone
+			}
+			eps[svc] = append(eps[svc], endpointKey{zone: zone, addr: addr, port: in.GetPort()})
 		}
 	}
 	sort.Strings(s.services)
 	for _, svc := range s.services {
 		list := eps[svc]
 		sort.Slice(list, func(i, j int) bool {
+			if list[i].zone != list[j].zone {
+				return list[i].zone < list[j].zone
+			}
 			if list[i].addr != list[j].addr {
 				return list[i].addr < list[j].addr
 			}
