@@ -84,7 +84,14 @@ func StreamAuth(verify Verifier) grpc.StreamServerInterceptor {
 			return err
 		}
 		ctx := context.WithValue(ss.Context(), identityKey{}, id)
-		return handler(srv, &authStream{ServerStream: ss, ctx: ctx, first: first, id: id})
+		as := &authStream{ServerStream: ss, ctx: ctx, first: first, id: id}
+		err = handler(srv, as)
+		if as.err != nil {
+			// go-control-plane ends a stream quietly on a receive error;
+			// the client should learn why.
+			return as.err
+		}
+		return err
 	}
 }
 
@@ -150,6 +157,7 @@ type authStream struct {
 	ctx   context.Context
 	first nodeRequest
 	id    Identity
+	err   error
 }
 
 func (s *authStream) Context() context.Context { return s.ctx }
@@ -171,7 +179,8 @@ func (s *authStream) RecvMsg(m any) error {
 	}
 	if r, ok := m.(nodeRequest); ok {
 		if n := r.GetNode(); n != nil && n.GetId() != "" && n.GetId() != s.id.NodeID {
-			return status.Errorf(codes.PermissionDenied, "stream authenticated as %q cannot switch to node %q", s.id.NodeID, n.GetId())
+			s.err = status.Errorf(codes.PermissionDenied, "stream authenticated as %q cannot switch to node %q", s.id.NodeID, n.GetId())
+			return s.err
 		}
 	}
 	return nil

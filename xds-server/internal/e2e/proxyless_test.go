@@ -101,6 +101,11 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 	e.apply(meshYAML + "---" + dataplaneYAML("backend-1", "backend", backendPort) +
 		"---" + dataplaneYAML("client-1", "client", clientPort) + "---" + permissionYAML)
 
+	// solo-1's agent talks to replica-a directly: when replica-a dies it has
+	// nowhere to go, so only the lease TTL can take its insight offline.
+	e.apply(dataplaneYAML("solo-1", "solo", freePort(t)))
+	e.startAgent(t, ctx, a.addr, "solo-1")
+
 	backendBoot := e.startAgent(t, ctx, fwd.addr(), "backend-1")
 	clientBoot := e.startAgent(t, ctx, fwd.addr(), "client-1")
 
@@ -152,8 +157,10 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 		return out
 	}
 	eventually(t, 5*time.Second, func() error {
-		if got := connectedTo("client-1"); len(got) == 0 || got[0] != "replica-a" {
-			return fmt.Errorf("client-1 insight: %v", got)
+		for _, n := range []string{"client-1", "solo-1"} {
+			if got := connectedTo(n); len(got) == 0 || got[0] != "replica-a" {
+				return fmt.Errorf("%s insight: %v", n, got)
+			}
 		}
 		return nil
 	})
@@ -178,7 +185,15 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("insights moved off the killed replica after %s (lease TTL 2s)", time.Since(killed).Round(time.Millisecond))
+	t.Logf("insights moved to replica-b %s after the kill", time.Since(killed).Round(time.Millisecond))
+	// The killed replica's own insights expire with its lease (TTL 2s).
+	eventually(t, 2*time.Second+3*time.Second-time.Since(killed), func() error {
+		if got := connectedTo("solo-1"); len(got) != 0 {
+			return fmt.Errorf("solo-1 still online at %v", got)
+		}
+		return nil
+	})
+	t.Logf("solo-1 offline %s after the kill (lease TTL 2s)", time.Since(killed).Round(time.Millisecond))
 	e.delete(resource.TrafficPermissionType, "default", "client-to-backend")
 	expectDenied(5 * time.Second)
 	e.apply(permissionYAML)
