@@ -102,7 +102,16 @@ type Keys struct {
 	mu   sync.RWMutex
 	priv *ecdsa.PrivateKey
 	kid  string
+
+	// verified caches tokens whose signature checked out, so the ECDSA
+	// verification (the largest cost of an API request) runs once per token,
+	// not once per request. Expiry is still checked on every use.
+	cacheMu  sync.Mutex
+	verified map[string]*Claims
 }
+
+// maxCached bounds the verified-token cache; when full it starts over.
+const maxCached = 10000
 
 // New returns token keys backed by the store (which must have a keyring).
 func New(st *store.Store) *Keys { return &Keys{st: st, now: time.Now} }
@@ -210,6 +219,16 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.cacheMu.Lock()
+	cached, ok := k.verified[tok]
+	k.cacheMu.Unlock()
+	if ok {
+		if !k.now().Before(cached.ExpiresAt.Add(30 * time.Second)) {
+			return nil, &Error{Reason: "token expired"}
+		}
+		c := *cached
+		return &c, nil
+	}
 	parse := func(pub *ecdsa.PublicKey) (*Claims, error) {
 		c := &Claims{}
 		_, err := jwt.ParseWithClaims(tok, c, func(*jwt.Token) (any, error) { return pub, nil },
@@ -238,6 +257,13 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	if c.Subject == "" {
 		return nil, &Error{Reason: "token has no subject"}
 	}
+	k.cacheMu.Lock()
+	if k.verified == nil || len(k.verified) >= maxCached {
+		k.verified = map[string]*Claims{}
+	}
+	cc := *c
+	k.verified[tok] = &cc
+	k.cacheMu.Unlock()
 	return c, nil
 }
 

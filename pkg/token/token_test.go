@@ -75,3 +75,20 @@ func TestRacingReplicasShareOneKey(t *testing.T) {
 		}
 	}
 }
+
+func TestCachedTokenStillExpires(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	k := token.New(newStore(t)).WithClock(func() time.Time { return now })
+	tok, _, err := k.Issue(ctx, token.Claims{Kind: token.KindUser, RegisteredClaims: jwtSubject("u")}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := k.Verify(ctx, tok); !token.IsInvalid(err) {
+		t.Fatalf("cached token verified after expiry: %v", err)
+	}
+}

@@ -1,0 +1,324 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/weftmesh/weft/api-server/app"
+	"github.com/weftmesh/weft/pkg/etcdtest"
+	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/token"
+	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+)
+
+type cp struct {
+	t     *testing.T
+	app   *app.App
+	base  string
+	admin string
+}
+
+func start(t *testing.T, mode, zone string) *cp {
+	t.Helper()
+	cli := etcdtest.Client(t, nil)
+	keys, _ := seal.New(seal.Key{ID: "k", Bytes: bytes.Repeat([]byte{3}, 32)})
+	cfg := app.Default()
+	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Mode, cfg.Zone = mode, zone
+	cfg.Etcd.Client = cli
+	cfg.Encryption.Keyring = keys
+	cfg.Logging.Level = "warn"
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	tok, err := a.IssueAdminToken(ctx, "admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cp{t: t, app: a, base: "http://" + a.HTTPAddr(), admin: tok}
+}
+
+type resp struct {
+	code int
+	body map[string]any
+	raw  string
+}
+
+func (c *cp) do(method, path, tok, body string) resp {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer r.Body.Close()
+	raw, _ := io.ReadAll(r.Body)
+	out := resp{code: r.StatusCode, raw: string(raw)}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func (c *cp) must(method, path, body string, want int) resp {
+	c.t.Helper()
+	r := c.do(method, path, c.admin, body)
+	if r.code != want {
+		c.t.Fatalf("%s %s: got %d, want %d: %s", method, path, r.code, want, r.raw)
+	}
+	return r
+}
+
+const dp = `{"type":"Dataplane","mesh":"default","name":"web-1","networking":{"address":"10.0.0.1","inbound":[{"port":8080,"tags":{"weft.io/service":"web","weft.io/protocol":"http"}}]}}`
+
+func causes(r resp) map[string]string {
+	out := map[string]string{}
+	list, _ := r.body["causes"].([]any)
+	for _, c := range list {
+		m := c.(map[string]any)
+		out[m["field"].(string)] = m["message"].(string)
+	}
+	return out
+}
+
+func TestAuthRequired(t *testing.T) {
+	c := start(t, "standalone", "")
+	for _, path := range []string{"/", "/meshes", "/meshes/default/dataplanes", "/zones+insights"} {
+		if r := c.do("GET", path, "", ""); r.code != http.StatusUnauthorized || r.body["title"] != "Unauthorized" {
+			t.Errorf("GET %s without token: %d %s", path, r.code, r.raw)
+		}
+		if r := c.do("GET", path, "garbage", ""); r.code != http.StatusUnauthorized {
+			t.Errorf("GET %s with bad token: %d", path, r.code)
+		}
+	}
+	r := c.must("GET", "/", "", 200)
+	if r.body["product"] != "Weft" || r.body["mode"] != "standalone" {
+		t.Fatalf("index: %s", r.raw)
+	}
+}
+
+func TestResourceLifecycle(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh","name":"default"}`, 201)
+	c.must("PUT", "/meshes/default", `{"type":"Mesh","name":"default"}`, 200)
+	created := c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	if created.body["version"] == nil || created.body["creationTime"] == nil {
+		t.Fatalf("no metadata: %s", created.raw)
+	}
+	c.must("PUT", "/meshes/default/traffic-permissions/allow-all",
+		`{"type":"TrafficPermission","sources":[{"match":{"weft.io/service":"*"}}],"destinations":[{"match":{"weft.io/service":"*"}}]}`, 201)
+
+	got := c.must("GET", "/meshes/default/dataplanes/web-1", "", 200)
+	t.Logf("GET body: %s", got.raw)
+	if got.body["networking"].(map[string]any)["address"] != "10.0.0.1" || got.body["mesh"] != "default" {
+		t.Fatalf("get: %s", got.raw)
+	}
+	// A stale version is refused with 409 and changes nothing.
+	stale := strings.Replace(dp, `"name":"web-1"`, `"name":"web-1","version":"1"`, 1)
+	stale = strings.Replace(stale, "10.0.0.1", "10.0.0.9", 1)
+	if r := c.must("PUT", "/meshes/default/dataplanes/web-1", stale, 409); r.body["title"] != "Conflict" {
+		t.Fatalf("409 body: %s", r.raw)
+	}
+	// The current version is accepted.
+	cur := strings.Replace(dp, `"name":"web-1"`, fmt.Sprintf(`"name":"web-1","version":%q`, got.body["version"]), 1)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", cur, 200)
+
+	list := c.must("GET", "/meshes/default/dataplanes", "", 200)
+	if list.body["total"].(float64) != 1 || len(list.body["items"].([]any)) != 1 {
+		t.Fatalf("list: %s", list.raw)
+	}
+	all := c.must("GET", "/traffic-permissions", "", 200)
+	if all.body["total"].(float64) != 1 {
+		t.Fatalf("cross-mesh list: %s", all.raw)
+	}
+	// Deleting the mesh removes what is in it.
+	c.must("DELETE", "/meshes/default", "", 200)
+	c.must("GET", "/meshes/default/dataplanes/web-1", "", 404)
+	c.must("GET", "/meshes/default/traffic-permissions/allow-all", "", 404)
+}
+
+func TestInvalidDataplaneListsEveryCauseAndStoresNothing(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh","name":"default"}`, 201)
+	bad := `{"type":"Dataplane","mesh":"default","name":"bad","networking":{"address":"10.0.0.1","inbound":[{"port":0,"tags":{"app":"x"}}]}}`
+	r := c.must("PUT", "/meshes/default/dataplanes/bad", bad, 400)
+	t.Logf("400 body: %s", r.raw)
+	cs := causes(r)
+	if cs["networking.inbound[0].port"] == "" || cs[`networking.inbound[0].tags["weft.io/service"]`] == "" || len(cs) != 2 {
+		t.Fatalf("causes: %v (%s)", cs, r.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes/bad", "", 404)
+
+	for name, tc := range map[string]struct{ path, body, field string }{
+		"unknown field": {"/meshes/default/dataplanes/x", `{"type":"Dataplane","networkin":{}}`, ""},
+		"type mismatch": {"/meshes/default/dataplanes/x", `{"type":"Mesh"}`, "type"},
+		"name mismatch": {"/meshes/default/dataplanes/x", strings.Replace(dp, "web-1", "other", 1), "name"},
+		"unknown mesh":  {"/meshes/nope/dataplanes/web-1", strings.Replace(dp, `"default"`, `"nope"`, 1), "mesh"},
+		"not json":      {"/meshes/default/dataplanes/x", `{{{`, ""},
+		"bad mesh name": {"/meshes/Bad_Mesh", `{"type":"Mesh"}`, "name"},
+		"bad validFor":  {"/tokens/dataplane", `{"mesh":"default","name":"x","validFor":"forever"}`, "validFor"},
+		"bad offset":    {"/meshes/default/dataplanes?offset=%25%25", "", "offset"},
+		"page size":     {"/meshes/default/dataplanes?size=5000", "", "size"},
+	} {
+		method := "PUT"
+		if strings.HasPrefix(tc.path, "/tokens") {
+			method = "POST"
+		}
+		if tc.body == "" {
+			method = "GET"
+		}
+		r := c.do(method, tc.path, c.admin, tc.body)
+		if r.code != 400 {
+			t.Errorf("%s: got %d, want 400: %s", name, r.code, r.raw)
+			continue
+		}
+		if tc.field != "" && causes(r)[tc.field] == "" {
+			t.Errorf("%s: no cause for %q: %s", name, tc.field, r.raw)
+		}
+	}
+}
+
+func TestPagination(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	for i := 0; i < 7; i++ {
+		c.must("PUT", fmt.Sprintf("/meshes/default/dataplanes/dp-%d", i), strings.Replace(dp, `"name":"web-1",`, "", 1), 201)
+	}
+	seen := 0
+	path := "/meshes/default/dataplanes?size=3"
+	for pages := 0; path != ""; pages++ {
+		r := c.must("GET", path, "", 200)
+		if r.body["total"].(float64) != 7 {
+			t.Fatalf("total: %s", r.raw)
+		}
+		seen += len(r.body["items"].([]any))
+		path = r.body["next"].(string)
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+	}
+	if seen != 7 {
+		t.Fatalf("saw %d of 7", seen)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	user := c.must("POST", "/tokens/user", `{"name":"viewer","validFor":"1h"}`, 200).body["token"].(string)
+	if r := c.do("GET", "/meshes", user, ""); r.code != 200 {
+		t.Fatalf("viewer read: %d", r.code)
+	}
+	if r := c.do("PUT", "/meshes/other", user, `{"type":"Mesh"}`); r.code != 403 {
+		t.Fatalf("viewer write: %d %s", r.code, r.raw)
+	}
+	if r := c.do("GET", "/meshes/default/secrets", user, ""); r.code != 403 {
+		t.Fatalf("viewer secrets: %d", r.code)
+	}
+	if r := c.do("POST", "/tokens/user", user, `{"name":"x"}`); r.code != 403 {
+		t.Fatalf("viewer token: %d", r.code)
+	}
+	dpTok := c.must("POST", "/tokens/dataplane", `{"mesh":"default","name":"web-1"}`, 200).body["token"].(string)
+	if r := c.do("PUT", "/meshes/default/dataplanes/web-1", dpTok, dp); r.code != 201 {
+		t.Fatalf("dataplane registers itself: %d %s", r.code, r.raw)
+	}
+	if r := c.do("PUT", "/meshes/default/dataplanes/web-2", dpTok, strings.Replace(dp, "web-1", "web-2", 1)); r.code != 403 {
+		t.Fatalf("dataplane writes another: %d", r.code)
+	}
+	if r := c.do("GET", "/meshes", dpTok, ""); r.code != 403 {
+		t.Fatalf("dataplane lists meshes: %d", r.code)
+	}
+	// The token signing key never leaves the control plane.
+	if r := c.must("GET", "/global-secrets", "", 200); strings.Contains(r.raw, token.SigningKeySecret) {
+		t.Fatalf("signing key listed: %s", r.raw)
+	}
+	c.must("GET", "/global-secrets/"+token.SigningKeySecret, "", 404)
+	c.must("PUT", "/global-secrets/"+token.SigningKeySecret, `{"type":"GlobalSecret","data":"eA=="}`, 403)
+	// Secrets are readable by admins, in the clear only through the API.
+	c.must("PUT", "/meshes/default/secrets/s1", `{"type":"Secret","data":"aGVsbG8="}`, 201)
+	if r := c.must("GET", "/meshes/default/secrets/s1", "", 200); r.body["data"] != "aGVsbG8=" {
+		t.Fatalf("secret: %s", r.raw)
+	}
+	// System types are read-only.
+	c.must("PUT", "/meshes/default/vips/web", `{"type":"VirtualIP","service":"web","ip":"240.0.0.1"}`, 405)
+}
+
+func TestOwnershipByMode(t *testing.T) {
+	zone := start(t, "zone", "zone-1")
+	r := zone.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 405)
+	if !strings.Contains(r.body["details"].(string), "global") {
+		t.Fatalf("405 should name the global control plane: %s", r.raw)
+	}
+	zone.must("PUT", "/meshes/default/traffic-permissions/x", `{"type":"TrafficPermission"}`, 405)
+	zone.must("POST", "/tokens/zone", `{"zone":"zone-2"}`, 405)
+	if r := zone.must("GET", "/", "", 200); r.body["zone"] != "zone-1" || r.body["mode"] != "zone" {
+		t.Fatalf("index: %s", r.raw)
+	}
+	global := start(t, "global", "")
+	global.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	global.must("PUT", "/meshes/default/dataplanes/web-1", dp, 405)
+	global.must("PUT", "/zones/zone-1", `{"type":"Zone"}`, 201)
+	if r := global.must("GET", "/meshes/default", "", 200); r.body["origin"] != "global" {
+		t.Fatalf("origin: %s", r.raw)
+	}
+	global.must("POST", "/tokens/zone", `{"zone":"zone-1","validFor":"1h"}`, 200)
+	ins := global.must("GET", "/zones+insights", "", 200)
+	if ins.body["total"].(float64) != 1 {
+		t.Fatalf("zones+insights: %s", ins.raw)
+	}
+}
+
+func TestOpenAPIAndUnknownRoutes(t *testing.T) {
+	c := start(t, "standalone", "")
+	r := c.do("GET", "/openapi.json", "", "")
+	if r.code != 200 || r.body["swagger"] == nil {
+		t.Fatalf("openapi: %d", r.code)
+	}
+	c.must("GET", "/no-such-things", "", 404)
+	c.must("GET", "/a/b/c/d/e", "", 404)
+	big := `{"type":"Mesh","pad":"` + strings.Repeat("x", 2<<20) + `"}`
+	if r := c.do("PUT", "/meshes/big", c.admin, big); r.code != 413 && r.code != 400 {
+		t.Fatalf("oversized body: %d", r.code)
+	}
+}
+
+func TestGRPCWatch(t *testing.T) {
+	c := start(t, "standalone", "")
+	conn, err := grpc.NewClient(c.app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.admin), 20*time.Second)
+	defer cancel()
+	w, err := apiv1.NewResourceServiceClient(conn).Watch(ctx, &apiv1.WatchRequest{Collection: "meshes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := w.Recv()
+	if err != nil || ev.Kind != apiv1.WatchEvent_SYNC {
+		t.Fatalf("first event: %v %v", ev, err)
+	}
+	c.must("PUT", "/meshes/watched", `{"type":"Mesh"}`, 201)
+	ev, err = w.Recv()
+	if err != nil || ev.Kind != apiv1.WatchEvent_PUT || ev.Resource.Meta.Name != "watched" {
+		t.Fatalf("put event: %v %v", ev, err)
+	}
+}

@@ -1,0 +1,489 @@
+// Package server implements the api-server's gRPC services: resource CRUD
+// and watch, tokens, and the control-plane index. REST reaches the same
+// code through grpc-gateway.
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
+	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+)
+
+// Modes of a control plane.
+const (
+	ModeStandalone = "standalone"
+	ModeGlobal     = "global"
+	ModeZone       = "zone"
+)
+
+// RequestURLHeader carries the REST request URL from the gateway, so list
+// responses can link their next page.
+const RequestURLHeader = "x-weft-request-url"
+
+// CreatedHeader marks a Put that created the resource (REST answers 201).
+const CreatedHeader = "weft-created"
+
+// Config is what the services need.
+type Config struct {
+	Mode       string
+	Zone       string
+	InstanceID string
+	Version    string
+	// MeshValidator checks a Mesh beyond its shape (e.g. a provided CA)
+	// before it is stored; nil skips it.
+	MeshValidator func(ctx context.Context, mesh *resource.Resource) error
+}
+
+// Server implements ResourceService, TokenService and ControlPlaneService.
+type Server struct {
+	apiv1.UnimplementedResourceServiceServer
+	apiv1.UnimplementedTokenServiceServer
+	apiv1.UnimplementedControlPlaneServiceServer
+	st   *store.Store
+	keys *token.Keys
+	cfg  Config
+	log  *slog.Logger
+}
+
+// New returns the server.
+func New(st *store.Store, keys *token.Keys, cfg Config, log *slog.Logger) *Server {
+	return &Server{st: st, keys: keys, cfg: cfg, log: log}
+}
+
+// Register adds the services to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	apiv1.RegisterResourceServiceServer(g, s)
+	apiv1.RegisterTokenServiceServer(g, s)
+	apiv1.RegisterControlPlaneServiceServer(g, s)
+}
+
+// Index describes the control plane.
+func (s *Server) Index(context.Context, *apiv1.IndexRequest) (*apiv1.IndexResponse, error) {
+	return &apiv1.IndexResponse{Product: "Weft", Version: s.cfg.Version, Mode: s.cfg.Mode, Zone: s.cfg.Zone, InstanceId: s.cfg.InstanceID}, nil
+}
+
+// target is a resolved collection plus the request's mesh and name.
+type target struct {
+	t        *resource.Type
+	insights bool
+	mesh     string
+	name     string
+}
+
+func resolve(collection, mesh, name string, needName bool) (target, error) {
+	c := collection
+	insights := false
+	if base, ok := strings.CutSuffix(c, "+insights"); ok {
+		c, insights = base, true
+	}
+	t, ok := resource.ByCollection(c)
+	if !ok {
+		t, ok = resource.ByName(c)
+	}
+	if !ok {
+		return target{}, status.Errorf(codes.NotFound, "unknown collection %q", collection)
+	}
+	if insights && t.Insight == nil {
+		return target{}, status.Errorf(codes.NotFound, "%s have no insights", t.Collection)
+	}
+	if t.MeshScoped() && mesh == "" && needName {
+		return target{}, grpcx.InvalidArgument(fmt.Sprintf("%s are mesh-scoped", t.Collection),
+			resource.Cause{Field: "mesh", Message: fmt.Sprintf("must be set: use /meshes/{mesh}/%s/{name}", t.Collection)})
+	}
+	if !t.MeshScoped() && mesh != "" {
+		return target{}, status.Errorf(codes.NotFound, "%s are not mesh-scoped: use /%s", t.Collection, t.Collection)
+	}
+	if needName && name == "" {
+		return target{}, grpcx.InvalidArgument("name is required", resource.Cause{Field: "name", Message: "must be set"})
+	}
+	return target{t: t, insights: insights, mesh: mesh, name: name}, nil
+}
+
+// hiddenSecret reports GlobalSecrets internal to the control plane (signing
+// keys, the control-plane CA): never served, never written through the API.
+func hiddenSecret(t *resource.Type, name string) bool {
+	return t == resource.GlobalSecretType && strings.HasPrefix(name, "cp-")
+}
+
+func (s *Server) authorizeRead(ctx context.Context, tg target) error {
+	c, _ := grpcx.ClaimsFrom(ctx)
+	if c.Kind == token.KindDataplane && !(tg.t == resource.DataplaneType && c.Mesh == tg.mesh && c.Subject == tg.name) {
+		return status.Errorf(codes.PermissionDenied, "a dataplane token may read only its own Dataplane")
+	}
+	if tg.t.Sensitive && !c.IsAdmin() {
+		return status.Errorf(codes.PermissionDenied, "reading %s requires an admin token", tg.t.Collection)
+	}
+	if hiddenSecret(tg.t, tg.name) {
+		return status.Errorf(codes.NotFound, "global secret %q not found", tg.name)
+	}
+	return nil
+}
+
+// authorizeWrite applies roles and ownership to a write.
+func (s *Server) authorizeWrite(ctx context.Context, tg target) error {
+	c, _ := grpcx.ClaimsFrom(ctx)
+	switch {
+	case c.IsAdmin():
+	case c.Kind == token.KindDataplane && tg.t == resource.DataplaneType && c.Mesh == tg.mesh && c.Subject == tg.name:
+		// A workload agent may register and remove its own Dataplane.
+	default:
+		return status.Errorf(codes.PermissionDenied, "writing %s requires an admin token", tg.t.Collection)
+	}
+	if tg.t.System {
+		return grpcx.OwnedElsewhere(fmt.Sprintf("%s are written by the control plane, not through the API", tg.t.Collection))
+	}
+	if hiddenSecret(tg.t, tg.name) {
+		return status.Errorf(codes.PermissionDenied, "global secrets named cp-* are internal to the control plane")
+	}
+	switch {
+	case s.cfg.Mode == ModeZone && tg.t.Owner == resource.OwnerGlobal:
+		return grpcx.OwnedElsewhere(fmt.Sprintf("%s are owned by the global control plane: apply this change there, it syncs to zone %q", tg.t.Collection, s.cfg.Zone))
+	case s.cfg.Mode == ModeGlobal && tg.t.Owner == resource.OwnerZone:
+		return grpcx.OwnedElsewhere(fmt.Sprintf("%s are registered in zones, not on the global control plane: apply this change on the zone control plane", tg.t.Collection))
+	}
+	return nil
+}
+
+// Get reads one resource.
+func (s *Server) Get(ctx context.Context, req *apiv1.GetRequest) (*apiv1.Resource, error) {
+	tg, err := resolve(req.GetCollection(), req.GetMesh(), req.GetName(), true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeRead(ctx, tg); err != nil {
+		return nil, err
+	}
+	r, err := s.st.Get(ctx, tg.t, tg.mesh, tg.name)
+	if err != nil {
+		return nil, err
+	}
+	return resource.ToAPI(r)
+}
+
+// List reads a page of resources.
+func (s *Server) List(ctx context.Context, req *apiv1.ListRequest) (*apiv1.ListResponse, error) {
+	tg, err := resolve(req.GetCollection(), req.GetMesh(), "", false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeRead(ctx, tg); err != nil {
+		return nil, err
+	}
+	if req.GetSize() > store.MaxPageSize {
+		return nil, grpcx.InvalidArgument("page size too large", resource.Cause{Field: "size", Message: fmt.Sprintf("must be at most %d", store.MaxPageSize)})
+	}
+	if tg.mesh != "" {
+		if _, err := s.st.Get(ctx, resource.MeshType, "", tg.mesh); store.IsNotFound(err) {
+			return nil, status.Errorf(codes.NotFound, "mesh %q not found", tg.mesh)
+		}
+	}
+	page, err := s.st.List(ctx, tg.t, tg.mesh, store.ListOptions{Limit: int(req.GetSize()), Continue: req.GetOffset()})
+	if err != nil {
+		return nil, err
+	}
+	out := &apiv1.ListResponse{Total: uint64(page.Total), NextOffset: page.Next}
+	for _, r := range page.Items {
+		if hiddenSecret(tg.t, r.Meta.GetName()) {
+			out.Total--
+			continue
+		}
+		a, err := resource.ToAPI(r)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, a)
+		if tg.insights {
+			ins, err := s.st.Get(ctx, tg.t.Insight, r.Meta.GetMesh(), r.Meta.GetName())
+			switch {
+			case store.IsNotFound(err):
+				out.Insights = append(out.Insights, &apiv1.Resource{})
+			case err != nil:
+				return nil, err
+			default:
+				ai, err := resource.ToAPI(ins)
+				if err != nil {
+					return nil, err
+				}
+				out.Insights = append(out.Insights, ai)
+			}
+		}
+	}
+	if page.Next != "" {
+		out.Next = nextURL(ctx, page.Next, req.GetSize())
+	}
+	return out, nil
+}
+
+// nextURL links the next page for REST callers.
+func nextURL(ctx context.Context, next string, size uint32) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	raw := md.Get(RequestURLHeader)
+	if len(raw) == 0 {
+		return ""
+	}
+	u, err := url.Parse(raw[0])
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	q.Set("offset", next)
+	if size > 0 {
+		q.Set("size", strconv.FormatUint(uint64(size), 10))
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Put creates or updates a resource.
+func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resource, error) {
+	tg, err := resolve(req.GetCollection(), req.GetMesh(), req.GetName(), true)
+	if err != nil {
+		return nil, err
+	}
+	if tg.insights {
+		return nil, status.Errorf(codes.Unimplemented, "PUT is not supported on %s", req.GetCollection())
+	}
+	if err := s.authorizeWrite(ctx, tg); err != nil {
+		return nil, err
+	}
+	r, err := resource.FromAPI(req.GetResource(), tg.t)
+	if err != nil {
+		return nil, err
+	}
+	var causes []resource.Cause
+	if r.Meta.GetName() != "" && r.Meta.GetName() != tg.name {
+		causes = append(causes, resource.Cause{Field: "name", Message: fmt.Sprintf("%q does not match the name in the URL (%q)", r.Meta.GetName(), tg.name)})
+	}
+	if r.Meta.GetMesh() != "" && r.Meta.GetMesh() != tg.mesh {
+		causes = append(causes, resource.Cause{Field: "mesh", Message: fmt.Sprintf("%q does not match the mesh in the URL (%q)", r.Meta.GetMesh(), tg.mesh)})
+	}
+	if len(causes) > 0 {
+		return nil, grpcx.InvalidArgument("resource does not match the URL", causes...)
+	}
+	r.Meta.Name, r.Meta.Mesh = tg.name, tg.mesh
+	switch s.cfg.Mode {
+	case ModeGlobal:
+		r.Meta.Origin = "global"
+	case ModeZone:
+		r.Meta.Origin = s.cfg.Zone
+	default:
+		r.Meta.Origin = ""
+	}
+	r.Meta.CreationTime, r.Meta.ModificationTime = nil, nil
+	if err := resource.Validate(r); err != nil {
+		return nil, err
+	}
+	if tg.t == resource.MeshType && s.cfg.MeshValidator != nil {
+		if err := s.cfg.MeshValidator(ctx, r); err != nil {
+			return nil, err
+		}
+	}
+	out, created, err := s.st.Upsert(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(CreatedHeader, "true"))
+	}
+	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
+	return resource.ToAPI(out)
+}
+
+// Delete removes a resource (a Mesh with everything in it).
+func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.DeleteResponse, error) {
+	tg, err := resolve(req.GetCollection(), req.GetMesh(), req.GetName(), true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeWrite(ctx, tg); err != nil {
+		return nil, err
+	}
+	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
+	return &apiv1.DeleteResponse{}, nil
+}
+
+// Watch streams changes of a collection.
+func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.ResourceService_WatchServer) error {
+	ctx := stream.Context()
+	tg, err := resolve(req.GetCollection(), req.GetMesh(), "", false)
+	if err != nil {
+		return err
+	}
+	if err := s.authorizeRead(ctx, tg); err != nil {
+		return err
+	}
+	ch, err := s.st.Watch(ctx, tg.t, tg.mesh, req.GetFromRevision())
+	if err != nil {
+		return grpcx.InvalidArgument(err.Error(), resource.Cause{Field: "fromRevision", Message: err.Error()})
+	}
+	for ev := range ch {
+		out := &apiv1.WatchEvent{Revision: ev.Revision}
+		switch ev.Kind {
+		case store.EventPut:
+			out.Kind = apiv1.WatchEvent_PUT
+		case store.EventDelete:
+			out.Kind = apiv1.WatchEvent_DELETE
+		case store.EventSync:
+			out.Kind = apiv1.WatchEvent_SYNC
+		}
+		if ev.Resource != nil {
+			if hiddenSecret(tg.t, ev.Resource.Meta.GetName()) {
+				continue
+			}
+			if out.Resource, err = resource.ToAPI(ev.Resource); err != nil {
+				return err
+			}
+		}
+		for _, r := range ev.Resources {
+			if hiddenSecret(tg.t, r.Meta.GetName()) {
+				continue
+			}
+			a, err := resource.ToAPI(r)
+			if err != nil {
+				return err
+			}
+			out.Resources = append(out.Resources, a)
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func who(ctx context.Context) string {
+	if c, ok := grpcx.ClaimsFrom(ctx); ok {
+		return c.Kind + ":" + c.Subject
+	}
+	return "anonymous"
+}
+
+// Token defaults and limits.
+const (
+	defaultDataplaneValidity = 365 * 24 * time.Hour
+	defaultZoneValidity      = 365 * 24 * time.Hour
+	defaultUserValidity      = 24 * time.Hour
+)
+
+func validity(field, s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := resource.ParseDuration(s)
+	if err != nil {
+		return 0, grpcx.InvalidArgument("invalid validFor", resource.Cause{Field: field, Message: err.Error()})
+	}
+	if d <= 0 || d > token.MaxValidity {
+		return 0, grpcx.InvalidArgument("invalid validFor", resource.Cause{Field: field, Message: "must be positive and at most 10y"})
+	}
+	return d, nil
+}
+
+func (s *Server) requireAdmin(ctx context.Context) error {
+	if c, _ := grpcx.ClaimsFrom(ctx); !c.IsAdmin() {
+		return status.Error(codes.PermissionDenied, "issuing tokens requires an admin token")
+	}
+	return nil
+}
+
+// GenerateDataplaneToken issues a token for one dataplane.
+func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.GenerateDataplaneTokenRequest) (*apiv1.TokenResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	v := resource.NewValidator()
+	resource.CheckLabel(v.Field("mesh"), req.GetMesh())
+	resource.CheckName(v.Field("name"), req.GetName())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	d, err := validity("validFor", req.GetValidFor(), defaultDataplaneValidity)
+	if err != nil {
+		return nil, err
+	}
+	c := token.Claims{Kind: token.KindDataplane, Mesh: req.GetMesh(), Tags: req.GetTags()}
+	c.Subject = req.GetName()
+	return s.issue(ctx, c, d)
+}
+
+// GenerateZoneToken issues a token a zone control plane presents to global.
+func (s *Server) GenerateZoneToken(ctx context.Context, req *apiv1.GenerateZoneTokenRequest) (*apiv1.TokenResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if s.cfg.Mode == ModeZone {
+		return nil, grpcx.OwnedElsewhere("zone tokens are issued by the global control plane")
+	}
+	v := resource.NewValidator()
+	resource.CheckLabel(v.Field("zone"), req.GetZone())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	d, err := validity("validFor", req.GetValidFor(), defaultZoneValidity)
+	if err != nil {
+		return nil, err
+	}
+	c := token.Claims{Kind: token.KindZone, Zone: req.GetZone()}
+	c.Subject = req.GetZone()
+	return s.issue(ctx, c, d)
+}
+
+// GenerateUserToken issues a user token (admin when groups has weft:admin).
+func (s *Server) GenerateUserToken(ctx context.Context, req *apiv1.GenerateUserTokenRequest) (*apiv1.TokenResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.GetName()) == "" {
+		return nil, grpcx.InvalidArgument("name is required", resource.Cause{Field: "name", Message: "must be set"})
+	}
+	d, err := validity("validFor", req.GetValidFor(), defaultUserValidity)
+	if err != nil {
+		return nil, err
+	}
+	c := token.Claims{Kind: token.KindUser, Groups: req.GetGroups()}
+	c.Subject = req.GetName()
+	return s.issue(ctx, c, d)
+}
+
+func (s *Server) issue(ctx context.Context, c token.Claims, d time.Duration) (*apiv1.TokenResponse, error) {
+	tok, exp, err := s.keys.Issue(ctx, c, d)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "token issued", "kind", c.Kind, "subject", c.Subject, "mesh", c.Mesh, "expires", exp, "by", who(ctx))
+	return &apiv1.TokenResponse{Token: tok, ExpiresTime: resource.Timestamp(exp)}, nil
+}
+
+// Authorize is the AuthFunc allow hook: which verified callers may call
+// which methods. Finer checks (admin for writes, own dataplane) are in the
+// handlers, which know the target.
+func Authorize(c *token.Claims, method string) error {
+	switch c.Kind {
+	case token.KindUser:
+		return nil
+	case token.KindDataplane:
+		if method == apiv1.ResourceService_Put_FullMethodName || method == apiv1.ResourceService_Delete_FullMethodName ||
+			method == apiv1.ResourceService_Get_FullMethodName {
+			return nil
+		}
+	}
+	return status.Errorf(codes.PermissionDenied, "a %s token cannot call %s", c.Kind, method)
+}

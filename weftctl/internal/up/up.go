@@ -1,0 +1,284 @@
+// Package up runs a whole Weft control plane — or a global and N zones —
+// in one process on embedded etcd: the `weftctl up` command.
+package up
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiapp "github.com/weftmesh/weft/api-server/app"
+	"github.com/weftmesh/weft/pkg/etcdembed"
+	"github.com/weftmesh/weft/pkg/seal"
+)
+
+// Options configure `weftctl up`.
+type Options struct {
+	// DataDir keeps etcd data, keys and endpoints.json between runs.
+	DataDir string
+	// Host the listeners bind (default 127.0.0.1).
+	Host string
+	// PortOffset shifts every default port, so two instances can run side
+	// by side.
+	PortOffset int
+	// Zones > 0 starts a global control plane and this many zones.
+	Zones int
+	// Demo registers demo meshes, services and policies.
+	Demo bool
+	// Log receives the services' logs.
+	Log *slog.Logger
+	// Out receives the human-readable summary.
+	Out io.Writer
+	// EphemeralPorts binds every listener to port 0 (tests).
+	EphemeralPorts bool
+	// OnReady is called with the endpoints once everything serves.
+	OnReady func(Endpoints)
+}
+
+// Endpoints is the documented content of <data-dir>/endpoints.json.
+type Endpoints struct {
+	ControlPlanes []Endpoint `json:"controlPlanes"`
+}
+
+// Endpoint describes one control plane.
+type Endpoint struct {
+	Name            string            `json:"name"`
+	Mode            string            `json:"mode"`
+	Zone            string            `json:"zone,omitempty"`
+	APIURL          string            `json:"apiURL"`
+	GRPCAddress     string            `json:"grpcAddress"`
+	XDSAddress      string            `json:"xdsAddress,omitempty"`
+	CAAddress       string            `json:"caAddress,omitempty"`
+	DNSAddress      string            `json:"dnsAddress,omitempty"`
+	ZoneSyncAddress string            `json:"zoneSyncAddress,omitempty"`
+	IngressAddress  string            `json:"ingressAddress,omitempty"`
+	EtcdEndpoint    string            `json:"etcdEndpoint"`
+	AdminAddresses  map[string]string `json:"adminAddresses"`
+	AdminToken      string            `json:"adminToken"`
+}
+
+// Default ports of the first control plane; each further control plane
+// (zone-N) adds 100*N, and PortOffset shifts them all.
+const (
+	portAPIGRPC  = 5680
+	portAPIHTTP  = 5681
+	portAPIAdmin = 5682
+	portXDS      = 5678
+	portXDSAdmin = 5688
+	portCA       = 5679
+	portCAAdmin  = 5689
+	portDNS      = 5653
+	portDNSAdmin = 5654
+	portSync     = 5685
+	portSyncAdm  = 5686
+	portIngress  = 10001
+	portIngAdmin = 5687
+)
+
+// plane is one control plane being started.
+type plane struct {
+	name, mode, zone string
+	dir              string
+	base             int // added to every default port
+	host             string
+	ephemeral        bool
+	etcd             *etcdembed.Server
+	cli              *clientv3.Client
+	keys             *seal.Keyring
+	log              *slog.Logger
+	ep               Endpoint
+	runs             []func(context.Context) error
+	api              *apiapp.App
+}
+
+func (p *plane) addr(port int) string {
+	if p.ephemeral {
+		return p.host + ":0"
+	}
+	return fmt.Sprintf("%s:%d", p.host, port+p.base)
+}
+
+// Run starts everything and blocks until ctx ends; data is kept.
+func Run(ctx context.Context, o Options) error {
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Zones < 0 || o.Zones > 9 {
+		return errors.New("--zones must be between 0 and 9")
+	}
+	if o.PortOffset < 0 || o.PortOffset > 50000 {
+		return errors.New("--port-offset must be between 0 and 50000")
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	var planes []*plane
+	if o.Zones == 0 {
+		planes = append(planes, &plane{name: "standalone", mode: "standalone"})
+	} else {
+		planes = append(planes, &plane{name: "global", mode: "global"})
+		for i := 1; i <= o.Zones; i++ {
+			planes = append(planes, &plane{name: fmt.Sprintf("zone-%d", i), mode: "zone", zone: fmt.Sprintf("zone-%d", i), base: 100 * i})
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer func() {
+		for _, p := range planes {
+			if p.cli != nil {
+				p.cli.Close()
+			}
+			if p.etcd != nil {
+				p.etcd.Close()
+			}
+		}
+	}()
+	for _, p := range planes {
+		p.host, p.base, p.ephemeral = o.Host, p.base+o.PortOffset, o.EphemeralPorts
+		p.dir = filepath.Join(o.DataDir, p.name)
+		p.log = o.Log.With("controlPlane", p.name)
+		if err := p.startStorage(ctx); err != nil {
+			return err
+		}
+	}
+	for _, p := range planes {
+		for _, c := range components {
+			if err := c.start(ctx, p, planes); err != nil {
+				return fmt.Errorf("%s: start %s: %w", p.name, c.name, err)
+			}
+		}
+	}
+	eps := Endpoints{}
+	for _, p := range planes {
+		eps.ControlPlanes = append(eps.ControlPlanes, p.ep)
+	}
+	if err := writeEndpoints(filepath.Join(o.DataDir, "endpoints.json"), eps); err != nil {
+		return err
+	}
+	errc := make(chan error, 32)
+	var wg sync.WaitGroup
+	for _, p := range planes {
+		for _, run := range p.runs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := run(ctx); err != nil && ctx.Err() == nil {
+					errc <- err
+				}
+			}()
+		}
+	}
+	if o.Demo {
+		if err := demo(ctx, planes, o.Out); err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	printSummary(o.Out, eps, filepath.Join(o.DataDir, "endpoints.json"))
+	if o.OnReady != nil {
+		o.OnReady(eps)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+func (p *plane) startStorage(ctx context.Context) error {
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
+		return err
+	}
+	var err error
+	if p.keys, err = seal.GenerateKeyFile(filepath.Join(p.dir, "encryption.key")); err != nil {
+		return err
+	}
+	if p.etcd, err = etcdembed.Start(ctx, etcdembed.Config{Dir: filepath.Join(p.dir, "etcd"), Name: p.name}); err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	if p.cli, err = p.etcd.Client(); err != nil {
+		return err
+	}
+	p.ep = Endpoint{Name: p.name, Mode: p.mode, Zone: p.zone, EtcdEndpoint: p.etcd.Endpoint(), AdminAddresses: map[string]string{}}
+	return nil
+}
+
+// component starts one service in a control plane.
+type component struct {
+	name  string
+	start func(ctx context.Context, p *plane, all []*plane) error
+}
+
+// components run in this order in every control plane.
+var components = []component{
+	{"api-server", startAPIServer},
+}
+
+func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
+	cfg := apiapp.Default()
+	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = p.addr(portAPIGRPC), p.addr(portAPIHTTP), p.addr(portAPIAdmin)
+	cfg.Mode, cfg.Zone, cfg.InstanceID = p.mode, p.zone, "up-"+p.name
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	a, err := apiapp.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	tok, err := a.IssueAdminToken(ctx, "admin", 365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	p.api = a
+	p.ep.APIURL, p.ep.GRPCAddress, p.ep.AdminToken = "http://"+a.HTTPAddr(), a.GRPCAddr(), tok
+	p.ep.AdminAddresses["api-server"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
+}
+
+func writeEndpoints(path string, eps Endpoints) error {
+	data, err := json.MarshalIndent(eps, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func printSummary(w io.Writer, eps Endpoints, file string) {
+	fmt.Fprintln(w, "Weft is up.")
+	for _, ep := range eps.ControlPlanes {
+		fmt.Fprintf(w, "\n  %s (%s)\n", ep.Name, ep.Mode)
+		fmt.Fprintf(w, "    REST API      %s\n", ep.APIURL)
+		fmt.Fprintf(w, "    gRPC API      %s\n", ep.GRPCAddress)
+		for _, kv := range [][2]string{{"xDS (ADS)", ep.XDSAddress}, {"CA", ep.CAAddress}, {"DNS", ep.DNSAddress},
+			{"zone-sync", ep.ZoneSyncAddress}, {"ingress", ep.IngressAddress}} {
+			if kv[1] != "" {
+				fmt.Fprintf(w, "    %-13s %s\n", kv[0], kv[1])
+			}
+		}
+	}
+	fmt.Fprintf(w, "\nAdmin token (also in %s and your weftctl config):\n  %s\n", file, eps.ControlPlanes[0].AdminToken)
+	fmt.Fprintf(w, "\nTry:  curl -H \"Authorization: Bearer $(jq -r '.controlPlanes[0].adminToken' %s)\" %s/meshes\n", file, eps.ControlPlanes[0].APIURL)
+	fmt.Fprintln(w, "Ctrl-C stops everything; data is kept.")
+}
