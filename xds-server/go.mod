@@ -83,6 +83,7 @@ require (
 )
 
 replace (
+	github.com/weftmesh/weft/api-server => ../api-server
 	github.com/weftmesh/weft/pkg => ../pkg
 	github.com/weftmesh/weft/proto => ../proto
 	github.com/weftmesh/weft/weft-dp => ../weft-dp

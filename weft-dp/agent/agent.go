@@ -333,28 +333,9 @@ func certStream(ctx context.Context, c *Config, conn *grpc.ClientConn, written f
 }
 
 func writeCerts(c *Config, resp *discoveryv3.DiscoveryResponse) error {
-	var chain, key, ca []byte
-	for _, a := range resp.GetResources() {
-		s := &tlsv3.Secret{}
-		if err := a.UnmarshalTo(s); err != nil {
-			return fmt.Errorf("secret: %w", err)
-		}
-		switch s.GetName() {
-		case IdentityCertSecret:
-			chain = s.GetTlsCertificate().GetCertificateChain().GetInlineBytes()
-			key = s.GetTlsCertificate().GetPrivateKey().GetInlineBytes()
-		case MeshCASecret:
-			ca = s.GetValidationContext().GetTrustedCa().GetInlineBytes()
-		}
-	}
-	if len(chain) == 0 || len(key) == 0 || len(ca) == 0 {
-		return errors.New("response lacks identity_cert or mesh_ca")
-	}
-	if _, err := tls.X509KeyPair(chain, key); err != nil {
-		return fmt.Errorf("identity_cert: %w", err)
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
-		return errors.New("mesh_ca: no certificates")
+	chain, key, ca, err := ParseSecrets(resp)
+	if err != nil {
+		return err
 	}
 	dir := c.CertDir()
 	// The CA first and the key before the certificate: file_watcher reads
@@ -366,4 +347,33 @@ func writeCerts(c *Config, resp *discoveryv3.DiscoveryResponse) error {
 		return err
 	}
 	return WriteFileAtomic(filepath.Join(dir, "cert.pem"), chain, 0o644)
+}
+
+// ParseSecrets extracts and checks the PEM material of an SDS response:
+// the certificate must match its key and the CA bundle must hold a
+// certificate.
+func ParseSecrets(resp *discoveryv3.DiscoveryResponse) (chain, key, ca []byte, err error) {
+	for _, a := range resp.GetResources() {
+		s := &tlsv3.Secret{}
+		if err := a.UnmarshalTo(s); err != nil {
+			return nil, nil, nil, fmt.Errorf("secret: %w", err)
+		}
+		switch s.GetName() {
+		case IdentityCertSecret:
+			chain = s.GetTlsCertificate().GetCertificateChain().GetInlineBytes()
+			key = s.GetTlsCertificate().GetPrivateKey().GetInlineBytes()
+		case MeshCASecret:
+			ca = s.GetValidationContext().GetTrustedCa().GetInlineBytes()
+		}
+	}
+	if len(chain) == 0 || len(key) == 0 || len(ca) == 0 {
+		return nil, nil, nil, errors.New("response lacks identity_cert or mesh_ca")
+	}
+	if _, err := tls.X509KeyPair(chain, key); err != nil {
+		return nil, nil, nil, fmt.Errorf("identity_cert: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(ca) {
+		return nil, nil, nil, errors.New("mesh_ca: no certificates")
+	}
+	return chain, key, ca, nil
 }
