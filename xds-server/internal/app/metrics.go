@@ -56,7 +56,7 @@ func shortType(typeURL string) string {
 	return typeURL
 }
 
-func (m *metrics) Generated(kind string, d time.Duration, err error) {
+func (m *metrics) Generated(_, kind string, d time.Duration, err error) {
 	m.generation.WithLabelValues(kind).Observe(d.Seconds())
 	if err != nil {
 		m.genErrors.WithLabelValues(kind).Inc()

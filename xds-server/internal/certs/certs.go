@@ -201,9 +201,11 @@ func (m *Manager) issue(ctx context.Context, mesh, name string) (*generator.Iden
 		KeyPEM:         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		TrustBundlePEM: resp.GetTrustBundlePem(),
 	}
-	info := Info{NotAfter: resp.GetNotAfter().AsTime(), Issued: resp.GetNotBefore().AsTime(), Backend: resp.GetBackend()}
-	if resp.GetNotBefore() == nil {
-		info.Issued = time.Now()
+	// Lifetime counts from when we got the certificate: CAs backdate
+	// not_before for clock skew, which would otherwise pull renewal early.
+	info := Info{NotAfter: resp.GetNotAfter().AsTime(), Issued: time.Now(), Backend: resp.GetBackend()}
+	if resp.GetNotAfter() == nil || !info.NotAfter.After(info.Issued) {
+		return nil, Info{}, fmt.Errorf("sign certificate for %s/%s: CA returned no future not_after", mesh, name)
 	}
 	return id, info, nil
 }

@@ -32,7 +32,7 @@ type Certs interface {
 
 // Observer receives measurements (metrics and insights).
 type Observer interface {
-	Generated(kind string, d time.Duration, err error)
+	Generated(nodeID, kind string, d time.Duration, err error)
 	Pushed(nodeID, typeURL, version string)
 	ConnectedChanged(kind string, delta int)
 }
@@ -270,7 +270,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
 	start := time.Now()
 	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity})
-	r.obs.Generated(kind, time.Since(start), err)
+	r.obs.Generated(id, kind, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)
 	}
