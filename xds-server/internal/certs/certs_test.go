@@ -18,8 +18,8 @@ import (
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
-	"github.com/weftmesh/weft/xds-server/internal/catest"
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
+	"github.com/weftmesh/weft/xds-server/internal/catest"
 )
 
 func TestIssueRenewRotate(t *testing.T) {

@@ -71,9 +71,9 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	if tp := dp.GetNetworking().GetTransparentProxying(); tp != nil {
 		// One VIP:80 listener per reachable service; the redirect listener
 		// hands intercepted connections to them by original destination.
-		for _, svc := range sortedKeys(s.VIPs) {
-			vip := s.VIPs[svc]
-			out.add(resourcev3.ListenerType, envoyOutboundListener(s, outboundListenerName(vip, 80), vip, 80, svc, false))
+		sh := s.envoyShared
+		for _, svc := range sh.vipServices {
+			out.add(resourcev3.ListenerType, sh.vipListeners[svc])
 			outbound[svc] = true
 		}
 		if port := tp.GetRedirectPortOutbound(); port != 0 {
@@ -94,20 +94,60 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		}
 	}
 	for _, svc := range sortedKeys(outbound) {
-		c := edsCluster(svc)
-		if mtls {
-			c.TransportSocket = tlsSocket(envoyUpstreamTLS(s.Mesh, svc))
-		}
-		if isHTTP2(s.Protocol(svc)) {
-			c.TypedExtensionProtocolOptions = http2Options()
-		}
-		out.add(resourcev3.ClusterType, c)
-		out.add(resourcev3.EndpointType, s.endpoints[svc])
-		if s.endpoints[svc] == nil {
-			out[resourcev3.EndpointType][len(out[resourcev3.EndpointType])-1] = loadAssignment(svc, nil)
+		out.add(resourcev3.ClusterType, s.envoyShared.cluster(s, svc))
+		if cla := s.endpoints[svc]; cla != nil {
+			out.add(resourcev3.EndpointType, cla)
+		} else {
+			out.add(resourcev3.EndpointType, loadAssignment(svc, nil))
 		}
 	}
 	return out, nil
+}
+
+// envoyShared holds the Envoy resources that are the same for every
+// sidecar of a mesh: a cluster per service and a VIP listener per service.
+type envoyShared struct {
+	clusters     map[string]*clusterv3.Cluster
+	vipServices  []string
+	vipListeners map[string]*listenerv3.Listener
+}
+
+func buildEnvoyShared(s *Snapshot) *envoyShared {
+	e := &envoyShared{clusters: map[string]*clusterv3.Cluster{}, vipListeners: map[string]*listenerv3.Listener{}}
+	if s.MeshSpec == nil {
+		return e
+	}
+	for _, svc := range s.services {
+		e.clusters[svc] = newOutboundCluster(s, svc)
+		s.share(e.clusters[svc])
+	}
+	e.vipServices = sortedKeys(s.VIPs)
+	for _, svc := range e.vipServices {
+		vip := s.VIPs[svc]
+		e.vipListeners[svc] = envoyOutboundListener(s, outboundListenerName(vip, 80), vip, 80, svc, false)
+		s.share(e.vipListeners[svc])
+	}
+	return e
+}
+
+// cluster returns the shared cluster of a service, or a new one for a
+// service no dataplane offers (yet).
+func (e *envoyShared) cluster(s *Snapshot, svc string) *clusterv3.Cluster {
+	if c := e.clusters[svc]; c != nil {
+		return c
+	}
+	return newOutboundCluster(s, svc)
+}
+
+func newOutboundCluster(s *Snapshot, svc string) *clusterv3.Cluster {
+	c := edsCluster(svc)
+	if mtls, _ := s.MTLS(); mtls {
+		c.TransportSocket = tlsSocket(envoyUpstreamTLS(s.Mesh, svc))
+	}
+	if isHTTP2(s.Protocol(svc)) {
+		c.TypedExtensionProtocolOptions = http2Options()
+	}
+	return c
 }
 
 func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound, mtls, permissive bool) (*listenerv3.Listener, *clusterv3.Cluster, error) {

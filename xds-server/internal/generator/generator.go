@@ -10,6 +10,9 @@ func Generate(s *Snapshot, p *Proxy) (Resources, error) {
 	if s == nil || s.MeshSpec == nil {
 		return nil, fmt.Errorf("mesh %q does not exist", p.Mesh)
 	}
+	if s.sharedErr != nil {
+		return nil, s.sharedErr
+	}
 	if p.Dataplane == nil {
 		return nil, fmt.Errorf("dataplane %s/%s does not exist", p.Mesh, p.Name)
 	}
@@ -29,7 +32,7 @@ func Generate(s *Snapshot, p *Proxy) (Resources, error) {
 		return nil, fmt.Errorf("dataplane %s/%s: %w", p.Mesh, p.Name, err)
 	}
 	out.sort()
-	if err := out.Validate(); err != nil {
+	if err := out.validate(s.shared); err != nil {
 		return nil, fmt.Errorf("dataplane %s/%s: generated invalid config: %w", p.Mesh, p.Name, err)
 	}
 	return out, nil

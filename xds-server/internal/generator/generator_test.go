@@ -121,10 +121,7 @@ func TestGolden(t *testing.T) {
 			if p.Kind != KindGRPC {
 				// Consistent does not follow api_listener route names, so it
 				// is checked for Envoy proxies only.
-				snap, err := res.CacheSnapshot()
-				if err != nil {
-					t.Fatal(err)
-				}
+				snap := res.CacheSnapshot(res.Versions())
 				if err := snap.Consistent(); err != nil {
 					t.Fatalf("inconsistent: %v", err)
 				}
@@ -144,9 +141,11 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s differs from generated config (run with -update and review the diff)\n%s", golden, diffLines(string(want), string(got)))
 			}
-			// Same inputs, same bytes, same versions.
-			res2, _ := Generate(s, p)
-			v1, v2 := res.Versions(), res2.Versions()
+			// Same inputs, same versions — also from a snapshot built anew,
+			// as another replica would.
+			s2, p2 := loadInput(t, in)
+			res2, _ := Generate(s2, p2)
+			v1, v2 := res.Versions(), s.Versions(res2)
 			for k := range v1 {
 				if v1[k] != v2[k] {
 					t.Errorf("version of %s not stable: %s vs %s", k, v1[k], v2[k])

@@ -64,6 +64,9 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 		}
 		g.clusters = append(g.clusters, c)
 		g.endpoints = append(g.endpoints, s.endpoints[svc])
+		s.share(g.listeners[len(g.listeners)-1])
+		s.share(g.routes[len(g.routes)-1])
+		s.share(c)
 	}
 	return g
 }

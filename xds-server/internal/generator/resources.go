@@ -36,7 +36,9 @@ func (r Resources) sort() {
 }
 
 // Validate runs every resource's ValidateAll and checks names are unique.
-func (r Resources) Validate() error {
+func (r Resources) Validate() error { return r.validate(nil) }
+
+func (r Resources) validate(skip map[types.Resource]bool) error {
 	for typ, list := range r {
 		seen := map[string]bool{}
 		for _, res := range list {
@@ -45,6 +47,9 @@ func (r Resources) Validate() error {
 				return fmt.Errorf("%s: duplicate resource %q", typ, name)
 			}
 			seen[name] = true
+			if skip[res] {
+				continue // validated once when built
+			}
 			if v, ok := res.(interface{ ValidateAll() error }); ok {
 				if err := v.ValidateAll(); err != nil {
 					return fmt.Errorf("%s %q: %w", typ, name, err)
@@ -57,46 +62,69 @@ func (r Resources) Validate() error {
 
 // Versions hashes each type's resources: the version changes exactly when
 // the content does, and is the same on every replica.
-func (r Resources) Versions() map[string]string {
+func (r Resources) Versions() map[string]string { return r.versions(nil) }
+
+// digester caches the digests of resources shared by many proxies.
+type digester interface {
+	digest(res types.Resource) ([32]byte, bool)
+}
+
+func digestOf(res types.Resource) [32]byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		// Generated resources always marshal; make a failure visible as a
+		// digest that never matches.
+		b = []byte(err.Error())
+	}
+	name := cachev3.GetResourceName(res)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
+	h.Write(b)
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+func (r Resources) versions(cache digester) map[string]string {
 	out := map[string]string{}
-	mo := proto.MarshalOptions{Deterministic: true}
 	for typ, list := range r {
 		h := sha256.New()
 		for _, res := range list {
-			b, err := mo.Marshal(res)
-			if err != nil {
-				// Generated resources always marshal; make the failure visible
-				// as a version that never matches.
-				b = []byte(err.Error())
+			var d [32]byte
+			ok := false
+			if cache != nil {
+				d, ok = cache.digest(res)
 			}
-			name := cachev3.GetResourceName(res)
-			fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
-			h.Write(b)
+			if !ok {
+				d = digestOf(res)
+			}
+			h.Write(d[:])
 		}
 		out[typ] = hex.EncodeToString(h.Sum(nil))[:16]
 	}
 	return out
 }
 
-// CacheSnapshot wraps the resources for go-control-plane's snapshot cache,
-// with per-type content-hash versions.
-func (r Resources) CacheSnapshot() (*cachev3.Snapshot, error) {
-	versions := r.Versions()
+// CacheSnapshot wraps the resources for go-control-plane's snapshot cache
+// with the given per-type versions (from Versions or Snapshot.Versions).
+func (r Resources) CacheSnapshot(versions map[string]string) *cachev3.Snapshot {
 	s := &cachev3.Snapshot{}
 	for _, typ := range TypeURLs {
-		idx := cachev3.GetResponseType(typ)
-		items := r[typ]
-		s.Resources[idx] = cachev3.NewResources(versions[typ], items)
-		if items == nil {
-			s.Resources[idx] = cachev3.NewResources("empty", nil)
+		v := versions[typ]
+		if v == "" {
+			v = "empty"
 		}
+		s.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, r[typ])
 	}
-	return s, nil
+	return s
 }
 
+// mustAny packs m deterministically: map fields (RBAC policies) must
+// serialise the same way every time, or versions would differ between
+// replicas and between runs.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(fmt.Sprintf("marshal %T: %v", m, err))
 	}
 	return a

@@ -9,8 +9,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -35,11 +38,37 @@ type Snapshot struct {
 	VIPs map[string]string
 
 	// Shared pieces.
-	services   []string                                     // every service with an inbound, sorted
-	protocols  map[string]string                            // service → protocol tag of its inbounds
-	endpoints  map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
-	grpcShared *grpcShared
+	services    []string                                     // every service with an inbound, sorted
+	protocols   map[string]string                            // service → protocol tag of its inbounds
+	endpoints   map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
+	grpcShared  *grpcShared
+	envoyShared *envoyShared
+	// shared marks resources built once for the whole mesh: validated at
+	// build time, digests cached.
+	shared    map[types.Resource]bool
+	sharedErr error
+	digests   sync.Map // types.Resource → [32]byte
 }
+
+func (s *Snapshot) share(res types.Resource) {
+	s.shared[res] = true
+}
+
+func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
+	if !s.shared[res] {
+		return [32]byte{}, false
+	}
+	if d, ok := s.digests.Load(res); ok {
+		return d.([32]byte), true
+	}
+	d := digestOf(res)
+	s.digests.Store(res, d)
+	return d, true
+}
+
+// Versions is Resources.Versions with the digests of shared resources
+// computed once per snapshot.
+func (s *Snapshot) Versions(r Resources) map[string]string { return r.versions(s) }
 
 // NewSnapshot builds a mesh snapshot. mesh may be nil when the Mesh resource
 // is missing (proxies of such a mesh get no configuration).
@@ -51,6 +80,7 @@ func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Reso
 		VIPs:       map[string]string{},
 		protocols:  map[string]string{},
 		endpoints:  map[string]*endpointv3.ClusterLoadAssignment{},
+		shared:     map[types.Resource]bool{},
 	}
 	for _, d := range dataplanes {
 		if dp, ok := d.Spec.(*meshv1.Dataplane); ok {
@@ -74,6 +104,14 @@ func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Reso
 	}
 	s.buildEndpoints()
 	s.grpcShared = buildGRPCShared(s)
+	s.envoyShared = buildEnvoyShared(s)
+	for res := range s.shared {
+		if v, ok := res.(interface{ ValidateAll() error }); ok {
+			if err := v.ValidateAll(); err != nil && s.sharedErr == nil {
+				s.sharedErr = fmt.Errorf("mesh %s: invalid shared resource %q: %w", meshName, cachev3.GetResourceName(res), err)
+			}
+		}
+	}
 	return s
 }
 
@@ -139,6 +177,8 @@ func (s *Snapshot) buildEndpoints() {
 			return list[i].port < list[j].port
 		})
 		s.endpoints[svc] = loadAssignment(svc, list)
+		s.share(s.endpoints[svc])
+		s.share(s.endpoints[svc])
 	}
 }
 

@@ -290,7 +290,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		return
 	}
 	p.lastErr = ""
-	versions := res.Versions()
+	versions := snap.Versions(res)
 	changed := false
 	for _, typ := range generator.TypeURLs {
 		if versions[typ] != p.versions[typ] {
@@ -300,7 +300,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	if !changed {
 		return
 	}
-	cs, _ := res.CacheSnapshot()
+	cs := res.CacheSnapshot(versions)
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
 	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
 		pspan.RecordError(err)
