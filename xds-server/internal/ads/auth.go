@@ -37,6 +37,8 @@ const MaxNodeIDLength = 512
 // Identity is an authenticated stream's proxy.
 type Identity struct {
 	NodeID, Mesh, Name, Kind string
+	// Tags the token requires every inbound of the Dataplane to carry.
+	Tags map[string]string
 }
 
 type identityKey struct{}
@@ -47,14 +49,18 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// Verifier checks a dataplane token for mesh/name.
-type Verifier func(ctx context.Context, tok, mesh, name string) error
+// Verifier checks a dataplane token for mesh/name and returns the tags it
+// requires.
+type Verifier func(ctx context.Context, tok, mesh, name string) (map[string]string, error)
 
 // TokenVerifier verifies with the control plane's token keys.
 func TokenVerifier(keys *token.Keys) Verifier {
-	return func(ctx context.Context, tok, mesh, name string) error {
-		_, err := keys.VerifyDataplane(ctx, tok, mesh, name)
-		return err
+	return func(ctx context.Context, tok, mesh, name string) (map[string]string, error) {
+		c, err := keys.VerifyDataplane(ctx, tok, mesh, name)
+		if err != nil {
+			return nil, err
+		}
+		return c.Tags, nil
 	}
 }
 
@@ -115,7 +121,8 @@ func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Iden
 	if tok == "" {
 		return Identity{}, status.Errorf(codes.PermissionDenied, "dataplane %s/%s: no token (send \"authorization: Bearer <token>\" or node metadata %q)", mesh, name, MetadataToken)
 	}
-	if err := verify(ctx, tok, mesh, name); err != nil {
+	tags, err := verify(ctx, tok, mesh, name)
+	if err != nil {
 		if token.IsInvalid(err) {
 			return Identity{}, status.Errorf(codes.PermissionDenied, "dataplane %s/%s: %v", mesh, name, err)
 		}
@@ -124,7 +131,7 @@ func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Iden
 		}
 		return Identity{}, status.Errorf(codes.Unavailable, "dataplane %s/%s: cannot verify token now: %v", mesh, name, err)
 	}
-	return Identity{NodeID: node.GetId(), Mesh: mesh, Name: name, Kind: kindOf(node)}, nil
+	return Identity{NodeID: node.GetId(), Mesh: mesh, Name: name, Kind: kindOf(node), Tags: tags}, nil
 }
 
 func kindOf(node *corev3.Node) string {

@@ -14,11 +14,11 @@ import (
 )
 
 func acceptToken(want string) Verifier {
-	return func(_ context.Context, tok, mesh, name string) error {
+	return func(_ context.Context, tok, mesh, name string) (map[string]string, error) {
 		if tok != want {
-			return &token.Error{Reason: "signature does not verify"}
+			return nil, &token.Error{Reason: "signature does not verify"}
 		}
-		return nil
+		return nil, nil
 	}
 }
 

@@ -16,6 +16,13 @@ func Generate(s *Snapshot, p *Proxy) (Resources, error) {
 	if p.Dataplane == nil {
 		return nil, fmt.Errorf("dataplane %s/%s does not exist", p.Mesh, p.Name)
 	}
+	for i, in := range p.Dataplane.GetNetworking().GetInbound() {
+		for k, v := range p.RequiredTags {
+			if in.GetTags()[k] != v {
+				return nil, fmt.Errorf("dataplane %s/%s: networking.inbound[%d] lacks tag %s=%s required by its token", p.Mesh, p.Name, i, k, v)
+			}
+		}
+	}
 	var (
 		out Resources
 		err error

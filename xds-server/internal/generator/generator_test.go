@@ -197,3 +197,15 @@ func TestVersionsChangeWithContent(t *testing.T) {
 		t.Error("endpoint version changed though endpoints did not")
 	}
 }
+
+func TestRequiredTags(t *testing.T) {
+	s, p := loadInput(t, "testdata/01.input.yaml")
+	p.RequiredTags = map[string]string{"weft.io/service": "redis"}
+	if _, err := Generate(s, p); err != nil {
+		t.Fatal(err)
+	}
+	p.RequiredTags = map[string]string{"team": "payments"}
+	if _, err := Generate(s, p); err == nil || !strings.Contains(err.Error(), "lacks tag team=payments required by its token") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -211,6 +211,9 @@ type Proxy struct {
 	// Identity is the proxy's certificate material; nil when mTLS is off or
 	// the certificate is not there yet.
 	Identity *Identity
+	// RequiredTags come from the dataplane token: every inbound must carry
+	// them, or the proxy gets nothing.
+	RequiredTags map[string]string
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.

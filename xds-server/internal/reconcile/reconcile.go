@@ -59,6 +59,7 @@ type pending struct {
 
 type proxy struct {
 	id, mesh, name, kind string
+	tags                 map[string]string
 	streams              int
 	certs                bool
 
@@ -96,12 +97,12 @@ func (r *Reconciler) SetModel(m *model.Model) { r.model = m }
 
 // Connect registers a stream of a proxy; the first stream of a node
 // triggers its generation.
-func (r *Reconciler) Connect(nodeID, mesh, name, kind string) {
+func (r *Reconciler) Connect(nodeID, mesh, name, kind string, requiredTags map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.proxies[nodeID]
 	if p == nil {
-		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, versions: map[string]string{}, pending: map[string]pending{}}
+		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, versions: map[string]string{}, pending: map[string]pending{}}
 		r.proxies[nodeID] = p
 		r.obs.ConnectedChanged(kind, 1)
 		r.markLocked(nodeID, time.Now())
@@ -255,7 +256,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	mesh, name, kind := p.mesh, p.name, p.kind
+	mesh, name, kind, tags := p.mesh, p.name, p.kind, p.tags
 	r.mu.Unlock()
 
 	snap := r.model.Snapshot(mesh)
@@ -269,7 +270,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	_, span := r.tracer.Start(ctx, "xds.Generate", trace.WithAttributes(
 		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
 	start := time.Now()
-	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity})
+	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags})
 	r.obs.Generated(id, kind, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)

@@ -112,7 +112,7 @@ func TestOnlyAffectedProxiesRecomputed(t *testing.T) {
 	nodes := []string{"m.web-1", "m.backend-1", "m.other-1", "m.redis-1"}
 	for _, n := range nodes {
 		_, name, _ := generator.ParseNodeID(n)
-		rec.Connect(n, "m", name, generator.KindEnvoy)
+		rec.Connect(n, "m", name, generator.KindEnvoy, nil)
 	}
 	waitFor(t, "first snapshots", func() bool {
 		for _, n := range nodes {
