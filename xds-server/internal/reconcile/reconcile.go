@@ -302,6 +302,15 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		return
 	}
 	cs := res.CacheSnapshot(versions)
+	if kind != generator.KindGRPC {
+		// Consistent does not follow api_listener route names, so proxyless
+		// snapshots skip it (their references are checked by construction).
+		if err := cs.Consistent(); err != nil {
+			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
+			p.lastErr = err.Error()
+			return
+		}
+	}
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
 	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
 		pspan.RecordError(err)
