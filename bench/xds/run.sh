@@ -5,3 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 go test github.com/weftmesh/weft/xds-server/internal/generator -run '^$' \
   -bench 'BenchmarkNewSnapshot|BenchmarkGenerateMesh' -benchtime "${BENCHTIME:-5x}" -count "${COUNT:-1}" -benchmem
+# Store write → cache updated, 1000 connected proxies (real etcd).
+go test github.com/weftmesh/weft/xds-server/internal/reconcile -run '^$' \
+  -bench BenchmarkReconcile -benchtime "${RECONCILE_BENCHTIME:-20x}" -benchmem

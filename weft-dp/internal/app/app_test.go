@@ -158,3 +158,44 @@ func TestDataplaneFileMismatch(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
+
+// TestEnvoyRestarted runs a stand-in "envoy" (a script that records its
+// arguments and dies) and checks weft-dp restarts it and wrote the bootstrap
+// it points at.
+func TestEnvoyRestarted(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	script := "#!/bin/sh\necho \"$@\" >> " + runs + "\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "envoy"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		code <- Main(ctx, []string{"run", "--mesh", "default", "--name", "web-1", "--workdir", dir,
+			"--token-file", write(t, dir, "token", "t"), "--log-level", "error"}, &bytes.Buffer{}, &errb)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(runs)
+		if strings.Count(string(b), "\n") >= 2 {
+			if !strings.Contains(string(b), "-c "+filepath.Join(dir, "envoy.json")) {
+				t.Fatalf("envoy args: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy not restarted: %q", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, errb.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "envoy.json")); err != nil || !strings.Contains(string(b), `"id": "default.web-1"`) {
+		t.Fatalf("bootstrap: %v %s", err, b)
+	}
+}
