@@ -8,7 +8,10 @@ MODULES := $(shell go work edit -json | sed -n 's/.*"DiskPath": "\.\/\(.*\)".*/\
 PKGS = $(foreach m,$(MODULES),$(if $(shell find $(m) -name '*.go' -not -path '*/testdata/*' | head -1),github.com/weftmesh/weft/$(m)/...))
 
 # Fuzz targets run briefly by `make fuzz` (package-dir:Target).
-FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTBody
+FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTBody \
+	weftctl/internal/client:FuzzDecodeObject weftctl/internal/client:FuzzDecodePage weftctl/internal/client:FuzzParseError \
+	weftctl/internal/config:FuzzParse pkg/ca:FuzzParse ca-service/internal/signer:FuzzParsePublicKey \
+	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy
 FUZZTIME ?= 10s
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 

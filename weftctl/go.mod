@@ -5,7 +5,11 @@ go 1.26.0
 require (
 	github.com/weftmesh/weft/api-server v0.0.0
 	github.com/weftmesh/weft/pkg v0.0.0
+	github.com/weftmesh/weft/proto v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
+	go.yaml.in/yaml/v2 v2.4.4
+	google.golang.org/protobuf v1.36.12
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -36,7 +40,8 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
-	github.com/weftmesh/weft/proto v0.0.0 // indirect
+	github.com/weftmesh/weft/ca-service v0.0.0
+	github.com/weftmesh/weft/zone-sync v0.0.0
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	go.etcd.io/etcd/api/v3 v3.7.3 // indirect
@@ -57,7 +62,6 @@ require (
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.1 // indirect
-	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -66,10 +70,8 @@ require (
 	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b // indirect
 	google.golang.org/grpc v1.85.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 	k8s.io/utils v0.0.0-20260108192941-914a6e750570 // indirect
-	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 replace (
@@ -77,3 +79,7 @@ replace (
 	github.com/weftmesh/weft/pkg => ../pkg
 	github.com/weftmesh/weft/proto => ../proto
 )
+
+replace github.com/weftmesh/weft/ca-service => ../ca-service
+
+replace github.com/weftmesh/weft/zone-sync => ../zone-sync

@@ -29,6 +29,7 @@ import (
 
 	"github.com/weftmesh/weft/api-server/internal/gateway"
 	"github.com/weftmesh/weft/api-server/internal/server"
+	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -189,7 +190,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	srv := server.New(st, a.keys, server.Config{Mode: cfg.Mode, Zone: cfg.Zone, InstanceID: cfg.InstanceID, Version: Version,
-		MeshValidator: cfg.MeshValidator}, log)
+		MeshValidator: meshValidator(cfg.MeshValidator, st)}, log)
 	// Two gRPC servers share the services: one on the network (TLS when
 	// configured), one in-process for the REST gateway.
 	netOpts := opts
@@ -247,6 +248,18 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 func loopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// meshValidator checks provided CAs deeply (the cert is a CA, matches its
+// key, is valid now) so a bad one is refused with field paths and nothing
+// is stored; an explicit validator replaces it.
+func meshValidator(custom func(context.Context, *resource.Resource) error, st *store.Store) func(context.Context, *resource.Resource) error {
+	if custom != nil {
+		return custom
+	}
+	return func(ctx context.Context, mesh *resource.Resource) error {
+		return ca.ValidateMeshCA(ctx, ca.StoreSecrets(st), mesh)
+	}
 }
 
 // routeLabel names a request's route for metrics with bounded cardinality.

@@ -322,3 +322,18 @@ func TestGRPCWatch(t *testing.T) {
 		t.Fatalf("put event: %v %v", ev, err)
 	}
 }
+
+func TestProvidedCAIsCheckedDeeply(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/secrets/garbage", `{"type":"Secret","data":"bm90IGEgY2VydA=="}`, 201)
+	mesh := `{"type":"Mesh","mtls":{"enabledBackend":"ca-1","backends":[{"name":"ca-1","type":"provided","provided":{"cert":{"secret":"garbage"},"key":{"secret":"garbage"}}}]}}`
+	r := c.must("PUT", "/meshes/default", mesh, 400)
+	cs := causes(r)
+	if cs["mtls.backends[0].provided.cert"] == "" {
+		t.Fatalf("no cause at mtls.backends[0].provided.cert: %s", r.raw)
+	}
+	if got := c.must("GET", "/meshes/default", "", 200); strings.Contains(got.raw, "ca-1") {
+		t.Fatalf("bad mesh was stored: %s", got.raw)
+	}
+}

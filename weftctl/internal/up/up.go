@@ -17,8 +17,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
+	caapp "github.com/weftmesh/weft/ca-service/app"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
+	zsapp "github.com/weftmesh/weft/zone-sync/app"
 )
 
 // Options configure `weftctl up`.
@@ -231,6 +237,73 @@ type component struct {
 // components run in this order in every control plane.
 var components = []component{
 	{"api-server", startAPIServer},
+	{"ca-service", startCAService},
+	{"zone-sync", startZoneSync},
+}
+
+// startZoneSync serves zones on global and links each zone to global. The
+// global plane starts first, so its address and CA are known to the zones.
+func startZoneSync(ctx context.Context, p *plane, all []*plane) error {
+	if p.mode == "standalone" {
+		return nil
+	}
+	cfg := zsapp.Default()
+	cfg.InstanceID = "up-" + p.name
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	cfg.AdminAddress = p.addr(portSyncAdm)
+	global := all[0]
+	gst := store.New(global.cli, store.WithKeyring(global.keys))
+	var err error
+	if p.mode == "global" {
+		cfg.Mode, cfg.Address = zsapp.ModeGlobal, p.addr(portSync)
+		if cfg.ServerTLS, err = cptls.ServerConfig(ctx, gst, []string{"localhost", p.host}); err != nil {
+			return err
+		}
+	} else {
+		// The zone must exist on global and present a zone token signed there.
+		z := resource.New(resource.ZoneType, "", p.zone)
+		z.Meta.Origin = "global"
+		if _, err := gst.Create(ctx, z); err != nil && !store.IsAlreadyExists(err) {
+			return err
+		}
+		c := token.Claims{Kind: token.KindZone, Zone: p.zone}
+		c.Subject = p.zone
+		if cfg.Token, _, err = token.New(gst).Issue(ctx, c, 365*24*time.Hour); err != nil {
+			return err
+		}
+		cfg.Mode, cfg.Zone, cfg.GlobalAddress = zsapp.ModeZone, p.zone, global.ep.ZoneSyncAddress
+		if cfg.ClientTLS, err = cptls.ClientConfig(ctx, gst); err != nil {
+			return err
+		}
+	}
+	a, err := zsapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	if p.mode == "global" {
+		p.ep.ZoneSyncAddress = a.Addr()
+	}
+	p.ep.AdminAddresses["zone-sync"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
+}
+
+func startCAService(ctx context.Context, p *plane, _ []*plane) error {
+	cfg := caapp.Default()
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portCA), p.addr(portCAAdmin), "up-"+p.name
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	cfg.TLSHostnames = []string{"localhost", p.host}
+	// In a zone, mesh roots arrive from global through zone-sync, so all
+	// zones issue under one root.
+	cfg.CreateBuiltinRoots = p.mode != "zone"
+	a, err := caapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.CAAddress = a.Addr()
+	p.ep.AdminAddresses["ca-service"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
 }
 
 func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {

@@ -83,3 +83,38 @@ func TestUpStandaloneDemoAndRestartKeepsData(t *testing.T) {
 		t.Fatalf("after restart: %d %s", code, body)
 	}
 }
+
+func TestUpZonesSyncGlobalPolicies(t *testing.T) {
+	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true})
+	defer stop()
+	if len(eps.ControlPlanes) != 3 || eps.ControlPlanes[0].Mode != "global" || eps.ControlPlanes[2].Zone != "zone-2" {
+		t.Fatalf("control planes: %+v", eps.ControlPlanes)
+	}
+	for _, zone := range eps.ControlPlanes[1:] {
+		url := zone.APIURL + "/meshes/demo/traffic-permissions/frontend-to-backend"
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body := get(t, url, zone.AdminToken)
+			if code == 200 {
+				if !strings.Contains(body, `"origin":"global"`) {
+					t.Fatalf("%s: synced policy lacks origin: %s", zone.Name, body)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: demo policy not synced within 30s: %d %s", zone.Name, code, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		req, _ := http.NewRequest("PUT", zone.APIURL+"/meshes/demo", strings.NewReader(`{"type":"Mesh"}`))
+		req.Header.Set("Authorization", "Bearer "+zone.AdminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 405 {
+			t.Fatalf("%s: mesh write on a zone: %d, want 405", zone.Name, resp.StatusCode)
+		}
+	}
+}

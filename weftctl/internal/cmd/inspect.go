@@ -1,0 +1,206 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/weftctl/internal/client"
+)
+
+const inspectDataplanesUsage = `Usage:
+  weftctl inspect dataplanes [-m MESH] [-o table|yaml|json]
+
+Shows every dataplane with its connection status: online or offline, since
+when, which xds-server instance serves it, and when its certificate expires.
+Without -m it goes through every mesh.`
+
+const inspectZonesUsage = `Usage:
+  weftctl inspect zones [-o table|yaml|json]
+
+Shows every zone with its sync status: online or offline, since when, and
+which global and zone control-plane instances hold the stream.`
+
+func inspectCommand() *Command {
+	return &Command{Name: "inspect", Summary: "Show resources with their live status", Subcommands: []*Command{
+		{Name: "dataplanes", Summary: "Dataplanes: online/offline, xds-server instance, certificate expiry", Run: runInspectDataplanes},
+		{Name: "zones", Summary: "Zones: online/offline, control-plane instances", Run: runInspectZones},
+	}}
+}
+
+func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("inspect dataplanes")
+	mesh := meshFlag(fs)
+	out := outputFlag(fs)
+	pos, err := a.Parse(fs, inspectDataplanesUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("inspect dataplanes takes no arguments (got %q)", pos[0])
+	}
+	if err := checkFormat(*out); err != nil {
+		return err
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	meshes := []string{*mesh}
+	if *mesh == "" {
+		ms, err := c.ListAll(ctx, resource.MeshType, "", 0)
+		if err != nil {
+			return fmt.Errorf("list meshes: %w", err)
+		}
+		meshes = meshes[:0]
+		for _, m := range ms {
+			meshes = append(meshes, m.Meta.GetName())
+		}
+	}
+	var items []*client.InsightObject
+	for _, m := range meshes {
+		got, err := c.ListDataplaneInsights(ctx, m, 0)
+		if err != nil {
+			return fmt.Errorf("inspect dataplanes in mesh %s: %w", m, err)
+		}
+		items = append(items, got...)
+	}
+	if *out != formatTable {
+		return writeInsightItems(a.Stdout, *out, items)
+	}
+	now := a.Now()
+	tb := newTable(a.Stdout, "MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND")
+	for _, it := range items {
+		ins := &meshv1.DataplaneInsight{}
+		insErr := client.DecodeInsight(it.Insight, ins)
+		st := subscriptionStatus(now, lastDataplaneSub(ins))
+		services := ""
+		if dp, ok := it.Spec.(*meshv1.Dataplane); ok {
+			services = strings.Join(dataplaneServices(dp), ",")
+		}
+		expiry := ""
+		if t := ins.GetMtls().GetCertificateExpirationTime(); t != nil {
+			expiry = until(now, t.AsTime())
+		}
+		status := st.status
+		if insErr != nil {
+			status = "unknown"
+		}
+		tb.row(it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
+			ins.GetMtls().GetIssuedBackend())
+	}
+	return tb.flush()
+}
+
+func runInspectZones(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("inspect zones")
+	out := outputFlag(fs)
+	pos, err := a.Parse(fs, inspectZonesUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("inspect zones takes no arguments (got %q)", pos[0])
+	}
+	if err := checkFormat(*out); err != nil {
+		return err
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	items, err := c.ListZoneInsights(ctx, 0)
+	if err != nil {
+		return fmt.Errorf("inspect zones: %w", err)
+	}
+	if *out != formatTable {
+		return writeInsightItems(a.Stdout, *out, items)
+	}
+	now := a.Now()
+	tb := newTable(a.Stdout, "NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE")
+	for _, it := range items {
+		ins := &meshv1.ZoneInsight{}
+		insErr := client.DecodeInsight(it.Insight, ins)
+		var last *meshv1.ZoneInsight_Subscription
+		for _, s := range ins.GetSubscriptions() {
+			if last == nil || laterSub(s.GetConnectTime(), last.GetConnectTime()) {
+				last = s
+			}
+		}
+		st := subscriptionStatus(now, sub{connect: last.GetConnectTime(), disconnect: last.GetDisconnectTime(), instance: last.GetGlobalInstanceId()})
+		enabled := ""
+		if z, ok := it.Spec.(*meshv1.Zone); ok {
+			enabled = fmt.Sprint(z.GetEnabled() == nil || z.GetEnabled().GetValue())
+		}
+		status := st.status
+		if insErr != nil {
+			status = "unknown"
+		}
+		tb.row(it.Meta.GetName(), enabled, status, st.since, st.instance, last.GetZoneInstanceId())
+	}
+	return tb.flush()
+}
+
+// sub is the part of a subscription the status needs.
+type sub struct {
+	connect, disconnect *timestamppb.Timestamp
+	instance            string
+}
+
+type subStatus struct {
+	status   string // online or offline
+	since    string // age of the last connect (online) or disconnect (offline)
+	instance string // control-plane instance of the last subscription
+}
+
+// subscriptionStatus: online while the latest subscription has connected and
+// not disconnected. Insights live under etcd leases, so a crashed
+// xds-server's subscriptions disappear rather than stay "online".
+func subscriptionStatus(now time.Time, s sub) subStatus {
+	switch {
+	case s.connect == nil:
+		return subStatus{status: "offline"}
+	case s.disconnect == nil:
+		return subStatus{status: "online", since: since(now, s.connect.AsTime()), instance: s.instance}
+	default:
+		return subStatus{status: "offline", since: since(now, s.disconnect.AsTime()), instance: s.instance}
+	}
+}
+
+func lastDataplaneSub(ins *meshv1.DataplaneInsight) sub {
+	var last *meshv1.DiscoverySubscription
+	for _, s := range ins.GetSubscriptions() {
+		if last == nil || laterSub(s.GetConnectTime(), last.GetConnectTime()) {
+			last = s
+		}
+	}
+	return sub{connect: last.GetConnectTime(), disconnect: last.GetDisconnectTime(), instance: last.GetControlPlaneInstanceId()}
+}
+
+// laterSub orders subscriptions by connect time; on a tie the later in the
+// list wins, as writers append.
+func laterSub(a, b *timestamppb.Timestamp) bool {
+	if b == nil {
+		return true
+	}
+	if a == nil {
+		return false
+	}
+	return !a.AsTime().Before(b.AsTime())
+}
+
+// writeInsightItems prints items as the server sent them, insight included.
+func writeInsightItems(w io.Writer, format string, items []*client.InsightObject) error {
+	objs := make([]*client.Object, len(items))
+	for i, it := range items {
+		objs[i] = &client.Object{Resource: it.Resource, Raw: json.RawMessage(it.Item)}
+	}
+	return writeObjects(w, format, objs, false)
+}

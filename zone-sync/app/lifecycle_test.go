@@ -1,0 +1,157 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+
+	"github.com/weftmesh/weft/zone-sync/app"
+	"github.com/weftmesh/weft/zone-sync/apptest"
+)
+
+// A Zone disabled on global loses its stream (and gets it back when
+// enabled); a Zone deleted by an operator has its resources removed from
+// global; until then they stay even while the zone is away.
+func TestZoneDisabledAndDeleted(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 1, JanitorInterval: 200 * time.Millisecond})
+	g, z := c.Global, c.Zones[0]
+	if _, err := z.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
+		t.Fatal(err)
+	}
+	has(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1", "zone-1", nil)
+
+	setEnabled := func(on bool) {
+		zr, err := g.Store.Get(ctx, resource.ZoneType, "", "zone-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr.Spec = &meshv1.Zone{Enabled: wrapperspb.Bool(on)}
+		if _, err := g.Store.Update(ctx, zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setEnabled(false)
+	apptest.Eventually(t, wait, func() error {
+		if z.App.Connected() || status.Code(z.App.LastError()) != codes.PermissionDenied {
+			return fmt.Errorf("connected=%v lastError=%v", z.App.Connected(), z.App.LastError())
+		}
+		return nil
+	})
+	t.Logf("disabled: %v", z.App.LastError())
+	// Away (refused) is not gone: global keeps the zone's resources.
+	if _, err := g.Store.Get(ctx, resource.DataplaneType, "default", "zone-1.web-1"); err != nil {
+		t.Fatalf("global dropped a disabled zone's dataplane: %v", err)
+	}
+	setEnabled(true)
+	apptest.Eventually(t, wait, func() error {
+		if !z.App.Connected() {
+			return errors.New("not reconnected")
+		}
+		return nil
+	})
+
+	if err := g.Store.Delete(ctx, resource.ZoneType, "", "zone-1", 0); err != nil {
+		t.Fatal(err)
+	}
+	gone(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1")
+	// The zone itself keeps everything.
+	if _, err := z.Store.Get(ctx, resource.DataplaneType, "default", "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.Store.Get(ctx, resource.MeshType, "", "default"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With a retention, a zone offline for longer has its resources removed.
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 1, JanitorInterval: 100 * time.Millisecond, Retention: 500 * time.Millisecond, LeaseTTL: time.Second})
+	g, z := c.Global, c.Zones[0]
+	if _, err := z.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
+		t.Fatal(err)
+	}
+	has(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1", "zone-1", nil)
+	z.Stop(t)
+	gone(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1")
+	// Back again: everything is sent up again.
+	c.StartZone(t, 0, c.ZoneToken(t, "zone-1"))
+	has(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1", "zone-1", nil)
+}
+
+// Two zone-sync replicas in one zone: one holds the stream, the other takes
+// over when it stops.
+func TestZoneReplicasElectOneLeader(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 1})
+	first := c.Zones[0]
+	second, _ := c.StartReplica(t, 0)
+	time.Sleep(300 * time.Millisecond) // give a wrong second stream the chance to appear
+	if second.Connected() {
+		t.Fatal("the second replica connected while the first leads")
+	}
+	first.Stop(t)
+	apptest.Eventually(t, wait, func() error {
+		if !second.Connected() {
+			return errors.New("second replica not connected")
+		}
+		return nil
+	})
+	if _, err := first.Store.Create(ctx, apptest.Dataplane("web-2", "web", 8080), store.WithoutMeshCheck()); err != nil {
+		t.Fatal(err)
+	}
+	has(t, c.Global.Store, resource.DataplaneType, "default", "zone-1.web-2", "zone-1", nil)
+	if on, err := app.Online(ctx, c.Global.Client, "zone-1"); !on || err != nil {
+		t.Fatalf("online=%v err=%v", on, err)
+	}
+}
+
+// A stream ends when its token expires; the same token is then refused.
+func TestStreamEndsWhenTokenExpires(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 0})
+	if _, err := c.Global.Store.Create(ctx, resource.New(resource.ZoneType, "", "zone-1")); err != nil {
+		t.Fatal(err)
+	}
+	// Expired 29 s ago: still inside the 30 s verification leeway for ~1 s.
+	issued := time.Now().Add(-time.Hour - 29*time.Second)
+	tok, _, err := token.New(c.Global.Store).WithClock(func() time.Time { return issued }).
+		Issue(ctx, token.Claims{Kind: token.KindZone, Zone: "zone-1", RegisteredClaims: jwt.RegisteredClaims{Subject: "zone-1"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, cancel := rawStream(t, c, "zone-1", tok)
+	defer cancel()
+	if m, err := s.Recv(); err != nil || m.GetWelcome() == nil {
+		t.Fatalf("no welcome: %v %v", m, err)
+	}
+	for {
+		_, err := s.Recv()
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("stream ended with %v, want Unauthenticated", err)
+		}
+		t.Logf("ended: %v", err)
+		break
+	}
+	s2, cancel2 := rawStream(t, c, "zone-1", tok)
+	defer cancel2()
+	if _, err := s2.Recv(); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("expired token: got %v", err)
+	}
+}
