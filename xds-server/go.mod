@@ -6,6 +6,7 @@ require (
 	github.com/envoyproxy/go-control-plane v0.14.0
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/weftmesh/weft/ca-service v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	github.com/weftmesh/weft/weft-dp v0.0.0-00010101000000-000000000000
@@ -84,6 +85,7 @@ require (
 
 replace (
 	github.com/weftmesh/weft/api-server => ../api-server
+	github.com/weftmesh/weft/ca-service => ../ca-service
 	github.com/weftmesh/weft/pkg => ../pkg
 	github.com/weftmesh/weft/proto => ../proto
 	github.com/weftmesh/weft/weft-dp => ../weft-dp

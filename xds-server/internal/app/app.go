@@ -32,6 +32,7 @@ import (
 	secretgrpc "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
@@ -54,10 +55,14 @@ type Config struct {
 	AdminAddress string
 	// InstanceID names this replica in insights (default: hostname).
 	InstanceID string
-	// TLSCertFile/TLSKeyFile serve xDS over TLS (recommended: tokens travel
-	// in node metadata for grpc-go clients).
-	TLSCertFile string
-	TLSKeyFile  string
+	// xDS is served over TLS: by default with a certificate from the
+	// control-plane CA for TLSHostnames (loopback always included);
+	// TLSCertFile+TLSKeyFile override it; InsecureDev serves plaintext
+	// (development only: dataplane tokens cross the network in the clear).
+	TLSCertFile  string
+	TLSKeyFile   string
+	TLSHostnames config.StringList
+	InsecureDev  bool
 
 	Etcd       config.Etcd
 	Encryption config.Encryption
@@ -76,12 +81,16 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
-// CAConfig locates ca-service.
+// CAConfig locates ca-service. By default the connection is TLS trusting
+// the control-plane CA, presenting a control-plane client certificate
+// naming "xds-server" (what ca-service accepts without a token).
 type CAConfig struct {
 	Address string
-	// CAFile verifies ca-service's certificate; empty means plaintext
-	// (loopback/test only).
-	CAFile    string
+	// CAFile verifies ca-service's certificate instead of the control-plane
+	// CA (with CertFile/KeyFile as the client certificate, or TokenFile).
+	CAFile string
+	// Insecure dials ca-service in plaintext (development only).
+	Insecure  bool
 	CertFile  string
 	KeyFile   string
 	TokenFile string
@@ -107,10 +116,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Address, "address", c.Address, "ADS gRPC listen address")
 	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); empty disables")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "replica id written in insights")
-	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serve xDS over TLS with this certificate")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serving certificate (PEM) instead of one from the control-plane CA")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file")
+	fs.Var(&c.TLSHostnames, "tls-hostnames", "comma-separated DNS names/IPs for the control-plane-CA serving certificate (loopback is always included; default: instance id)")
+	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "serve xDS in plaintext: DEVELOPMENT ONLY, dataplane tokens cross the network in the clear")
+	fs.BoolVar(&c.CA.Insecure, "ca-insecure", c.CA.Insecure, "dial ca-service in plaintext (development only)")
 	fs.StringVar(&c.CA.Address, "ca-address", c.CA.Address, "ca-service gRPC address")
-	fs.StringVar(&c.CA.CAFile, "ca-ca-file", c.CA.CAFile, "CA bundle verifying ca-service (empty: plaintext, loopback only)")
+	fs.StringVar(&c.CA.CAFile, "ca-ca-file", c.CA.CAFile, "CA bundle verifying ca-service (default: the control-plane CA, with a control-plane client certificate)")
 	fs.StringVar(&c.CA.CertFile, "ca-cert-file", c.CA.CertFile, "client certificate for ca-service")
 	fs.StringVar(&c.CA.KeyFile, "ca-key-file", c.CA.KeyFile, "client key for ca-service")
 	fs.StringVar(&c.CA.TokenFile, "ca-token-file", c.CA.TokenFile, "service token for ca-service")
@@ -129,6 +141,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together"))
+	}
+	if c.InsecureDev && c.TLSCertFile != "" {
+		errs = append(errs, errors.New("insecure-dev and tls-cert-file exclude each other"))
+	}
+	if c.CA.Insecure && c.CA.CAFile != "" {
+		errs = append(errs, errors.New("ca-insecure and ca-ca-file exclude each other"))
 	}
 	if c.CA.Conn == nil && c.CA.Address == "" {
 		errs = append(errs, errors.New("ca-address: required"))
@@ -200,7 +218,7 @@ func New(cfg Config) (*App, error) {
 
 	caConn := cfg.CA.Conn
 	if caConn == nil {
-		conn, err := dialCA(cfg.CA)
+		conn, err := dialCA(a.st, cfg.CA)
 		if err != nil {
 			return fail(err)
 		}
@@ -241,12 +259,27 @@ func New(cfg Config) (*App, error) {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1000),
 	)
-	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	switch {
+	case cfg.InsecureDev:
+		log.Warn("!!! --insecure-dev: serving xDS WITHOUT TLS; dataplane tokens and workload keys cross the network in the clear. Development only !!!")
+	case cfg.TLSCertFile != "":
+		tc, err := cptls.FromFiles(cfg.TLSCertFile, cfg.TLSKeyFile, "")
 		if err != nil {
 			return fail(fmt.Errorf("tls-cert-file: %w", err))
 		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	default:
+		hosts := cfg.TLSHostnames
+		if len(hosts) == 0 {
+			hosts = config.StringList{cfg.InstanceID}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		tc, err := cptls.ServerConfig(ctx, a.st, hosts, cptls.WithService(service))
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("serving certificate from the control-plane CA: %w", err))
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	a.grpc = grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(a.grpc, xds)
@@ -342,10 +375,13 @@ func (a *App) close() {
 	}
 }
 
-func dialCA(c CAConfig) (*grpc.ClientConn, error) {
+func dialCA(st *store.Store, c CAConfig) (*grpc.ClientConn, error) {
 	opts := grpcx.ClientOptions()
-	secure := c.CAFile != ""
-	if secure {
+	secure := !c.Insecure
+	switch {
+	case c.Insecure:
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	case c.CAFile != "":
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("ca-ca-file: %w", err)
@@ -363,8 +399,14 @@ func dialCA(c CAConfig) (*grpc.ClientConn, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	} else {
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		tc, err := cptls.ClientConfig(ctx, st, cptls.WithService(service))
+		if err != nil {
+			return nil, fmt.Errorf("ca-service client certificate from the control-plane CA: %w", err)
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	}
 	if c.TokenFile != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(&fileToken{path: c.TokenFile, secure: secure}))

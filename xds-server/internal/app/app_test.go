@@ -15,12 +15,14 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
@@ -74,7 +76,9 @@ networking:
       weft.io/service: backend
 `
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t *testing.T) *testEnv { return newTestEnvTLS(t, false) }
+
+func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
 	t.Helper()
 	ring, err := seal.Parse("k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
 	if err != nil {
@@ -94,6 +98,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	cfg.Encryption = config.Encryption{Keyring: ring}
 	cfg.CA = CAConfig{Conn: caConn}
 	cfg.InsightTTL = 2 * time.Second
+	cfg.InsecureDev = !secure
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := New(cfg)
 	if err != nil {
@@ -103,7 +108,16 @@ func newTestEnv(t *testing.T) *testEnv {
 	done := make(chan struct{})
 	go func() { _ = a.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if secure {
+		// A data plane trusts the control-plane CA (weft-dp --cp-ca-file).
+		tc, err := cptls.ClientConfig(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +282,8 @@ destinations:
 }
 
 func TestDeltaADS(t *testing.T) {
-	e := newTestEnv(t)
+	// Served over TLS from the control-plane CA (the default).
+	e := newTestEnvTLS(t, true)
 	ctx := metadata.AppendToOutgoingContext(e.ctx, "authorization", "Bearer "+e.token("default", "web-1", e.keys, time.Hour))
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -26,7 +27,8 @@ import (
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
-	"github.com/weftmesh/weft/xds-server/internal/catest"
+	caapp "github.com/weftmesh/weft/ca-service/app"
+	"github.com/weftmesh/weft/pkg/cptls"
 )
 
 var binDir string
@@ -58,15 +60,18 @@ func TestMain(m *testing.M) {
 
 const keyText = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
 
-// env is one control plane: etcd, a CA and the store/token keys the test
-// uses to write resources and issue tokens.
+// env is one control plane: etcd, the real ca-service (in process, TLS from
+// the control-plane CA), and the store/token keys the test uses to write
+// resources and issue tokens.
 type env struct {
-	t    *testing.T
-	etcd *etcdembed.Server
-	st   *store.Store
-	keys *token.Keys
-	ca   *catest.CA
-	ctx  context.Context
+	t      *testing.T
+	etcd   *etcdembed.Server
+	st     *store.Store
+	keys   *token.Keys
+	caAddr string
+	// cpRoot is the control-plane CA certificate file data planes trust.
+	cpRoot string
+	ctx    context.Context
 }
 
 func newEnv(t *testing.T) *env {
@@ -77,7 +82,28 @@ func newEnv(t *testing.T) *env {
 	}
 	st := store.New(etcdtest.Client(t, srv), store.WithKeyring(ring))
 	e := &env{t: t, etcd: srv, st: st, keys: token.New(st), ctx: context.Background()}
-	e.ca = catest.Start(t, st)
+	cfg := caapp.Default()
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID = "127.0.0.1:0", "127.0.0.1:0", "ca-e2e"
+	cfg.Etcd.Client = etcdtest.Client(t, srv)
+	cfg.Encryption.Keyring = ring
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	ca, err := caapp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = ca.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	e.caAddr = ca.Addr()
+	root, err := cptls.RootPEM(e.ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cpRoot = filepath.Join(t.TempDir(), "control-plane-ca.pem")
+	if err := os.WriteFile(e.cpRoot, root, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -214,7 +240,7 @@ func (e *env) startReplica(t *testing.T, instance string) *replica {
 	p := start(t, []string{config.EncryptionKeysEnv + "=" + keyText}, "xds-server",
 		"--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
 		"--instance-id", instance, "--etcd-endpoints", e.etcd.Endpoint(),
-		"--ca-address", e.ca.Addr, "--insight-ttl", "2s", "--log-level", "info")
+		"--ca-address", e.caAddr, "--insight-ttl", "2s", "--log-level", "info")
 	m := p.waitLine(t, addrRe, 30*time.Second)
 	return &replica{proc: p, addr: m[1], instance: instance}
 }

@@ -1,5 +1,6 @@
 // Package e2e runs proxyless grpc-go applications (built from testapp) with
-// weft-dp's bootstrap and certificates against xds-server processes.
+// weft-dp's bootstrap and certificates against xds-server processes (xDS
+// over TLS from the control-plane CA) and the real ca-service.
 package e2e
 
 import (
@@ -60,7 +61,7 @@ networking:
 func (e *env) startAgent(t *testing.T, ctx context.Context, cp, name string) string {
 	dir := t.TempDir()
 	cfg := &agent.Config{CP: cp, Mesh: "default", Name: name, Token: e.dataplaneToken("default", name, time.Hour),
-		ProxyType: agent.ProxyGRPC, Workdir: dir, CertRefresh: 500 * time.Millisecond,
+		ProxyType: agent.ProxyGRPC, Workdir: dir, CertRefresh: 500 * time.Millisecond, CPCAFile: e.cpRoot,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	b, err := agent.GRPCBootstrap(cfg)
 	if err != nil {
