@@ -20,15 +20,15 @@ import (
 	"testing"
 	"time"
 
+	caapp "github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
-	caapp "github.com/weftmesh/weft/ca-service/app"
-	"github.com/weftmesh/weft/pkg/cptls"
 )
 
 var binDir string
