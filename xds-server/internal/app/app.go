@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -295,6 +296,17 @@ func New(cfg Config) (*App, error) {
 			return fail(err)
 		}
 		a.admin.AddCheck("etcd", telemetry.EtcdCheck(cli))
+		// The control-plane CA certificate (public) that data planes need as
+		// weft-dp --cp-ca-file when xDS is served from it.
+		a.admin.Handle("GET /control-plane-ca.pem", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pem, err := cptls.RootPEM(r.Context(), a.st)
+			if err != nil {
+				http.Error(w, "control-plane CA not available: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			_, _ = w.Write(pem)
+		}))
 		a.admin.AddCheck("model", func(context.Context) error {
 			select {
 			case <-a.model.Synced():

@@ -298,6 +298,9 @@ func TestDeltaADS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pem := get(t, "http://"+e.app.AdminAddr()+"/control-plane-ca.pem"); !strings.HasPrefix(pem, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("control-plane-ca.pem: %q", pem)
+	}
 	var names []string
 	for _, r := range resp.GetResources() {
 		names = append(names, r.GetName())
