@@ -172,6 +172,9 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 	if err := os.MkdirAll(ac.Workdir, 0o700); err != nil {
 		return err
 	}
+	if ac.CPCAFile == "" {
+		log.Warn("--cp-ca-file not set: talking to the xds-server in plaintext, which only an xds-server run with --insecure-dev accepts; the dataplane token crosses the network in the clear")
+	}
 	if cfg.DataplaneFile != "" {
 		reg, err := newRegistrar(cfg, ac)
 		if err != nil {
