@@ -14,6 +14,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -29,6 +30,7 @@ import (
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/catest"
 )
 
@@ -274,8 +276,42 @@ destinations:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A NACK is recorded with the proxy's error detail.
+	e.apply(`
+type: TrafficPermission
+mesh: default
+name: all-to-web
+sources:
+- match:
+    weft.io/service: '*'
+destinations:
+- match:
+    weft.io/service: web
+`)
+	resp3, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp3.GetNonce(),
+		ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: "listener rejected by the test"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		r, err := e.st.Get(e.ctx, resource.DataplaneInsightType, "default", "web-1")
+		if err == nil {
+			ts := r.Spec.(*meshv1.DataplaneInsight).GetSubscriptions()[0].GetTypes()[resourcev3.ListenerType]
+			if ts.GetNacks() == 1 && ts.GetLastError() == "listener rejected by the test" && ts.GetAcks() >= 2 && ts.GetLastVersion() == resp.GetVersionInfo() {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("insight after NACK: %v %v", r, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	body := get(t, "http://"+e.app.AdminAddr()+"/metrics")
-	for _, want := range []string{`weft_xds_connected_proxies{kind="envoy"} 1`, `weft_xds_push_latency_seconds_count{type="Listener"}`, `weft_xds_generation_seconds_count{kind="envoy"}`} {
+	for _, want := range []string{`weft_xds_connected_proxies{kind="envoy"} 1`, `weft_xds_push_latency_seconds_count{type="Listener"}`, `weft_xds_generation_seconds_count{kind="envoy"}`, `weft_xds_nacks_total{type="Listener"} 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
