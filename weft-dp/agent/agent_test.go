@@ -8,6 +8,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -61,6 +64,20 @@ func TestEnvoyBootstrap(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("bootstrap lacks %s:\n%s", want, b)
 		}
+	}
+	// Envoy is not installed here: check the bootstrap the way Envoy would
+	// parse it — protojson into the v3 Bootstrap, then its validation rules.
+	bs := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal(b, bs); err != nil {
+		t.Fatalf("not an Envoy v3 bootstrap: %v", err)
+	}
+	if err := bs.ValidateAll(); err != nil {
+		t.Fatalf("invalid bootstrap: %v", err)
+	}
+	c.CPCAFile = "/etc/weft/cp-ca.pem"
+	b, _ = EnvoyBootstrap(c, 9901)
+	if err := protojson.Unmarshal(b, bs); err != nil || bs.ValidateAll() != nil {
+		t.Fatalf("TLS bootstrap: %v %v", err, bs.ValidateAll())
 	}
 	if _, err := EnvoyBootstrap(&Config{CP: "no-port"}, 1); err == nil {
 		t.Error("a --cp without a port was accepted")
