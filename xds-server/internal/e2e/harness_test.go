@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +40,11 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := func() int {
 		defer os.RemoveAll(dir)
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e needs the go command in PATH to build its programs:", err)
+			return 1
+		}
 		for out, pkg := range map[string]string{
 			"xds-server": "github.com/weftmesh/weft/xds-server/cmd/xds-server",
 			"testapp":    "github.com/weftmesh/weft/xds-server/internal/e2e/testapp",

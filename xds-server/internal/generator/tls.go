@@ -100,6 +100,7 @@ func grpcUpstreamTLS(mesh, service string) *tlsv3.UpstreamTlsContext {
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{
 				ValidationContext: &tlsv3.CertificateValidationContext{
 					CaCertificateProviderInstance: certProvider(),
+					//lint:ignore SA1019 grpc-go v1.85 reads only match_subject_alt_names, not the typed field.
 					MatchSubjectAltNames: []*matcherv3.StringMatcher{{
 						MatchPattern: &matcherv3.StringMatcher_Exact{Exact: SpiffeID(mesh, service)},
 					}},
