@@ -345,6 +345,34 @@ func TestDeltaADS(t *testing.T) {
 	if strings.Join(names, ",") != "backend,localhost:127.0.0.1:8080" && strings.Join(names, ",") != "localhost:127.0.0.1:8080,backend" {
 		t.Fatalf("clusters: %v", names)
 	}
+	// ACK, then change only the backend service (http2 now): the next delta
+	// carries the backend cluster alone — unchanged resources are not resent.
+	if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	e.apply(`
+type: Dataplane
+mesh: default
+name: backend-1
+networking:
+  address: 127.0.0.2
+  inbound:
+  - port: 10002
+    tags:
+      weft.io/service: backend
+      weft.io/protocol: http2
+`)
+	resp, err = s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names = nil
+	for _, r := range resp.GetResources() {
+		names = append(names, r.GetName())
+	}
+	if strings.Join(names, ",") != "backend" || len(resp.GetRemovedResources()) != 0 {
+		t.Fatalf("delta after a backend change: %v removed %v", names, resp.GetRemovedResources())
+	}
 	// A denied delta stream gets nothing.
 	bad, err := discoveryv3.NewAggregatedDiscoveryServiceClient(e.conn).DeltaAggregatedResources(metadata.AppendToOutgoingContext(e.ctx, "authorization", "Bearer x"))
 	if err != nil {
