@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 		for out, pkg := range map[string]string{
 			"xds-server": "github.com/weftmesh/weft/xds-server/cmd/xds-server",
 			"testapp":    "github.com/weftmesh/weft/xds-server/internal/e2e/testapp",
+			"weft-dp":    "github.com/weftmesh/weft/weft-dp/cmd/weft-dp",
 		} {
 			cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, out), pkg)
 			cmd.Stderr = os.Stderr
