@@ -48,6 +48,7 @@ type Reconciler struct {
 
 	mu      sync.Mutex
 	proxies map[string]*proxy
+	byMesh  map[string]map[string]*proxy // mesh → node id → proxy
 	dirty   map[string]time.Time
 	wake    chan struct{}
 }
@@ -76,7 +77,7 @@ type proxy struct {
 func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer, log *slog.Logger) *Reconciler {
 	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
 		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
-		proxies: map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 func (r *Reconciler) kick() {
@@ -104,6 +105,10 @@ func (r *Reconciler) Connect(nodeID, mesh, name, kind string, requiredTags map[s
 	if p == nil {
 		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, versions: map[string]string{}, pending: map[string]pending{}}
 		r.proxies[nodeID] = p
+		if r.byMesh[mesh] == nil {
+			r.byMesh[mesh] = map[string]*proxy{}
+		}
+		r.byMesh[mesh][nodeID] = p
 		r.obs.ConnectedChanged(kind, 1)
 		r.markLocked(nodeID, time.Now())
 		r.kick()
@@ -123,6 +128,10 @@ func (r *Reconciler) Disconnect(nodeID string) {
 		return
 	}
 	delete(r.proxies, nodeID)
+	delete(r.byMesh[p.mesh], nodeID)
+	if len(r.byMesh[p.mesh]) == 0 {
+		delete(r.byMesh, p.mesh)
+	}
 	delete(r.dirty, nodeID)
 	r.cache.ClearSnapshot(nodeID)
 	r.obs.ConnectedChanged(p.kind, -1)
@@ -164,8 +173,8 @@ func (r *Reconciler) OnChanges(changes []model.Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range changes {
-		for id, p := range r.proxies {
-			if p.mesh == c.Mesh && affects(c, p) {
+		for id, p := range r.byMesh[c.Mesh] {
+			if affects(c, p) {
 				r.markLocked(id, c.Seen)
 			}
 		}
