@@ -6,7 +6,7 @@ import (
 	"context"
 	"os"
 
-	"github.com/weftmesh/weft/xds-server/internal/app"
+	"github.com/weftmesh/weft/xds-server/app"
 )
 
 func main() { os.Exit(app.Main(context.Background(), os.Args[1:], os.Stderr)) }
