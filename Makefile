@@ -11,8 +11,10 @@ PKGS = $(foreach m,$(MODULES),$(if $(shell find $(m) -name '*.go' -not -path '*/
 FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTBody \
 	weftctl/internal/client:FuzzDecodeObject weftctl/internal/client:FuzzDecodePage weftctl/internal/client:FuzzParseError \
 	weftctl/internal/config:FuzzParse pkg/ca:FuzzParse ca-service/internal/signer:FuzzParsePublicKey \
-	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy
-FUZZTIME ?= 10s
+	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy \
+	dns-server/internal/dnsserver:FuzzHandlePacket dns-server/internal/dnsserver:FuzzFastPathMatchesSlowPath \
+	xds-server/internal/ads:FuzzAuthenticate weft-dp/agent:FuzzParseSecrets
+FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 20m
 
 BIN := $(CURDIR)/bin

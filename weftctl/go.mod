@@ -3,6 +3,7 @@ module github.com/weftmesh/weft/weftctl
 go 1.26.0
 
 require (
+	github.com/miekg/dns v1.1.73
 	github.com/weftmesh/weft/api-server v0.0.0
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
@@ -10,6 +11,16 @@ require (
 	go.yaml.in/yaml/v2 v2.4.4
 	google.golang.org/protobuf v1.36.12
 	sigs.k8s.io/yaml v1.6.0
+)
+
+require (
+	cel.dev/expr v0.25.3 // indirect
+	github.com/cncf/xds/go v0.0.0-20260202195803-dba9d589def2 // indirect
+	github.com/envoyproxy/go-control-plane v0.14.0 // indirect
+	github.com/envoyproxy/go-control-plane/envoy v1.40.0 // indirect
+	github.com/envoyproxy/go-control-plane/ratelimit v0.1.0 // indirect
+	github.com/envoyproxy/protoc-gen-validate v1.3.3 // indirect
+	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
 )
 
 require (
@@ -41,6 +52,8 @@ require (
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
 	github.com/weftmesh/weft/ca-service v0.0.0
+	github.com/weftmesh/weft/dns-server v0.0.0
+	github.com/weftmesh/weft/xds-server v0.0.0
 	github.com/weftmesh/weft/zone-sync v0.0.0
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
@@ -64,7 +77,7 @@ require (
 	go.uber.org/zap v1.27.1 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.15.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e // indirect
@@ -83,3 +96,9 @@ replace (
 replace github.com/weftmesh/weft/ca-service => ../ca-service
 
 replace github.com/weftmesh/weft/zone-sync => ../zone-sync
+
+replace github.com/weftmesh/weft/xds-server => ../xds-server
+
+replace github.com/weftmesh/weft/dns-server => ../dns-server
+
+replace github.com/weftmesh/weft/weft-dp => ../weft-dp

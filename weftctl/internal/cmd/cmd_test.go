@@ -3,6 +3,8 @@ package cmd_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -512,7 +514,6 @@ func TestGenerate(t *testing.T) {
 		{args: []string{"generate", "dataplane-token", "--name", "x", "--mesh", "Bad"}, code: 2, stderr: "--mesh"},
 		{args: []string{"generate", "dataplane-token", "--name", "x", "--tag", "novalue"}, code: 2, stderr: "not k=v"},
 		{args: []string{"generate", "zone-token", "--zone", "east", "--valid-for", "soon"}, code: 2, stderr: "--valid-for"},
-		{args: []string{"generate", "tls-certificate", "--type", "server", "--hostname", "cp.local"}, code: 1, stderr: "not available yet"},
 		{args: []string{"generate", "tls-certificate", "--type", "peer", "--hostname", "x"}, code: 2, stderr: "server or client"},
 		{args: []string{"generate", "nothing"}, code: 2, stderr: `unknown command "nothing"`},
 	}
@@ -737,7 +738,7 @@ func TestTLSCertificate(t *testing.T) {
 		got = append(got, r)
 		return []byte("CERT"), []byte("KEY"), nil
 	}
-	if r := run(nil, "--type", "server", "--hostname", "cp.local"); r.code != 1 || !strings.Contains(r.stderr, "not available yet") {
+	if r := run(nil, "--type", "server", "--hostname", "cp.local"); r.code != 1 || !strings.Contains(r.stderr, "not available in this build") {
 		t.Fatalf("without generator: %d %s", r.code, r.stderr)
 	}
 	if r := run(fake, "--type", "server"); r.code != 2 || !strings.Contains(r.stderr, "--hostname is required") {
@@ -799,4 +800,29 @@ func TestHTTPSWithCACertFile(t *testing.T) {
 	// WEFT_CP naming the same address picks up token and CA from the file.
 	h.env["WEFT_CP"] = srv.URL
 	h.ok("", "get", "meshes")
+}
+
+// TestTLSCertificateRealGenerator runs the built-in generator (pkg/cptls)
+// and checks the files are a usable certificate and key.
+func TestTLSCertificateRealGenerator(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	var out, errb bytes.Buffer
+	a := cmd.New(strings.NewReader(""), &out, &errb)
+	a.Getenv = func(string) string { return "" }
+	if code := a.Run(context.Background(), []string{"generate", "tls-certificate", "--type", "server", "--hostname", "cp.local",
+		"--cert-file", cert, "--key-file", key}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatalf("generated pair does not load: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil || leaf.VerifyHostname("cp.local") != nil {
+		t.Fatalf("certificate not for cp.local: %v", err)
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode: %v %v", st.Mode(), err)
+	}
 }

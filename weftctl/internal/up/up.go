@@ -18,12 +18,14 @@ import (
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
+	dnsapp "github.com/weftmesh/weft/dns-server/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
+	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	zsapp "github.com/weftmesh/weft/zone-sync/app"
 )
 
@@ -239,6 +241,49 @@ var components = []component{
 	{"api-server", startAPIServer},
 	{"ca-service", startCAService},
 	{"zone-sync", startZoneSync},
+	{"xds-server", startXDSServer},
+	{"dns-server", startDNSServer},
+}
+
+// startXDSServer serves ADS over TLS from the control-plane CA; it reaches
+// ca-service with a control-plane client certificate (the same etcd).
+// Global serves no proxies: dataplanes connect to their zone.
+func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
+	if p.mode == "global" {
+		return nil
+	}
+	cfg := xdsapp.Default()
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name
+	cfg.TLSHostnames = []string{"localhost", p.host}
+	cfg.CA.Address = p.ep.CAAddress
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	a, err := xdsapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.XDSAddress = a.Addr()
+	p.ep.AdminAddresses["xds-server"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
+}
+
+// startDNSServer allocates VIPs and answers .mesh names. Global has no
+// dataplanes to answer for.
+func startDNSServer(ctx context.Context, p *plane, _ []*plane) error {
+	if p.mode == "global" {
+		return nil
+	}
+	cfg := dnsapp.Default()
+	cfg.Address, cfg.AdminAddress, cfg.Zone = p.addr(portDNS), p.addr(portDNSAdmin), p.zone
+	cfg.Etcd.Client, cfg.Logger = p.cli, p.log
+	a, err := dnsapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.DNSAddress = a.Addr()
+	p.ep.AdminAddresses["dns-server"] = a.AdminAddr()
+	p.runs = append(p.runs, a.Run)
+	return nil
 }
 
 // startZoneSync serves zones on global and links each zone to global. The

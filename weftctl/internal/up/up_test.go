@@ -3,6 +3,7 @@ package up_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/miekg/dns"
 	"io"
 	"net/http"
 	"os"
@@ -116,5 +117,65 @@ func TestUpZonesSyncGlobalPolicies(t *testing.T) {
 		if resp.StatusCode != 405 {
 			t.Fatalf("%s: mesh write on a zone: %d, want 405", zone.Name, resp.StatusCode)
 		}
+	}
+}
+
+// TestUpDemoResolvesMeshNames asks each zone's real DNS server for the demo
+// service until it answers with a VIP from 240.0.0.0/4.
+func TestUpDemoResolvesMeshNames(t *testing.T) {
+	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true})
+	defer stop()
+	for _, zone := range eps.ControlPlanes[1:] {
+		if zone.DNSAddress == "" || zone.XDSAddress == "" || zone.CAAddress == "" {
+			t.Fatalf("%s lacks services: %+v", zone.Name, zone)
+		}
+		c := &dns.Client{Net: "udp", Timeout: time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("backend.demo.mesh.", dns.TypeA)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r, _, err := c.Exchange(m, zone.DNSAddress)
+			if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1 {
+				ip := r.Answer[0].(*dns.A).A
+				if ip[0]&0xf0 != 240 {
+					t.Fatalf("%s: VIP %s outside 240.0.0.0/4", zone.Name, ip)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: backend.demo.mesh not answered within 30s: %v %v", zone.Name, r, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// TestUpDemoZonesShareOneMeshRoot: the demo mesh's builtin CA root is made
+// once on global and synced to every zone, so all zones issue certificates
+// under one root (mTLS across zones).
+func TestUpDemoZonesShareOneMeshRoot(t *testing.T) {
+	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true})
+	defer stop()
+	var roots []string
+	for _, cp := range eps.ControlPlanes {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body := get(t, cp.APIURL+"/meshes/demo/secrets/ca-builtin-ca-1", cp.AdminToken)
+			if code == 200 {
+				var s struct{ Data string }
+				if err := json.Unmarshal([]byte(body), &s); err != nil || s.Data == "" {
+					t.Fatalf("%s: secret body: %v %s", cp.Name, err, body)
+				}
+				roots = append(roots, s.Data)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: mesh root not present within 30s: %d %s", cp.Name, code, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if roots[0] != roots[1] || roots[1] != roots[2] {
+		t.Fatal("zones hold different mesh roots")
 	}
 }

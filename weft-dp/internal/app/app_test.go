@@ -1,0 +1,201 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apiapp "github.com/weftmesh/weft/api-server/app"
+	"github.com/weftmesh/weft/pkg/etcdtest"
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/store"
+)
+
+func write(t *testing.T, dir, name, content string) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBootstrapCommand(t *testing.T) {
+	dir := t.TempDir()
+	tok := write(t, dir, "token", "dp-token\n")
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"bootstrap", "--cp", "127.0.0.1:5678", "--mesh", "default", "--name", "backend-1",
+		"--token-file", tok, "--proxy-type", "grpc", "--workdir", dir}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var b map[string]any
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if b["server_listener_resource_name_template"] != "grpc/server?xds.resource.listening_address=%s" ||
+		!strings.Contains(out.String(), `"dataplane.token": "dp-token"`) ||
+		!strings.Contains(out.String(), filepath.Join(dir, "certs", "cert.pem")) {
+		t.Fatalf("bootstrap:\n%s", out.String())
+	}
+	out.Reset()
+	if code := Main(context.Background(), []string{"bootstrap", "--mesh", "default", "--name", "web-1", "--token-file", tok, "--workdir", dir}, &out, &errb); code != 0 {
+		t.Fatalf("envoy bootstrap exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"dynamic_resources"`) || !strings.Contains(out.String(), "Bearer dp-token") {
+		t.Fatalf("envoy bootstrap:\n%s", out.String())
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"run", "--mesh", "default", "--proxy-type", "nginx", "--token-file", "/nonexistent"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.Contains(errb.String(), "--token-file") {
+		t.Fatalf("stderr: %s", errb.String())
+	}
+	if code := Main(context.Background(), []string{"launch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+func TestEnvoyNotInstalled(t *testing.T) {
+	dir := t.TempDir()
+	tok := write(t, dir, "token", "dp-token")
+	t.Setenv("PATH", dir) // no envoy here
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--mesh", "default", "--name", "web-1", "--token-file", tok, "--workdir", dir}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "envoy is not installed") || !strings.Contains(errb.String(), "--proxy-type grpc") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "envoy.json")); err == nil {
+		t.Fatal("a bootstrap was written although Envoy cannot run")
+	}
+}
+
+// TestRegisterAndRemove runs `weft-dp run --dataplane-file` against a real
+// api-server: the Dataplane exists while weft-dp runs and is gone after a
+// clean exit.
+func TestRegisterAndRemove(t *testing.T) {
+	cli := etcdtest.Client(t, nil)
+	ring, _ := seal.New(seal.Key{ID: "k", Bytes: bytes.Repeat([]byte{3}, 32)})
+	cfg := apiapp.Default()
+	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Etcd.Client = cli
+	cfg.Encryption.Keyring = ring
+	cfg.Logging.Level = "warn"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api, err := apiapp.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiDone := make(chan struct{})
+	go func() { _ = api.Run(ctx); close(apiDone) }()
+	defer func() { cancel(); <-apiDone }()
+	admin, err := api.IssueAdminToken(ctx, "admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(cli, store.WithKeyring(ring))
+	mesh := resource.New(resource.MeshType, "", "default")
+	if _, err := st.Create(ctx, mesh); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	args := []string{"run", "--cp", "127.0.0.1:1", "--mesh", "default", "--name", "vm-1", "--proxy-type", "grpc", "--workdir", dir,
+		"--token-file", write(t, dir, "token", "dp-token"), "--api-url", "http://" + api.HTTPAddr(),
+		"--api-token-file", write(t, dir, "admin", admin), "--log-level", "error",
+		"--dataplane-file", write(t, dir, "dp.yaml", `
+type: Dataplane
+name: vm-1
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: 8080
+    tags:
+      weft.io/service: vm
+`)}
+	runCtx, stop := context.WithCancel(ctx)
+	code := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() { code <- Main(runCtx, args, &bytes.Buffer{}, &errb) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := st.Get(ctx, resource.DataplaneType, "default", "vm-1")
+		_, ferr := os.Stat(filepath.Join(dir, "bootstrap.json"))
+		if err == nil && ferr == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not registered: %v %v; %s", err, ferr, errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, errb.String())
+	}
+	if _, err := st.Get(ctx, resource.DataplaneType, "default", "vm-1"); !store.IsNotFound(err) {
+		t.Fatalf("dataplane still there after a clean exit: %v", err)
+	}
+}
+
+func TestDataplaneFileMismatch(t *testing.T) {
+	dir := t.TempDir()
+	var errb bytes.Buffer
+	code := Main(context.Background(), []string{"run", "--mesh", "default", "--name", "vm-1", "--proxy-type", "grpc", "--workdir", dir,
+		"--token-file", write(t, dir, "token", "t"), "--api-token-file", write(t, dir, "admin", "a"),
+		"--dataplane-file", write(t, dir, "dp.yaml", "type: Dataplane\nname: other\n")}, &bytes.Buffer{}, &errb)
+	if code != 1 || !strings.Contains(errb.String(), `name "other" differs from --name "vm-1"`) {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// TestEnvoyRestarted runs a stand-in "envoy" (a script that records its
+// arguments and dies) and checks weft-dp restarts it and wrote the bootstrap
+// it points at.
+func TestEnvoyRestarted(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	script := "#!/bin/sh\necho \"$@\" >> " + runs + "\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "envoy"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		code <- Main(ctx, []string{"run", "--mesh", "default", "--name", "web-1", "--workdir", dir,
+			"--token-file", write(t, dir, "token", "t"), "--log-level", "error"}, &bytes.Buffer{}, &errb)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(runs)
+		if strings.Count(string(b), "\n") >= 2 {
+			if !strings.Contains(string(b), "-c "+filepath.Join(dir, "envoy.json")) {
+				t.Fatalf("envoy args: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy not restarted: %q", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, errb.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "envoy.json")); err != nil || !strings.Contains(string(b), `"id": "default.web-1"`) {
+		t.Fatalf("bootstrap: %v %s", err, b)
+	}
+}

@@ -1,0 +1,482 @@
+// Package app wires the xds-server: configuration, the store and its single
+// watch, the reconciler and certificate manager, the ADS gRPC server with
+// token authentication, insights, and the admin HTTP server.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	secretgrpc "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
+
+	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/cptls"
+	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
+	"github.com/weftmesh/weft/pkg/token"
+	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
+	"github.com/weftmesh/weft/xds-server/internal/ads"
+	"github.com/weftmesh/weft/xds-server/internal/certs"
+	"github.com/weftmesh/weft/xds-server/internal/insight"
+	"github.com/weftmesh/weft/xds-server/internal/model"
+	"github.com/weftmesh/weft/xds-server/internal/reconcile"
+)
+
+const service = "xds-server"
+
+// Config is the xds-server's configuration.
+type Config struct {
+	// Address serves ADS (gRPC).
+	Address string
+	// AdminAddress serves /healthz, /readyz, /metrics; empty disables it.
+	AdminAddress string
+	// InstanceID names this replica in insights (default: hostname).
+	InstanceID string
+	// xDS is served over TLS: by default with a certificate from the
+	// control-plane CA for TLSHostnames (loopback always included);
+	// TLSCertFile+TLSKeyFile override it; InsecureDev serves plaintext
+	// (development only: dataplane tokens cross the network in the clear).
+	TLSCertFile  string
+	TLSKeyFile   string
+	TLSHostnames config.StringList
+	InsecureDev  bool
+
+	Etcd       config.Etcd
+	Encryption config.Encryption
+	Logging    telemetry.Logging
+
+	// CA is how to reach ca-service.
+	CA CAConfig
+	// CertValidity is requested for workload certificates (0: the mesh
+	// backend's default).
+	CertValidity time.Duration
+	// InsightTTL is the lease TTL of this replica's DataplaneInsights.
+	InsightTTL time.Duration
+
+	// Set by programs, not flags.
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// CAConfig locates ca-service. By default the connection is TLS trusting
+// the control-plane CA, presenting a control-plane client certificate
+// naming "xds-server" (what ca-service accepts without a token).
+type CAConfig struct {
+	Address string
+	// CAFile verifies ca-service's certificate instead of the control-plane
+	// CA (with CertFile/KeyFile as the client certificate, or TokenFile).
+	CAFile string
+	// Insecure dials ca-service in plaintext (development only).
+	Insecure  bool
+	CertFile  string
+	KeyFile   string
+	TokenFile string
+	// Conn, when set, is used instead of dialling (in-process, tests).
+	Conn grpc.ClientConnInterface
+}
+
+// Default returns the defaults.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Address:      ":5678",
+		AdminAddress: ":5688",
+		InstanceID:   host,
+		CA:           CAConfig{Address: "127.0.0.1:5679"},
+		InsightTTL:   30 * time.Second,
+		Logging:      telemetry.Logging{Level: "info", Format: "text"},
+	}
+}
+
+// RegisterFlags adds the flags.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Address, "address", c.Address, "ADS gRPC listen address")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); empty disables")
+	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "replica id written in insights")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serving certificate (PEM) instead of one from the control-plane CA")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file")
+	fs.Var(&c.TLSHostnames, "tls-hostnames", "comma-separated DNS names/IPs for the control-plane-CA serving certificate (loopback is always included; default: instance id)")
+	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "serve xDS in plaintext: DEVELOPMENT ONLY, dataplane tokens cross the network in the clear")
+	fs.BoolVar(&c.CA.Insecure, "ca-insecure", c.CA.Insecure, "dial ca-service in plaintext (development only)")
+	fs.StringVar(&c.CA.Address, "ca-address", c.CA.Address, "ca-service gRPC address")
+	fs.StringVar(&c.CA.CAFile, "ca-ca-file", c.CA.CAFile, "CA bundle verifying ca-service (default: the control-plane CA, with a control-plane client certificate)")
+	fs.StringVar(&c.CA.CertFile, "ca-cert-file", c.CA.CertFile, "client certificate for ca-service")
+	fs.StringVar(&c.CA.KeyFile, "ca-key-file", c.CA.KeyFile, "client key for ca-service")
+	fs.StringVar(&c.CA.TokenFile, "ca-token-file", c.CA.TokenFile, "service token for ca-service")
+	fs.DurationVar(&c.CertValidity, "cert-validity", c.CertValidity, "requested workload certificate validity (0: the mesh backend's default)")
+	fs.DurationVar(&c.InsightTTL, "insight-ttl", c.InsightTTL, "lease TTL of DataplaneInsights: a dead replica's proxies show offline after it")
+	c.Etcd.RegisterFlags(fs)
+	c.Encryption.RegisterFlags(fs)
+	c.Logging.RegisterFlags(fs)
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Address == "" {
+		errs = append(errs, errors.New("address: required"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together"))
+	}
+	if c.InsecureDev && c.TLSCertFile != "" {
+		errs = append(errs, errors.New("insecure-dev and tls-cert-file exclude each other"))
+	}
+	if c.CA.Insecure && c.CA.CAFile != "" {
+		errs = append(errs, errors.New("ca-insecure and ca-ca-file exclude each other"))
+	}
+	if c.CA.Conn == nil && c.CA.Address == "" {
+		errs = append(errs, errors.New("ca-address: required"))
+	}
+	if c.InsightTTL < time.Second {
+		errs = append(errs, errors.New("insight-ttl: at least 1s"))
+	}
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("instance-id: required"))
+	}
+	if err := c.Etcd.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Logging.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// App is a running xds-server.
+type App struct {
+	cfg     Config
+	log     *slog.Logger
+	lis     net.Listener
+	admin   *telemetry.Admin
+	cli     *clientv3Closer
+	st      *store.Store
+	grpc    *grpc.Server
+	caConn  *grpc.ClientConn
+	model   *model.Model
+	rec     *reconcile.Reconciler
+	certs   *certs.Manager
+	ins     *insight.Recorder
+	cache   cachev3.SnapshotCache
+	ctx     context.Context
+	cancel  context.CancelFunc
+	metrics *metrics
+}
+
+// New builds the server and binds its listeners.
+func New(cfg Config) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = cfg.Logging.NewLogger(os.Stderr)
+	}
+	log = log.With("service", service, "instance", cfg.InstanceID)
+	reg := cfg.Registry
+	if reg == nil {
+		reg = telemetry.NewRegistry()
+	}
+	keys, err := cfg.Encryption.Load()
+	if err != nil {
+		return nil, fmt.Errorf("encryption keys: %w", err)
+	}
+	cli, owned, err := cfg.Etcd.Connect()
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, cli: &clientv3Closer{cli: cli, owned: owned}}
+	fail := func(err error) (*App, error) {
+		a.close()
+		return nil, err
+	}
+	a.st = store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg))
+	a.metrics = newMetrics(reg)
+
+	caConn := cfg.CA.Conn
+	if caConn == nil {
+		conn, err := dialCA(a.st, cfg.CA)
+		if err != nil {
+			return fail(err)
+		}
+		a.caConn = conn
+		caConn = conn
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	// Not "ADS mode": that mode answers only when a snapshot holds exactly
+	// the requested names, but grpc-go asks for a subset (one api_listener,
+	// one cluster) of what a proxy's snapshot holds. Snapshots are built
+	// consistent, so nothing is lost.
+	a.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{log.With("component", "xds-cache")})
+	var rec *reconcile.Reconciler
+	var ins *insight.Recorder
+	a.certs = certs.New(a.ctx, cav1.NewCertificateAuthorityServiceClient(caConn), cfg.CertValidity, log.With("component", "certs"),
+		func(mesh, name string) {
+			rec.CertUpdated(mesh, name)
+			ins.CertChanged(mesh, name)
+		})
+	rec = reconcile.New(nil, a.cache, a.certs, a.metrics, log.With("component", "reconcile"))
+	a.rec = rec
+	a.model = model.New(a.st, log.With("component", "model"), rec.OnChanges)
+	rec.SetModel(a.model)
+	ins = insight.New(a.st, cfg.InstanceID, cfg.InsightTTL, log.With("component", "insight"), func(mesh, name string) (insight.CertInfo, bool) {
+		id, info := a.certs.Identity(mesh, name)
+		if id == nil {
+			return insight.CertInfo{}, false
+		}
+		return insight.CertInfo(info), true
+	})
+	a.ins = ins
+
+	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
+	xds := serverv3.NewServer(a.ctx, a.cache, callbacks)
+	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))})
+	opts = append(opts,
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(1000),
+	)
+	switch {
+	case cfg.InsecureDev:
+		log.Warn("!!! --insecure-dev: serving xDS WITHOUT TLS; dataplane tokens and workload keys cross the network in the clear. Development only !!!")
+	case cfg.TLSCertFile != "":
+		tc, err := cptls.FromFiles(cfg.TLSCertFile, cfg.TLSKeyFile, "")
+		if err != nil {
+			return fail(fmt.Errorf("tls-cert-file: %w", err))
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	default:
+		hosts := cfg.TLSHostnames
+		if len(hosts) == 0 {
+			hosts = config.StringList{cfg.InstanceID}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		tc, err := cptls.ServerConfig(ctx, a.st, hosts, cptls.WithService(service))
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("serving certificate from the control-plane CA: %w", err))
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(a.grpc, xds)
+	secretgrpc.RegisterSecretDiscoveryServiceServer(a.grpc, xds)
+
+	a.lis, err = net.Listen("tcp", cfg.Address)
+	if err != nil {
+		return fail(fmt.Errorf("listen %s: %w", cfg.Address, err))
+	}
+	if cfg.AdminAddress != "" {
+		a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, reg, log)
+		if err != nil {
+			return fail(err)
+		}
+		a.admin.AddCheck("etcd", telemetry.EtcdCheck(cli))
+		// The control-plane CA certificate (public) that data planes need as
+		// weft-dp --cp-ca-file when xDS is served from it.
+		a.admin.Handle("GET /control-plane-ca.pem", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			pem, err := cptls.RootPEM(r.Context(), a.st)
+			if err != nil {
+				http.Error(w, "control-plane CA not available: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			_, _ = w.Write(pem)
+		}))
+		a.admin.AddCheck("model", func(context.Context) error {
+			select {
+			case <-a.model.Synced():
+				return nil
+			default:
+				return errors.New("store not loaded yet")
+			}
+		})
+	}
+	return a, nil
+}
+
+// Addr is the bound ADS address.
+func (a *App) Addr() string { return a.lis.Addr().String() }
+
+// AdminAddr is the bound admin address ("" when disabled).
+func (a *App) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr()
+}
+
+// Store is the app's store (tests).
+func (a *App) Store() *store.Store { return a.st }
+
+// Run serves until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	defer a.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("model", a.model.Run)
+	run("reconcile", func(ctx context.Context) error { a.rec.Run(ctx); return nil })
+	run("insight", a.ins.Run)
+	if a.admin != nil {
+		run("admin", a.admin.Serve)
+	}
+	go func() {
+		if err := a.grpc.Serve(a.lis); err != nil {
+			errc <- fmt.Errorf("grpc: %w", err)
+		}
+	}()
+	a.log.Info("serving xDS", "address", a.Addr(), "admin", a.AdminAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		a.log.Error("stopping", "err", err)
+	}
+	cancel()
+	a.cancel()
+	// Streams are long-lived: Stop rather than wait for them to end.
+	a.grpc.Stop()
+	wg.Wait()
+	return err
+}
+
+func (a *App) close() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	if a.caConn != nil {
+		_ = a.caConn.Close()
+	}
+	if a.cli != nil {
+		a.cli.close()
+	}
+}
+
+func dialCA(st *store.Store, c CAConfig) (*grpc.ClientConn, error) {
+	opts := grpcx.ClientOptions()
+	secure := !c.Insecure
+	switch {
+	case c.Insecure:
+		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	case c.CAFile != "":
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca-ca-file: no certificates found")
+		}
+		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if c.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("ca client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		tc, err := cptls.ClientConfig(ctx, st, cptls.WithService(service))
+		if err != nil {
+			return nil, fmt.Errorf("ca-service client certificate from the control-plane CA: %w", err)
+		}
+		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	}
+	if c.TokenFile != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(&fileToken{path: c.TokenFile, secure: secure}))
+	}
+	conn, err := grpc.NewClient(c.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("ca-address: %w", err)
+	}
+	return conn, nil
+}
+
+// fileToken sends a service token re-read from its file (so it can be
+// rotated without a restart).
+type fileToken struct {
+	path   string
+	secure bool
+}
+
+func (f *fileToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, fmt.Errorf("ca-token-file: %w", err)
+	}
+	return map[string]string{"authorization": "Bearer " + strings.TrimSpace(string(b))}, nil
+}
+
+func (f *fileToken) RequireTransportSecurity() bool { return f.secure }
+
+// Main parses args and runs until SIGINT/SIGTERM.
+func Main(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg := Default()
+	fs := flag.NewFlagSet(service, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.RegisterFlags(fs)
+	if err := config.Parse(fs, service, args, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg.Logger = cfg.Logging.NewLogger(stderr)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	shutdown, err := telemetry.SetupTracing(ctx, service, cfg.Logger)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer func() { _ = shutdown(context.Background()) }()
+	a, err := New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "xds-server:", err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, "xds-server:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,17 @@
+package app
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain checks that certificate renewals and trust-bundle watches stop
+// with their context.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The embedded etcd's and gRPC's background goroutines outlive tests.
+		goleak.IgnoreAnyFunction("go.etcd.io/etcd/client/pkg/v3/logutil.(*MergeLogger).outputLoop"),
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	)
+}

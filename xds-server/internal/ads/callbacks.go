@@ -1,0 +1,183 @@
+package ads
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weftmesh/weft/xds-server/internal/insight"
+	"github.com/weftmesh/weft/xds-server/internal/reconcile"
+)
+
+// Metrics are the stream measurements.
+type Metrics interface {
+	Acked(typeURL string, latencySeconds float64)
+	Nacked(typeURL string)
+}
+
+// Callbacks implements go-control-plane's server callbacks.
+type Callbacks struct {
+	rec     *reconcile.Reconciler
+	ins     *insight.Recorder
+	metrics Metrics
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	streams map[string]Identity
+	nacks   map[string]int // consecutive NACKs per stream
+}
+
+// nackBackoff throttles a stream that keeps rejecting: go-control-plane
+// answers a NACK at once with the same snapshot, which would otherwise spin.
+func nackBackoff(n int) time.Duration {
+	if n > 7 {
+		n = 7
+	}
+	return (50 * time.Millisecond) << n
+}
+
+// NewCallbacks wires streams to the reconciler and insights.
+func NewCallbacks(rec *reconcile.Reconciler, ins *insight.Recorder, m Metrics, log *slog.Logger) *Callbacks {
+	return &Callbacks{rec: rec, ins: ins, metrics: m, log: log, streams: map[string]Identity{}, nacks: map[string]int{}}
+}
+
+func sotwKey(id int64) string  { return fmt.Sprintf("s%d", id) }
+func deltaKey(id int64) string { return fmt.Sprintf("d%d", id) }
+
+func (c *Callbacks) open(ctx context.Context, key string) error {
+	id, ok := IdentityFrom(ctx)
+	if !ok {
+		// Only reachable if the server was built without StreamAuth.
+		return status.Error(codes.PermissionDenied, "stream not authenticated")
+	}
+	c.mu.Lock()
+	c.streams[key] = id
+	c.mu.Unlock()
+	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, id.Tags)
+	c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
+	c.log.Debug("proxy connected", "node", id.NodeID, "kind", id.Kind, "stream", key)
+	return nil
+}
+
+func (c *Callbacks) close(key string) {
+	c.mu.Lock()
+	id, ok := c.streams[key]
+	delete(c.streams, key)
+	delete(c.nacks, key)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	c.rec.Disconnect(id.NodeID)
+	c.ins.Closed(key)
+	c.log.Debug("proxy disconnected", "node", id.NodeID, "stream", key)
+}
+
+func (c *Callbacks) identity(key string) (Identity, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.streams[key]
+	return id, ok
+}
+
+func (c *Callbacks) request(key, typeURL, nonce, version string, errDetail *status.Status) {
+	if nonce == "" {
+		return // a subscription, not a reply to a response
+	}
+	id, ok := c.identity(key)
+	if !ok {
+		return
+	}
+	if errDetail != nil {
+		c.metrics.Nacked(typeURL)
+		c.ins.Nacked(key, typeURL, errDetail.Message())
+		c.mu.Lock()
+		n := c.nacks[key]
+		c.nacks[key] = n + 1
+		c.mu.Unlock()
+		if n == 0 {
+			c.log.Warn("proxy rejected configuration", "node", id.NodeID, "type", typeURL, "err", errDetail.Message())
+		}
+		// Runs on the stream's own goroutine: only this stream waits.
+		time.Sleep(nackBackoff(n))
+		return
+	}
+	c.mu.Lock()
+	delete(c.nacks, key)
+	c.mu.Unlock()
+	c.ins.Acked(key, typeURL, version)
+	if d, ok := c.rec.Acked(id.NodeID, typeURL, version); ok {
+		c.metrics.Acked(typeURL, d.Seconds())
+	}
+}
+
+func rpcStatus(s interface {
+	GetCode() int32
+	GetMessage() string
+}) *status.Status {
+	if s == nil || (s.GetCode() == 0 && s.GetMessage() == "") {
+		return nil
+	}
+	return status.New(codes.Code(s.GetCode()), s.GetMessage())
+}
+
+// OnStreamOpen registers an authenticated SotW stream.
+func (c *Callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.open(ctx, sotwKey(id))
+}
+
+// OnStreamClosed unregisters it.
+func (c *Callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.close(sotwKey(id)) }
+
+// OnDeltaStreamOpen registers an authenticated delta stream.
+func (c *Callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.open(ctx, deltaKey(id))
+}
+
+// OnDeltaStreamClosed unregisters it.
+func (c *Callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.close(deltaKey(id)) }
+
+// OnStreamRequest accounts ACKs and NACKs.
+func (c *Callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	var st *status.Status
+	if req.GetErrorDetail() != nil {
+		st = rpcStatus(req.GetErrorDetail())
+	}
+	c.request(sotwKey(id), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), st)
+	return nil
+}
+
+// OnStreamResponse records a response sent.
+func (c *Callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	c.ins.Sent(sotwKey(id), resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()))
+}
+
+// OnStreamDeltaRequest accounts delta ACKs and NACKs.
+func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	var st *status.Status
+	if req.GetErrorDetail() != nil {
+		st = rpcStatus(req.GetErrorDetail())
+	}
+	c.request(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce(), "", st)
+	return nil
+}
+
+// OnStreamDeltaResponse records a delta response sent.
+func (c *Callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+	c.ins.Sent(deltaKey(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
+}
+
+// OnFetchRequest refuses REST/unary fetches: they carry no stream identity.
+func (c *Callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error {
+	return status.Error(codes.Unimplemented, "fetch is not supported: use ADS")
+}
+
+// OnFetchResponse is unused.
+func (c *Callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}

@@ -1,0 +1,259 @@
+// Package certs keeps a workload certificate for every connected dataplane
+// of an mTLS mesh. The xds-server holds no CA key: it generates the
+// workload's key, asks ca-service to sign its public key, and hands the
+// result to the generators (SDS for Envoy, weft-dp's files for grpc-go).
+// Certificates are renewed at 4/5 of their lifetime and re-signed when the
+// mesh's trust bundle changes (CA rotation).
+package certs
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
+	"github.com/weftmesh/weft/xds-server/internal/generator"
+)
+
+// Info describes the current certificate of a dataplane.
+type Info struct {
+	NotAfter      time.Time
+	Issued        time.Time
+	Regenerations uint64
+	Backend       string
+}
+
+// Manager issues and renews certificates.
+type Manager struct {
+	client   cav1.CertificateAuthorityServiceClient
+	log      *slog.Logger
+	validity time.Duration
+	onUpdate func(mesh, name string)
+
+	mu      sync.Mutex
+	ctx     context.Context
+	entries map[string]*entry
+	bundles map[string]*bundleWatch
+}
+
+type entry struct {
+	mesh, name string
+	refs       int
+	cancel     context.CancelFunc
+	renew      chan struct{}
+
+	mu   sync.Mutex
+	id   *generator.Identity
+	info Info
+}
+
+type bundleWatch struct {
+	cancel context.CancelFunc
+	refs   int
+}
+
+// New returns a manager; onUpdate is called after a dataplane's
+// certificate was issued or renewed. validity 0 uses the CA's default.
+func New(ctx context.Context, client cav1.CertificateAuthorityServiceClient, validity time.Duration, log *slog.Logger, onUpdate func(mesh, name string)) *Manager {
+	return &Manager{client: client, log: log, validity: validity, onUpdate: onUpdate, ctx: ctx,
+		entries: map[string]*entry{}, bundles: map[string]*bundleWatch{}}
+}
+
+func key(mesh, name string) string { return mesh + "/" + name }
+
+// Acquire starts keeping a certificate for mesh/name (counted: call Release
+// once per Acquire).
+func (m *Manager) Acquire(mesh, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key(mesh, name)
+	if e := m.entries[k]; e != nil {
+		e.refs++
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	e := &entry{mesh: mesh, name: name, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
+	m.entries[k] = e
+	go m.keep(ctx, e)
+	bw := m.bundles[mesh]
+	if bw == nil {
+		bctx, bcancel := context.WithCancel(m.ctx)
+		bw = &bundleWatch{cancel: bcancel}
+		m.bundles[mesh] = bw
+		go m.watchBundle(bctx, mesh)
+	}
+	bw.refs++
+}
+
+// Release drops one reference; the last one stops renewals.
+func (m *Manager) Release(mesh, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key(mesh, name)
+	e := m.entries[k]
+	if e == nil {
+		return
+	}
+	if e.refs--; e.refs > 0 {
+		return
+	}
+	e.cancel()
+	delete(m.entries, k)
+	if bw := m.bundles[mesh]; bw != nil {
+		if bw.refs--; bw.refs <= 0 {
+			bw.cancel()
+			delete(m.bundles, mesh)
+		}
+	}
+}
+
+// Identity returns the current certificate of mesh/name, nil until issued.
+func (m *Manager) Identity(mesh, name string) (*generator.Identity, Info) {
+	m.mu.Lock()
+	e := m.entries[key(mesh, name)]
+	m.mu.Unlock()
+	if e == nil {
+		return nil, Info{}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.id, e.info
+}
+
+// Get returns the current certificate of mesh/name, nil until issued.
+func (m *Manager) Get(mesh, name string) *generator.Identity {
+	id, _ := m.Identity(mesh, name)
+	return id
+}
+
+func (m *Manager) keep(ctx context.Context, e *entry) {
+	backoff := 200 * time.Millisecond
+	for {
+		id, info, err := m.issue(ctx, e.mesh, e.name)
+		var wait time.Duration
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Warn("certificate not issued, retrying", "dataplane", key(e.mesh, e.name), "err", err, "retry", backoff)
+			wait = backoff
+			backoff = min(backoff*2, 30*time.Second)
+		} else {
+			backoff = 200 * time.Millisecond
+			e.mu.Lock()
+			info.Regenerations = e.info.Regenerations + 1
+			e.id, e.info = id, info
+			e.mu.Unlock()
+			m.onUpdate(e.mesh, e.name)
+			// Renew at 4/5 of the lifetime.
+			life := info.NotAfter.Sub(info.Issued)
+			wait = time.Until(info.Issued.Add(life * 4 / 5))
+			if wait < time.Second {
+				wait = time.Second
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-e.renew:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) issue(ctx context.Context, mesh, name string) (*generator.Identity, Info, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	req := &cav1.SignWorkloadCertificateRequest{Mesh: mesh, Dataplane: name, PublicKey: pub}
+	if m.validity > 0 {
+		req.Validity = durationpb.New(m.validity)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := m.client.SignWorkloadCertificate(ctx, req)
+	if err != nil {
+		return nil, Info{}, fmt.Errorf("sign certificate for %s/%s: %w", mesh, name, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, Info{}, err
+	}
+	id := &generator.Identity{
+		CertChainPEM:   resp.GetCertificateChainPem(),
+		KeyPEM:         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		TrustBundlePEM: resp.GetTrustBundlePem(),
+	}
+	// Lifetime counts from when we got the certificate: CAs backdate
+	// not_before for clock skew, which would otherwise pull renewal early.
+	info := Info{NotAfter: resp.GetNotAfter().AsTime(), Issued: time.Now(), Backend: resp.GetBackend()}
+	if resp.GetNotAfter() == nil || !info.NotAfter.After(info.Issued) {
+		return nil, Info{}, fmt.Errorf("sign certificate for %s/%s: CA returned no future not_after", mesh, name)
+	}
+	return id, info, nil
+}
+
+// watchBundle re-signs every certificate of the mesh when its trust bundle
+// changes (a CA rotation adds or removes roots).
+func (m *Manager) watchBundle(ctx context.Context, mesh string) {
+	backoff := 200 * time.Millisecond
+	last := ""
+	for ctx.Err() == nil {
+		stream, err := m.client.WatchTrustBundle(ctx, &cav1.GetTrustBundleRequest{Mesh: mesh})
+		if err == nil {
+			for {
+				b, rerr := stream.Recv()
+				if rerr != nil {
+					err = rerr
+					break
+				}
+				backoff = 200 * time.Millisecond
+				if last != "" && b.GetVersion() != last {
+					m.log.Info("trust bundle changed, re-signing certificates", "mesh", mesh, "version", b.GetVersion())
+					m.renewMesh(mesh)
+				}
+				last = b.GetVersion()
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Debug("trust bundle watch ended, retrying", "mesh", mesh, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func (m *Manager) renewMesh(mesh string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.entries {
+		if e.mesh == mesh {
+			select {
+			case e.renew <- struct{}{}:
+			default:
+			}
+		}
+	}
+}

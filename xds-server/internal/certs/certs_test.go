@@ -1,0 +1,118 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weftmesh/weft/pkg/etcdtest"
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
+	"github.com/weftmesh/weft/xds-server/internal/catest"
+)
+
+func TestIssueRenewRotate(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := store.New(etcdtest.Client(t, nil))
+	rs, _ := resource.UnmarshalAll(strings.NewReader(`
+type: Mesh
+name: m
+---
+type: Dataplane
+mesh: m
+name: web-1
+networking:
+  address: 10.0.0.1
+  inbound:
+  - port: 80
+    tags:
+      weft.io/service: web
+`))
+	for _, r := range rs {
+		if _, err := st.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := catest.Start(t, st)
+	ca.Validity = 3 * time.Second
+	conn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var mu sync.Mutex
+	updates := 0
+	m := New(ctx, cav1.NewCertificateAuthorityServiceClient(conn), 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
+		mu.Lock()
+		updates++
+		mu.Unlock()
+	})
+	count := func() int { mu.Lock(); defer mu.Unlock(); return updates }
+	wait := func(what string, d time.Duration, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out: %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	m.Acquire("m", "web-1")
+	m.Acquire("m", "web-1") // counted
+	wait("first certificate", 5*time.Second, func() bool { return count() >= 1 })
+	id, info := m.Identity("m", "web-1")
+	cert, err := tls.X509KeyPair(id.CertChainPEM, id.KeyPEM)
+	if err != nil {
+		t.Fatalf("certificate does not match its key: %v", err)
+	}
+	leaf, _ := x509.ParseCertificate(cert.Certificate[0])
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://m/web" {
+		t.Fatalf("SANs: %v", leaf.URIs)
+	}
+	if blk, _ := pem.Decode(id.TrustBundlePEM); blk == nil {
+		t.Fatal("no trust bundle")
+	}
+	// Renewed at 4/5 of the 3s lifetime, not before.
+	got := time.Now()
+	wait("renewal", 5*time.Second, func() bool { return count() >= 2 })
+	if el := time.Since(got); el < 1500*time.Millisecond {
+		t.Fatalf("renewed after %s, want about 2.4s", el)
+	}
+	if _, info2 := m.Identity("m", "web-1"); !info2.NotAfter.After(info.NotAfter) {
+		t.Fatal("renewal did not extend the certificate")
+	}
+	// Rotation of the mesh CA re-signs at once.
+	n := count()
+	if err := ca.Rotate("m"); err != nil {
+		t.Fatal(err)
+	}
+	wait("re-sign after CA rotation", 5*time.Second, func() bool { return count() > n })
+	id2, info2 := m.Identity("m", "web-1")
+	if string(id2.TrustBundlePEM) == string(id.TrustBundlePEM) {
+		t.Fatal("trust bundle did not change with the CA")
+	}
+	if info2.Regenerations < 2 {
+		t.Fatalf("regenerations = %d", info2.Regenerations)
+	}
+	m.Release("m", "web-1")
+	if m.Get("m", "web-1") == nil {
+		t.Fatal("released while still referenced")
+	}
+	m.Release("m", "web-1")
+	if m.Get("m", "web-1") != nil {
+		t.Fatal("kept after the last release")
+	}
+}

@@ -1,0 +1,46 @@
+package generator
+
+import (
+	"fmt"
+)
+
+// Generate builds the configuration of one proxy from its mesh's snapshot.
+// Output lists are sorted by name and every resource passes ValidateAll.
+func Generate(s *Snapshot, p *Proxy) (Resources, error) {
+	if s == nil || s.MeshSpec == nil {
+		return nil, fmt.Errorf("mesh %q does not exist", p.Mesh)
+	}
+	if s.sharedErr != nil {
+		return nil, s.sharedErr
+	}
+	if p.Dataplane == nil {
+		return nil, fmt.Errorf("dataplane %s/%s does not exist", p.Mesh, p.Name)
+	}
+	for i, in := range p.Dataplane.GetNetworking().GetInbound() {
+		for k, v := range p.RequiredTags {
+			if in.GetTags()[k] != v {
+				return nil, fmt.Errorf("dataplane %s/%s: networking.inbound[%d] lacks tag %s=%s required by its token", p.Mesh, p.Name, i, k, v)
+			}
+		}
+	}
+	var (
+		out Resources
+		err error
+	)
+	switch p.Kind {
+	case KindGRPC:
+		out, err = generateGRPC(s, p)
+	case KindEnvoy, KindIngress, "":
+		out, err = generateEnvoy(s, p)
+	default:
+		return nil, fmt.Errorf("unknown proxy kind %q", p.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dataplane %s/%s: %w", p.Mesh, p.Name, err)
+	}
+	out.sort()
+	if err := out.validate(s.shared); err != nil {
+		return nil, fmt.Errorf("dataplane %s/%s: generated invalid config: %w", p.Mesh, p.Name, err)
+	}
+	return out, nil
+}

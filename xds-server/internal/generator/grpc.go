@@ -1,0 +1,138 @@
+package generator
+
+import (
+	"fmt"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+// ServerListenerNameTemplate is the server listener resource name grpc-go
+// servers ask for (bootstrap server_listener_resource_name_template).
+const ServerListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
+
+// ClientListenerName is what a proxyless client dials: xds:///<service>.mesh.
+func ClientListenerName(service string) string { return service + ".mesh" }
+
+// grpcShared holds the client-side resources of every service of a mesh:
+// the same for every proxyless client, so built once per mesh snapshot.
+type grpcShared struct {
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	clusters  []*clusterv3.Cluster
+	endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+func buildGRPCShared(s *Snapshot) *grpcShared {
+	g := &grpcShared{}
+	if s.MeshSpec == nil {
+		return g
+	}
+	mtls, _ := s.MTLS()
+	for _, svc := range s.services {
+		name := ClientListenerName(svc)
+		hcm := &hcmv3.HttpConnectionManager{
+			StatPrefix: name,
+			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+				ConfigSource:    adsSource(),
+				RouteConfigName: name,
+			}},
+			// grpc-go's RBAC filter is server-only: a client listener carrying
+			// it would be NACKed, so clients get the router alone.
+			HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
+		}
+		g.listeners = append(g.listeners, &listenerv3.Listener{
+			Name:        name,
+			ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
+		})
+		g.routes = append(g.routes, &routev3.RouteConfiguration{
+			Name: name,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    svc,
+				Domains: []string{name, name + ":*"},
+				Routes:  []*routev3.Route{routeTo(svc)},
+			}},
+		})
+		c := edsCluster(svc)
+		if mtls {
+			c.TransportSocket = tlsSocket(grpcUpstreamTLS(s.Mesh, svc))
+		}
+		g.clusters = append(g.clusters, c)
+		g.endpoints = append(g.endpoints, s.endpoints[svc])
+		s.share(g.listeners[len(g.listeners)-1])
+		s.share(g.routes[len(g.routes)-1])
+		s.share(c)
+	}
+	return g
+}
+
+func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
+	out := Resources{}
+	mtls, _ := s.MTLS()
+	sh := s.grpcShared
+	for i := range sh.listeners {
+		out.add(resourcev3.ListenerType, sh.listeners[i])
+		out.add(resourcev3.RouteType, sh.routes[i])
+		out.add(resourcev3.ClusterType, sh.clusters[i])
+		out.add(resourcev3.EndpointType, sh.endpoints[i])
+	}
+	// weft-dp fetches the certificate over the same ADS as secrets and
+	// writes the files grpc-go's file_watcher provider reads.
+	if mtls && p.Identity != nil {
+		for _, sec := range identitySecrets(p.Identity) {
+			out.add(resourcev3.SecretType, sec)
+		}
+	}
+	dp := p.Dataplane
+	for i, in := range dp.GetNetworking().GetInbound() {
+		addr := inboundAddress(dp, in)
+		if addr == "" {
+			return nil, fmt.Errorf("networking.inbound[%d]: no address", i)
+		}
+		out.add(resourcev3.ListenerType, grpcServerListener(s, addr, in.GetPort(), in.GetTags(), mtls))
+	}
+	return out, nil
+}
+
+func grpcServerListener(s *Snapshot, addr string, port uint32, tags map[string]string, mtls bool) *listenerv3.Listener {
+	name := fmt.Sprintf(ServerListenerNameTemplate, hostPort(addr, port))
+	var filters []*hcmv3.HttpFilter
+	if mtls {
+		filters = append(filters, &hcmv3.HttpFilter{
+			Name:       "envoy.filters.http.rbac",
+			ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&rbachttpv3.RBAC{Rules: rbacRules(s, tags)})},
+		})
+	}
+	filters = append(filters, routerFilter())
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: name,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: "inbound:" + hostPort(addr, port),
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    "inbound",
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
+				}},
+			}},
+		}},
+		HttpFilters: filters,
+	}
+	chain := &listenerv3.FilterChain{Name: "inbound", Filters: []*listenerv3.Filter{hcmFilter(hcm)}}
+	if mtls {
+		// grpc-go cannot tell TLS from plaintext on one port, so even a
+		// permissive mesh gets mTLS-only proxyless servers.
+		chain.TransportSocket = tlsSocket(grpcDownstreamTLS())
+	}
+	return &listenerv3.Listener{
+		Name:         name,
+		Address:      socketAddress(addr, port),
+		FilterChains: []*listenerv3.FilterChain{chain},
+	}
+}

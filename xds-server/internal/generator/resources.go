@@ -1,0 +1,179 @@
+package generator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// TypeURLs lists the types a proxy may get, in push order.
+var TypeURLs = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
+
+// Resources is a proxy's configuration: resources by type URL, each list
+// sorted by name.
+type Resources map[string][]types.Resource
+
+func (r Resources) add(typeURL string, res ...types.Resource) {
+	r[typeURL] = append(r[typeURL], res...)
+}
+
+func (r Resources) sort() {
+	for _, list := range r {
+		sort.SliceStable(list, func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) })
+	}
+}
+
+// Validate runs every resource's ValidateAll and checks names are unique.
+func (r Resources) Validate() error { return r.validate(nil) }
+
+func (r Resources) validate(skip map[types.Resource]bool) error {
+	for typ, list := range r {
+		seen := map[string]bool{}
+		for _, res := range list {
+			name := cachev3.GetResourceName(res)
+			if seen[name] {
+				return fmt.Errorf("%s: duplicate resource %q", typ, name)
+			}
+			seen[name] = true
+			if skip[res] {
+				continue // validated once when built
+			}
+			if v, ok := res.(interface{ ValidateAll() error }); ok {
+				if err := v.ValidateAll(); err != nil {
+					return fmt.Errorf("%s %q: %w", typ, name, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Versions hashes each type's resources: the version changes exactly when
+// the content does, and is the same on every replica.
+func (r Resources) Versions() map[string]string { return r.versions(nil) }
+
+// digester caches the digests of resources shared by many proxies.
+type digester interface {
+	digest(res types.Resource) ([32]byte, bool)
+}
+
+func digestOf(res types.Resource) [32]byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		// Generated resources always marshal; make a failure visible as a
+		// digest that never matches.
+		b = []byte(err.Error())
+	}
+	name := cachev3.GetResourceName(res)
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
+	h.Write(b)
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+func (r Resources) versions(cache digester) map[string]string {
+	out := map[string]string{}
+	for typ, list := range r {
+		h := sha256.New()
+		for _, res := range list {
+			var d [32]byte
+			ok := false
+			if cache != nil {
+				d, ok = cache.digest(res)
+			}
+			if !ok {
+				d = digestOf(res)
+			}
+			h.Write(d[:])
+		}
+		out[typ] = hex.EncodeToString(h.Sum(nil))[:16]
+	}
+	return out
+}
+
+// CacheSnapshot wraps the resources for go-control-plane's snapshot cache
+// with the given per-type versions (from Versions or Snapshot.Versions).
+func (r Resources) CacheSnapshot(versions map[string]string) *cachev3.Snapshot {
+	s := &cachev3.Snapshot{}
+	for _, typ := range TypeURLs {
+		v := versions[typ]
+		if v == "" {
+			v = "empty"
+		}
+		s.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, r[typ])
+	}
+	return s
+}
+
+// mustAny packs m deterministically: map fields (RBAC policies) must
+// serialise the same way every time, or versions would differ between
+// replicas and between runs.
+func mustAny(m proto.Message) *anypb.Any {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		panic(fmt.Sprintf("marshal %T: %v", m, err))
+	}
+	return a
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func socketAddress(addr string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       addr,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+// loadAssignment groups endpoints (sorted by zone) into one locality per
+// zone, weighted by its endpoint count.
+func loadAssignment(cluster string, eps []endpointKey) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
+	var loc *endpointv3.LocalityLbEndpoints
+	for _, e := range eps {
+		zone := e.zone
+		if zone == "" {
+			zone = LocalZone
+		}
+		if loc == nil || loc.GetLocality().GetZone() != zone {
+			// grpc-go ignores localities without a weight or an id.
+			loc = &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: zone}, LoadBalancingWeight: wrapperspb.UInt32(0)}
+			cla.Endpoints = append(cla.Endpoints, loc)
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.addr, e.port)}},
+			HealthStatus:   corev3.HealthStatus_HEALTHY,
+		})
+		loc.LoadBalancingWeight.Value++
+	}
+	return cla
+}
+
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ConnectTimeout:       durationpb.New(5e9),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
+}

@@ -1,0 +1,263 @@
+// Package model keeps the replica's in-memory view of the store: one etcd
+// watch for the whole replica (not one per proxy), folded into a model per
+// mesh, with the mesh's generator.Snapshot built lazily once per change.
+package model
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/xds-server/internal/generator"
+)
+
+// Change is one resource change the generators care about. Old is the
+// previous state (nil on create), New the new one (nil on delete). A Sync
+// change (a full re-list) has neither and affects the whole mesh.
+type Change struct {
+	Mesh string
+	Type *resource.Type
+	Name string
+	Old  *resource.Resource
+	New  *resource.Resource
+	Sync bool
+	// Seen is when the replica saw the change (push latency starts here).
+	Seen time.Time
+}
+
+// relevant are the types generators read; the rest of the store (insights
+// written by the replicas themselves, secrets, other policies) is ignored.
+var relevant = map[*resource.Type]bool{
+	resource.MeshType:              true,
+	resource.DataplaneType:         true,
+	resource.TrafficPermissionType: true,
+	resource.VirtualIPType:         true,
+}
+
+type meshState struct {
+	mesh *resource.Resource
+	// by type, then name
+	items map[*resource.Type]map[string]*resource.Resource
+	snap  *generator.Snapshot
+}
+
+func newMeshState() *meshState {
+	return &meshState{items: map[*resource.Type]map[string]*resource.Resource{}}
+}
+
+// Model is the in-memory per-mesh view.
+type Model struct {
+	st       *store.Store
+	log      *slog.Logger
+	onChange func([]Change)
+
+	mu       sync.RWMutex
+	meshes   map[string]*meshState
+	revision int64
+	synced   chan struct{}
+	once     sync.Once
+}
+
+// New returns a model fed by st; onChange is called (from the watch
+// goroutine) with each batch of changes after the model applied them.
+func New(st *store.Store, log *slog.Logger, onChange func([]Change)) *Model {
+	if onChange == nil {
+		onChange = func([]Change) {}
+	}
+	return &Model{st: st, log: log, onChange: onChange, meshes: map[string]*meshState{}, synced: make(chan struct{})}
+}
+
+// Run watches the store until ctx ends. The watch resumes by itself after
+// disconnects and re-lists after compaction (EventSync).
+func (m *Model) Run(ctx context.Context) error {
+	ch, err := m.st.Watch(ctx, nil, "", 0, store.WatchOptions{Buffer: 1024})
+	if err != nil {
+		return fmt.Errorf("watch store: %w", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			changes := m.apply(ev)
+			// Drain what is already queued so a burst becomes one batch.
+		drain:
+			for len(changes) < 4096 {
+				select {
+				case ev2, ok := <-ch:
+					if !ok {
+						break drain
+					}
+					changes = append(changes, m.apply(ev2)...)
+				default:
+					break drain
+				}
+			}
+			if ev.Kind == store.EventSync {
+				m.once.Do(func() { close(m.synced) })
+			}
+			if len(changes) > 0 {
+				m.onChange(changes)
+			}
+		}
+	}
+}
+
+// Synced is closed once the model holds the store's initial state.
+func (m *Model) Synced() <-chan struct{} { return m.synced }
+
+// Revision is the last store revision applied.
+func (m *Model) Revision() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.revision
+}
+
+func meshOf(r *resource.Resource) string {
+	if r.Type() == resource.MeshType {
+		return r.Meta.GetName()
+	}
+	return r.Meta.GetMesh()
+}
+
+func (m *Model) apply(ev store.Event) []Change {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ev.Revision > m.revision {
+		m.revision = ev.Revision
+	}
+	switch ev.Kind {
+	case store.EventSync:
+		old := m.meshes
+		m.meshes = map[string]*meshState{}
+		for _, r := range ev.Resources {
+			m.put(r)
+		}
+		seen := map[string]bool{}
+		var out []Change
+		for name := range old {
+			seen[name] = true
+			out = append(out, Change{Mesh: name, Sync: true, Seen: now})
+		}
+		for name := range m.meshes {
+			if !seen[name] {
+				out = append(out, Change{Mesh: name, Sync: true, Seen: now})
+			}
+		}
+		return out
+	case store.EventPut:
+		r := ev.Resource
+		if r == nil || !relevant[r.Type()] {
+			return nil
+		}
+		old := m.put(r)
+		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, New: r, Seen: now}}
+	case store.EventDelete:
+		r := ev.Resource
+		if r == nil || !relevant[r.Type()] {
+			return nil
+		}
+		old := m.delete(r)
+		if r.Type() == resource.MeshType {
+			return []Change{{Mesh: meshOf(r), Sync: true, Seen: now}}
+		}
+		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, Seen: now}}
+	}
+	return nil
+}
+
+func (m *Model) state(mesh string) *meshState {
+	ms := m.meshes[mesh]
+	if ms == nil {
+		ms = newMeshState()
+		m.meshes[mesh] = ms
+	}
+	return ms
+}
+
+func (m *Model) put(r *resource.Resource) *resource.Resource {
+	t := r.Type()
+	if !relevant[t] {
+		return nil
+	}
+	ms := m.state(meshOf(r))
+	ms.snap = nil
+	if t == resource.MeshType {
+		old := ms.mesh
+		ms.mesh = r
+		return old
+	}
+	byName := ms.items[t]
+	if byName == nil {
+		byName = map[string]*resource.Resource{}
+		ms.items[t] = byName
+	}
+	old := byName[r.Meta.GetName()]
+	byName[r.Meta.GetName()] = r
+	return old
+}
+
+func (m *Model) delete(r *resource.Resource) *resource.Resource {
+	t := r.Type()
+	ms := m.meshes[meshOf(r)]
+	if ms == nil {
+		return nil
+	}
+	ms.snap = nil
+	if t == resource.MeshType {
+		old := ms.mesh
+		// Deleting a mesh deletes its contents in the same transaction.
+		delete(m.meshes, r.Meta.GetName())
+		return old
+	}
+	old := ms.items[t][r.Meta.GetName()]
+	delete(ms.items[t], r.Meta.GetName())
+	return old
+}
+
+// Snapshot returns the mesh's generator snapshot, building it at most once
+// per change. It never returns nil.
+func (m *Model) Snapshot(mesh string) *generator.Snapshot {
+	m.mu.RLock()
+	ms := m.meshes[mesh]
+	if ms != nil && ms.snap != nil {
+		s := ms.snap
+		m.mu.RUnlock()
+		return s
+	}
+	m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms = m.meshes[mesh]
+	if ms == nil {
+		return generator.NewSnapshot(mesh, nil, nil, nil, nil)
+	}
+	if ms.snap == nil {
+		var spec *meshv1.Mesh
+		if ms.mesh != nil {
+			spec, _ = ms.mesh.Spec.(*meshv1.Mesh)
+		}
+		ms.snap = generator.NewSnapshot(mesh, spec,
+			values(ms.items[resource.DataplaneType]),
+			values(ms.items[resource.TrafficPermissionType]),
+			values(ms.items[resource.VirtualIPType]))
+	}
+	return ms.snap
+}
+
+func values(m map[string]*resource.Resource) []*resource.Resource {
+	out := make([]*resource.Resource, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	return out
+}

@@ -1,0 +1,403 @@
+// Package reconcile keeps every connected proxy's snapshot in the xDS cache
+// up to date. A store change recomputes only the proxies it affects (a
+// dependency index: the services each proxy consumes, the tags of its
+// inbounds); a proxy whose generated resources hash to the versions it
+// already has gets nothing new, so unchanged resources are never resent.
+package reconcile
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/xds-server/internal/generator"
+	"github.com/weftmesh/weft/xds-server/internal/model"
+)
+
+// Certs is what the reconciler needs from the certificate manager.
+type Certs interface {
+	Acquire(mesh, name string)
+	Release(mesh, name string)
+	Get(mesh, name string) *generator.Identity
+}
+
+// Observer receives measurements (metrics and insights).
+type Observer interface {
+	Generated(nodeID, kind string, d time.Duration, err error)
+	Pushed(nodeID, typeURL, version string)
+	ConnectedChanged(kind string, delta int)
+}
+
+// Reconciler owns the cache snapshots.
+type Reconciler struct {
+	model  *model.Model
+	cache  cachev3.SnapshotCache
+	certs  Certs
+	obs    Observer
+	log    *slog.Logger
+	tracer trace.Tracer
+
+	mu      sync.Mutex
+	proxies map[string]*proxy
+	byMesh  map[string]map[string]*proxy // mesh → node id → proxy
+	dirty   map[string]time.Time
+	wake    chan struct{}
+}
+
+type pending struct {
+	version string
+	seen    time.Time
+}
+
+type proxy struct {
+	id, mesh, name, kind string
+	tags                 map[string]string
+	streams              int
+	certs                bool
+
+	// Written by the worker under Reconciler.mu.
+	versions    map[string]string
+	pending     map[string]pending
+	deps        map[string]bool // services consumed; "*" all
+	inboundTags []map[string]string
+	transparent bool
+	lastErr     string
+}
+
+// New returns a reconciler; call Run.
+func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer, log *slog.Logger) *Reconciler {
+	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
+		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
+		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+func (r *Reconciler) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Reconciler) markLocked(id string, seen time.Time) {
+	if t, ok := r.dirty[id]; !ok || seen.Before(t) {
+		r.dirty[id] = seen
+	}
+}
+
+// SetModel sets the model (it and the reconciler refer to each other).
+func (r *Reconciler) SetModel(m *model.Model) { r.model = m }
+
+// Connect registers a stream of a proxy; the first stream of a node
+// triggers its generation.
+func (r *Reconciler) Connect(nodeID, mesh, name, kind string, requiredTags map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[nodeID]
+	if p == nil {
+		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, versions: map[string]string{}, pending: map[string]pending{}}
+		r.proxies[nodeID] = p
+		if r.byMesh[mesh] == nil {
+			r.byMesh[mesh] = map[string]*proxy{}
+		}
+		r.byMesh[mesh][nodeID] = p
+		r.obs.ConnectedChanged(kind, 1)
+		r.markLocked(nodeID, time.Now())
+		r.kick()
+	}
+	p.streams++
+}
+
+// Disconnect unregisters a stream; the last one drops the node's snapshot.
+func (r *Reconciler) Disconnect(nodeID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[nodeID]
+	if p == nil {
+		return
+	}
+	if p.streams--; p.streams > 0 {
+		return
+	}
+	delete(r.proxies, nodeID)
+	delete(r.byMesh[p.mesh], nodeID)
+	if len(r.byMesh[p.mesh]) == 0 {
+		delete(r.byMesh, p.mesh)
+	}
+	delete(r.dirty, nodeID)
+	r.cache.ClearSnapshot(nodeID)
+	r.obs.ConnectedChanged(p.kind, -1)
+	if p.certs {
+		r.certs.Release(p.mesh, p.name)
+	}
+}
+
+// Acked records an ACK and returns how long the push took since the change
+// that caused it was seen.
+func (r *Reconciler) Acked(nodeID, typeURL, version string) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[nodeID]
+	if p == nil {
+		return 0, false
+	}
+	pd, ok := p.pending[typeURL]
+	if !ok || pd.version != version {
+		return 0, false
+	}
+	delete(p.pending, typeURL)
+	return time.Since(pd.seen), true
+}
+
+// CertUpdated marks a proxy whose certificate changed.
+func (r *Reconciler) CertUpdated(mesh, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := generator.NodeID(mesh, name)
+	if _, ok := r.proxies[id]; ok {
+		r.markLocked(id, time.Now())
+		r.kick()
+	}
+}
+
+// OnChanges marks the proxies a batch of store changes affects.
+func (r *Reconciler) OnChanges(changes []model.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range changes {
+		for id, p := range r.byMesh[c.Mesh] {
+			if affects(c, p) {
+				r.markLocked(id, c.Seen)
+			}
+		}
+	}
+	if len(r.dirty) > 0 {
+		r.kick()
+	}
+}
+
+func affects(c model.Change, p *proxy) bool {
+	if c.Sync || c.Type == resource.MeshType || p.versions == nil || len(p.versions) == 0 {
+		return true
+	}
+	switch c.Type {
+	case resource.DataplaneType:
+		if c.Name == p.name {
+			return true
+		}
+		if p.deps["*"] {
+			return true
+		}
+		for _, r := range []*resource.Resource{c.Old, c.New} {
+			if r == nil {
+				continue
+			}
+			for _, in := range r.Spec.(*meshv1.Dataplane).GetNetworking().GetInbound() {
+				if p.deps[in.GetTags()[resource.ServiceTag]] {
+					return true
+				}
+			}
+		}
+		return false
+	case resource.TrafficPermissionType:
+		for _, r := range []*resource.Resource{c.Old, c.New} {
+			if r == nil {
+				continue
+			}
+			tp := r.Spec.(*meshv1.TrafficPermission)
+			for _, tags := range p.inboundTags {
+				if resource.BestSelector(tp.GetDestinations(), tags).Matched() {
+					return true
+				}
+			}
+		}
+		return false
+	case resource.VirtualIPType:
+		return p.transparent
+	}
+	return false
+}
+
+// Run generates dirty proxies until ctx ends, once the model has synced.
+func (r *Reconciler) Run(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-r.model.Synced():
+	}
+	workers := runtime.GOMAXPROCS(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		}
+		r.mu.Lock()
+		batch := r.dirty
+		r.dirty = map[string]time.Time{}
+		r.mu.Unlock()
+		sem := make(chan struct{}, workers)
+		var wg sync.WaitGroup
+		for id, seen := range batch {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				r.reconcile(ctx, id, seen)
+			}()
+		}
+		wg.Wait()
+	}
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
+	r.mu.Lock()
+	p := r.proxies[id]
+	if p == nil {
+		r.mu.Unlock()
+		return
+	}
+	mesh, name, kind, tags := p.mesh, p.name, p.kind, p.tags
+	r.mu.Unlock()
+
+	snap := r.model.Snapshot(mesh)
+	mtls, _ := snap.MTLS()
+	dp := snap.Dataplanes[name]
+	r.syncCerts(id, mtls && dp != nil)
+	var identity *generator.Identity
+	if mtls {
+		identity = r.certs.Get(mesh, name)
+	}
+	_, span := r.tracer.Start(ctx, "xds.Generate", trace.WithAttributes(
+		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
+	start := time.Now()
+	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags})
+	r.obs.Generated(id, kind, time.Since(start), err)
+	if err != nil {
+		span.RecordError(err)
+	}
+	span.End()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proxies[id] != p {
+		return // disconnected meanwhile
+	}
+	p.deps, p.inboundTags, p.transparent = dependencies(dp, kind)
+	if err != nil {
+		if p.lastErr != err.Error() {
+			r.log.Info("no configuration for proxy", "node", id, "err", err)
+		}
+		p.lastErr = err.Error()
+		return
+	}
+	p.lastErr = ""
+	versions := snap.Versions(res)
+	changed := false
+	for _, typ := range generator.TypeURLs {
+		if versions[typ] != p.versions[typ] {
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	cs := res.CacheSnapshot(versions)
+	if kind != generator.KindGRPC {
+		// Consistent does not follow api_listener route names, so proxyless
+		// snapshots skip it (their references are checked by construction).
+		if err := cs.Consistent(); err != nil {
+			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
+			p.lastErr = err.Error()
+			return
+		}
+	}
+	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
+	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
+		pspan.RecordError(err)
+		pspan.End()
+		r.log.Error("set snapshot", "node", id, "err", err)
+		return
+	}
+	pspan.End()
+	for _, typ := range generator.TypeURLs {
+		v := cs.GetVersion(typ)
+		if v != p.versions[typ] {
+			p.pending[typ] = pending{version: v, seen: seen}
+			r.obs.Pushed(id, typ, v)
+		}
+	}
+	p.versions = versions
+	for _, typ := range generator.TypeURLs {
+		p.versions[typ] = cs.GetVersion(typ)
+	}
+}
+
+func (r *Reconciler) syncCerts(id string, want bool) {
+	r.mu.Lock()
+	p := r.proxies[id]
+	if p == nil || p.certs == want {
+		r.mu.Unlock()
+		return
+	}
+	p.certs = want
+	mesh, name := p.mesh, p.name
+	r.mu.Unlock()
+	if want {
+		r.certs.Acquire(mesh, name)
+	} else {
+		r.certs.Release(mesh, name)
+	}
+}
+
+func dependencies(dp *meshv1.Dataplane, kind string) (map[string]bool, []map[string]string, bool) {
+	deps := map[string]bool{}
+	var tags []map[string]string
+	if dp == nil {
+		return deps, nil, false
+	}
+	if kind == generator.KindGRPC {
+		deps["*"] = true
+	}
+	for _, in := range dp.GetNetworking().GetInbound() {
+		tags = append(tags, in.GetTags())
+	}
+	for _, ob := range dp.GetNetworking().GetOutbound() {
+		deps[ob.GetTags()[resource.ServiceTag]] = true
+	}
+	transparent := dp.GetNetworking().GetTransparentProxying() != nil
+	if transparent {
+		// VIP listeners cover every service with a VIP.
+		deps["*"] = true
+	}
+	return deps, tags, transparent
+}
+
+// Status is a proxy's state for insights and debugging.
+type Status struct {
+	Versions map[string]string
+	LastErr  string
+}
+
+// ProxyStatus returns a connected proxy's state.
+func (r *Reconciler) ProxyStatus(nodeID string) (Status, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[nodeID]
+	if p == nil {
+		return Status{}, false
+	}
+	v := map[string]string{}
+	for k, x := range p.versions {
+		v[k] = x
+	}
+	return Status{Versions: v, LastErr: p.lastErr}, true
+}
