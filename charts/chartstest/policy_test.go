@@ -265,7 +265,7 @@ func checkWorkload(t *testing.T, w workload) {
 		if admin == 0 || !slices.Contains(c.Args, fmt.Sprintf("--admin-address=:%d", admin)) {
 			t.Errorf("%s: needs a port named admin and --admin-address=:<that port> (args %v)", cid, c.Args)
 		}
-		for _, want := range []string{"--etcd-endpoints=", "--encryption-key-file=", "--log-level=", "--log-format=", "--instance-id="} {
+		for _, want := range []string{"--etcd-endpoints=", "--log-level=", "--log-format="} {
 			if !slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, want) }) {
 				t.Errorf("%s: missing %s", cid, want)
 			}

@@ -155,18 +155,29 @@ imagePullSecrets:
 {{- if or .Values.metrics.serviceMonitor.enabled $gs.enabled }}true{{ end -}}
 {{- end -}}
 
-{{- /* Arguments every service takes (pkg/config, pkg/telemetry). */ -}}
-{{- define "weft.commonArgs" -}}
+{{- /* etcd flags (pkg/config.Etcd). */ -}}
+{{- define "weft.etcdArgs" -}}
 - --etcd-endpoints={{ include "weft.etcdEndpoints" . }}
 {{- if include "weft.etcdTLSSecret" . }}
 - --etcd-ca-file=/etc/weft/etcd/ca.crt
 - --etcd-cert-file=/etc/weft/etcd/tls.crt
 - --etcd-key-file=/etc/weft/etcd/tls.key
 {{- end }}
-- --encryption-key-file=/etc/weft/encryption/{{ include "weft.encryptionKey" . }}
+{{- end -}}
+
+{{- /* --admin-address and logging flags (pkg/telemetry). */ -}}
+{{- define "weft.adminLogArgs" -}}
 - --admin-address=:{{ .Values.ports.admin }}
 - --log-level={{ include "weft.logLevel" . }}
 - --log-format={{ include "weft.logFormat" . }}
+{{- end -}}
+
+{{- /* Arguments of a service with every common flag; a chart whose service
+lacks some composes weft.etcdArgs and weft.adminLogArgs itself. */ -}}
+{{- define "weft.commonArgs" -}}
+{{ include "weft.etcdArgs" . }}
+- --encryption-key-file=/etc/weft/encryption/{{ include "weft.encryptionKey" . }}
+{{ include "weft.adminLogArgs" . }}
 - --instance-id=$(POD_NAME)
 {{- end -}}
 
@@ -200,9 +211,11 @@ imagePullSecrets:
 {{- define "weft.commonVolumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if .Values.encryption }}
 - name: encryption
   mountPath: /etc/weft/encryption
   readOnly: true
+{{- end }}
 {{- if include "weft.etcdTLSSecret" . }}
 - name: etcd-tls
   mountPath: /etc/weft/etcd
@@ -217,6 +230,7 @@ imagePullSecrets:
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- if .Values.encryption }}
 - name: encryption
   secret:
     secretName: {{ include "weft.encryptionSecret" . }}
@@ -224,6 +238,7 @@ imagePullSecrets:
     items:
       - key: {{ include "weft.encryptionKey" . }}
         path: {{ include "weft.encryptionKey" . }}
+{{- end }}
 {{- with include "weft.etcdTLSSecret" . }}
 - name: etcd-tls
   secret:
