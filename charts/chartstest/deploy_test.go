@@ -449,3 +449,43 @@ func keys(m map[string]bool) []string {
 	sort.Strings(k)
 	return k
 }
+
+// TestConnectedProxiesMetric: the gauge the xds-server HPA scales on is one
+// the xds-server exports.
+func TestConnectedProxiesMetric(t *testing.T) {
+	if !landed(t, "xds-server") {
+		t.Skip("xds-server not in this tree yet")
+	}
+	data, err := os.ReadFile(filepath.Join(chartsDir(t), "xds-server", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Autoscaling struct {
+			ConnectedProxies struct {
+				MetricName string `json:"metricName"`
+			} `json:"connectedProxies"`
+		} `json:"autoscaling"`
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	name := v.Autoscaling.ConnectedProxies.MetricName
+	found := false
+	err = filepath.WalkDir(filepath.Join(repoRoot(t), "xds-server"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(src), `"`+name+`"`) {
+			found = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		t.Errorf("autoscaling.connectedProxies.metricName %q: no xds-server source defines it", name)
+	}
+}
