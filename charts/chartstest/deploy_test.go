@@ -489,3 +489,75 @@ func TestConnectedProxiesMetric(t *testing.T) {
 		t.Errorf("autoscaling.connectedProxies.metricName %q: no xds-server source defines it", name)
 	}
 }
+
+// TestDockerfileContext replays each landed Dockerfile's build-stage COPYs
+// into an empty directory and loads the service's main package there with
+// GOWORK=off, as the image build does: the copied modules must be enough
+// (module graph, go.sum, every imported package). No Docker engine needed.
+func TestDockerfileContext(t *testing.T) {
+	root := repoRoot(t)
+	for _, svc := range serviceCharts {
+		t.Run(svc, func(t *testing.T) {
+			if !landed(t, svc) {
+				t.Skipf("%s not in this tree yet", svc)
+			}
+			dst := t.TempDir()
+			for _, in := range parseDockerfile(t, filepath.Join(root, "deploy", "docker", svc+".Dockerfile")) {
+				if in.cmd != "COPY" || strings.Contains(in.args, "--from=") {
+					continue
+				}
+				f := strings.Fields(in.args)
+				for _, src := range f[:len(f)-1] {
+					matches, _ := filepath.Glob(filepath.Join(root, src))
+					for _, m := range matches {
+						rel, _ := filepath.Rel(root, m)
+						if err := copyTree(m, filepath.Join(dst, rel)); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+			}
+			// The image's first layer runs `go mod download`: the whole
+			// module graph, replaced sibling modules included, must load.
+			dl := exec.Command("go", "mod", "download")
+			dl.Dir = filepath.Join(dst, svc)
+			dl.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+			if out, err := dl.CombinedOutput(); err != nil {
+				t.Fatalf("go mod download in the Dockerfile's context: %v\n%s", err, out)
+			}
+			cmd := exec.Command("go", "list", "-mod=readonly", "-e", "-deps", "-f", "{{with .Error}}{{.}}{{end}}", "./cmd/"+svc)
+			cmd.Dir = filepath.Join(dst, svc)
+			cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=readonly")
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "" {
+				t.Errorf("go list ./cmd/%s in the Dockerfile's context: %v\n%s", svc, err, out)
+			}
+		})
+	}
+}
+
+// copyTree copies a file or directory (skipping testdata, like the
+// .dockerignore files).
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			if d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
