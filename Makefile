@@ -21,7 +21,7 @@ BIN := $(CURDIR)/bin
 TOOLS := buf protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2 staticcheck
 export WEFT_CACHE ?= $(HOME)/.cache/weft
 
-.PHONY: all build test test-unit fuzz generate check-generated tools lint golden-update bench clean
+.PHONY: check-tidy all build test test-unit fuzz generate check-generated tools lint golden-update bench clean
 
 all: build
 
@@ -45,6 +45,12 @@ generate: tools
 check-generated: generate
 	git diff --exit-code -- proto/gen || (echo "proto/gen is stale: run 'make generate' and commit" >&2; exit 1)
 	test -z "$$(git status --porcelain -- proto/gen)" || (git status --porcelain -- proto/gen; echo "untracked generated files" >&2; exit 1)
+
+## check-tidy: every module's go.mod is tidy and builds on its own (GOWORK=off, sibling replaces)
+check-tidy:
+	@for m in $(MODULES); do \
+	  (cd $$m && GOWORK=off go mod tidy -diff >/dev/null) || { echo "$$m: go.mod/go.sum not tidy: run 'cd $$m && GOWORK=off go mod tidy'" >&2; exit 1; }; \
+	done
 
 ## build: build every binary
 build:
