@@ -20,6 +20,9 @@ GOTEST_FLAGS ?= -count=1 -timeout 20m
 BIN := $(CURDIR)/bin
 TOOLS := buf protoc-gen-go protoc-gen-go-grpc protoc-gen-grpc-gateway protoc-gen-openapiv2 staticcheck
 export WEFT_CACHE ?= $(HOME)/.cache/weft
+# Static builds everywhere: the binaries we ship are CGO_ENABLED=0, and the
+# static-binary check then reuses the test build cache.
+export CGO_ENABLED ?= 0
 
 .PHONY: check-tidy all build test test-unit fuzz generate check-generated tools lint golden-update bench clean
 
