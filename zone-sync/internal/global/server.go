@@ -295,7 +295,17 @@ func (s *Server) watchZone(ctx context.Context, zone string, cancel context.Canc
 		return
 	case <-s.cache.Ready():
 	}
-	if !check() {
+	// The cache may lag the direct read checkZone admitted the zone with: a
+	// zone it does not hold yet is confirmed against the store before the
+	// stream is cut. Later notifications come after the cache caught up.
+	if s.cache.Get(resource.ZoneType, zone) == nil {
+		if err := s.checkZone(ctx, zone); err != nil {
+			if status.Code(err) == codes.PermissionDenied {
+				cancel(status.Errorf(codes.PermissionDenied, "zone %q was deleted on global", zone))
+				return
+			}
+		}
+	} else if !check() {
 		return
 	}
 	for {
