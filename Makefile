@@ -63,6 +63,8 @@ build:
 test: test-unit fuzz
 
 test-unit:
+	@unformatted=$$(gofmt -l $(MODULES) | grep -v '/gen/' || true); \
+	  if [ -n "$$unformatted" ]; then echo "not gofmt-clean:" >&2; echo "$$unformatted" >&2; exit 1; fi
 	go vet $(PKGS)
 	go test $(GOTEST_FLAGS) $(PKGS)
 
