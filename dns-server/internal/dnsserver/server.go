@@ -114,6 +114,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, srv := range s.servers {
 		_ = srv.ShutdownContext(sctx)
 	}
+	// A server whose goroutine had not reached ActivateAndServe yet refuses
+	// Shutdown ("not started") and would then serve forever: closing the
+	// sockets ends every serve loop either way.
+	s.close()
 	wg.Wait()
 	s.slow.Wait()
 	if err != nil && ctx.Err() == nil {
