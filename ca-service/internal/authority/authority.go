@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -455,7 +456,13 @@ func (m *Manager) rebuild(ctx context.Context, mesh string) *view {
 			v.err = err
 			// Retried every recheck: log only when the problem changes.
 			if prev := ms.view.Load(); prev == nil || prev.err == nil || prev.err.Error() != err.Error() {
-				m.log.Error("cannot load the enabled CA of a mesh; signing in it fails until this is fixed", "mesh", mesh, "backend", v.enabled, "error", err)
+				if errors.Is(err, backend.ErrNoRoot) {
+					// Expected for a moment: the root is being created (or, in
+					// a zone, has not arrived from global yet).
+					m.log.Info("waiting for the builtin root of a mesh; signing in it waits too", "mesh", mesh, "backend", v.enabled)
+				} else {
+					m.log.Error("cannot load the enabled CA of a mesh; signing in it fails until this is fixed", "mesh", mesh, "backend", v.enabled, "error", err)
+				}
 			}
 		} else {
 			v.signer = a
