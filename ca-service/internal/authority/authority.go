@@ -162,6 +162,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		go func(w watched, ch <-chan store.Event) {
 			first := true
+			// A watch closed (ctx ended) before its first SYNC still counts
+			// as done, so the waiter below never outlives Run.
+			defer func() {
+				if first {
+					m.synced.Done()
+				}
+			}()
 			for ev := range ch {
 				w.apply(ev)
 				if first && ev.Kind == store.EventSync {
@@ -173,7 +180,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	go func() {
 		m.synced.Wait()
-		m.isSynced.Store(true)
+		if ctx.Err() == nil {
+			m.isSynced.Store(true)
+		}
 	}()
 	tick := time.NewTicker(m.cfg.Recheck)
 	defer tick.Stop()
