@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -156,7 +157,7 @@ func run(n, conc, pageSize, watchers, changes int) error {
 			Items []struct{} `json:"items"`
 			Next  string     `json:"next"`
 		}
-		if err := jsonUnmarshal(b, &l); err != nil {
+		if err := json.Unmarshal(b, &l); err != nil {
 			return err
 		}
 		total += len(l.Items)
