@@ -17,13 +17,17 @@ import (
 
 	"github.com/weftmesh/weft/api-server/app"
 	"github.com/weftmesh/weft/pkg/etcdtest"
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 type cp struct {
 	t     *testing.T
+	st    *store.Store
 	app   *app.App
 	base  string
 	admin string
@@ -51,7 +55,7 @@ func start(t *testing.T, mode, zone string) *cp {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cp{t: t, app: a, base: "http://" + a.HTTPAddr(), admin: tok}
+	return &cp{t: t, st: store.New(cli, store.WithKeyring(keys)), app: a, base: "http://" + a.HTTPAddr(), admin: tok}
 }
 
 type resp struct {
@@ -335,5 +339,29 @@ func TestProvidedCAIsCheckedDeeply(t *testing.T) {
 	}
 	if got := c.must("GET", "/meshes/default", "", 200); strings.Contains(got.raw, "ca-1") {
 		t.Fatalf("bad mesh was stored: %s", got.raw)
+	}
+}
+
+func TestDataplanesWithInsights(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-2", strings.Replace(dp, "web-1", "web-2", 1), 201)
+	ins := resource.New(resource.DataplaneInsightType, "default", "web-2")
+	ins.Spec = &meshv1.DataplaneInsight{Subscriptions: []*meshv1.DiscoverySubscription{{ControlPlaneInstanceId: "xds-7", ProxyKind: "grpc"}}}
+	if _, err := c.st.Create(context.Background(), ins); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must("GET", "/meshes/default/dataplanes+insights", "", 200)
+	items := r.body["items"].([]any)
+	if len(items) != 2 {
+		t.Fatalf("items: %s", r.raw)
+	}
+	if _, has := items[0].(map[string]any)["insight"]; has {
+		t.Fatalf("web-1 has no insight but got one: %s", r.raw)
+	}
+	got, _ := items[1].(map[string]any)["insight"].(map[string]any)
+	if got == nil || !strings.Contains(r.raw, `"controlPlaneInstanceId":"xds-7"`) {
+		t.Fatalf("web-2's insight missing: %s", r.raw)
 	}
 }

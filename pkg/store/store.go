@@ -259,6 +259,43 @@ func (s *Store) Get(ctx context.Context, t *resource.Type, mesh, name string) (_
 	return s.decode(key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 }
 
+// ID names a resource of a known type: mesh (empty for global-scoped
+// types) and name.
+type ID struct{ Mesh, Name string }
+
+// getManyBatch stays under etcd's default --max-txn-ops (128).
+const getManyBatch = 100
+
+// GetMany reads several resources of one type in as few round trips as
+// etcd's transaction limit allows (one per 100). The result is in the order
+// of ids; a resource that does not exist is nil.
+func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*resource.Resource, err error) {
+	ctx, end := s.span(ctx, "GetMany", t, "", "")
+	defer end(&err)
+	out := make([]*resource.Resource, len(ids))
+	for start := 0; start < len(ids); start += getManyBatch {
+		batch := ids[start:min(start+getManyBatch, len(ids))]
+		ops := make([]clientv3.Op, len(batch))
+		for i, id := range batch {
+			ops[i] = clientv3.OpGet(s.Key(t, id.Mesh, id.Name))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("get %d %s: %w", len(batch), t.Name, err)
+		}
+		for i, r := range resp.Responses {
+			kvs := r.GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				continue
+			}
+			if out[start+i], err = s.decode(string(kvs[0].Key), kvs[0].Value, kvs[0].ModRevision); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
 // ListOptions pages a list.
 type ListOptions struct {
 	// Limit is the page size; 0 means DefaultPageSize, capped at MaxPageSize.

@@ -306,3 +306,33 @@ func TestWatchResumesFromRevisionAndAfterCompaction(t *testing.T) {
 		t.Fatalf("after sync: %v", ev.Kind)
 	}
 }
+
+func TestGetManyKeepsOrderAcrossBatches(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	if _, err := s.Create(ctx, mesh("m")); err != nil {
+		t.Fatal(err)
+	}
+	var ids []store.ID
+	for i := 0; i < 150; i++ {
+		name := fmt.Sprintf("dp-%03d", i)
+		if i%3 == 0 {
+			if _, err := s.Create(ctx, dataplane("m", name, 80)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, store.ID{Mesh: "m", Name: name})
+	}
+	got, err := s.GetMany(ctx, resource.DataplaneType, ids)
+	if err != nil || len(got) != 150 {
+		t.Fatalf("got %d, %v", len(got), err)
+	}
+	for i, r := range got {
+		switch {
+		case i%3 == 0 && (r == nil || r.Meta.Name != ids[i].Name || r.Meta.Version == 0):
+			t.Fatalf("item %d: %v", i, r)
+		case i%3 != 0 && r != nil:
+			t.Fatalf("item %d should be missing, got %s", i, r.Meta.Name)
+		}
+	}
+}

@@ -197,30 +197,39 @@ func (s *Server) List(ctx context.Context, req *apiv1.ListRequest) (*apiv1.ListR
 		return nil, err
 	}
 	out := &apiv1.ListResponse{Total: uint64(page.Total), NextOffset: page.Next}
+	var items []*resource.Resource
 	for _, r := range page.Items {
 		if hiddenSecret(tg.t, r.Meta.GetName()) {
 			out.Total--
 			continue
 		}
+		items = append(items, r)
 		a, err := resource.ToAPI(r)
 		if err != nil {
 			return nil, err
 		}
 		out.Items = append(out.Items, a)
-		if tg.insights {
-			ins, err := s.st.Get(ctx, tg.t.Insight, r.Meta.GetMesh(), r.Meta.GetName())
-			switch {
-			case store.IsNotFound(err):
+	}
+	if tg.insights {
+		// One batched read for the page's insights, not one per item.
+		ids := make([]store.ID, len(items))
+		for i, r := range items {
+			ids[i] = store.ID{Mesh: r.Meta.GetMesh(), Name: r.Meta.GetName()}
+		}
+		insights, err := s.st.GetMany(ctx, tg.t.Insight, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, ins := range insights {
+			if ins == nil {
 				out.Insights = append(out.Insights, &apiv1.Resource{})
-			case err != nil:
-				return nil, err
-			default:
-				ai, err := resource.ToAPI(ins)
-				if err != nil {
-					return nil, err
-				}
-				out.Insights = append(out.Insights, ai)
+				continue
 			}
+			ai, err := resource.ToAPI(ins)
+			if err != nil {
+				return nil, err
+			}
+			out.Insights = append(out.Insights, ai)
 		}
 	}
 	if page.Next != "" {
