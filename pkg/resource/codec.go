@@ -27,6 +27,12 @@ var metaKeys = map[string]bool{
 	"modificationTime": true, "origin": true, "labels": true,
 }
 
+// IsMetaKey reports whether k is a metadata key of the flat form; every
+// other key of a flat document is a spec field. Clients that decode the
+// flat form themselves (weftctl) use it to split a document as the server
+// does.
+func IsMetaKey(k string) bool { return metaKeys[k] }
+
 // DecodeError is a document that could not be read into a resource.
 type DecodeError struct {
 	Field string

@@ -28,24 +28,27 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
 )
 
 // Proxy types.
 const (
-	ProxyEnvoy = "envoy"
-	ProxyGRPC  = "grpc"
+	ProxyEnvoy = xdsnames.KindEnvoy
+	ProxyGRPC  = xdsnames.KindGRPC
 )
 
 // Names shared with the xds-server (it generates the resources these refer
 // to): SDS secret names, the grpc-go certificate provider instance, node
-// metadata keys and the server listener template.
+// metadata keys and the server listener template. They are defined once, in
+// pkg/xdsnames.
 const (
-	IdentityCertSecret         = "identity_cert"
-	MeshCASecret               = "mesh_ca"
-	CertProviderInstance       = "default"
-	MetadataToken              = "dataplane.token"
-	MetadataKind               = "kind"
-	ServerListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
+	IdentityCertSecret         = xdsnames.IdentityCertSecret
+	MeshCASecret               = xdsnames.MeshCASecret
+	CertProviderInstance       = xdsnames.CertProviderInstance
+	MetadataToken              = xdsnames.MetadataToken
+	MetadataKind               = xdsnames.MetadataKind
+	ServerListenerNameTemplate = xdsnames.ServerListenerNameTemplate
 	secretTypeURL              = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 )
 
@@ -95,10 +98,10 @@ func (c *Config) Validate() error {
 }
 
 // NodeID is the xDS node id.
-func (c *Config) NodeID() string { return c.Mesh + "." + c.Name }
+func (c *Config) NodeID() string { return xdsnames.NodeID(c.Mesh, c.Name) }
 
 // CertDir is where the grpc-go certificate files live.
-func (c *Config) CertDir() string { return filepath.Join(c.Workdir, "certs") }
+func (c *Config) CertDir() string { return filepath.Join(c.Workdir, xdsnames.CertDir) }
 
 // GRPCBootstrapPath is the file GRPC_XDS_BOOTSTRAP must name.
 func (c *Config) GRPCBootstrapPath() string { return filepath.Join(c.Workdir, "bootstrap.json") }
@@ -131,9 +134,9 @@ func GRPCBootstrap(c *Config) ([]byte, error) {
 			CertProviderInstance: map[string]any{
 				"plugin_name": "file_watcher",
 				"config": map[string]any{
-					"certificate_file":    filepath.Join(dir, "cert.pem"),
-					"private_key_file":    filepath.Join(dir, "key.pem"),
-					"ca_certificate_file": filepath.Join(dir, "ca.pem"),
+					"certificate_file":    filepath.Join(dir, xdsnames.CertFile),
+					"private_key_file":    filepath.Join(dir, xdsnames.KeyFile),
+					"ca_certificate_file": filepath.Join(dir, xdsnames.CAFile),
 					"refresh_interval":    strconv.FormatFloat(refresh.Seconds(), 'f', -1, 64) + "s",
 				},
 			},
@@ -340,13 +343,13 @@ func writeCerts(c *Config, resp *discoveryv3.DiscoveryResponse) error {
 	dir := c.CertDir()
 	// The CA first and the key before the certificate: file_watcher reads
 	// the pair together, and a new CA must be trusted before it is needed.
-	if err := WriteFileAtomic(filepath.Join(dir, "ca.pem"), ca, 0o644); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, xdsnames.CAFile), ca, 0o644); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "key.pem"), key, 0o600); err != nil {
+	if err := WriteFileAtomic(filepath.Join(dir, xdsnames.KeyFile), key, 0o600); err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, "cert.pem"), chain, 0o644)
+	return WriteFileAtomic(filepath.Join(dir, xdsnames.CertFile), chain, 0o644)
 }
 
 // ParseSecrets extracts and checks the PEM material of an SDS response:

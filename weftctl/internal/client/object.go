@@ -30,12 +30,6 @@ type Object struct {
 	SpecErr error
 }
 
-// metaKeys are the flat form's metadata keys; every other key is spec.
-var metaKeys = map[string]bool{
-	"type": true, "mesh": true, "name": true, "version": true, "creationTime": true,
-	"modificationTime": true, "origin": true, "labels": true,
-}
-
 // lenient decodes specs from the server: a newer server may send fields this
 // client does not know, and a listing should still render.
 var lenient = protojson.UnmarshalOptions{DiscardUnknown: true}
@@ -87,7 +81,7 @@ func objectFromFields(raw []byte, fields map[string]json.RawMessage) (*Object, e
 func decodeSpec(fields map[string]json.RawMessage, msg proto.Message) error {
 	spec := make(map[string]json.RawMessage, len(fields))
 	for k, v := range fields {
-		if !metaKeys[k] && k != "insight" {
+		if !resource.IsMetaKey(k) && k != "insight" {
 			spec[k] = v
 		}
 	}

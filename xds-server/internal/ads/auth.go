@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/token"
+	"github.com/weftmesh/weft/pkg/xdsnames"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
 )
 
@@ -26,9 +27,9 @@ import (
 const (
 	// MetadataToken carries the dataplane token for clients that cannot set
 	// gRPC headers (grpc-go's xDS client).
-	MetadataToken = "dataplane.token"
+	MetadataToken = xdsnames.MetadataToken
 	// MetadataKind is the proxy kind: envoy, grpc or ingress.
-	MetadataKind = "kind"
+	MetadataKind = xdsnames.MetadataKind
 )
 
 // MaxNodeIDLength bounds node ids before they are parsed.

@@ -10,14 +10,16 @@ import (
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
 )
 
 // ServerListenerNameTemplate is the server listener resource name grpc-go
 // servers ask for (bootstrap server_listener_resource_name_template).
-const ServerListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
+const ServerListenerNameTemplate = xdsnames.ServerListenerNameTemplate
 
 // ClientListenerName is what a proxyless client dials: xds:///<service>.mesh.
-func ClientListenerName(service string) string { return service + ".mesh" }
+func ClientListenerName(service string) string { return xdsnames.ClientListenerName(service) }
 
 // grpcShared holds the client-side resources of every service of a mesh:
 // the same for every proxyless client, so built once per mesh snapshot.
@@ -100,7 +102,7 @@ func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 }
 
 func grpcServerListener(s *Snapshot, addr string, port uint32, tags map[string]string, mtls bool) *listenerv3.Listener {
-	name := fmt.Sprintf(ServerListenerNameTemplate, hostPort(addr, port))
+	name := xdsnames.ServerListenerName(addr, port)
 	var filters []*hcmv3.HttpFilter
 	if mtls {
 		filters = append(filters, &hcmv3.HttpFilter{

@@ -8,7 +8,6 @@ import (
 	"net"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -16,14 +15,15 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
-// Proxy kinds, from the node metadata key "weft.io/kind" (or "kind").
+// Proxy kinds, from the node metadata key xdsnames.MetadataKind.
 const (
-	KindEnvoy   = "envoy"
-	KindGRPC    = "grpc"
-	KindIngress = "ingress"
+	KindEnvoy   = xdsnames.KindEnvoy
+	KindGRPC    = xdsnames.KindGRPC
+	KindIngress = xdsnames.KindIngress
 )
 
 // Snapshot is one mesh at one revision: its resources and the pieces shared
@@ -231,16 +231,10 @@ func SpiffeID(mesh, service string) string { return "spiffe://" + mesh + "/" + s
 func SNI(mesh, service string) string { return service + "." + mesh + ".mesh" }
 
 // NodeID is the xDS node id of a dataplane.
-func NodeID(mesh, name string) string { return mesh + "." + name }
+func NodeID(mesh, name string) string { return xdsnames.NodeID(mesh, name) }
 
 // ParseNodeID splits a node id "<mesh>.<name>"; mesh names carry no dots.
-func ParseNodeID(id string) (mesh, name string, err error) {
-	i := strings.IndexByte(id, '.')
-	if i <= 0 || i == len(id)-1 {
-		return "", "", fmt.Errorf("node id %q is not <mesh>.<dataplane name>", id)
-	}
-	return id[:i], id[i+1:], nil
-}
+func ParseNodeID(id string) (mesh, name string, err error) { return xdsnames.ParseNodeID(id) }
 
 func hostPort(addr string, port uint32) string {
 	return net.JoinHostPort(addr, strconv.Itoa(int(port)))

@@ -6,17 +6,20 @@ import (
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
 )
 
-// SDS secret names served to Envoy.
+// SDS secret names served to Envoy (the wire contract with weft-dp lives in
+// pkg/xdsnames).
 const (
-	IdentityCertSecret = "identity_cert"
-	MeshCASecret       = "mesh_ca"
+	IdentityCertSecret = xdsnames.IdentityCertSecret
+	MeshCASecret       = xdsnames.MeshCASecret
 )
 
 // CertProviderInstance is the grpc-go bootstrap certificate provider
 // instance weft-dp writes (file_watcher over D/certs).
-const CertProviderInstance = "default"
+const CertProviderInstance = xdsnames.CertProviderInstance
 
 func sdsConfig(name string) *tlsv3.SdsSecretConfig {
 	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: adsSource()}

@@ -1,0 +1,62 @@
+package xdsnames
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestWireValues pins the literal values: they are what deployed weft-dp
+// bootstraps and proxies send and expect, so changing one is a protocol
+// break, not a refactoring.
+func TestWireValues(t *testing.T) {
+	pins := map[string][2]string{
+		"MetadataToken":              {MetadataToken, "dataplane.token"},
+		"MetadataKind":               {MetadataKind, "kind"},
+		"KindEnvoy":                  {KindEnvoy, "envoy"},
+		"KindGRPC":                   {KindGRPC, "grpc"},
+		"KindIngress":                {KindIngress, "ingress"},
+		"IdentityCertSecret":         {IdentityCertSecret, "identity_cert"},
+		"MeshCASecret":               {MeshCASecret, "mesh_ca"},
+		"CertProviderInstance":       {CertProviderInstance, "default"},
+		"CertDir":                    {CertDir, "certs"},
+		"CertFile":                   {CertFile, "cert.pem"},
+		"KeyFile":                    {KeyFile, "key.pem"},
+		"CAFile":                     {CAFile, "ca.pem"},
+		"ServerListenerNameTemplate": {ServerListenerNameTemplate, "grpc/server?xds.resource.listening_address=%s"},
+		"ServerListenerName":         {ServerListenerName("10.0.0.1", 8080), "grpc/server?xds.resource.listening_address=10.0.0.1:8080"},
+		"ServerListenerName(v6)":     {ServerListenerName("::1", 80), "grpc/server?xds.resource.listening_address=[::1]:80"},
+		"ClientListenerName":         {ClientListenerName("web"), "web.mesh"},
+		"NodeID":                     {NodeID("m", "web-1"), "m.web-1"},
+	}
+	for name, p := range pins {
+		if p[0] != p[1] {
+			t.Errorf("%s = %q, the wire contract says %q", name, p[0], p[1])
+		}
+	}
+	// The template is what grpc-go fills with the listening address.
+	if got := fmt.Sprintf(ServerListenerNameTemplate, "0.0.0.0:1"); got != ServerListenerName("0.0.0.0", 1) {
+		t.Errorf("template and ServerListenerName disagree: %q vs %q", got, ServerListenerName("0.0.0.0", 1))
+	}
+}
+
+func TestParseNodeID(t *testing.T) {
+	for _, tc := range []struct {
+		id, mesh, name string
+		ok             bool
+	}{
+		{"m.web-1", "m", "web-1", true},
+		{"m.web.1", "m", "web.1", true}, // dataplane names may carry dots, meshes not
+		{"", "", "", false},
+		{"nodot", "", "", false},
+		{".web", "", "", false},
+		{"m.", "", "", false},
+	} {
+		mesh, name, err := ParseNodeID(tc.id)
+		if (err == nil) != tc.ok || mesh != tc.mesh || name != tc.name {
+			t.Errorf("ParseNodeID(%q) = %q, %q, %v; want %q, %q, ok=%v", tc.id, mesh, name, err, tc.mesh, tc.name, tc.ok)
+		}
+		if tc.ok && NodeID(mesh, name) != tc.id {
+			t.Errorf("NodeID(ParseNodeID(%q)) = %q", tc.id, NodeID(mesh, name))
+		}
+	}
+}
