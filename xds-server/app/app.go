@@ -239,10 +239,9 @@ func New(cfg Config) (*App, error) {
 			rec.CertUpdated(mesh, name)
 			ins.CertChanged(mesh, name)
 		})
-	rec = reconcile.New(nil, a.cache, a.certs, a.metrics, log.With("component", "reconcile"))
+	a.model = model.New(a.st, log.With("component", "model"))
+	rec = reconcile.New(a.model, a.cache, a.certs, a.metrics, log.With("component", "reconcile"))
 	a.rec = rec
-	a.model = model.New(a.st, log.With("component", "model"), rec.OnChanges)
-	rec.SetModel(a.model)
 	ins = insight.New(a.st, cfg.InstanceID, cfg.InsightTTL, log.With("component", "insight"), func(mesh, name string) (insight.CertInfo, bool) {
 		id, info := a.certs.Identity(mesh, name)
 		if id == nil {

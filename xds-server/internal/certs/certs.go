@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
-	"github.com/weftmesh/weft/xds-server/internal/generator"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 )
 
 // Info describes the current certificate of a dataplane.
@@ -52,7 +52,7 @@ type entry struct {
 	renew      chan struct{}
 
 	mu   sync.Mutex
-	id   *generator.Identity
+	id   *meshview.Identity
 	info Info
 }
 
@@ -117,7 +117,7 @@ func (m *Manager) Release(mesh, name string) {
 }
 
 // Identity returns the current certificate of mesh/name, nil until issued.
-func (m *Manager) Identity(mesh, name string) (*generator.Identity, Info) {
+func (m *Manager) Identity(mesh, name string) (*meshview.Identity, Info) {
 	m.mu.Lock()
 	e := m.entries[key(mesh, name)]
 	m.mu.Unlock()
@@ -130,7 +130,7 @@ func (m *Manager) Identity(mesh, name string) (*generator.Identity, Info) {
 }
 
 // Get returns the current certificate of mesh/name, nil until issued.
-func (m *Manager) Get(mesh, name string) *generator.Identity {
+func (m *Manager) Get(mesh, name string) *meshview.Identity {
 	id, _ := m.Identity(mesh, name)
 	return id
 }
@@ -173,7 +173,7 @@ func (m *Manager) keep(ctx context.Context, e *entry) {
 	}
 }
 
-func (m *Manager) issue(ctx context.Context, mesh, name string) (*generator.Identity, Info, error) {
+func (m *Manager) issue(ctx context.Context, mesh, name string) (*meshview.Identity, Info, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, Info{}, err
@@ -196,7 +196,7 @@ func (m *Manager) issue(ctx context.Context, mesh, name string) (*generator.Iden
 	if err != nil {
 		return nil, Info{}, err
 	}
-	id := &generator.Identity{
+	id := &meshview.Identity{
 		CertChainPEM:   resp.GetCertificateChainPem(),
 		KeyPEM:         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		TrustBundlePEM: resp.GetTrustBundlePem(),

@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 )
 
 // Proxy kinds, from the node metadata key xdsnames.MetadataKind.
@@ -69,6 +70,15 @@ func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
 // Versions is Resources.Versions with the digests of shared resources
 // computed once per snapshot.
 func (s *Snapshot) Versions(r Resources) map[string]string { return r.versions(s) }
+
+// FromView builds the snapshot of a mesh as the model holds it; a nil view
+// is a mesh that does not exist.
+func FromView(mesh string, v *meshview.Mesh) *Snapshot {
+	if v == nil {
+		return NewSnapshot(mesh, nil, nil, nil, nil)
+	}
+	return NewSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs)
+}
 
 // NewSnapshot builds a mesh snapshot. mesh may be nil when the Mesh resource
 // is missing (proxies of such a mesh get no configuration).
@@ -217,11 +227,7 @@ type Proxy struct {
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.
-type Identity struct {
-	CertChainPEM   []byte
-	KeyPEM         []byte
-	TrustBundlePEM []byte
-}
+type Identity = meshview.Identity
 
 // SpiffeID is a service's identity in a mesh.
 func SpiffeID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }

@@ -1,6 +1,8 @@
 // Package model keeps the replica's in-memory view of the store: one etcd
 // watch for the whole replica (not one per proxy), folded into a model per
-// mesh, with the mesh's generator.Snapshot built lazily once per change.
+// mesh, with the mesh's view (meshview.Mesh) built lazily once per change.
+// It delivers each batch of changes on a channel (Changes), so its consumer
+// (the reconciler) depends on it and not the other way round.
 package model
 
 import (
@@ -13,7 +15,7 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
-	"github.com/weftmesh/weft/xds-server/internal/generator"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 )
 
 // Change is one resource change the generators care about. Old is the
@@ -43,7 +45,7 @@ type meshState struct {
 	mesh *resource.Resource
 	// by type, then name
 	items map[*resource.Type]map[string]*resource.Resource
-	snap  *generator.Snapshot
+	view  *meshview.Mesh
 }
 
 func newMeshState() *meshState {
@@ -52,9 +54,9 @@ func newMeshState() *meshState {
 
 // Model is the in-memory per-mesh view.
 type Model struct {
-	st       *store.Store
-	log      *slog.Logger
-	onChange func([]Change)
+	st      *store.Store
+	log     *slog.Logger
+	changes chan []Change
 
 	mu       sync.RWMutex
 	meshes   map[string]*meshState
@@ -63,18 +65,27 @@ type Model struct {
 	once     sync.Once
 }
 
-// New returns a model fed by st; onChange is called (from the watch
-// goroutine) with each batch of changes after the model applied them.
-func New(st *store.Store, log *slog.Logger, onChange func([]Change)) *Model {
-	if onChange == nil {
-		onChange = func([]Change) {}
-	}
-	return &Model{st: st, log: log, onChange: onChange, meshes: map[string]*meshState{}, synced: make(chan struct{})}
+// ChangeBuffer is how many batches of changes Changes holds before Run
+// waits for its consumer.
+const ChangeBuffer = 64
+
+// New returns a model fed by st. Each batch of changes is delivered on
+// Changes after the model applied it; one consumer must read it while Run
+// runs.
+func New(st *store.Store, log *slog.Logger) *Model {
+	return &Model{st: st, log: log, changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{})}
 }
+
+// Changes delivers each batch of changes, in order, after the model applied
+// it (so View already reflects it). Run waits for the reader when
+// ChangeBuffer batches are pending, and closes it when it returns; call Run
+// once.
+func (m *Model) Changes() <-chan []Change { return m.changes }
 
 // Run watches the store until ctx ends. The watch resumes by itself after
 // disconnects and re-lists after compaction (EventSync).
 func (m *Model) Run(ctx context.Context) error {
+	defer close(m.changes)
 	ch, err := m.st.Watch(ctx, nil, "", 0, store.WatchOptions{Buffer: 1024})
 	if err != nil {
 		return fmt.Errorf("watch store: %w", err)
@@ -105,7 +116,11 @@ func (m *Model) Run(ctx context.Context) error {
 				m.once.Do(func() { close(m.synced) })
 			}
 			if len(changes) > 0 {
-				m.onChange(changes)
+				select {
+				case m.changes <- changes:
+				case <-ctx.Done():
+					return nil
+				}
 			}
 		}
 	}
@@ -190,7 +205,7 @@ func (m *Model) put(r *resource.Resource) *resource.Resource {
 		return nil
 	}
 	ms := m.state(meshOf(r))
-	ms.snap = nil
+	ms.view = nil
 	if t == resource.MeshType {
 		old := ms.mesh
 		ms.mesh = r
@@ -212,7 +227,7 @@ func (m *Model) delete(r *resource.Resource) *resource.Resource {
 	if ms == nil {
 		return nil
 	}
-	ms.snap = nil
+	ms.view = nil
 	if t == resource.MeshType {
 		old := ms.mesh
 		// Deleting a mesh deletes its contents in the same transaction.
@@ -224,34 +239,38 @@ func (m *Model) delete(r *resource.Resource) *resource.Resource {
 	return old
 }
 
-// Snapshot returns the mesh's generator snapshot, building it at most once
-// per change. It never returns nil.
-func (m *Model) Snapshot(mesh string) *generator.Snapshot {
+// View returns the mesh as the model holds it, building it at most once per
+// change: the same pointer until the mesh changes. It is nil for a mesh the
+// model knows nothing of.
+func (m *Model) View(mesh string) *meshview.Mesh {
 	m.mu.RLock()
 	ms := m.meshes[mesh]
-	if ms != nil && ms.snap != nil {
-		s := ms.snap
+	if ms == nil || ms.view != nil {
+		var v *meshview.Mesh
+		if ms != nil {
+			v = ms.view
+		}
 		m.mu.RUnlock()
-		return s
+		return v
 	}
 	m.mu.RUnlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ms = m.meshes[mesh]
 	if ms == nil {
-		return generator.NewSnapshot(mesh, nil, nil, nil, nil)
+		return nil
 	}
-	if ms.snap == nil {
+	if ms.view == nil {
 		var spec *meshv1.Mesh
 		if ms.mesh != nil {
 			spec, _ = ms.mesh.Spec.(*meshv1.Mesh)
 		}
-		ms.snap = generator.NewSnapshot(mesh, spec,
-			values(ms.items[resource.DataplaneType]),
-			values(ms.items[resource.TrafficPermissionType]),
-			values(ms.items[resource.VirtualIPType]))
+		ms.view = &meshview.Mesh{Name: mesh, Spec: spec,
+			Dataplanes:         values(ms.items[resource.DataplaneType]),
+			TrafficPermissions: values(ms.items[resource.TrafficPermissionType]),
+			VirtualIPs:         values(ms.items[resource.VirtualIPType])}
 	}
-	return ms.snap
+	return ms.view
 }
 
 func values(m map[string]*resource.Resource) []*resource.Resource {

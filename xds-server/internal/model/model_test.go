@@ -33,23 +33,26 @@ func TestModelFollowsStore(t *testing.T) {
 	put("type: Mesh\nname: m\n---\ntype: Dataplane\nmesh: m\nname: a\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 80\n    tags:\n      weft.io/service: web\n")
 	var mu sync.Mutex
 	var changes []Change
-	m := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)), func(c []Change) {
-		mu.Lock()
-		changes = append(changes, c...)
-		mu.Unlock()
-	})
+	m := New(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go func() {
+		for c := range m.Changes() {
+			mu.Lock()
+			changes = append(changes, c...)
+			mu.Unlock()
+		}
+	}()
 	go func() { _ = m.Run(ctx) }()
 	select {
 	case <-m.Synced():
 	case <-time.After(10 * time.Second):
 		t.Fatal("not synced")
 	}
-	s1 := m.Snapshot("m")
-	if s1.MeshSpec == nil || len(s1.Dataplanes) != 1 || strings.Join(s1.Services(), ",") != "web" {
-		t.Fatalf("snapshot after sync: %+v", s1)
+	s1 := m.View("m")
+	if s1.Spec == nil || len(s1.Dataplanes) != 1 || s1.Dataplanes[0].Meta.GetName() != "a" {
+		t.Fatalf("view after sync: %+v", s1)
 	}
-	if m.Snapshot("m") != s1 {
-		t.Fatal("snapshot rebuilt without a change")
+	if m.View("m") != s1 {
+		t.Fatal("view rebuilt without a change")
 	}
 	wait := func(f func() bool) {
 		t.Helper()
@@ -62,7 +65,7 @@ func TestModelFollowsStore(t *testing.T) {
 		}
 	}
 	put("type: Dataplane\nmesh: m\nname: b\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 80\n    tags:\n      weft.io/service: api\n")
-	wait(func() bool { return len(m.Snapshot("m").Dataplanes) == 2 })
+	wait(func() bool { return len(m.View("m").Dataplanes) == 2 })
 	mu.Lock()
 	last := changes[len(changes)-1]
 	mu.Unlock()
@@ -77,7 +80,7 @@ func TestModelFollowsStore(t *testing.T) {
 	if err := st.Delete(ctx, resource.DataplaneType, "m", "a", 0); err != nil {
 		t.Fatal(err)
 	}
-	wait(func() bool { return len(m.Snapshot("m").Dataplanes) == 1 })
+	wait(func() bool { return len(m.View("m").Dataplanes) == 1 })
 	mu.Lock()
 	for _, c := range changes {
 		if c.Type == resource.DataplaneInsightType {
@@ -93,5 +96,5 @@ func TestModelFollowsStore(t *testing.T) {
 	if err := st.Delete(ctx, resource.MeshType, "", "m", 0); err != nil {
 		t.Fatal(err)
 	}
-	wait(func() bool { return m.Snapshot("m").MeshSpec == nil })
+	wait(func() bool { return m.View("m") == nil || m.View("m").Spec == nil })
 }

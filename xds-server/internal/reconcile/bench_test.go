@@ -55,9 +55,8 @@ func BenchmarkReconcile(b *testing.B) {
 	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	obs := &genCounter{}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rec := New(nil, cache, noCerts{}, obs, log)
-	m := model.New(st, log, rec.OnChanges)
-	rec.SetModel(m)
+	m := model.New(st, log)
+	rec := New(m, cache, noCerts{}, obs, log)
 	go func() { _ = m.Run(ctx) }()
 	go rec.Run(ctx)
 	for i := 0; i < n; i++ {

@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 	"github.com/weftmesh/weft/xds-server/internal/model"
 )
 
@@ -27,7 +28,7 @@ import (
 type Certs interface {
 	Acquire(mesh, name string)
 	Release(mesh, name string)
-	Get(mesh, name string) *generator.Identity
+	Get(mesh, name string) *meshview.Identity
 }
 
 // Observer receives measurements (metrics and insights).
@@ -51,6 +52,15 @@ type Reconciler struct {
 	byMesh  map[string]map[string]*proxy // mesh → node id → proxy
 	dirty   map[string]time.Time
 	wake    chan struct{}
+	// snaps caches each mesh's generator snapshot by the model view it was
+	// built from, so a mesh is built once per change, not once per proxy.
+	snaps map[string]*meshSnapshot
+}
+
+type meshSnapshot struct {
+	view *meshview.Mesh
+	once sync.Once
+	snap *generator.Snapshot
 }
 
 type pending struct {
@@ -73,11 +83,13 @@ type proxy struct {
 	lastErr     string
 }
 
-// New returns a reconciler; call Run.
+// New returns a reconciler of m's proxies; call Run (it consumes
+// m.Changes).
 func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer, log *slog.Logger) *Reconciler {
 	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
 		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
-		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		snaps: map[string]*meshSnapshot{}}
 }
 
 func (r *Reconciler) kick() {
@@ -92,9 +104,6 @@ func (r *Reconciler) markLocked(id string, seen time.Time) {
 		r.dirty[id] = seen
 	}
 }
-
-// SetModel sets the model (it and the reconciler refer to each other).
-func (r *Reconciler) SetModel(m *model.Model) { r.model = m }
 
 // Connect registers a stream of a proxy; the first stream of a node
 // triggers its generation.
@@ -226,8 +235,26 @@ func affects(c model.Change, p *proxy) bool {
 	return false
 }
 
-// Run generates dirty proxies until ctx ends, once the model has synced.
+// Run consumes the model's changes and generates dirty proxies until ctx
+// ends, once the model has synced.
 func (r *Reconciler) Run(ctx context.Context) {
+	var consumer sync.WaitGroup
+	defer consumer.Wait()
+	consumer.Add(1)
+	go func() {
+		defer consumer.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cs, ok := <-r.model.Changes():
+				if !ok {
+					return
+				}
+				r.OnChanges(cs)
+			}
+		}
+	}()
 	select {
 	case <-ctx.Done():
 		return
@@ -268,11 +295,11 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	mesh, name, kind, tags := p.mesh, p.name, p.kind, p.tags
 	r.mu.Unlock()
 
-	snap := r.model.Snapshot(mesh)
+	snap := r.snapshot(mesh)
 	mtls, _ := snap.MTLS()
 	dp := snap.Dataplanes[name]
 	r.syncCerts(id, mtls && dp != nil)
-	var identity *generator.Identity
+	var identity *meshview.Identity
 	if mtls {
 		identity = r.certs.Get(mesh, name)
 	}
@@ -339,6 +366,24 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	for _, typ := range generator.TypeURLs {
 		p.versions[typ] = cs.GetVersion(typ)
 	}
+}
+
+// snapshot returns the mesh's generator snapshot, built at most once per
+// model view (that is, per change of the mesh). It never returns nil.
+func (r *Reconciler) snapshot(mesh string) *generator.Snapshot {
+	v := r.model.View(mesh)
+	r.mu.Lock()
+	e := r.snaps[mesh]
+	if v == nil {
+		delete(r.snaps, mesh)
+		e = &meshSnapshot{}
+	} else if e == nil || e.view != v {
+		e = &meshSnapshot{view: v}
+		r.snaps[mesh] = e
+	}
+	r.mu.Unlock()
+	e.once.Do(func() { e.snap = generator.FromView(mesh, v) })
+	return e.snap
 }
 
 func (r *Reconciler) syncCerts(id string, want bool) {

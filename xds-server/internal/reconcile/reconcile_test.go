@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 	"github.com/weftmesh/weft/xds-server/internal/model"
 )
 
@@ -23,7 +24,7 @@ type noCerts struct{}
 
 func (noCerts) Acquire(string, string)                 {}
 func (noCerts) Release(string, string)                 {}
-func (noCerts) Get(string, string) *generator.Identity { return nil }
+func (noCerts) Get(string, string) *meshview.Identity { return nil }
 
 type counter struct {
 	mu  sync.Mutex
@@ -102,9 +103,8 @@ func TestOnlyAffectedProxiesRecomputed(t *testing.T) {
 	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	obs := &counter{gen: map[string]int{}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rec := New(nil, cache, noCerts{}, obs, log)
-	m := model.New(st, log, rec.OnChanges)
-	rec.SetModel(m)
+	m := model.New(st, log)
+	rec := New(m, cache, noCerts{}, obs, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = m.Run(ctx) }()
