@@ -22,8 +22,8 @@ import (
 
 type noCerts struct{}
 
-func (noCerts) Acquire(string, string)                 {}
-func (noCerts) Release(string, string)                 {}
+func (noCerts) Acquire(string, string)                {}
+func (noCerts) Release(string, string)                {}
 func (noCerts) Get(string, string) *meshview.Identity { return nil }
 
 type counter struct {
