@@ -10,7 +10,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
@@ -99,17 +101,46 @@ func Load(path, envVar string) (*Keyring, error) {
 }
 
 // GenerateKeyFile writes a new random key to path (mode 0600) unless the
-// file exists, and returns the keyring it holds.
+// file exists, and returns the keyring it holds. The file appears complete
+// or not at all, and an existing file is never replaced, so callers racing
+// on one path all get the same key.
 func GenerateKeyFile(path string) (*Keyring, error) {
-	if data, err := os.ReadFile(path); err == nil {
+	data, err := os.ReadFile(path)
+	if err == nil {
 		return Parse(string(data))
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		// Never replace a key file that exists but cannot be read: the
+		// values sealed with it would be lost.
+		return nil, fmt.Errorf("seal: read key file: %w", err)
 	}
 	raw := make([]byte, KeySize)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
 	text := "# Weft encryption keys: id:base64. The first seals; add a new key first to rotate.\nk1:" + base64.StdEncoding.EncodeToString(raw) + "\n"
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return nil, fmt.Errorf("seal: write key file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(text); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("seal: write key file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("seal: write key file: %w", err)
+	}
+	// CreateTemp makes the file 0600. Link, unlike rename, fails when path
+	// exists: whoever links first wins, the others read its key.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			data, rerr := os.ReadFile(path)
+			if rerr != nil {
+				return nil, fmt.Errorf("seal: read key file: %w", rerr)
+			}
+			return Parse(string(data))
+		}
 		return nil, fmt.Errorf("seal: write key file: %w", err)
 	}
 	return Parse(text)

@@ -298,3 +298,35 @@ func TestGenerateKeyFile(t *testing.T) {
 		t.Fatal("two generated keys are equal")
 	}
 }
+
+// TestGenerateKeyFileConcurrent: processes starting together on one data
+// directory (weftctl up, several services) must end up with the same key:
+// every keyring returned opens what every other one sealed.
+func TestGenerateKeyFileConcurrent(t *testing.T) {
+	for range 20 {
+		path := filepath.Join(t.TempDir(), "keys.txt")
+		const n = 8
+		rings := make(chan *Keyring, n)
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				k, err := GenerateKeyFile(path)
+				rings <- k
+				errs <- err
+			}()
+		}
+		var all []*Keyring
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, <-rings)
+		}
+		s, _ := all[0].Seal([]byte("v"), nil)
+		for i, k := range all {
+			if _, err := k.Open(s, nil); err != nil {
+				t.Fatalf("keyring %d holds another key than keyring 0: %v", i, err)
+			}
+		}
+	}
+}
