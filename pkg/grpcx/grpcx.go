@@ -41,8 +41,10 @@ const (
 // extra interceptors (authentication) run after the shared ones.
 func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
 	m := newMetrics(reg, service)
-	u := append([]grpc.UnaryServerInterceptor{recoverUnary(log), m.unary, errorsUnary(log)}, unary...)
-	s := append([]grpc.StreamServerInterceptor{recoverStream(log), m.stream, errorsStream(log)}, stream...)
+	// Metrics outside recovery, so a call that panicked is counted (as
+	// Internal) like any other.
+	u := append([]grpc.UnaryServerInterceptor{m.unary, recoverUnary(log), errorsUnary(log)}, unary...)
+	s := append([]grpc.StreamServerInterceptor{m.stream, recoverStream(log), errorsStream(log)}, stream...)
 	return []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.ChainUnaryInterceptor(u...),
