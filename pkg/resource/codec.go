@@ -276,14 +276,5 @@ func MarshalJSON(r *Resource) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// MarshalYAML encodes a resource in the flat form as YAML.
-func MarshalYAML(r *Resource) ([]byte, error) {
-	js, err := MarshalJSON(r)
-	if err != nil {
-		return nil, err
-	}
-	return yaml.JSONToYAML(js)
-}
-
 // Timestamp converts a time for Meta fields.
 func Timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

@@ -88,12 +88,6 @@ type Policy interface {
 	GetDestinations() []*meshv1.Selector
 }
 
-// SelectorPolicy is a policy that selects dataplanes directly
-// (TrafficTrace, ProxyTemplate).
-type SelectorPolicy interface {
-	GetSelectors() []*meshv1.Selector
-}
-
 // Candidate is one policy resource and its rank against a connection.
 type Candidate struct {
 	Resource *Resource
@@ -128,26 +122,6 @@ func RankConnectionPolicies(policies []*Resource, source, destination map[string
 	}
 	sortCandidates(out)
 	return out
-}
-
-// BestDataplanePolicy picks, among selector policies of one type, the one
-// that applies to a dataplane with the given tags.
-func BestDataplanePolicy(policies []*Resource, tags map[string]string) *Resource {
-	var out []Candidate
-	for _, p := range policies {
-		sp, ok := p.Spec.(SelectorPolicy)
-		if !ok {
-			continue
-		}
-		if r := BestSelector(sp.GetSelectors(), tags); r.Matched() {
-			out = append(out, Candidate{Resource: p, Rank: r})
-		}
-	}
-	sortCandidates(out)
-	if len(out) == 0 {
-		return nil
-	}
-	return out[0].Resource
 }
 
 func sortCandidates(c []Candidate) {

@@ -79,13 +79,6 @@ func start(t testing.TB, token string, useTLS bool) *Server {
 	return s
 }
 
-// SetNow fixes the creation/modification time stamped on writes.
-func (s *Server) SetNow(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
 // Requests returns the requests seen so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()

@@ -55,14 +55,8 @@ func IsConflict(err error) bool { return statusIs(err, http.StatusConflict) }
 // IsUnauthorized reports a 401: no token, or an invalid one.
 func IsUnauthorized(err error) bool { return statusIs(err, http.StatusUnauthorized) }
 
-// IsForbidden reports a 403.
-func IsForbidden(err error) bool { return statusIs(err, http.StatusForbidden) }
-
 // IsBadRequest reports a 400: validation, unknown mesh, malformed input.
 func IsBadRequest(err error) bool { return statusIs(err, http.StatusBadRequest) }
-
-// IsMethodNotAllowed reports a 405: the resource is owned elsewhere.
-func IsMethodNotAllowed(err error) bool { return statusIs(err, http.StatusMethodNotAllowed) }
 
 func statusIs(err error, code int) bool {
 	var ae *APIError

@@ -284,14 +284,3 @@ func AddControlPlaneAt(path, name, address, token string, use bool) error {
 	}
 	return f.Save(path)
 }
-
-// AddControlPlane adds (or replaces) a control plane in the default config
-// file ($WEFTCTL_CONFIG or ~/.weft/weftctl.yaml). `weftctl up` calls this to
-// record the control plane it started and its admin token.
-func AddControlPlane(name, address, token string, use bool) error {
-	path, err := DefaultPath(nil)
-	if err != nil {
-		return err
-	}
-	return AddControlPlaneAt(path, name, address, token, use)
-}
