@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,15 +79,21 @@ func (f *fixture) as(t *testing.T, c token.Claims) context.Context {
 }
 
 func admin() token.Claims {
-	return token.Claims{Kind: token.KindUser, Groups: []string{token.AdminGroup}, RegisteredClaims: jwt.RegisteredClaims{Subject: "root"}}
+	c := token.Claims{Kind: token.KindUser, Groups: []string{token.AdminGroup}}
+	c.Subject = "root"
+	return c
 }
 
 func user() token.Claims {
-	return token.Claims{Kind: token.KindUser, RegisteredClaims: jwt.RegisteredClaims{Subject: "bob"}}
+	c := token.Claims{Kind: token.KindUser}
+	c.Subject = "bob"
+	return c
 }
 
 func dataplaneToken(mesh, name string) token.Claims {
-	return token.Claims{Kind: token.KindDataplane, Mesh: mesh, RegisteredClaims: jwt.RegisteredClaims{Subject: name}}
+	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh}
+	c.Subject = name
+	return c
 }
 
 func put(ctx context.Context, f *fixture, t *testing.T, collection, mesh, name, doc string) (*apiv1.Resource, error) {
