@@ -34,7 +34,8 @@ const DefaultValidity = 24 * time.Hour
 const MinValidity = time.Second
 
 // SPIFFEID is the identity of a service in a mesh.
-func SPIFFEID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }
+// (pkg/ca defines it for ca-service and the xds-server alike).
+func SPIFFEID(mesh, service string) string { return ca.SPIFFEID(mesh, service) }
 
 // p256SPKIPrefix is the DER SubjectPublicKeyInfo header of an
 // uncompressed P-256 key (id-ecPublicKey, prime256v1, BIT STRING of 66).

@@ -14,6 +14,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
+	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -230,7 +231,7 @@ type Proxy struct {
 type Identity = meshview.Identity
 
 // SpiffeID is a service's identity in a mesh.
-func SpiffeID(mesh, service string) string { return "spiffe://" + mesh + "/" + service }
+func SpiffeID(mesh, service string) string { return ca.SPIFFEID(mesh, service) }
 
 // SNI names a service of a mesh in upstream TLS, so that an SNI-routing
 // ingress can pick the destination without terminating TLS.
