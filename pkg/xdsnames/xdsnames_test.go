@@ -2,6 +2,7 @@ package xdsnames
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +60,25 @@ func TestParseNodeID(t *testing.T) {
 			t.Errorf("NodeID(ParseNodeID(%q)) = %q", tc.id, NodeID(mesh, name))
 		}
 	}
+}
+
+// FuzzParseNodeID: node ids come from the network (every ADS stream's first
+// request). Whatever the input, ParseNodeID either refuses it or returns a
+// mesh without dots and a non-empty name that NodeID joins back to it.
+func FuzzParseNodeID(f *testing.F) {
+	for _, s := range []string{"m.web-1", "", ".", "m.", ".n", "a.b.c", "m\x00.n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		mesh, name, err := ParseNodeID(id)
+		if err != nil {
+			if mesh != "" || name != "" {
+				t.Fatalf("error with results %q %q", mesh, name)
+			}
+			return
+		}
+		if mesh == "" || name == "" || strings.Contains(mesh, ".") || NodeID(mesh, name) != id {
+			t.Fatalf("ParseNodeID(%q) = %q, %q", id, mesh, name)
+		}
+	})
 }
