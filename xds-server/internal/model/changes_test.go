@@ -1,9 +1,12 @@
 package model
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,5 +66,68 @@ func TestChangesChannel(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 	for range m.Changes() {
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDeliverWaitsAndSaysWhy: with ChangeBuffer batches pending, the model
+// waits for its consumer, logs why once, and gives up when ctx ends.
+func TestDeliverWaitsAndSaysWhy(t *testing.T) {
+	var logs syncBuffer
+	m := New(nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range ChangeBuffer {
+		if !m.deliver(ctx, []Change{{Mesh: "m"}}) {
+			t.Fatal("deliver refused with room in the buffer")
+		}
+	}
+	if logs.String() != "" {
+		t.Fatalf("logged with room in the buffer: %s", logs.String())
+	}
+	done := make(chan bool, 1)
+	go func() { done <- m.deliver(ctx, []Change{{Mesh: "m"}}) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(logs.String(), "reconciler is behind") {
+		if time.Now().After(deadline) {
+			t.Fatal("no log while waiting")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The consumer reads one: the waiting batch goes in.
+	<-m.Changes()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("deliver failed once there was room")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("deliver still waiting")
+	}
+	// Full again, and ctx ends: deliver gives up, and logs no second time
+	// within the minute.
+	go func() { done <- m.deliver(ctx, []Change{{Mesh: "m"}}) }()
+	cancel()
+	if ok := <-done; ok {
+		t.Fatal("delivered into a full buffer")
+	}
+	if n := strings.Count(logs.String(), "reconciler is behind"); n != 1 {
+		t.Fatalf("logged %d times", n)
 	}
 }

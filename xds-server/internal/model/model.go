@@ -57,6 +57,9 @@ type Model struct {
 	st      *store.Store
 	log     *slog.Logger
 	changes chan []Change
+	// lastBehind is when deliver last logged that the consumer is behind
+	// (Run's goroutine only).
+	lastBehind time.Time
 
 	mu       sync.RWMutex
 	meshes   map[string]*meshState
@@ -115,14 +118,32 @@ func (m *Model) Run(ctx context.Context) error {
 			if ev.Kind == store.EventSync {
 				m.once.Do(func() { close(m.synced) })
 			}
-			if len(changes) > 0 {
-				select {
-				case m.changes <- changes:
-				case <-ctx.Done():
-					return nil
-				}
+			if len(changes) > 0 && !m.deliver(ctx, changes) {
+				return nil
 			}
 		}
+	}
+}
+
+// deliver hands a batch to the consumer, waiting while ChangeBuffer batches
+// are pending (and saying so, at most once a minute). It reports false when
+// ctx ended first.
+func (m *Model) deliver(ctx context.Context, changes []Change) bool {
+	select {
+	case m.changes <- changes:
+		return true
+	default:
+	}
+	if now := time.Now(); now.Sub(m.lastBehind) > time.Minute {
+		m.lastBehind = now
+		m.log.Warn("the reconciler is behind: the model waits for it before applying more store changes; if this persists, give the xds-server more CPU or run more replicas",
+			"pending_batches", ChangeBuffer)
+	}
+	select {
+	case m.changes <- changes:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
