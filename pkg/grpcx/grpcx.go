@@ -13,14 +13,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 )
 
@@ -39,12 +42,16 @@ const (
 
 // ServerOptions returns the options every Weft gRPC server uses, with
 // extra interceptors (authentication) run after the shared ones.
-func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
+func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, opts ...Option) []grpc.ServerOption {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
 	m := newMetrics(reg, service)
 	u := append([]grpc.UnaryServerInterceptor{recoverUnary(log), m.unary, errorsUnary(log)}, unary...)
 	s := append([]grpc.StreamServerInterceptor{recoverStream(log), m.stream, errorsStream(log)}, stream...)
 	return []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(o.otel()...)),
 		grpc.ChainUnaryInterceptor(u...),
 		grpc.ChainStreamInterceptor(s...),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
@@ -52,8 +59,53 @@ func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, 
 }
 
 // ClientOptions are the dial options for calls between Weft services.
-func ClientOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())}
+func ClientOptions(opts ...Option) []grpc.DialOption {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
+	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(o.otel()...))}
+}
+
+// Option configures the tracing of ServerOptions and ClientOptions.
+type Option func(*options)
+
+type options struct {
+	tp      trace.TracerProvider
+	noSpans map[string]bool
+}
+
+// WithTracerProvider makes the calls' spans with tp (the service's own
+// provider) instead of the global one, so a span names its service also
+// when several services share a process.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
+}
+
+// WithoutSpans gives calls to these methods (full names, e.g.
+// "/pkg.Service/Method") no span of their own: long-lived streams, which
+// make short spans per message or push instead of one open for hours.
+func WithoutSpans(methods ...string) Option {
+	return func(o *options) {
+		if o.noSpans == nil {
+			o.noSpans = map[string]bool{}
+		}
+		for _, m := range methods {
+			o.noSpans[m] = true
+		}
+	}
+}
+
+func (o options) otel() []otelgrpc.Option {
+	out := []otelgrpc.Option{otelgrpc.WithPropagators(telemetry.Propagator())}
+	if o.tp != nil {
+		out = append(out, otelgrpc.WithTracerProvider(o.tp))
+	}
+	if len(o.noSpans) > 0 {
+		skip := o.noSpans
+		out = append(out, otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !skip[info.FullMethodName] }))
+	}
+	return out
 }
 
 // Status converts a domain error to a gRPC status error. Errors it does not
