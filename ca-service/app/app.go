@@ -36,6 +36,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
+	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
 )
 
 // Service is the name used for flags' environment overrides, metrics and
@@ -250,7 +251,7 @@ func New(cfg Config) (a *App, err error) {
 	tokens := token.New(a.st)
 	unary, stream := grpcx.Auth(server.Auth(tokens, cfg.AllowedServices))
 	opts := grpcx.ServerOptions(log, reg, Service, []grpc.UnaryServerInterceptor{unary}, []grpc.StreamServerInterceptor{stream},
-		grpcx.WithTracerProvider(tp))
+		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(cav1.CertificateAuthorityService_WatchTrustBundle_FullMethodName))
 	// Long-lived stream workers keep their grown stacks: a fresh goroutine
 	// per RPC spends a tenth of the CPU growing its stack through gRPC,
 	// TLS and ECDSA frames.

@@ -80,6 +80,12 @@ func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer,
 		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
+// SetTracerProvider makes the reconciler's spans with tp, the service's
+// own provider; call it before Run.
+func (r *Reconciler) SetTracerProvider(tp trace.TracerProvider) {
+	r.tracer = tp.Tracer("github.com/weftmesh/weft/xds-server")
+}
+
 func (r *Reconciler) kick() {
 	select {
 	case r.wake <- struct{}{}:
