@@ -40,6 +40,9 @@ type Program struct {
 	// Logging is the service's logging configuration, read once the flags
 	// are parsed.
 	Logging *telemetry.Logging
+	// Validate, when set, checks the configuration once the flags are
+	// parsed; an error exits with 2 like a bad flag.
+	Validate func() error
 	// Start builds the service (binding its listeners).
 	Start func(ctx context.Context, env Env) (Runner, error)
 }
@@ -60,7 +63,11 @@ func Main(ctx context.Context, args []string, stderr io.Writer, p Program) int {
 		fmt.Fprintln(stderr, p.Name+":", err)
 		return 2
 	}
-	if err := p.Logging.Validate(); err != nil {
+	validate := p.Logging.Validate
+	if p.Validate != nil {
+		validate = p.Validate
+	}
+	if err := validate(); err != nil {
 		fmt.Fprintln(stderr, p.Name+":", err)
 		return 2
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/propagation"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
@@ -63,7 +64,7 @@ func TracingEnabled() bool {
 // service, and OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES from the
 // environment win over it. It never touches the global provider. attrs
 // are added to the resource (e.g. the control plane under weftctl up).
-func NewTracing(ctx context.Context, service string, log *slog.Logger, attrs ...sdkresource.Option) (*Tracing, error) {
+func NewTracing(ctx context.Context, service string, log *slog.Logger, attrs ...attribute.KeyValue) (*Tracing, error) {
 	if !TracingEnabled() {
 		return NoTracing(), nil
 	}
@@ -84,12 +85,11 @@ func NewTracing(ctx context.Context, service string, log *slog.Logger, attrs ...
 
 // Resource is the OTel resource of a service: service.name (overridden by
 // OTEL_SERVICE_NAME), the SDK's attributes, then OTEL_RESOURCE_ATTRIBUTES.
-func Resource(ctx context.Context, service string, opts ...sdkresource.Option) (*sdkresource.Resource, error) {
-	all := append([]sdkresource.Option{
-		sdkresource.WithSchemaURL(semconv.SchemaURL),
-		sdkresource.WithAttributes(semconv.ServiceName(service)),
+func Resource(ctx context.Context, service string, attrs ...attribute.KeyValue) (*sdkresource.Resource, error) {
+	all := []sdkresource.Option{
+		sdkresource.WithAttributes(append([]attribute.KeyValue{semconv.ServiceName(service)}, attrs...)...),
 		sdkresource.WithTelemetrySDK(),
-	}, opts...)
+	}
 	// Last, so the environment wins.
 	all = append(all, sdkresource.WithFromEnv())
 	res, err := sdkresource.New(ctx, all...)
