@@ -96,6 +96,34 @@ func WithoutSpans(methods ...string) Option {
 	}
 }
 
+// IncomingTrace returns ctx carrying the caller's trace context from the
+// incoming metadata (traceparent), for calls WithoutSpans left without a
+// span: their short spans then join or link to the caller's trace.
+func IncomingTrace(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return telemetry.Propagator().Extract(ctx, mdCarrier(md))
+}
+
+// mdCarrier reads gRPC metadata as a propagation.TextMapCarrier.
+type mdCarrier metadata.MD
+
+func (c mdCarrier) Get(key string) string {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+
+func (c mdCarrier) Keys() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	return out
+}
+
 func (o options) otel() []otelgrpc.Option {
 	out := []otelgrpc.Option{otelgrpc.WithPropagators(telemetry.Propagator())}
 	if o.tp != nil {

@@ -261,6 +261,7 @@ func New(cfg Config) (*App, error) {
 	a.ins = ins
 
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
+	callbacks.SetTracerProvider(tp)
 	xds := serverv3.NewServer(a.ctx, a.cache, callbacks)
 	// xDS streams live as long as the proxy: instead of one span open for
 	// hours, the reconciler makes short spans per generation and push.
