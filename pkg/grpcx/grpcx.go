@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -64,7 +65,23 @@ func ClientOptions(opts ...Option) []grpc.DialOption {
 	for _, f := range opts {
 		f(&o)
 	}
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(o.otel()...))}
+	return []grpc.DialOption{grpc.WithStatsHandler(cancelNotError{otelgrpc.NewClientHandler(o.otel()...)})}
+}
+
+// cancelNotError keeps a call the client cancelled (a disconnect, a
+// shutdown) from becoming an ERROR span: otelgrpc's client handler marks
+// every non-OK code as an error. The span gets weft.rpc.canceled=true
+// instead.
+type cancelNotError struct{ stats.Handler }
+
+func (h cancelNotError) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if e, ok := s.(*stats.End); ok && e.Error != nil && status.Code(e.Error) == codes.Canceled {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("weft.rpc.canceled", true))
+		c := *e
+		c.Error = nil
+		s = &c
+	}
+	h.Handler.HandleRPC(ctx, s)
 }
 
 // Option configures the tracing of ServerOptions and ClientOptions.
