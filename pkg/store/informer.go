@@ -131,7 +131,10 @@ func (f *Informers) For(t *resource.Type) *Informer {
 // compaction (all through Store.Watch). The watch runs while at least one
 // subscription is active; when the last one ends it stops, and the next
 // subscription resumes from the last revision applied. Resources handed
-// out are shared by every consumer: treat them as read-only.
+// out are shared by every consumer: treat them as read-only. Informers of
+// sensitive types (secrets) hold and deliver only metadata, an empty spec in
+// place of the secret, so no plaintext secret stays in memory: read the
+// secret itself from the store when it is needed.
 type Informer struct {
 	t      *resource.Type
 	opts   InformerOptions
@@ -338,6 +341,9 @@ func (i *Informer) deliver(gen uint64, evs []Event) {
 	if gen != i.gen {
 		return
 	}
+	if i.t.Sensitive {
+		evs = redact(i.t, evs)
+	}
 	for _, ev := range evs {
 		i.apply(ev)
 	}
@@ -349,6 +355,27 @@ func (i *Informer) deliver(gen uint64, evs []Event) {
 			s.push(evs)
 		}
 	}
+}
+
+// redact replaces the specs of sensitive resources by empty ones.
+func redact(t *resource.Type, evs []Event) []Event {
+	meta := func(r *resource.Resource) *resource.Resource {
+		if r == nil {
+			return nil
+		}
+		return &resource.Resource{Meta: r.Meta, Spec: t.NewSpec()}
+	}
+	out := make([]Event, len(evs))
+	for n, ev := range evs {
+		out[n] = Event{Kind: ev.Kind, Resource: meta(ev.Resource), Revision: ev.Revision}
+		if ev.Resources != nil {
+			out[n].Resources = make([]*resource.Resource, len(ev.Resources))
+			for k, r := range ev.Resources {
+				out[n].Resources[k] = meta(r)
+			}
+		}
+	}
+	return out
 }
 
 func (i *Informer) apply(ev Event) {

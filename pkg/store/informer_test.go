@@ -427,3 +427,46 @@ func TestFakeInformerReader(t *testing.T) {
 		t.Fatalf("Len %d", fi.Len())
 	}
 }
+
+func TestInformerOfSecretsHoldsNoSecret(t *testing.T) {
+	st, _ := newInformerStore(t)
+	ctx := infCtx(t)
+	if _, err := st.Create(ctx, testMesh("m")); err != nil {
+		t.Fatal(err)
+	}
+	secret := func(name string) *resource.Resource {
+		return &resource.Resource{Meta: &meshv1.Meta{Type: "Secret", Mesh: "m", Name: name}, Spec: &meshv1.Secret{Data: []byte("hunter2")}}
+	}
+	if _, err := st.Create(ctx, secret("before")); err != nil {
+		t.Fatal(err)
+	}
+	inf := NewInformers(st).For(resource.SecretType)
+	var mu sync.Mutex
+	var seen []*resource.Resource
+	inf.Subscribe(ctx, "rec", func(b Batch) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range b.Events {
+			seen = append(seen, ev.Resources...)
+			if ev.Resource != nil {
+				seen = append(seen, ev.Resource)
+			}
+		}
+		return nil
+	})
+	if _, err := st.Create(ctx, secret("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "both secrets", func() bool { return inf.Len() == 2 })
+	waitUntil(t, "both secrets delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range append(seen, inf.List("")...) {
+		if r.Meta.GetVersion() == 0 {
+			t.Fatalf("%s lost its metadata", r.Meta.GetName())
+		}
+		if d := r.Spec.(*meshv1.Secret).GetData(); len(d) != 0 {
+			t.Fatalf("secret %s is held in the informer: %q", r.Meta.GetName(), d)
+		}
+	}
+}
