@@ -1,13 +1,14 @@
-// Package model keeps the replica's in-memory view of the store: one etcd
-// watch for the whole replica (not one per proxy), folded into a model per
-// mesh, with the mesh's generator.Snapshot built lazily once per change.
+// Package model keeps the replica's in-memory view of the store: one store
+// informer per type the generators read, shared by the whole replica (not
+// one watch per proxy), folded into a model per mesh, with the mesh's
+// generator.Snapshot built lazily once per change.
 package model
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
@@ -39,6 +40,9 @@ var relevant = map[*resource.Type]bool{
 	resource.VirtualIPType:         true,
 }
 
+// watched are the relevant types, in a fixed order.
+var watched = []*resource.Type{resource.MeshType, resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType}
+
 type meshState struct {
 	mesh *resource.Resource
 	// by type, then name
@@ -53,9 +57,13 @@ func newMeshState() *meshState {
 // Model is the in-memory per-mesh view.
 type Model struct {
 	st       *store.Store
+	reader   func(*resource.Type) store.Reader
 	log      *slog.Logger
 	onChange func([]Change)
 
+	// deliver serialises the informers' batches: each is applied and
+	// reported before the next, so onChange is never called concurrently.
+	deliver  sync.Mutex
 	mu       sync.RWMutex
 	meshes   map[string]*meshState
 	revision int64
@@ -63,52 +71,48 @@ type Model struct {
 	once     sync.Once
 }
 
-// New returns a model fed by st; onChange is called (from the watch
-// goroutine) with each batch of changes after the model applied them.
+// New returns a model fed by st; onChange is called (never concurrently)
+// with each batch of changes after the model applied them.
 func New(st *store.Store, log *slog.Logger, onChange func([]Change)) *Model {
 	if onChange == nil {
 		onChange = func([]Change) {}
 	}
-	return &Model{st: st, log: log, onChange: onChange, meshes: map[string]*meshState{}, synced: make(chan struct{})}
+	inf := store.NewInformers(st)
+	return &Model{st: st, reader: func(t *resource.Type) store.Reader { return inf.For(t) }, log: log, onChange: onChange, meshes: map[string]*meshState{}, synced: make(chan struct{})}
 }
 
-// Run watches the store until ctx ends. The watch resumes by itself after
-// disconnects and re-lists after compaction (EventSync).
+// Run follows the store until ctx ends. The informers resume by
+// themselves after disconnects and re-list after compaction (EventSync).
 func (m *Model) Run(ctx context.Context) error {
-	ch, err := m.st.Watch(ctx, nil, "", 0, store.WatchOptions{Buffer: 1024})
-	if err != nil {
-		return fmt.Errorf("watch store: %w", err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-ch:
-			if !ok {
-				return nil
+	var pending atomic.Int32
+	pending.Store(int32(len(watched)))
+	subs := make([]*store.Subscription, 0, len(watched))
+	for _, t := range watched {
+		var first sync.Once
+		subs = append(subs, m.reader(t).Subscribe(ctx, "xds model", func(b store.Batch) error {
+			m.deliver.Lock()
+			defer m.deliver.Unlock()
+			var changes []Change
+			for _, ev := range b.Events {
+				changes = append(changes, m.apply(t, ev)...)
 			}
-			changes := m.apply(ev)
-			// Drain what is already queued so a burst becomes one batch.
-		drain:
-			for len(changes) < 4096 {
-				select {
-				case ev2, ok := <-ch:
-					if !ok {
-						break drain
-					}
-					changes = append(changes, m.apply(ev2)...)
-				default:
-					break drain
+			// The first batch of each type starts with its full view.
+			first.Do(func() {
+				if pending.Add(-1) == 0 {
+					m.once.Do(func() { close(m.synced) })
 				}
-			}
-			if ev.Kind == store.EventSync {
-				m.once.Do(func() { close(m.synced) })
-			}
+			})
 			if len(changes) > 0 {
 				m.onChange(changes)
 			}
-		}
+			return nil
+		}))
 	}
+	<-ctx.Done()
+	for _, s := range subs {
+		<-s.Done()
+	}
+	return nil
 }
 
 // Synced is closed once the model holds the store's initial state.
@@ -128,7 +132,7 @@ func meshOf(r *resource.Resource) string {
 	return r.Meta.GetMesh()
 }
 
-func (m *Model) apply(ev store.Event) []Change {
+func (m *Model) apply(t *resource.Type, ev store.Event) []Change {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -137,21 +141,26 @@ func (m *Model) apply(ev store.Event) []Change {
 	}
 	switch ev.Kind {
 	case store.EventSync:
-		old := m.meshes
-		m.meshes = map[string]*meshState{}
+		// A full view of one type replaces that type in every mesh.
+		touched := map[string]bool{}
+		for name, ms := range m.meshes {
+			if t == resource.MeshType && ms.mesh != nil {
+				ms.mesh, ms.snap = nil, nil
+				touched[name] = true
+			} else if t != resource.MeshType && len(ms.items[t]) > 0 {
+				delete(ms.items, t)
+				ms.snap = nil
+				touched[name] = true
+			}
+		}
 		for _, r := range ev.Resources {
 			m.put(r)
+			touched[meshOf(r)] = true
 		}
-		seen := map[string]bool{}
-		var out []Change
-		for name := range old {
-			seen[name] = true
+		out := make([]Change, 0, len(touched))
+		for name := range touched {
+			m.pruneLocked(name)
 			out = append(out, Change{Mesh: name, Sync: true, Seen: now})
-		}
-		for name := range m.meshes {
-			if !seen[name] {
-				out = append(out, Change{Mesh: name, Sync: true, Seen: now})
-			}
 		}
 		return out
 	case store.EventPut:
@@ -166,13 +175,27 @@ func (m *Model) apply(ev store.Event) []Change {
 		if r == nil || !relevant[r.Type()] {
 			return nil
 		}
-		old := m.delete(r)
+		old := m.delete(r, ev.Revision)
 		if r.Type() == resource.MeshType {
 			return []Change{{Mesh: meshOf(r), Sync: true, Seen: now}}
 		}
 		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, Seen: now}}
 	}
 	return nil
+}
+
+// pruneLocked forgets a mesh that holds nothing any more.
+func (m *Model) pruneLocked(name string) {
+	ms := m.meshes[name]
+	if ms == nil || ms.mesh != nil {
+		return
+	}
+	for _, byName := range ms.items {
+		if len(byName) > 0 {
+			return
+		}
+	}
+	delete(m.meshes, name)
 }
 
 func (m *Model) state(mesh string) *meshState {
@@ -206,7 +229,7 @@ func (m *Model) put(r *resource.Resource) *resource.Resource {
 	return old
 }
 
-func (m *Model) delete(r *resource.Resource) *resource.Resource {
+func (m *Model) delete(r *resource.Resource, rev int64) *resource.Resource {
 	t := r.Type()
 	ms := m.meshes[meshOf(r)]
 	if ms == nil {
@@ -216,7 +239,18 @@ func (m *Model) delete(r *resource.Resource) *resource.Resource {
 	if t == resource.MeshType {
 		old := ms.mesh
 		// Deleting a mesh deletes its contents in the same transaction.
-		delete(m.meshes, r.Meta.GetName())
+		// Each type has its own watch, so a newer mesh of the same name
+		// may already have contents here: only what the delete covers
+		// (written at or before it) goes.
+		ms.mesh = nil
+		for _, byName := range ms.items {
+			for name, item := range byName {
+				if item.Meta.GetVersion() <= rev {
+					delete(byName, name)
+				}
+			}
+		}
+		m.pruneLocked(r.Meta.GetName())
 		return old
 	}
 	old := ms.items[t][r.Meta.GetName()]
