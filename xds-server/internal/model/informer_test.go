@@ -91,7 +91,10 @@ func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
 	fakes[resource.DataplaneType].Deliver(
 		store.Event{Kind: store.EventDelete, Resource: fakeDP("m", "a", 2), Revision: 5},
 		store.Event{Kind: store.EventPut, Resource: fakeDP("m", "b", 7), Revision: 7})
-	waitFor(t, "dataplane b", func() bool { _, ok := m.Snapshot("m").Dataplanes["b"]; return ok && len(m.Snapshot("m").Dataplanes) == 1 })
+	waitFor(t, "dataplane b", func() bool {
+		_, ok := m.Snapshot("m").Dataplanes["b"]
+		return ok && len(m.Snapshot("m").Dataplanes) == 1
+	})
 	fakes[resource.MeshType].Deliver(store.Event{Kind: store.EventDelete, Resource: mesh, Revision: 5})
 	waitFor(t, "the mesh delete", func() bool { return m.Snapshot("m").MeshSpec == nil })
 	if s := m.Snapshot("m"); len(s.Dataplanes) != 1 {
