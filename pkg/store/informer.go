@@ -61,6 +61,10 @@ type InformerOptions struct {
 	RetryBackoff time.Duration
 	// Logger overrides the store's logger.
 	Logger *slog.Logger
+	// KeepSensitive makes informers of sensitive types hold the whole
+	// resource, secret included, for a consumer whose job is to forward
+	// secrets (zone-sync). By default they hold metadata only.
+	KeepSensitive bool
 }
 
 func (o InformerOptions) withDefaults(st *Store) InformerOptions {
@@ -134,7 +138,8 @@ func (f *Informers) For(t *resource.Type) *Informer {
 // out are shared by every consumer: treat them as read-only. Informers of
 // sensitive types (secrets) hold and deliver only metadata, an empty spec in
 // place of the secret, so no plaintext secret stays in memory: read the
-// secret itself from the store when it is needed.
+// secret itself from the store when it is needed (or, to forward secrets,
+// set InformerOptions.KeepSensitive).
 type Informer struct {
 	t      *resource.Type
 	opts   InformerOptions
@@ -341,7 +346,7 @@ func (i *Informer) deliver(gen uint64, evs []Event) {
 	if gen != i.gen {
 		return
 	}
-	if i.t.Sensitive {
+	if i.t.Sensitive && !i.opts.KeepSensitive {
 		evs = redact(i.t, evs)
 	}
 	for _, ev := range evs {

@@ -286,9 +286,12 @@ func TestInformerHandlerErrorResyncsOnlyThatHandler(t *testing.T) {
 	if bad.calls < 3 {
 		t.Fatalf("failing handler called %d times, want at least 3", bad.calls)
 	}
-	// After a failure the handler is given the whole state, not a diff.
-	if b := bad.batches[len(bad.batches)-1]; b.Events[0].Kind != EventSync {
-		t.Fatalf("retry delivered %v, want SYNC", b.Events[0].Kind)
+	// After each failure (the first two calls) the handler is given the
+	// whole state, not a diff.
+	for _, b := range bad.batches[1:3] {
+		if b.Events[0].Kind != EventSync {
+			t.Fatalf("retry delivered %v, want SYNC", b.Events[0].Kind)
+		}
 	}
 	good.mu.Lock()
 	defer good.mu.Unlock()
@@ -468,5 +471,18 @@ func TestInformerOfSecretsHoldsNoSecret(t *testing.T) {
 		if d := r.Spec.(*meshv1.Secret).GetData(); len(d) != 0 {
 			t.Fatalf("secret %s is held in the informer: %q", r.Meta.GetName(), d)
 		}
+	}
+}
+
+func TestInformerKeepSensitiveHoldsTheSecret(t *testing.T) {
+	fi := NewFakeInformer(resource.SecretType, InformerOptions{KeepSensitive: true})
+	fi.Sync(&resource.Resource{Meta: &meshv1.Meta{Type: "Secret", Mesh: "m", Name: "s"}, Spec: &meshv1.Secret{Data: []byte("x")}})
+	if r, ok := fi.Get("m", "s"); !ok || string(r.Spec.(*meshv1.Secret).GetData()) != "x" {
+		t.Fatalf("KeepSensitive informer lost the secret: %v", r)
+	}
+	plain := NewFakeInformer(resource.SecretType)
+	plain.Sync(&resource.Resource{Meta: &meshv1.Meta{Type: "Secret", Mesh: "m", Name: "s"}, Spec: &meshv1.Secret{Data: []byte("x")}})
+	if r, _ := plain.Get("m", "s"); len(r.Spec.(*meshv1.Secret).GetData()) != 0 {
+		t.Fatal("default informer holds the secret")
 	}
 }
