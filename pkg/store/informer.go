@@ -439,6 +439,9 @@ func (s *Subscription) push(evs []Event) {
 		s.queue = append(s.queue, ev)
 	}
 	if len(s.queue) > s.i.opts.MaxPending {
+		// At most once per MaxPending events, so it cannot flood the log.
+		s.i.log.Warn("informer: handler is too slow, its backlog is replaced by the full state (make the handler hand work off instead of doing it inline)",
+			"handler", s.name, "pending", len(s.queue))
 		s.queue = []Event{s.i.snapshotLocked()}
 	}
 	select {
