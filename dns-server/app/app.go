@@ -28,6 +28,7 @@ import (
 	"github.com/weftmesh/weft/dns-server/internal/dnsserver"
 	"github.com/weftmesh/weft/dns-server/internal/vip"
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
@@ -182,6 +183,7 @@ type App struct {
 	cli     *clientv3.Client
 	ownsCli bool
 	st      *store.Store
+	inf     *store.Informers
 	reg     *prometheus.Registry
 	table   *dnsserver.Table
 	handler *dnsserver.Handler
@@ -217,6 +219,9 @@ func New(cfg Config) (*App, error) {
 		tp = noop.NewTracerProvider()
 	}
 	a.st = store.New(a.cli, store.WithLogger(a.log), store.WithMetrics(a.reg), store.WithTracerProvider(tp))
+	// One informer per type for the process: the table and the VIP
+	// allocator share the Dataplane and VirtualIP caches and watches.
+	a.inf = store.NewInformers(a.st)
 	upstreams, err := a.upstreams()
 	if err != nil {
 		return fail(err)
@@ -230,7 +235,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.Allocate {
 		a.alloc, err = vip.New(a.st, vip.Config{
 			CIDR: netip.MustParsePrefix(cfg.VIPCIDR), GracePeriod: cfg.VIPGracePeriod, Zone: cfg.Zone,
-			Now: cfg.Now, Logger: a.log, Registerer: a.reg, Resync: cfg.VIPResync,
+			Now: cfg.Now, Logger: a.log, Registerer: a.reg, Resync: cfg.VIPResync, Informers: a.inf,
 		})
 		if err != nil {
 			return fail(err)
@@ -325,7 +330,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.close()
 	g := run.New(a.log)
 	g.Add("table", func(ctx context.Context) error {
-		return dnsserver.Follow(ctx, a.st, a.table, func() {
+		return dnsserver.Follow(ctx, a.inf.For(resource.VirtualIPType), a.inf.For(resource.DataplaneType), a.table, func() {
 			a.ready.Store(true)
 			a.log.Info("dns table synced", "names", a.table.Size())
 		})

@@ -48,6 +48,9 @@ type Config struct {
 	// Recheck is how often bundles are recomputed for expired records
 	// (default 10s).
 	Recheck time.Duration
+	// Informers are the process's shared store informers; nil makes the
+	// manager its own on Store.
+	Informers *store.Informers
 }
 
 // Manager keeps every mesh's CA state.
@@ -62,7 +65,6 @@ type Manager struct {
 	ingresses  map[string]bool
 
 	dirty    chan string
-	synced   sync.WaitGroup
 	isSynced atomic.Bool
 }
 
@@ -106,6 +108,9 @@ func New(cfg Config) *Manager {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Informers == nil {
+		cfg.Informers = store.NewInformers(cfg.Store)
+	}
 	m := &Manager{cfg: cfg, log: cfg.Log.With("component", "authority"), now: cfg.Now,
 		meshes: map[string]*meshState{}, dataplanes: map[string][]string{}, ingresses: map[string]bool{},
 		dirty: make(chan string, 1024)}
@@ -136,7 +141,6 @@ func (m *Manager) Ready() bool { return m.isSynced.Load() }
 
 // Run watches etcd and rebuilds meshes until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
-	st := m.cfg.Store
 	// A bundle computed before the issued-certificate records are read
 	// would drop rotated-out roots that workloads still use.
 	select {
@@ -154,34 +158,29 @@ func (m *Manager) Run(ctx context.Context) error {
 		{resource.ZoneIngressType, m.applyIngress},
 		{resource.SecretType, m.applySecret},
 	}
-	m.synced.Add(len(ws))
+	// Each informer's first batch starts with its full view (EventSync);
+	// the manager is ready once every type has delivered one.
+	var pending atomic.Int32
+	pending.Store(int32(len(ws)))
+	subs := make([]*store.Subscription, 0, len(ws))
 	for _, w := range ws {
-		ch, err := st.Watch(ctx, w.t, "", 0)
-		if err != nil {
-			return err
-		}
-		go func(w watched, ch <-chan store.Event) {
-			first := true
-			// A watch closed (ctx ended) before its first SYNC still counts
-			// as done, so the waiter below never outlives Run.
-			defer func() {
-				if first {
-					m.synced.Done()
-				}
-			}()
-			for ev := range ch {
+		var first sync.Once
+		subs = append(subs, m.cfg.Informers.For(w.t).Subscribe(ctx, "ca authority", func(b store.Batch) error {
+			for _, ev := range b.Events {
 				w.apply(ev)
-				if first && ev.Kind == store.EventSync {
-					first = false
-					m.synced.Done()
-				}
 			}
-		}(w, ch)
+			first.Do(func() {
+				if pending.Add(-1) == 0 && ctx.Err() == nil {
+					m.isSynced.Store(true)
+				}
+			})
+			return nil
+		}))
 	}
-	go func() {
-		m.synced.Wait()
-		if ctx.Err() == nil {
-			m.isSynced.Store(true)
+	// Run returns only after its handlers have: nothing outlives it.
+	defer func() {
+		for _, s := range subs {
+			<-s.Done()
 		}
 	}()
 	tick := time.NewTicker(m.cfg.Recheck)

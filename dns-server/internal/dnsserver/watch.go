@@ -2,7 +2,6 @@ package dnsserver
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -11,22 +10,24 @@ import (
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
-// Follow keeps t current from store watches on VirtualIPs (active ones are
-// answered; released ones are not) and Dataplanes (address -> mesh). It
-// calls ready once both watches have delivered their first full view, and
+// Follow keeps t current from the shared informers of VirtualIPs (active
+// ones are answered; released ones are not) and Dataplanes (address ->
+// mesh). It calls ready once both have delivered their first full view, and
 // returns when ctx ends. Bursts of events are applied together and
 // published at most every 10ms.
-func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error {
+func Follow(ctx context.Context, vipsR, dpsR store.Reader, t *Table, ready func()) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	vips, err := st.Watch(ctx, resource.VirtualIPType, "", 0, store.WatchOptions{Buffer: 4096})
-	if err != nil {
-		return fmt.Errorf("watch VirtualIPs: %w", err)
+	vips, dps := make(chan store.Batch), make(chan store.Batch)
+	subs := []*store.Subscription{
+		vipsR.Subscribe(ctx, "dns table", forward(ctx, vips)),
+		dpsR.Subscribe(ctx, "dns table", forward(ctx, dps)),
 	}
-	dps, err := st.Watch(ctx, resource.DataplaneType, "", 0, store.WatchOptions{Buffer: 4096})
-	if err != nil {
-		return fmt.Errorf("watch Dataplanes: %w", err)
-	}
+	defer func() {
+		cancel()
+		for _, s := range subs {
+			<-s.Done()
+		}
+	}()
 	var vipSynced, dpSynced, readyDone, pending bool
 	var lastPublish time.Time
 	timer := time.NewTimer(time.Hour)
@@ -36,16 +37,14 @@ func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error 
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-vips:
-			if !ok {
-				return nil
+		case b := <-vips:
+			for _, ev := range b.Events {
+				vipSynced = applyVIP(t, ev) || vipSynced
 			}
-			vipSynced = applyVIP(t, ev) || vipSynced
-		case ev, ok := <-dps:
-			if !ok {
-				return nil
+		case b := <-dps:
+			for _, ev := range b.Events {
+				dpSynced = applyDataplane(t, ev) || dpSynced
 			}
-			dpSynced = applyDataplane(t, ev) || dpSynced
 		case <-timer.C:
 			pending = false
 			lastPublish = time.Now()
@@ -64,6 +63,18 @@ func Follow(ctx context.Context, st *store.Store, t *Table, ready func()) error 
 			pending = true
 			timer.Reset(max(0, time.Until(lastPublish.Add(publishInterval))))
 		}
+	}
+}
+
+// forward hands an informer's batches to the Follow loop, which owns the
+// table; while the loop is busy the informer coalesces what comes next.
+func forward(ctx context.Context, ch chan<- store.Batch) store.Handler {
+	return func(b store.Batch) error {
+		select {
+		case ch <- b:
+		case <-ctx.Done():
+		}
+		return nil
 	}
 }
 

@@ -71,6 +71,10 @@ type Config struct {
 	// Settle is how long a VIP must look unneeded before it is released when
 	// this replica cannot tell that its view is newer than the VIP (default 1s).
 	Settle time.Duration
+	// Informers are the process's shared store informers (the DNS table
+	// reads the same Dataplane and VirtualIP caches); nil makes the
+	// allocator its own.
+	Informers *store.Informers
 }
 
 // Key identifies a (mesh, service).
@@ -181,6 +185,9 @@ func New(st *store.Store, cfg Config) (*Allocator, error) {
 	if cfg.Settle <= 0 {
 		cfg.Settle = time.Second
 	}
+	if cfg.Informers == nil {
+		cfg.Informers = store.NewInformers(st)
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("vip: %w", err)
@@ -281,15 +288,25 @@ const (
 // Run watches the store and keeps VIPs allocated until ctx ends.
 func (a *Allocator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var chans [3]<-chan store.Event
+	var chans [3]chan store.Batch
+	var subs []*store.Subscription
 	for i, t := range []*resource.Type{resource.DataplaneType, resource.ZoneIngressType, resource.VirtualIPType} {
-		ch, err := a.st.Watch(ctx, t, "", 0, store.WatchOptions{Buffer: 1024})
-		if err != nil {
-			return fmt.Errorf("vip: watch %s: %w", t.Name, err)
-		}
+		ch := make(chan store.Batch)
 		chans[i] = ch
+		subs = append(subs, a.cfg.Informers.For(t).Subscribe(ctx, "vip allocator", func(b store.Batch) error {
+			select {
+			case ch <- b:
+			case <-ctx.Done():
+			}
+			return nil
+		}))
 	}
+	defer func() {
+		cancel()
+		for _, s := range subs {
+			<-s.Done()
+		}
+	}()
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	resync := time.NewTicker(a.cfg.Resync)
@@ -308,23 +325,20 @@ func (a *Allocator) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-chans[wDataplane]:
-			if !ok {
-				return ctx.Err()
+		case b := <-chans[wDataplane]:
+			for _, ev := range b.Events {
+				a.apply(wDataplane, ev)
 			}
-			a.apply(wDataplane, ev)
 			kick()
-		case ev, ok := <-chans[wIngress]:
-			if !ok {
-				return ctx.Err()
+		case b := <-chans[wIngress]:
+			for _, ev := range b.Events {
+				a.apply(wIngress, ev)
 			}
-			a.apply(wIngress, ev)
 			kick()
-		case ev, ok := <-chans[wVIP]:
-			if !ok {
-				return ctx.Err()
+		case b := <-chans[wVIP]:
+			for _, ev := range b.Events {
+				a.apply(wVIP, ev)
 			}
-			a.apply(wVIP, ev)
 			kick()
 		case <-debounce.C:
 			dirty = false

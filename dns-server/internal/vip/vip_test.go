@@ -240,7 +240,7 @@ func TestReplicasRacingAllocateEachVIPOnce(t *testing.T) {
 	// Let every replica's view settle, then check nothing moved.
 	before := checkConsistent(t, st, cidr)
 	for _, r := range rs {
-		eventually(t, 5*time.Second, "replica ready", func() bool {
+		eventually(t, 60*time.Second, "replica ready", func() bool {
 			select {
 			case <-r.a.Ready():
 				return true

@@ -1,15 +1,16 @@
-// Package model keeps the replica's in-memory view of the store: one etcd
-// watch for the whole replica (not one per proxy), folded into a model per
-// mesh, with the mesh's view (meshview.Mesh) built lazily once per change.
-// It delivers each batch of changes on a channel (Changes), so its consumer
-// (the reconciler) depends on it and not the other way round.
+// Package model keeps the replica's in-memory view of the store: one store
+// informer per type the generators read, shared by the whole replica (not
+// one watch per proxy), folded into a model per mesh, with the mesh's view
+// (meshview.Mesh) built lazily once per change. It delivers each batch of
+// changes on a channel (Changes), so its consumer (the reconciler) depends on
+// it and not the other way round.
 package model
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
@@ -41,6 +42,9 @@ var relevant = map[*resource.Type]bool{
 	resource.VirtualIPType:         true,
 }
 
+// watched are the relevant types, in a fixed order.
+var watched = []*resource.Type{resource.MeshType, resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType}
+
 type meshState struct {
 	mesh *resource.Resource
 	// by type, then name
@@ -55,12 +59,16 @@ func newMeshState() *meshState {
 // Model is the in-memory per-mesh view.
 type Model struct {
 	st      *store.Store
+	reader  func(*resource.Type) store.Reader
 	log     *slog.Logger
 	changes chan []Change
 	// lastBehind is when deliver last logged that the consumer is behind
-	// (Run's goroutine only).
+	// (under applyMu).
 	lastBehind time.Time
 
+	// applyMu serialises the informers' batches: each is applied and
+	// delivered before the next.
+	applyMu  sync.Mutex
 	mu       sync.RWMutex
 	meshes   map[string]*meshState
 	revision int64
@@ -76,7 +84,9 @@ const ChangeBuffer = 64
 // Changes after the model applied it; one consumer must read it while Run
 // runs.
 func New(st *store.Store, log *slog.Logger) *Model {
-	return &Model{st: st, log: log, changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{})}
+	inf := store.NewInformers(st)
+	return &Model{st: st, reader: func(t *resource.Type) store.Reader { return inf.For(t) }, log: log,
+		changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{})}
 }
 
 // Changes delivers each batch of changes, in order, after the model applied
@@ -85,44 +95,108 @@ func New(st *store.Store, log *slog.Logger) *Model {
 // once.
 func (m *Model) Changes() <-chan []Change { return m.changes }
 
-// Run watches the store until ctx ends. The watch resumes by itself after
-// disconnects and re-lists after compaction (EventSync).
+// Run follows the store until ctx ends. The informers resume by
+// themselves after disconnects and re-list after compaction (EventSync).
 func (m *Model) Run(ctx context.Context) error {
 	defer close(m.changes)
-	ch, err := m.st.Watch(ctx, nil, "", 0, store.WatchOptions{Buffer: 1024})
-	if err != nil {
-		return fmt.Errorf("watch store: %w", err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-ch:
-			if !ok {
-				return nil
+	var pending atomic.Int32
+	pending.Store(int32(len(watched)))
+	subs := make([]*store.Subscription, 0, len(watched))
+	for _, t := range watched {
+		var first sync.Once
+		subs = append(subs, m.reader(t).Subscribe(ctx, "xds model", func(b store.Batch) error {
+			m.applyMu.Lock()
+			defer m.applyMu.Unlock()
+			var changes []Change
+			for _, ev := range b.Events {
+				changes = append(changes, m.apply(t, ev)...)
 			}
-			changes := m.apply(ev)
-			// Drain what is already queued so a burst becomes one batch.
-		drain:
-			for len(changes) < 4096 {
-				select {
-				case ev2, ok := <-ch:
-					if !ok {
-						break drain
-					}
-					changes = append(changes, m.apply(ev2)...)
-				default:
-					break drain
+			// The first batch of each type starts with its full view.
+			first.Do(func() {
+				if pending.Add(-1) == 0 {
+					m.once.Do(func() { close(m.synced) })
 				}
+			})
+			if len(changes) > 0 {
+				m.deliver(ctx, changes)
 			}
-			if ev.Kind == store.EventSync {
-				m.once.Do(func() { close(m.synced) })
-			}
-			if len(changes) > 0 && !m.deliver(ctx, changes) {
-				return nil
+			return nil
+		}))
+	}
+	<-ctx.Done()
+	for _, s := range subs {
+		<-s.Done()
+	}
+	return nil
+}
+
+// Synced is closed once the model holds the store's initial state.
+func (m *Model) Synced() <-chan struct{} { return m.synced }
+
+// Revision is the last store revision applied.
+func (m *Model) Revision() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.revision
+}
+
+func meshOf(r *resource.Resource) string {
+	if r.Type() == resource.MeshType {
+		return r.Meta.GetName()
+	}
+	return r.Meta.GetMesh()
+}
+
+func (m *Model) apply(t *resource.Type, ev store.Event) []Change {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ev.Revision > m.revision {
+		m.revision = ev.Revision
+	}
+	switch ev.Kind {
+	case store.EventSync:
+		// A full view of one type replaces that type in every mesh.
+		touched := map[string]bool{}
+		for name, ms := range m.meshes {
+			if t == resource.MeshType && ms.mesh != nil {
+				ms.mesh, ms.view = nil, nil
+				touched[name] = true
+			} else if t != resource.MeshType && len(ms.items[t]) > 0 {
+				delete(ms.items, t)
+				ms.view = nil
+				touched[name] = true
 			}
 		}
+		for _, r := range ev.Resources {
+			m.put(r)
+			touched[meshOf(r)] = true
+		}
+		out := make([]Change, 0, len(touched))
+		for name := range touched {
+			m.pruneLocked(name)
+			out = append(out, Change{Mesh: name, Sync: true, Seen: now})
+		}
+		return out
+	case store.EventPut:
+		r := ev.Resource
+		if r == nil || !relevant[r.Type()] {
+			return nil
+		}
+		old := m.put(r)
+		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, New: r, Seen: now}}
+	case store.EventDelete:
+		r := ev.Resource
+		if r == nil || !relevant[r.Type()] {
+			return nil
+		}
+		old := m.delete(r, ev.Revision)
+		if r.Type() == resource.MeshType {
+			return []Change{{Mesh: meshOf(r), Sync: true, Seen: now}}
+		}
+		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, Seen: now}}
 	}
+	return nil
 }
 
 // deliver hands a batch to the consumer, waiting while ChangeBuffer batches
@@ -147,68 +221,18 @@ func (m *Model) deliver(ctx context.Context, changes []Change) bool {
 	}
 }
 
-// Synced is closed once the model holds the store's initial state.
-func (m *Model) Synced() <-chan struct{} { return m.synced }
-
-// Revision is the last store revision applied.
-func (m *Model) Revision() int64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.revision
-}
-
-func meshOf(r *resource.Resource) string {
-	if r.Type() == resource.MeshType {
-		return r.Meta.GetName()
+// pruneLocked forgets a mesh that holds nothing any more.
+func (m *Model) pruneLocked(name string) {
+	ms := m.meshes[name]
+	if ms == nil || ms.mesh != nil {
+		return
 	}
-	return r.Meta.GetMesh()
-}
-
-func (m *Model) apply(ev store.Event) []Change {
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ev.Revision > m.revision {
-		m.revision = ev.Revision
+	for _, byName := range ms.items {
+		if len(byName) > 0 {
+			return
+		}
 	}
-	switch ev.Kind {
-	case store.EventSync:
-		old := m.meshes
-		m.meshes = map[string]*meshState{}
-		for _, r := range ev.Resources {
-			m.put(r)
-		}
-		seen := map[string]bool{}
-		var out []Change
-		for name := range old {
-			seen[name] = true
-			out = append(out, Change{Mesh: name, Sync: true, Seen: now})
-		}
-		for name := range m.meshes {
-			if !seen[name] {
-				out = append(out, Change{Mesh: name, Sync: true, Seen: now})
-			}
-		}
-		return out
-	case store.EventPut:
-		r := ev.Resource
-		if r == nil || !relevant[r.Type()] {
-			return nil
-		}
-		old := m.put(r)
-		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, New: r, Seen: now}}
-	case store.EventDelete:
-		r := ev.Resource
-		if r == nil || !relevant[r.Type()] {
-			return nil
-		}
-		old := m.delete(r)
-		if r.Type() == resource.MeshType {
-			return []Change{{Mesh: meshOf(r), Sync: true, Seen: now}}
-		}
-		return []Change{{Mesh: meshOf(r), Type: r.Type(), Name: r.Meta.GetName(), Old: old, Seen: now}}
-	}
-	return nil
+	delete(m.meshes, name)
 }
 
 func (m *Model) state(mesh string) *meshState {
@@ -242,7 +266,7 @@ func (m *Model) put(r *resource.Resource) *resource.Resource {
 	return old
 }
 
-func (m *Model) delete(r *resource.Resource) *resource.Resource {
+func (m *Model) delete(r *resource.Resource, rev int64) *resource.Resource {
 	t := r.Type()
 	ms := m.meshes[meshOf(r)]
 	if ms == nil {
@@ -252,7 +276,18 @@ func (m *Model) delete(r *resource.Resource) *resource.Resource {
 	if t == resource.MeshType {
 		old := ms.mesh
 		// Deleting a mesh deletes its contents in the same transaction.
-		delete(m.meshes, r.Meta.GetName())
+		// Each type has its own watch, so a newer mesh of the same name
+		// may already have contents here: only what the delete covers
+		// (written at or before it) goes.
+		ms.mesh = nil
+		for _, byName := range ms.items {
+			for name, item := range byName {
+				if item.Meta.GetVersion() <= rev {
+					delete(byName, name)
+				}
+			}
+		}
+		m.pruneLocked(r.Meta.GetName())
 		return old
 	}
 	old := ms.items[t][r.Meta.GetName()]

@@ -32,6 +32,7 @@ type Key struct {
 // them, and tells subscribers which resources changed.
 type Cache struct {
 	st    *store.Store
+	inf   *store.Informers
 	types []*resource.Type
 	log   *slog.Logger
 
@@ -49,9 +50,11 @@ type Cache struct {
 
 const tombstoneTTL = 10 * time.Minute
 
-// NewCache returns a cache of types in st; Run fills it.
+// NewCache returns a cache of types in st; Run fills it. Each cache has
+// its own informers (a fresh view per leadership term), which keep secrets:
+// forwarding them is zone-sync's job.
 func NewCache(st *store.Store, types []*resource.Type, log *slog.Logger) *Cache {
-	c := &Cache{st: st, types: types, log: log, data: map[*resource.Type]map[string]*Entry{},
+	c := &Cache{st: st, inf: store.NewInformers(st, store.InformerOptions{KeepSensitive: true}), types: types, log: log, data: map[*resource.Type]map[string]*Entry{},
 		rev: map[*resource.Type]int64{}, subs: map[*Notifier]struct{}{}, synced: map[*resource.Type]bool{}, ready: make(chan struct{}),
 		removed: map[Key]time.Time{}}
 	for _, t := range types {
@@ -66,23 +69,20 @@ func (c *Cache) Types() []*resource.Type { return c.types }
 // Ready is closed once every type has been listed.
 func (c *Cache) Ready() <-chan struct{} { return c.ready }
 
-// Run watches the store until ctx ends.
+// Run follows the store until ctx ends.
 func (c *Cache) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	subs := make([]*store.Subscription, 0, len(c.types))
 	for _, t := range c.types {
-		ch, err := c.st.Watch(ctx, t, "", 0, store.WatchOptions{Buffer: 1024})
-		if err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ev := range ch {
+		subs = append(subs, c.inf.For(t).Subscribe(ctx, "zone-sync cache", func(b store.Batch) error {
+			for _, ev := range b.Events {
 				c.apply(t, ev)
 			}
-		}()
+			return nil
+		}))
 	}
-	wg.Wait()
+	for _, s := range subs {
+		<-s.Done()
+	}
 	return ctx.Err()
 }
 

@@ -1,0 +1,107 @@
+package model
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/store"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+)
+
+// fakeModel is a model fed by in-memory informers, one per type, so the
+// order in which the types' streams deliver can be chosen.
+func fakeModel(t *testing.T) (*Model, map[*resource.Type]*store.FakeInformer) {
+	t.Helper()
+	fakes := map[*resource.Type]*store.FakeInformer{}
+	for _, typ := range watched {
+		fakes[typ] = store.NewFakeInformer(typ)
+	}
+	m := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m.reader = func(typ *resource.Type) store.Reader { return fakes[typ] }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	go func() {
+		for range m.Changes() { // the reconciler's part: keep the channel drained
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return m, fakes
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func fakeDP(mesh, name string, version int64) *resource.Resource {
+	r := resource.New(resource.DataplaneType, mesh, name)
+	r.Spec = &meshv1.Dataplane{Networking: &meshv1.Dataplane_Networking{Address: "10.0.0.1",
+		Inbound: []*meshv1.Dataplane_Networking_Inbound{{Port: 80, Tags: map[string]string{resource.ServiceTag: name}}}}}
+	r.Meta.Version = version
+	return r
+}
+
+func TestModelSyncedOnlyWhenEveryTypeIs(t *testing.T) {
+	m, fakes := fakeModel(t)
+	for _, typ := range watched[:len(watched)-1] {
+		fakes[typ].Sync()
+	}
+	select {
+	case <-m.Synced():
+		t.Fatal("synced before every type delivered its first view")
+	case <-time.After(50 * time.Millisecond):
+	}
+	fakes[resource.VirtualIPType].Sync()
+	select {
+	case <-m.Synced():
+	case <-time.After(30 * time.Second):
+		t.Fatal("never synced")
+	}
+}
+
+// Each type has its own stream: a re-list of one type replaces only that
+// type, and a mesh delete that arrives after the mesh's newer contents
+// removes only what it covered.
+func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
+	m, fakes := fakeModel(t)
+	mesh := resource.New(resource.MeshType, "", "m")
+	mesh.Meta.Version = 1
+	fakes[resource.MeshType].Sync(mesh)
+	fakes[resource.DataplaneType].Sync(fakeDP("m", "a", 2))
+	fakes[resource.TrafficPermissionType].Sync()
+	fakes[resource.VirtualIPType].Sync()
+	<-m.Synced()
+	waitFor(t, "first view", func() bool { s := m.View("m"); return s != nil && s.Spec != nil && len(s.Dataplanes) == 1 })
+
+	// Re-listing TrafficPermissions leaves Dataplanes alone.
+	fakes[resource.TrafficPermissionType].Sync(resource.New(resource.TrafficPermissionType, "m", "tp"))
+	waitFor(t, "the re-list", func() bool { return len(m.View("m").TrafficPermissions) == 1 })
+	if s := m.View("m"); len(s.Dataplanes) != 1 || s.Spec == nil {
+		t.Fatalf("a TrafficPermission re-list changed other types: %d dataplanes", len(s.Dataplanes))
+	}
+	// The mesh is deleted (revision 5, with dp a) and made again with a
+	// new dataplane b (revision 7); the Dataplane stream is ahead.
+	fakes[resource.DataplaneType].Deliver(
+		store.Event{Kind: store.EventDelete, Resource: fakeDP("m", "a", 2), Revision: 5},
+		store.Event{Kind: store.EventPut, Resource: fakeDP("m", "b", 7), Revision: 7})
+	waitFor(t, "dataplane b", func() bool {
+		dps := m.View("m").Dataplanes
+		return len(dps) == 1 && dps[0].Meta.Name == "b"
+	})
+	fakes[resource.MeshType].Deliver(store.Event{Kind: store.EventDelete, Resource: mesh, Revision: 5})
+	waitFor(t, "the mesh delete", func() bool { v := m.View("m"); return v == nil || v.Spec == nil })
+	if s := m.View("m"); s == nil || len(s.Dataplanes) != 1 {
+		t.Fatalf("a mesh delete removed the newer mesh's dataplane: %d left", len(s.Dataplanes))
+	}
+}
