@@ -275,6 +275,7 @@ func validateMesh(m *meshv1.Mesh, v *Validator) {
 			} else {
 				checkDataSource(pv.Field("cert"), b.GetProvided().GetCert())
 				checkDataSource(pv.Field("key"), b.GetProvided().GetKey())
+				checkNoInlineKey(pv.Field("key"), b.GetProvided().GetKey())
 			}
 			if b.GetBuiltin() != nil {
 				bv.Field("builtin").Addf("must not be set for a provided backend")
@@ -328,6 +329,21 @@ func checkBackendNames(v *Validator, def string, n int, get func(int) (name, typ
 	}
 	if def != "" && !names[def] {
 		v.Addf("default backend %q is not defined in backends", def)
+	}
+}
+
+// InlineKeyMessage is the error for private key material given inline in a
+// Mesh: a Mesh is readable by every user and synced to every zone, so keys
+// live in a sealed Secret (or a file on ca-service's host) instead.
+const InlineKeyMessage = "inline key material is not accepted in a Mesh (it would be stored unsealed and readable by every user): " +
+	"store the key in a Secret of the mesh and reference it with provided.key.secret, or use provided.key.file on ca-service's host"
+
+func checkNoInlineKey(v *Validator, ds *meshv1.DataSource) {
+	switch ds.GetType().(type) {
+	case *meshv1.DataSource_Inline:
+		v.Field("inline").Addf("%s", InlineKeyMessage)
+	case *meshv1.DataSource_InlineString:
+		v.Field("inlineString").Addf("%s", InlineKeyMessage)
 	}
 }
 

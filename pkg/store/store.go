@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,26 @@ type Store struct {
 	log     *slog.Logger
 	latency *prometheus.HistogramVec
 	tracer  trace.Tracer
+	timeout time.Duration
+
+	undecodable *prometheus.CounterVec
+	badMu       sync.Mutex
+	badLogged   map[string]int64 // key -> mod revision already logged
+}
+
+// DefaultTimeout bounds every store call (each page of a list, each
+// transaction): etcd without quorum makes calls hang, and a caller must get
+// ErrUnavailable or ErrOutcomeUnknown instead.
+const DefaultTimeout = 5 * time.Second
+
+// WithTimeout sets the deadline of every store call (default
+// DefaultTimeout). Watches are not bounded.
+func WithTimeout(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.timeout = d
+		}
+	}
 }
 
 // Option configures a Store.
@@ -74,12 +95,24 @@ func WithMetrics(reg prometheus.Registerer) Option {
 			}
 		}
 		s.latency = h
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_store_undecodable_total",
+			Help: "Stored values that could not be decoded (sealed with a removed key, tampered or corrupt) and were skipped by a list or watch.",
+		}, []string{"type"})
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				c = are.ExistingCollector.(*prometheus.CounterVec)
+			}
+		}
+		s.undecodable = c
 	}
 }
 
 // New returns a store on an etcd client.
 func New(cli *clientv3.Client, opts ...Option) *Store {
-	s := &Store{cli: cli, prefix: DefaultPrefix, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: otel.Tracer("github.com/weftmesh/weft/pkg/store")}
+	s := &Store{cli: cli, prefix: DefaultPrefix, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: otel.Tracer("github.com/weftmesh/weft/pkg/store"),
+		timeout: DefaultTimeout, badLogged: map[string]int64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -134,6 +167,8 @@ func (s *Store) ParseKey(key string) (*resource.Type, string, string, error) {
 	return t, mesh, name, nil
 }
 
+// span starts a store call: a trace span, latency, and the call's deadline
+// (end releases it).
 func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, name string) (context.Context, func(*error)) {
 	typ := "*"
 	if t != nil {
@@ -141,8 +176,13 @@ func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, nam
 	}
 	ctx, sp := s.tracer.Start(ctx, "store."+op, trace.WithAttributes(
 		attribute.String("weft.type", typ), attribute.String("weft.mesh", mesh), attribute.String("weft.name", name)))
+	if _, nested := ctx.Value(parentKey{}).(context.Context); !nested {
+		ctx = context.WithValue(ctx, parentKey{}, ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	start := time.Now()
 	return ctx, func(errp *error) {
+		cancel()
 		result := "ok"
 		if err := *errp; err != nil {
 			result = errorResult(err)
@@ -166,6 +206,12 @@ func errorResult(err error) string {
 		return "conflict"
 	case IsMeshNotFound(err):
 		return "mesh_not_found"
+	case IsUnavailable(err):
+		return "unavailable"
+	case IsOutcomeUnknown(err):
+		return "outcome_unknown"
+	case IsUndecodable(err):
+		return "undecodable"
 	}
 	return "error"
 }
@@ -197,24 +243,27 @@ func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resour
 	if err != nil {
 		return nil, err
 	}
+	bad := func(reason string) error {
+		return &Error{Err: ErrUndecodable, Key: s.displayKey(key), Reason: reason}
+	}
 	sr := &storev1.StoredResource{}
 	if err := proto.Unmarshal(value, sr); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", key, err)
+		return nil, bad("corrupt record: " + err.Error())
 	}
 	spec := sr.GetSpec()
 	if sr.GetSealed() != nil {
 		if s.keys == nil {
-			return nil, fmt.Errorf("decode %s: sealed value and no encryption key configured", key)
+			return nil, bad("sealed value and no encryption key configured")
 		}
 		if spec, err = s.keys.Open(sr.GetSealed(), []byte(key)); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", key, err)
+			return nil, bad(err.Error())
 		}
 	} else if t.Sensitive {
-		return nil, fmt.Errorf("decode %s: secret stored unsealed", key)
+		return nil, bad("secret stored unsealed")
 	}
 	msg := t.NewSpec()
 	if err := proto.Unmarshal(spec, msg); err != nil {
-		return nil, fmt.Errorf("decode %s spec: %w", key, err)
+		return nil, bad("corrupt spec: " + err.Error())
 	}
 	meta := sr.GetMeta()
 	if meta == nil {
@@ -222,6 +271,42 @@ func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resour
 	}
 	meta.Version = modRev
 	return &resource.Resource{Meta: meta, Spec: msg}, nil
+}
+
+// displayKey names an etcd key as type/mesh/name for errors and logs.
+func (s *Store) displayKey(key string) string {
+	if t, mesh, name, err := s.ParseKey(key); err == nil {
+		return resource.Key(t.Name, mesh, name)
+	}
+	return key
+}
+
+// maxBadLogged bounds the memory of which undecodable values were logged.
+const maxBadLogged = 10000
+
+// skipUndecodable counts and logs (once per key and revision, with the
+// reason and never the value) a value a list or watch skips.
+func (s *Store) skipUndecodable(key string, modRev int64, err error) {
+	typ := "unknown"
+	if t, _, _, perr := s.ParseKey(key); perr == nil {
+		typ = t.Name
+	}
+	if s.undecodable != nil {
+		s.undecodable.WithLabelValues(typ).Inc()
+	}
+	s.badMu.Lock()
+	seen := s.badLogged[key] == modRev
+	if !seen {
+		if len(s.badLogged) >= maxBadLogged {
+			clear(s.badLogged)
+		}
+		s.badLogged[key] = modRev
+	}
+	s.badMu.Unlock()
+	if !seen {
+		s.log.Error("skipping a stored value that cannot be decoded; restore the encryption key that sealed it, or delete it (weftctl delete, see docs/deploy.md 'Repairing an unreadable value')",
+			"key", s.displayKey(key), "revision", modRev, "error", err)
+	}
 }
 
 func checkType(r *resource.Resource) (*resource.Type, error) {
@@ -251,7 +336,7 @@ func (s *Store) Get(ctx context.Context, t *resource.Type, mesh, name string) (_
 	key := s.Key(t, mesh, name)
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", resource.Key(t.Name, mesh, name), err)
+		return nil, classify(parentCtx(ctx), err, resource.Key(t.Name, mesh, name), false)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
@@ -268,7 +353,8 @@ const getManyBatch = 100
 
 // GetMany reads several resources of one type in as few round trips as
 // etcd's transaction limit allows (one per 100). The result is in the order
-// of ids; a resource that does not exist is nil.
+// of ids; a resource that does not exist, or cannot be decoded (counted and
+// logged), is nil.
 func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*resource.Resource, err error) {
 	ctx, end := s.span(ctx, "GetMany", t, "", "")
 	defer end(&err)
@@ -281,7 +367,7 @@ func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*r
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("get %d %s: %w", len(batch), t.Name, err)
+			return nil, classify(parentCtx(ctx), err, fmt.Sprintf("get %d %s", len(batch), t.Name), false)
 		}
 		for i, r := range resp.Responses {
 			kvs := r.GetResponseRange().GetKvs()
@@ -289,7 +375,10 @@ func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*r
 				continue
 			}
 			if out[start+i], err = s.decode(string(kvs[0].Key), kvs[0].Value, kvs[0].ModRevision); err != nil {
-				return nil, err
+				// One unreadable value is reported as absent, not an
+				// error for the whole batch.
+				s.skipUndecodable(string(kvs[0].Key), kvs[0].ModRevision, err)
+				out[start+i] = nil
 			}
 		}
 	}
@@ -315,10 +404,14 @@ type ListResult struct {
 	Next string
 	// Revision is the store revision the page was read at.
 	Revision int64
+	// Skipped names (type/mesh/name) the values of this page that could not
+	// be decoded; they are not in Items and not counted in Total.
+	Skipped []string
 }
 
 // List reads one page of a type's resources in key order, within a mesh when
-// mesh is set.
+// mesh is set. Values that cannot be decoded are skipped, counted and logged
+// (see ListResult.Skipped): one bad value never fails the list.
 func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListOptions) (_ *ListResult, err error) {
 	ctx, end := s.span(ctx, "List", t, mesh, "")
 	defer end(&err)
@@ -348,7 +441,7 @@ func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListO
 		clientv3.OpGet(prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, revOpt...)...),
 	).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
+		return nil, classify(parentCtx(ctx), err, "list "+strings.TrimPrefix(prefix, s.prefix), false)
 	}
 	page := txn.Responses[0].GetResponseRange()
 	res := &ListResult{Total: txn.Responses[1].GetResponseRange().Count, Revision: txn.Header.Revision}
@@ -358,7 +451,11 @@ func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListO
 	for _, kv := range page.Kvs {
 		r, err := s.decode(string(kv.Key), kv.Value, kv.ModRevision)
 		if err != nil {
-			return nil, err
+			// One bad value degrades that value only: the list goes on.
+			s.skipUndecodable(string(kv.Key), kv.ModRevision, err)
+			res.Skipped = append(res.Skipped, s.displayKey(string(kv.Key)))
+			res.Total--
+			continue
 		}
 		res.Items = append(res.Items, r)
 	}
@@ -431,7 +528,7 @@ func (s *Store) Create(ctx context.Context, r *resource.Resource, opts ...WriteO
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
 		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", r.Key(), err)
+		return nil, classify(parentCtx(ctx), err, r.Key(), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count > 0 {
@@ -499,7 +596,7 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
 			Else(clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("update %s: %w", r.Key(), err)
+			return nil, classify(parentCtx(ctx), err, r.Key(), true)
 		}
 		if resp.Succeeded {
 			out.Meta.Version = resp.Header.Revision
@@ -564,7 +661,7 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 	}
 	resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
 	if err != nil {
-		return fmt.Errorf("delete %s: %w", resource.Key(t.Name, mesh, name), err)
+		return classify(parentCtx(ctx), err, resource.Key(t.Name, mesh, name), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count == 0 {
@@ -577,9 +674,24 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 
 // Revision returns the store's current revision.
 func (s *Store) Revision(ctx context.Context) (int64, error) {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly())
 	if err != nil {
-		return 0, err
+		return 0, classify(parent, err, "revision", false)
 	}
 	return resp.Header.Revision, nil
+}
+
+type parentKey struct{}
+
+// parentCtx returns the caller's context of a store call (before span
+// added the store deadline), so classify can tell the caller giving up from
+// etcd not answering.
+func parentCtx(ctx context.Context) context.Context {
+	if p, ok := ctx.Value(parentKey{}).(context.Context); ok {
+		return p
+	}
+	return ctx
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 // Modes of a control plane.
@@ -320,13 +321,60 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 		return nil, err
 	}
 	if err := s.authorizeWrite(ctx, tg); err != nil {
-		return nil, err
+		if !s.undecodableRepair(ctx, tg) {
+			return nil, err
+		}
+		// The documented repair: an admin may remove a value that cannot
+		// be decoded wherever it is (a synced copy on a zone, a control-
+		// plane secret), so it stops failing reads.
+		s.log.WarnContext(ctx, "deleting an undecodable value as a repair", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
+	}
+	if tg.t == resource.SecretType {
+		if err := s.secretInUse(ctx, tg.mesh, tg.name); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
 	return &apiv1.DeleteResponse{}, nil
+}
+
+// undecodableRepair reports whether the caller is an admin and the stored
+// value of tg cannot be decoded.
+func (s *Server) undecodableRepair(ctx context.Context, tg target) bool {
+	if c, _ := grpcx.ClaimsFrom(ctx); !c.IsAdmin() {
+		return false
+	}
+	_, err := s.st.Get(ctx, tg.t, tg.mesh, tg.name)
+	return store.IsUndecodable(err)
+}
+
+// secretInUse refuses to delete a Secret that the enabled provided CA of
+// its mesh reads (every signing would then fail).
+func (s *Server) secretInUse(ctx context.Context, mesh, name string) error {
+	m, err := s.st.Get(ctx, resource.MeshType, "", mesh)
+	if store.IsNotFound(err) || store.IsUndecodable(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	spec := m.Spec.(*meshv1.Mesh)
+	enabled := spec.GetMtls().GetEnabledBackend()
+	for i, b := range spec.GetMtls().GetBackends() {
+		if b.GetName() != enabled || b.GetType() != "provided" {
+			continue
+		}
+		for field, ds := range map[string]*meshv1.DataSource{"cert": b.GetProvided().GetCert(), "key": b.GetProvided().GetKey()} {
+			if ds.GetSecret() == name {
+				return grpcx.InUse(fmt.Sprintf("secret %q is used by mesh %q: its enabled CA backend %q reads it (mtls.backends[%d].provided.%s); "+
+					"switch the mesh to another backend or secret first", name, mesh, enabled, i, field))
+			}
+		}
+	}
+	return nil
 }
 
 // Watch streams changes of a collection.
