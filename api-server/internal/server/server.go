@@ -320,14 +320,19 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorizeWrite(ctx, tg); err != nil {
-		if !s.undecodableRepair(ctx, tg) {
-			return nil, err
-		}
+	if s.undecodableRepair(ctx, tg) {
 		// The documented repair: an admin may remove a value that cannot
 		// be decoded wherever it is (a synced copy on a zone, a control-
-		// plane secret), so it stops failing reads.
-		s.log.WarnContext(ctx, "deleting an undecodable value as a repair", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
+		// plane secret), so it stops failing reads. Only that key goes (an
+		// unreadable Mesh's resources stay).
+		if err := s.st.DeleteUndecodable(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
+			return nil, err
+		}
+		s.log.WarnContext(ctx, "deleted an undecodable value as a repair", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
+		return &apiv1.DeleteResponse{}, nil
+	}
+	if err := s.authorizeWrite(ctx, tg); err != nil {
+		return nil, err
 	}
 	if tg.t == resource.SecretType {
 		if err := s.secretInUse(ctx, tg.mesh, tg.name); err != nil {

@@ -61,6 +61,7 @@ func builtins() []*Command {
 		configCommand(),
 		versionCommand(),
 		upCommand(),
+		adminCommand(),
 	}
 }
 
