@@ -16,8 +16,8 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
-	"github.com/weftmesh/weft/weftctl/internal/cmd"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/weftctl/internal/cmd"
 )
 
 func keyLine(id string, b byte) string {
