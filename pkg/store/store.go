@@ -557,7 +557,8 @@ func (o writeOpts) putOpts() []clientv3.OpOption {
 
 // Update replaces an existing resource. When r.Meta.Version is set, the write
 // succeeds only while the stored version is still that one (else
-// ErrConflict); version 0 overwrites whatever is stored. Creation time is
+// ErrConflict); version 0 overwrites whatever is stored, a value that
+// cannot be decoded included. Creation time is
 // kept; origin is kept unless r sets one.
 func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteOption) (_ *resource.Resource, err error) {
 	t, err := checkType(r)
@@ -570,6 +571,11 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 	key := s.Key(t, r.Meta.GetMesh(), r.Meta.GetName())
 	for attempt := 0; ; attempt++ {
 		cur, err := s.Get(ctx, t, r.Meta.GetMesh(), r.Meta.GetName())
+		if IsUndecodable(err) && r.Meta.GetVersion() == 0 {
+			// An unconditional write replaces a value that cannot be read
+			// (a resync repairs a broken copy); its times start afresh.
+			cur, err = s.undecodableAsCurrent(ctx, key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -612,6 +618,21 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 		}
 		// An unconditional update raced another writer: read again.
 	}
+}
+
+// undecodableAsCurrent stands in for the current state of a value that
+// cannot be decoded: only its revision, for the conditional write.
+func (s *Store) undecodableAsCurrent(ctx context.Context, key string) (*resource.Resource, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, classify(parentCtx(ctx), err, s.displayKey(key), false)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, &Error{Err: ErrNotFound, Key: s.displayKey(key)}
+	}
+	now := resource.Timestamp(s.now())
+	s.log.Warn("overwriting a stored value that cannot be decoded", "key", s.displayKey(key), "revision", resp.Kvs[0].ModRevision)
+	return &resource.Resource{Meta: &meshv1.Meta{Version: resp.Kvs[0].ModRevision, CreationTime: now}}, nil
 }
 
 // Upsert creates the resource or updates it (conditionally when
