@@ -305,3 +305,33 @@ func TestAcknowledgedWritesSurviveEtcdRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteIfUnchanged: a delete guarded by another resource's version
+// fails with a conflict naming it once that resource changed, and goes
+// through while it is unchanged.
+func TestDeleteIfUnchanged(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	m, err := s.Create(ctx, mesh("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx, secret("m", "k", "x")); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := s.Update(ctx, m) // the mesh changes after it was checked
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Delete(ctx, resource.SecretType, "m", "k", 0, s.IfUnchanged(resource.MeshType, "", "m", m.Meta.Version))
+	var se *store.Error
+	if !store.IsConflict(err) || !errors.As(err, &se) || se.Key != "Mesh/m" {
+		t.Fatalf("guarded delete after the mesh changed: %v", err)
+	}
+	if _, err := s.Get(ctx, resource.SecretType, "m", "k"); err != nil {
+		t.Fatalf("secret deleted anyway: %v", err)
+	}
+	if err := s.Delete(ctx, resource.SecretType, "m", "k", 0, s.IfUnchanged(resource.MeshType, "", "m", m2.Meta.Version)); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -490,6 +490,25 @@ type WriteOption func(*writeOpts)
 type writeOpts struct {
 	lease       clientv3.LeaseID
 	skipMeshChk bool
+	guards      []guard
+}
+
+type guard struct {
+	key, display string
+	version      int64
+}
+
+// IfUnchanged makes a Delete conditional on another resource still being at
+// version (as read before deciding to delete); otherwise the delete fails
+// with ErrConflict naming that resource. For example, a Secret is deleted
+// only while the Mesh that was checked not to use it is unchanged.
+func (s *Store) IfUnchanged(t *resource.Type, mesh, name string, version int64) WriteOption {
+	if !t.MeshScoped() {
+		mesh = ""
+	}
+	return func(o *writeOpts) {
+		o.guards = append(o.guards, guard{key: s.Key(t, mesh, name), display: resource.Key(t.Name, mesh, name), version: version})
+	}
 }
 
 // WithLease attaches the written key to an etcd lease: it disappears when the
@@ -663,16 +682,23 @@ func (s *Store) Upsert(ctx context.Context, r *resource.Resource, opts ...WriteO
 // Delete removes a resource; when version is non-zero only while it is
 // current. Deleting a Mesh deletes every resource in the mesh in the same
 // transaction.
-func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string, version int64) (err error) {
+func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string, version int64, opts ...WriteOption) (err error) {
 	ctx, end := s.span(ctx, "Delete", t, mesh, name)
 	defer end(&err)
 	if !t.MeshScoped() {
 		mesh = ""
 	}
+	o := applyWriteOpts(opts)
 	key := s.Key(t, mesh, name)
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	if version != 0 {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", version)
+	}
+	cmps := []clientv3.Cmp{cmp}
+	elses := []clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}
+	for _, g := range o.guards {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(g.key), "=", g.version))
+		elses = append(elses, clientv3.OpGet(g.key, clientv3.WithKeysOnly()))
 	}
 	ops := []clientv3.Op{clientv3.OpDelete(key)}
 	if t == resource.MeshType {
@@ -680,13 +706,19 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 			ops = append(ops, clientv3.OpDelete(s.TypePrefix(mt, name), clientv3.WithPrefix()))
 		}
 	}
-	resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
 		return classify(parentCtx(ctx), err, resource.Key(t.Name, mesh, name), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count == 0 {
 			return &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
+		}
+		for i, g := range o.guards {
+			kvs := resp.Responses[1+i].GetResponseRange().GetKvs()
+			if len(kvs) == 0 && g.version != 0 || len(kvs) > 0 && kvs[0].ModRevision != g.version {
+				return &Error{Err: ErrConflict, Key: g.display}
+			}
 		}
 		return &Error{Err: ErrConflict, Key: resource.Key(t.Name, mesh, name)}
 	}

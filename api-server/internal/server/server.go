@@ -334,12 +334,18 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	if err := s.authorizeWrite(ctx, tg); err != nil {
 		return nil, err
 	}
+	var opts []store.WriteOption
 	if tg.t == resource.SecretType {
-		if err := s.secretInUse(ctx, tg.mesh, tg.name); err != nil {
+		meshVersion, err := s.secretInUse(ctx, tg.mesh, tg.name)
+		if err != nil {
 			return nil, err
 		}
+		if meshVersion != 0 {
+			// Only while the Mesh found not to use it is unchanged.
+			opts = append(opts, s.st.IfUnchanged(resource.MeshType, "", tg.mesh, meshVersion))
+		}
 	}
-	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
+	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion(), opts...); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
@@ -357,14 +363,15 @@ func (s *Server) undecodableRepair(ctx context.Context, tg target) bool {
 }
 
 // secretInUse refuses to delete a Secret that the enabled provided CA of
-// its mesh reads (every signing would then fail).
-func (s *Server) secretInUse(ctx context.Context, mesh, name string) error {
+// its mesh reads (every signing would then fail). It returns the version of
+// the Mesh it checked (0: none readable).
+func (s *Server) secretInUse(ctx context.Context, mesh, name string) (int64, error) {
 	m, err := s.st.Get(ctx, resource.MeshType, "", mesh)
 	if store.IsNotFound(err) || store.IsUndecodable(err) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	spec := m.Spec.(*meshv1.Mesh)
 	enabled := spec.GetMtls().GetEnabledBackend()
@@ -374,12 +381,12 @@ func (s *Server) secretInUse(ctx context.Context, mesh, name string) error {
 		}
 		for field, ds := range map[string]*meshv1.DataSource{"cert": b.GetProvided().GetCert(), "key": b.GetProvided().GetKey()} {
 			if ds.GetSecret() == name {
-				return grpcx.InUse(fmt.Sprintf("secret %q is used by mesh %q: its enabled CA backend %q reads it (mtls.backends[%d].provided.%s); "+
+				return 0, grpcx.InUse(fmt.Sprintf("secret %q is used by mesh %q: its enabled CA backend %q reads it (mtls.backends[%d].provided.%s); "+
 					"switch the mesh to another backend or secret first", name, mesh, enabled, i, field))
 			}
 		}
 	}
-	return nil
+	return m.Meta.GetVersion(), nil
 }
 
 // Watch streams changes of a collection.
