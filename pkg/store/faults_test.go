@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
@@ -79,7 +78,7 @@ func TestUndecodableValuesAreSkipped(t *testing.T) {
 	if len(page.Items) != 1 || page.Items[0].Meta.Name != "b-good" || len(page.Skipped) != 2 || page.Total != 1 {
 		t.Fatalf("list: %d items, skipped %v, total %d", len(page.Items), page.Skipped, page.Total)
 	}
-	if n := testutil.ToFloat64(s.UndecodableCounter().WithLabelValues("Secret")); n != 2 {
+	if n := undecodableCount(t, reg, "Secret"); n != 2 {
 		t.Fatalf("weft_store_undecodable_total{type=Secret} = %v, want 2", n)
 	}
 	if _, err := s.Get(ctx, resource.SecretType, "m", "a-old"); !store.IsUndecodable(err) {
@@ -334,4 +333,25 @@ func TestDeleteIfUnchanged(t *testing.T) {
 	if err := s.Delete(ctx, resource.SecretType, "m", "k", 0, s.IfUnchanged(resource.MeshType, "", "m", m2.Meta.Version)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func undecodableCount(t *testing.T, reg *prometheus.Registry, typ string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "weft_store_undecodable_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == typ {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
