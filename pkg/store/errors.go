@@ -43,8 +43,8 @@ type Error struct {
 	Err  error
 	Key  string
 	Mesh string
-	// Reason is the detail of ErrUndecodable, ErrUnavailable and
-	// ErrOutcomeUnknown (never a value).
+	// Reason is the detail of ErrUndecodable, ErrUnavailable,
+	// ErrOutcomeUnknown and some ErrConflicts (never a value).
 	Reason string
 }
 
@@ -53,6 +53,9 @@ func (e *Error) Error() string {
 	case ErrMeshNotFound:
 		return fmt.Sprintf("%s: mesh %q does not exist", e.Key, e.Mesh)
 	case ErrConflict:
+		if e.Reason != "" {
+			return fmt.Sprintf("%s: version conflict: %s", e.Key, e.Reason)
+		}
 		return fmt.Sprintf("%s: version conflict: the resource changed since it was read", e.Key)
 	case ErrUndecodable, ErrUnavailable, ErrOutcomeUnknown:
 		if e.Reason != "" {

@@ -1,16 +1,17 @@
 package store_test
 
 import (
-	"errors"
-
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
@@ -19,7 +20,6 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 func keyring(t *testing.T, ids ...string) *seal.Keyring {
@@ -354,4 +354,34 @@ func undecodableCount(t *testing.T, reg *prometheus.Registry, typ string) float6
 		}
 	}
 	return 0
+}
+
+// TestWriteIfExists: a write guarded by another resource's existence fails
+// with a conflict naming it when it is gone, and stores nothing.
+func TestWriteIfExists(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := ctxT(t)
+	if _, err := s.Create(ctx, mesh("m")); err != nil {
+		t.Fatal(err)
+	}
+	guard := s.IfExists(resource.SecretType, "m", "key")
+	var se *store.Error
+	if _, err := s.Create(ctx, dataplane("m", "dp", 80), guard); !store.IsConflict(err) || !errors.As(err, &se) || se.Key != "Secret/m/key" {
+		t.Fatalf("create with a missing guard: %v", err)
+	}
+	if _, err := s.Get(ctx, resource.DataplaneType, "m", "dp"); !store.IsNotFound(err) {
+		t.Fatalf("created anyway: %v", err)
+	}
+	if _, err := s.Update(ctx, mesh("m"), guard); !store.IsConflict(err) || !strings.Contains(err.Error(), "Secret/m/key") {
+		t.Fatalf("update with a missing guard: %v", err)
+	}
+	if _, err := s.Create(ctx, secret("m", "key", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Upsert(ctx, mesh("m"), guard); err != nil {
+		t.Fatalf("upsert with the guard holding: %v", err)
+	}
+	if _, err := s.Create(ctx, dataplane("m", "dp", 80), guard); err != nil {
+		t.Fatalf("create with the guard holding: %v", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -495,7 +496,59 @@ type writeOpts struct {
 
 type guard struct {
 	key, display string
-	version      int64
+	version      int64 // unchanged at this version; 0 with exists
+	exists       bool  // must exist
+}
+
+// IfExists makes a Create, Update or Delete conditional on another
+// resource existing; otherwise the write fails with ErrConflict naming it.
+// For example, a Mesh whose CA reads a Secret is stored only while the
+// Secret (checked before) still exists.
+func (s *Store) IfExists(t *resource.Type, mesh, name string) WriteOption {
+	if !t.MeshScoped() {
+		mesh = ""
+	}
+	return func(o *writeOpts) {
+		o.guards = append(o.guards, guard{key: s.Key(t, mesh, name), display: resource.Key(t.Name, mesh, name), exists: true})
+	}
+}
+
+func (o writeOpts) guardCmps() []clientv3.Cmp {
+	var out []clientv3.Cmp
+	for _, g := range o.guards {
+		if g.exists {
+			out = append(out, clientv3.Compare(clientv3.CreateRevision(g.key), ">", 0))
+		} else {
+			out = append(out, clientv3.Compare(clientv3.ModRevision(g.key), "=", g.version))
+		}
+	}
+	return out
+}
+
+func (o writeOpts) guardReads() []clientv3.Op {
+	var out []clientv3.Op
+	for _, g := range o.guards {
+		out = append(out, clientv3.OpGet(g.key, clientv3.WithKeysOnly()))
+	}
+	return out
+}
+
+// failedGuard returns the error of the first guard that does not hold in
+// resps (the answers of guardReads, in order), or nil.
+func (o writeOpts) failedGuard(resps []*etcdserverpb.ResponseOp) error {
+	for i, g := range o.guards {
+		if i >= len(resps) {
+			break
+		}
+		kvs := resps[i].GetResponseRange().GetKvs()
+		switch {
+		case g.exists && len(kvs) == 0:
+			return &Error{Err: ErrConflict, Key: g.display, Reason: "it no longer exists"}
+		case !g.exists && (len(kvs) == 0 || kvs[0].ModRevision != g.version):
+			return &Error{Err: ErrConflict, Key: g.display}
+		}
+	}
+	return nil
 }
 
 // IfUnchanged makes a Delete conditional on another resource still being at
@@ -544,14 +597,18 @@ func (s *Store) Create(ctx context.Context, r *resource.Resource, opts ...WriteO
 	if checkMesh {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
 	}
+	cmps = append(cmps, o.guardCmps()...)
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
-		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+		Else(append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}, o.guardReads()...)...).Commit()
 	if err != nil {
 		return nil, classify(parentCtx(ctx), err, r.Key(), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count > 0 {
 			return nil, &Error{Err: ErrAlreadyExists, Key: r.Key()}
+		}
+		if err := o.failedGuard(resp.Responses[1:]); err != nil {
+			return nil, err
 		}
 		return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
 	}
@@ -618,8 +675,10 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 		if t.MeshScoped() && !o.skipMeshChk {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
 		}
+		cmps = append(cmps, o.guardCmps()...)
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
-			Else(clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())).Commit()
+			Else(append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())},
+				o.guardReads()...)...).Commit()
 		if err != nil {
 			return nil, classify(parentCtx(ctx), err, r.Key(), true)
 		}
@@ -632,6 +691,8 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 			return nil, &Error{Err: ErrNotFound, Key: r.Key()}
 		case t.MeshScoped() && !o.skipMeshChk && resp.Responses[1].GetResponseRange().Count == 0:
 			return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
+		case o.failedGuard(resp.Responses[2:]) != nil:
+			return nil, o.failedGuard(resp.Responses[2:])
 		case r.Meta.GetVersion() != 0 || attempt >= 10:
 			return nil, &Error{Err: ErrConflict, Key: r.Key()}
 		}
@@ -694,12 +755,8 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 	if version != 0 {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", version)
 	}
-	cmps := []clientv3.Cmp{cmp}
-	elses := []clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}
-	for _, g := range o.guards {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(g.key), "=", g.version))
-		elses = append(elses, clientv3.OpGet(g.key, clientv3.WithKeysOnly()))
-	}
+	cmps := append([]clientv3.Cmp{cmp}, o.guardCmps()...)
+	elses := append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}, o.guardReads()...)
 	ops := []clientv3.Op{clientv3.OpDelete(key)}
 	if t == resource.MeshType {
 		for _, mt := range resource.MeshScopedTypes() {
@@ -714,11 +771,8 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 		if resp.Responses[0].GetResponseRange().Count == 0 {
 			return &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
 		}
-		for i, g := range o.guards {
-			kvs := resp.Responses[1+i].GetResponseRange().GetKvs()
-			if len(kvs) == 0 && g.version != 0 || len(kvs) > 0 && kvs[0].ModRevision != g.version {
-				return &Error{Err: ErrConflict, Key: g.display}
-			}
+		if err := o.failedGuard(resp.Responses[1:]); err != nil {
+			return err
 		}
 		return &Error{Err: ErrConflict, Key: resource.Key(t.Name, mesh, name)}
 	}

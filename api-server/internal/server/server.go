@@ -303,7 +303,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 			return nil, err
 		}
 	}
-	out, created, err := s.st.Upsert(ctx, r)
+	out, created, err := s.st.Upsert(ctx, r, s.secretGuards(r)...)
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +387,28 @@ func (s *Server) secretInUse(ctx context.Context, mesh, name string) (int64, err
 		}
 	}
 	return m.Meta.GetVersion(), nil
+}
+
+// secretGuards makes a Mesh write conditional on the Secrets its provided
+// CAs read (checked by the MeshValidator) still existing, so a concurrent
+// Secret delete cannot leave a CA without its key.
+func (s *Server) secretGuards(r *resource.Resource) []store.WriteOption {
+	m, ok := r.Spec.(*meshv1.Mesh)
+	if !ok {
+		return nil
+	}
+	var out []store.WriteOption
+	for _, b := range m.GetMtls().GetBackends() {
+		if b.GetType() != "provided" {
+			continue
+		}
+		for _, ds := range []*meshv1.DataSource{b.GetProvided().GetCert(), b.GetProvided().GetKey()} {
+			if name := ds.GetSecret(); name != "" {
+				out = append(out, s.st.IfExists(resource.SecretType, r.Meta.GetName(), name))
+			}
+		}
+	}
+	return out
 }
 
 // Watch streams changes of a collection.
