@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"errors"
 	netpkg "net"
 
 	"google.golang.org/protobuf/proto"
@@ -275,7 +276,6 @@ func validateMesh(m *meshv1.Mesh, v *Validator) {
 			} else {
 				checkDataSource(pv.Field("cert"), b.GetProvided().GetCert())
 				checkDataSource(pv.Field("key"), b.GetProvided().GetKey())
-				checkNoInlineKey(pv.Field("key"), b.GetProvided().GetKey())
 			}
 			if b.GetBuiltin() != nil {
 				bv.Field("builtin").Addf("must not be set for a provided backend")
@@ -337,6 +337,35 @@ func checkBackendNames(v *Validator, def string, n int, get func(int) (name, typ
 // live in a sealed Secret (or a file on ca-service's host) instead.
 const InlineKeyMessage = "inline key material is not accepted in a Mesh (it would be stored unsealed and readable by every user): " +
 	"store the key in a Secret of the mesh and reference it with provided.key.secret, or use provided.key.file on ca-service's host"
+
+// ValidateWrite is Validate plus the rules for new writes through the API
+// that stored resources from older versions may break (they stay readable
+// and keep syncing): no inline provided-CA key in a Mesh.
+func ValidateWrite(r *Resource) error {
+	err := Validate(r)
+	m, ok := r.Spec.(*meshv1.Mesh)
+	if !ok {
+		return err
+	}
+	v := NewValidator()
+	for i, b := range m.GetMtls().GetBackends() {
+		if b.GetType() == "provided" {
+			checkNoInlineKey(v.Field("mtls").Field("backends").Index(i).Field("provided").Field("key"), b.GetProvided().GetKey())
+		}
+	}
+	extra := v.Err()
+	if extra == nil {
+		return err
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return &ValidationError{Causes: append(append([]Cause(nil), ve.Causes...), extra.(*ValidationError).Causes...)}
+	}
+	if err != nil {
+		return err
+	}
+	return extra
+}
 
 func checkNoInlineKey(v *Validator, ds *meshv1.DataSource) {
 	switch ds.GetType().(type) {

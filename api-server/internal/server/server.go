@@ -295,7 +295,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 		r.Meta.Origin = ""
 	}
 	r.Meta.CreationTime, r.Meta.ModificationTime = nil, nil
-	if err := resource.Validate(r); err != nil {
+	if err := resource.ValidateWrite(r); err != nil {
 		return nil, err
 	}
 	if tg.t == resource.MeshType && s.cfg.MeshValidator != nil {
