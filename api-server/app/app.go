@@ -67,6 +67,9 @@ type Config struct {
 	Logging                 telemetry.Logging
 	// Logger, when set, is used instead of building one from Logging.
 	Logger *slog.Logger
+	// StoreTimeout bounds every etcd call (default store.DefaultTimeout):
+	// past it a request answers 503 with Retry-After.
+	StoreTimeout time.Duration
 	// MeshValidator checks Meshes beyond their shape (provided CAs).
 	MeshValidator func(ctx context.Context, mesh *resource.Resource) error
 	// TracerProvider makes this service's spans (nil: none). Set by
@@ -169,7 +172,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	reg := telemetry.NewRegistry()
-	st := store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg), store.WithTracerProvider(tp))
+	st := store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg), store.WithTracerProvider(tp), store.WithTimeout(cfg.StoreTimeout))
 	a.keys = token.New(st)
 	if a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, reg, log); err != nil {
 		return nil, err
@@ -221,7 +224,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(ctx, a.conn)
+	gw, err := gateway.New(ctx, a.conn, log)
 	if err != nil {
 		return nil, err
 	}

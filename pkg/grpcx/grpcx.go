@@ -162,7 +162,10 @@ func Status(err error) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := status.FromError(err); ok {
+	// A status the handler built is passed on as is. A status wrapped in
+	// another error came from a call the handler made (etcd, another
+	// service, the transport): its text is not for the caller.
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
 	var ve *resource.ValidationError
@@ -190,12 +193,66 @@ func Status(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case store.IsConflict(err):
 		return status.Error(codes.Aborted, err.Error())
+	case store.IsUnavailable(err):
+		return Unavailable(MsgUnavailable, ReasonUnavailable)
+	case store.IsOutcomeUnknown(err):
+		return Unavailable(MsgOutcomeUnknown, ReasonOutcomeUnknown)
+	case store.IsUndecodable(err):
+		var se *store.Error
+		key := ""
+		if errors.As(err, &se) {
+			key = se.Key
+		}
+		return status.Error(codes.DataLoss, "the stored value of "+key+" cannot be decoded (sealed with a key that is no longer configured, or corrupt); "+
+			"restore the key that sealed it, or delete the resource and create it again (see docs/deploy.md, 'Repairing an unreadable value')")
 	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
+		return status.Error(codes.Canceled, "canceled")
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.Unavailable:
+			return Unavailable(MsgUnavailable, ReasonUnavailable)
+		case codes.ResourceExhausted:
+			return status.Error(codes.ResourceExhausted, "message too large")
+		}
 	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+// Messages of Unavailable errors; REST answers 503 with Retry-After.
+const (
+	MsgUnavailable    = "the store is temporarily unavailable; the request was not applied: retry later"
+	MsgOutcomeUnknown = "the store did not confirm the write in time; it may or may not have been applied: read the resource before retrying"
+)
+
+// Reasons of Unavailable errors (errdetails.ErrorInfo), so clients can tell
+// a write that was not applied from one that may have been.
+const (
+	ReasonUnavailable    = "UNAVAILABLE"
+	ReasonOutcomeUnknown = "OUTCOME_UNKNOWN"
+	// ReasonInUse: the resource is referenced by another and cannot be
+	// removed (HTTP 409).
+	ReasonInUse = "IN_USE"
+)
+
+// Unavailable builds an Unavailable status with a reason.
+func Unavailable(msg, reason string) error {
+	st := status.New(codes.Unavailable, msg)
+	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		st = ds
+	}
+	return st.Err()
+}
+
+// InUse builds the error for removing something another resource uses.
+func InUse(msg string) error {
+	st := status.New(codes.FailedPrecondition, msg)
+	if ds, err := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonInUse, Domain: ErrorDomain}); err == nil {
+		st = ds
+	}
+	return st.Err()
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
@@ -231,8 +288,13 @@ func convert(log *slog.Logger, method string, err error) error {
 		return nil
 	}
 	out := Status(err)
-	if s, _ := status.FromError(out); s.Code() == codes.Internal {
+	switch s, _ := status.FromError(out); s.Code() {
+	case codes.Internal, codes.DataLoss, codes.ResourceExhausted:
 		log.Error("request failed", "method", method, "error", err)
+	case codes.Unavailable:
+		if out != err {
+			log.Warn("request failed: store unavailable", "method", method, "error", err)
+		}
 	}
 	return out
 }

@@ -16,8 +16,9 @@ import (
 const FlatJSONTypeURL = "type.weft.io/weft.FlatJSON"
 
 // ToAPI converts a resource to its gRPC API form.
+// Key material is never returned: see Redact.
 func ToAPI(r *Resource) (*apiv1.Resource, error) {
-	spec, err := anypb.New(r.Spec)
+	spec, err := anypb.New(Redact(r.Spec))
 	if err != nil {
 		return nil, fmt.Errorf("pack %s: %w", r.Key(), err)
 	}
@@ -60,4 +61,32 @@ func FromAPI(a *apiv1.Resource, want *Type) (*Resource, error) {
 	m := proto.Clone(meta).(*meshv1.Meta)
 	m.Type = t.Name
 	return &Resource{Meta: m, Spec: spec}, nil
+}
+
+// Redacted replaces key material that a read must not return.
+const Redacted = "[redacted]"
+
+// Redact returns spec with private key material removed: the inline
+// provided-CA keys of a Mesh (refused on write since, but a Mesh stored by
+// an older version may still hold one). spec itself is not changed; a spec
+// with nothing to redact is returned as is.
+func Redact(spec proto.Message) proto.Message {
+	m, ok := spec.(*meshv1.Mesh)
+	if !ok {
+		return spec
+	}
+	var out *meshv1.Mesh
+	for i, b := range m.GetMtls().GetBackends() {
+		switch b.GetProvided().GetKey().GetType().(type) {
+		case *meshv1.DataSource_Inline, *meshv1.DataSource_InlineString:
+			if out == nil {
+				out = proto.Clone(m).(*meshv1.Mesh)
+			}
+			out.Mtls.Backends[i].Provided.Key = &meshv1.DataSource{Type: &meshv1.DataSource_InlineString{InlineString: Redacted}}
+		}
+	}
+	if out == nil {
+		return spec
+	}
+	return out
 }

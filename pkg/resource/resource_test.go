@@ -1,6 +1,7 @@
 package resource_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -119,5 +120,35 @@ func TestMostSpecificPolicyWins(t *testing.T) {
 	}
 	if got := resource.BestConnectionPolicy(policies[3:4], web, backend); got != nil {
 		t.Errorf("a selector with an extra tag must not match: %v", got.Meta.GetName())
+	}
+}
+
+// TestValidateWriteRefusesInlineKeys: the API's write rule refuses inline
+// provided-CA keys with field paths (alongside Validate's causes), while
+// Validate alone (sync of stored resources) accepts them.
+func TestValidateWriteRefusesInlineKeys(t *testing.T) {
+	m := resource.New(resource.MeshType, "", "m")
+	m.Spec = &meshv1.Mesh{Mtls: &meshv1.Mesh_Mtls{EnabledBackend: "nope", Backends: []*meshv1.CertificateAuthorityBackend{{
+		Name: "ca-1", Type: "provided", Provided: &meshv1.CertificateAuthorityBackend_ProvidedConfig{
+			Cert: &meshv1.DataSource{Type: &meshv1.DataSource_InlineString{InlineString: "cert"}},
+			Key:  &meshv1.DataSource{Type: &meshv1.DataSource_Inline{Inline: []byte("key")}},
+		}}}}}
+	var ve *resource.ValidationError
+	if err := resource.ValidateWrite(m); !errors.As(err, &ve) {
+		t.Fatalf("ValidateWrite: %v", err)
+	}
+	got := map[string]string{}
+	for _, c := range ve.Causes {
+		got[c.Field] = c.Message
+	}
+	if !strings.Contains(got["mtls.backends[0].provided.key.inline"], "provided.key.secret") || got["mtls.enabledBackend"] == "" {
+		t.Fatalf("causes: %v", ve.Causes)
+	}
+	if _, ok := got["mtls.backends[0].provided.cert.inlineString"]; ok {
+		t.Fatalf("an inline certificate is fine: %v", ve.Causes)
+	}
+	m.Spec.(*meshv1.Mesh).Mtls.EnabledBackend = "ca-1"
+	if err := resource.Validate(m); err != nil {
+		t.Fatalf("Validate of a stored legacy mesh: %v", err)
 	}
 }

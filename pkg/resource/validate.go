@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"errors"
 	netpkg "net"
 
 	"google.golang.org/protobuf/proto"
@@ -328,6 +329,50 @@ func checkBackendNames(v *Validator, def string, n int, get func(int) (name, typ
 	}
 	if def != "" && !names[def] {
 		v.Addf("default backend %q is not defined in backends", def)
+	}
+}
+
+// InlineKeyMessage is the error for private key material given inline in a
+// Mesh: a Mesh is readable by every user and synced to every zone, so keys
+// live in a sealed Secret (or a file on ca-service's host) instead.
+const InlineKeyMessage = "inline key material is not accepted in a Mesh (it would be stored unsealed and readable by every user): " +
+	"store the key in a Secret of the mesh and reference it with provided.key.secret, or use provided.key.file on ca-service's host"
+
+// ValidateWrite is Validate plus the rules for new writes through the API
+// that stored resources from older versions may break (they stay readable
+// and keep syncing): no inline provided-CA key in a Mesh.
+func ValidateWrite(r *Resource) error {
+	err := Validate(r)
+	m, ok := r.Spec.(*meshv1.Mesh)
+	if !ok {
+		return err
+	}
+	v := NewValidator()
+	for i, b := range m.GetMtls().GetBackends() {
+		if b.GetType() == "provided" {
+			checkNoInlineKey(v.Field("mtls").Field("backends").Index(i).Field("provided").Field("key"), b.GetProvided().GetKey())
+		}
+	}
+	extra := v.Err()
+	if extra == nil {
+		return err
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return &ValidationError{Causes: append(append([]Cause(nil), ve.Causes...), extra.(*ValidationError).Causes...)}
+	}
+	if err != nil {
+		return err
+	}
+	return extra
+}
+
+func checkNoInlineKey(v *Validator, ds *meshv1.DataSource) {
+	switch ds.GetType().(type) {
+	case *meshv1.DataSource_Inline:
+		v.Field("inline").Addf("%s", InlineKeyMessage)
+	case *meshv1.DataSource_InlineString:
+		v.Field("inlineString").Addf("%s", InlineKeyMessage)
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -42,6 +44,26 @@ type Store struct {
 	log     *slog.Logger
 	latency *prometheus.HistogramVec
 	tracer  trace.Tracer
+	timeout time.Duration
+
+	undecodable *prometheus.CounterVec
+	badMu       sync.Mutex
+	badLogged   map[string]int64 // key -> mod revision already logged
+}
+
+// DefaultTimeout bounds every store call (each page of a list, each
+// transaction): etcd without quorum makes calls hang, and a caller must get
+// ErrUnavailable or ErrOutcomeUnknown instead.
+const DefaultTimeout = 5 * time.Second
+
+// WithTimeout sets the deadline of every store call (default
+// DefaultTimeout). Watches are not bounded.
+func WithTimeout(d time.Duration) Option {
+	return func(s *Store) {
+		if d > 0 {
+			s.timeout = d
+		}
+	}
 }
 
 // Option configures a Store.
@@ -75,12 +97,17 @@ func WithMetrics(reg prometheus.Registerer) Option {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"operation", "type", "result"})
 		s.latency = telemetry.MustRegister(reg, h)
+		s.undecodable = telemetry.MustRegister(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_store_undecodable_total",
+			Help: "Stored values that could not be decoded (sealed with a removed key, tampered or corrupt) and were skipped by a list or watch.",
+		}, []string{"type"}))
 	}
 }
 
 // New returns a store on an etcd client.
 func New(cli *clientv3.Client, opts ...Option) *Store {
-	s := &Store{cli: cli, prefix: DefaultPrefix, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: otel.Tracer("github.com/weftmesh/weft/pkg/store")}
+	s := &Store{cli: cli, prefix: DefaultPrefix, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: otel.Tracer("github.com/weftmesh/weft/pkg/store"),
+		timeout: DefaultTimeout, badLogged: map[string]int64{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -135,6 +162,8 @@ func (s *Store) ParseKey(key string) (*resource.Type, string, string, error) {
 	return t, mesh, name, nil
 }
 
+// span starts a store call: a trace span, latency, and the call's deadline
+// (end releases it).
 func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, name string) (context.Context, func(*error)) {
 	typ := "*"
 	if t != nil {
@@ -142,14 +171,19 @@ func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, nam
 	}
 	ctx, sp := s.tracer.Start(ctx, "store."+op, trace.WithAttributes(
 		attribute.String("weft.type", typ), attribute.String("weft.mesh", mesh), attribute.String("weft.name", name)))
+	if _, nested := ctx.Value(parentKey{}).(context.Context); !nested {
+		ctx = context.WithValue(ctx, parentKey{}, ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	start := time.Now()
 	return ctx, func(errp *error) {
+		cancel()
 		result := "ok"
 		if err := *errp; err != nil {
 			result = errorResult(err)
 			// A caller that went away (a disconnect, a shutdown) is not a
 			// failure of the store.
-			if result == "error" && !errors.Is(err, context.Canceled) {
+			if result != "not_found" && result != "conflict" && result != "mesh_not_found" && !errors.Is(err, context.Canceled) {
 				sp.RecordError(err)
 				sp.SetStatus(codes.Error, err.Error())
 			}
@@ -169,6 +203,12 @@ func errorResult(err error) string {
 		return "conflict"
 	case IsMeshNotFound(err):
 		return "mesh_not_found"
+	case IsUnavailable(err):
+		return "unavailable"
+	case IsOutcomeUnknown(err):
+		return "outcome_unknown"
+	case IsUndecodable(err):
+		return "undecodable"
 	}
 	return "error"
 }
@@ -200,24 +240,27 @@ func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resour
 	if err != nil {
 		return nil, err
 	}
+	bad := func(reason string) error {
+		return &Error{Err: ErrUndecodable, Key: s.displayKey(key), Reason: reason}
+	}
 	sr := &storev1.StoredResource{}
 	if err := proto.Unmarshal(value, sr); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", key, err)
+		return nil, bad("corrupt record: " + err.Error())
 	}
 	spec := sr.GetSpec()
 	if sr.GetSealed() != nil {
 		if s.keys == nil {
-			return nil, fmt.Errorf("decode %s: sealed value and no encryption key configured", key)
+			return nil, bad("sealed value and no encryption key configured")
 		}
 		if spec, err = s.keys.Open(sr.GetSealed(), []byte(key)); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", key, err)
+			return nil, bad(err.Error())
 		}
 	} else if t.Sensitive {
-		return nil, fmt.Errorf("decode %s: secret stored unsealed", key)
+		return nil, bad("secret stored unsealed")
 	}
 	msg := t.NewSpec()
 	if err := proto.Unmarshal(spec, msg); err != nil {
-		return nil, fmt.Errorf("decode %s spec: %w", key, err)
+		return nil, bad("corrupt spec: " + err.Error())
 	}
 	meta := sr.GetMeta()
 	if meta == nil {
@@ -225,6 +268,42 @@ func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resour
 	}
 	meta.Version = modRev
 	return &resource.Resource{Meta: meta, Spec: msg}, nil
+}
+
+// displayKey names an etcd key as type/mesh/name for errors and logs.
+func (s *Store) displayKey(key string) string {
+	if t, mesh, name, err := s.ParseKey(key); err == nil {
+		return resource.Key(t.Name, mesh, name)
+	}
+	return key
+}
+
+// maxBadLogged bounds the memory of which undecodable values were logged.
+const maxBadLogged = 10000
+
+// skipUndecodable counts and logs (once per key and revision, with the
+// reason and never the value) a value a list or watch skips.
+func (s *Store) skipUndecodable(key string, modRev int64, err error) {
+	typ := "unknown"
+	if t, _, _, perr := s.ParseKey(key); perr == nil {
+		typ = t.Name
+	}
+	if s.undecodable != nil {
+		s.undecodable.WithLabelValues(typ).Inc()
+	}
+	s.badMu.Lock()
+	seen := s.badLogged[key] == modRev
+	if !seen {
+		if len(s.badLogged) >= maxBadLogged {
+			clear(s.badLogged)
+		}
+		s.badLogged[key] = modRev
+	}
+	s.badMu.Unlock()
+	if !seen {
+		s.log.Error("skipping a stored value that cannot be decoded; restore the encryption key that sealed it, or delete it (weftctl delete, see docs/deploy.md 'Repairing an unreadable value')",
+			"key", s.displayKey(key), "revision", modRev, "error", err)
+	}
 }
 
 func checkType(r *resource.Resource) (*resource.Type, error) {
@@ -254,7 +333,7 @@ func (s *Store) Get(ctx context.Context, t *resource.Type, mesh, name string) (_
 	key := s.Key(t, mesh, name)
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", resource.Key(t.Name, mesh, name), err)
+		return nil, classify(parentCtx(ctx), err, resource.Key(t.Name, mesh, name), false)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
@@ -271,7 +350,8 @@ const getManyBatch = 100
 
 // GetMany reads several resources of one type in as few round trips as
 // etcd's transaction limit allows (one per 100). The result is in the order
-// of ids; a resource that does not exist is nil.
+// of ids; a resource that does not exist, or cannot be decoded (counted and
+// logged), is nil.
 func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*resource.Resource, err error) {
 	ctx, end := s.span(ctx, "GetMany", t, "", "")
 	defer end(&err)
@@ -284,7 +364,7 @@ func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*r
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("get %d %s: %w", len(batch), t.Name, err)
+			return nil, classify(parentCtx(ctx), err, fmt.Sprintf("get %d %s", len(batch), t.Name), false)
 		}
 		for i, r := range resp.Responses {
 			kvs := r.GetResponseRange().GetKvs()
@@ -292,7 +372,10 @@ func (s *Store) GetMany(ctx context.Context, t *resource.Type, ids []ID) (_ []*r
 				continue
 			}
 			if out[start+i], err = s.decode(string(kvs[0].Key), kvs[0].Value, kvs[0].ModRevision); err != nil {
-				return nil, err
+				// One unreadable value is reported as absent, not an
+				// error for the whole batch.
+				s.skipUndecodable(string(kvs[0].Key), kvs[0].ModRevision, err)
+				out[start+i] = nil
 			}
 		}
 	}
@@ -318,10 +401,14 @@ type ListResult struct {
 	Next string
 	// Revision is the store revision the page was read at.
 	Revision int64
+	// Skipped names (type/mesh/name) the values of this page that could not
+	// be decoded; they are not in Items and not counted in Total.
+	Skipped []string
 }
 
 // List reads one page of a type's resources in key order, within a mesh when
-// mesh is set.
+// mesh is set. Values that cannot be decoded are skipped, counted and logged
+// (see ListResult.Skipped): one bad value never fails the list.
 func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListOptions) (_ *ListResult, err error) {
 	ctx, end := s.span(ctx, "List", t, mesh, "")
 	defer end(&err)
@@ -351,7 +438,7 @@ func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListO
 		clientv3.OpGet(prefix, append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}, revOpt...)...),
 	).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
+		return nil, classify(parentCtx(ctx), err, "list "+strings.TrimPrefix(prefix, s.prefix), false)
 	}
 	page := txn.Responses[0].GetResponseRange()
 	res := &ListResult{Total: txn.Responses[1].GetResponseRange().Count, Revision: txn.Header.Revision}
@@ -361,7 +448,11 @@ func (s *Store) List(ctx context.Context, t *resource.Type, mesh string, o ListO
 	for _, kv := range page.Kvs {
 		r, err := s.decode(string(kv.Key), kv.Value, kv.ModRevision)
 		if err != nil {
-			return nil, err
+			// One bad value degrades that value only: the list goes on.
+			s.skipUndecodable(string(kv.Key), kv.ModRevision, err)
+			res.Skipped = append(res.Skipped, s.displayKey(string(kv.Key)))
+			res.Total--
+			continue
 		}
 		res.Items = append(res.Items, r)
 	}
@@ -396,6 +487,77 @@ type WriteOption func(*writeOpts)
 type writeOpts struct {
 	lease       clientv3.LeaseID
 	skipMeshChk bool
+	guards      []guard
+}
+
+type guard struct {
+	key, display string
+	version      int64 // unchanged at this version; 0 with exists
+	exists       bool  // must exist
+}
+
+// IfExists makes a Create, Update or Delete conditional on another
+// resource existing; otherwise the write fails with ErrConflict naming it.
+// For example, a Mesh whose CA reads a Secret is stored only while the
+// Secret (checked before) still exists.
+func (s *Store) IfExists(t *resource.Type, mesh, name string) WriteOption {
+	if !t.MeshScoped() {
+		mesh = ""
+	}
+	return func(o *writeOpts) {
+		o.guards = append(o.guards, guard{key: s.Key(t, mesh, name), display: resource.Key(t.Name, mesh, name), exists: true})
+	}
+}
+
+func (o writeOpts) guardCmps() []clientv3.Cmp {
+	var out []clientv3.Cmp
+	for _, g := range o.guards {
+		if g.exists {
+			out = append(out, clientv3.Compare(clientv3.CreateRevision(g.key), ">", 0))
+		} else {
+			out = append(out, clientv3.Compare(clientv3.ModRevision(g.key), "=", g.version))
+		}
+	}
+	return out
+}
+
+func (o writeOpts) guardReads() []clientv3.Op {
+	var out []clientv3.Op
+	for _, g := range o.guards {
+		out = append(out, clientv3.OpGet(g.key, clientv3.WithKeysOnly()))
+	}
+	return out
+}
+
+// failedGuard returns the error of the first guard that does not hold in
+// resps (the answers of guardReads, in order), or nil.
+func (o writeOpts) failedGuard(resps []*etcdserverpb.ResponseOp) error {
+	for i, g := range o.guards {
+		if i >= len(resps) {
+			break
+		}
+		kvs := resps[i].GetResponseRange().GetKvs()
+		switch {
+		case g.exists && len(kvs) == 0:
+			return &Error{Err: ErrConflict, Key: g.display, Reason: "it no longer exists"}
+		case !g.exists && (len(kvs) == 0 || kvs[0].ModRevision != g.version):
+			return &Error{Err: ErrConflict, Key: g.display}
+		}
+	}
+	return nil
+}
+
+// IfUnchanged makes a Delete conditional on another resource still being at
+// version (as read before deciding to delete); otherwise the delete fails
+// with ErrConflict naming that resource. For example, a Secret is deleted
+// only while the Mesh that was checked not to use it is unchanged.
+func (s *Store) IfUnchanged(t *resource.Type, mesh, name string, version int64) WriteOption {
+	if !t.MeshScoped() {
+		mesh = ""
+	}
+	return func(o *writeOpts) {
+		o.guards = append(o.guards, guard{key: s.Key(t, mesh, name), display: resource.Key(t.Name, mesh, name), version: version})
+	}
 }
 
 // WithLease attaches the written key to an etcd lease: it disappears when the
@@ -431,14 +593,18 @@ func (s *Store) Create(ctx context.Context, r *resource.Resource, opts ...WriteO
 	if checkMesh {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
 	}
+	cmps = append(cmps, o.guardCmps()...)
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
-		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+		Else(append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}, o.guardReads()...)...).Commit()
 	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", r.Key(), err)
+		return nil, classify(parentCtx(ctx), err, r.Key(), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count > 0 {
 			return nil, &Error{Err: ErrAlreadyExists, Key: r.Key()}
+		}
+		if err := o.failedGuard(resp.Responses[1:]); err != nil {
+			return nil, err
 		}
 		return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
 	}
@@ -463,7 +629,8 @@ func (o writeOpts) putOpts() []clientv3.OpOption {
 
 // Update replaces an existing resource. When r.Meta.Version is set, the write
 // succeeds only while the stored version is still that one (else
-// ErrConflict); version 0 overwrites whatever is stored. Creation time is
+// ErrConflict); version 0 overwrites whatever is stored, a value that
+// cannot be decoded included. Creation time is
 // kept; origin is kept unless r sets one.
 func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteOption) (_ *resource.Resource, err error) {
 	t, err := checkType(r)
@@ -476,6 +643,11 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 	key := s.Key(t, r.Meta.GetMesh(), r.Meta.GetName())
 	for attempt := 0; ; attempt++ {
 		cur, err := s.Get(ctx, t, r.Meta.GetMesh(), r.Meta.GetName())
+		if IsUndecodable(err) && r.Meta.GetVersion() == 0 {
+			// An unconditional write replaces a value that cannot be read
+			// (a resync repairs a broken copy); its times start afresh.
+			cur, err = s.undecodableAsCurrent(ctx, key)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -499,10 +671,12 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 		if t.MeshScoped() && !o.skipMeshChk {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.meshKey(r.Meta.GetMesh())), ">", 0))
 		}
+		cmps = append(cmps, o.guardCmps()...)
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val), o.putOpts()...)).
-			Else(clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())).Commit()
+			Else(append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly()), clientv3.OpGet(s.meshKey(r.Meta.GetMesh()), clientv3.WithCountOnly())},
+				o.guardReads()...)...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("update %s: %w", r.Key(), err)
+			return nil, classify(parentCtx(ctx), err, r.Key(), true)
 		}
 		if resp.Succeeded {
 			out.Meta.Version = resp.Header.Revision
@@ -513,11 +687,28 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 			return nil, &Error{Err: ErrNotFound, Key: r.Key()}
 		case t.MeshScoped() && !o.skipMeshChk && resp.Responses[1].GetResponseRange().Count == 0:
 			return nil, &Error{Err: ErrMeshNotFound, Key: r.Key(), Mesh: r.Meta.GetMesh()}
+		case o.failedGuard(resp.Responses[2:]) != nil:
+			return nil, o.failedGuard(resp.Responses[2:])
 		case r.Meta.GetVersion() != 0 || attempt >= 10:
 			return nil, &Error{Err: ErrConflict, Key: r.Key()}
 		}
 		// An unconditional update raced another writer: read again.
 	}
+}
+
+// undecodableAsCurrent stands in for the current state of a value that
+// cannot be decoded: only its revision, for the conditional write.
+func (s *Store) undecodableAsCurrent(ctx context.Context, key string) (*resource.Resource, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, classify(parentCtx(ctx), err, s.displayKey(key), false)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, &Error{Err: ErrNotFound, Key: s.displayKey(key)}
+	}
+	now := resource.Timestamp(s.now())
+	s.log.Warn("overwriting a stored value that cannot be decoded", "key", s.displayKey(key), "revision", resp.Kvs[0].ModRevision)
+	return &resource.Resource{Meta: &meshv1.Meta{Version: resp.Kvs[0].ModRevision, CreationTime: now}}, nil
 }
 
 // Upsert creates the resource or updates it (conditionally when
@@ -548,30 +739,36 @@ func (s *Store) Upsert(ctx context.Context, r *resource.Resource, opts ...WriteO
 // Delete removes a resource; when version is non-zero only while it is
 // current. Deleting a Mesh deletes every resource in the mesh in the same
 // transaction.
-func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string, version int64) (err error) {
+func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string, version int64, opts ...WriteOption) (err error) {
 	ctx, end := s.span(ctx, "Delete", t, mesh, name)
 	defer end(&err)
 	if !t.MeshScoped() {
 		mesh = ""
 	}
+	o := applyWriteOpts(opts)
 	key := s.Key(t, mesh, name)
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	if version != 0 {
 		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", version)
 	}
+	cmps := append([]clientv3.Cmp{cmp}, o.guardCmps()...)
+	elses := append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithCountOnly())}, o.guardReads()...)
 	ops := []clientv3.Op{clientv3.OpDelete(key)}
 	if t == resource.MeshType {
 		for _, mt := range resource.MeshScopedTypes() {
 			ops = append(ops, clientv3.OpDelete(s.TypePrefix(mt, name), clientv3.WithPrefix()))
 		}
 	}
-	resp, err := s.cli.Txn(ctx).If(cmp).Then(ops...).Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Else(elses...).Commit()
 	if err != nil {
-		return fmt.Errorf("delete %s: %w", resource.Key(t.Name, mesh, name), err)
+		return classify(parentCtx(ctx), err, resource.Key(t.Name, mesh, name), true)
 	}
 	if !resp.Succeeded {
 		if resp.Responses[0].GetResponseRange().Count == 0 {
 			return &Error{Err: ErrNotFound, Key: resource.Key(t.Name, mesh, name)}
+		}
+		if err := o.failedGuard(resp.Responses[1:]); err != nil {
+			return err
 		}
 		return &Error{Err: ErrConflict, Key: resource.Key(t.Name, mesh, name)}
 	}
@@ -580,9 +777,24 @@ func (s *Store) Delete(ctx context.Context, t *resource.Type, mesh, name string,
 
 // Revision returns the store's current revision.
 func (s *Store) Revision(ctx context.Context) (int64, error) {
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly())
 	if err != nil {
-		return 0, err
+		return 0, classify(parent, err, "revision", false)
 	}
 	return resp.Header.Revision, nil
+}
+
+type parentKey struct{}
+
+// parentCtx returns the caller's context of a store call (before span
+// added the store deadline), so classify can tell the caller giving up from
+// etcd not answering.
+func parentCtx(ctx context.Context) context.Context {
+	if p, ok := ctx.Value(parentKey{}).(context.Context); ok {
+		return p
+	}
+	return ctx
 }

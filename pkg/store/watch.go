@@ -193,8 +193,8 @@ func (w *watcher) run(ctx context.Context, rev int64) {
 				ev, err := w.event(e)
 				if err != nil {
 					// A value we cannot read is reported and skipped, not
-					// silently dropped: it is logged with its key.
-					log.Error("watch: undecodable value", "key", string(e.Kv.Key), "error", err)
+					// silently dropped: it is counted and logged with its key.
+					w.s.skipUndecodable(string(e.Kv.Key), e.Kv.ModRevision, err)
 					rev = e.Kv.ModRevision
 					continue
 				}

@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -32,14 +34,48 @@ var titles = map[int]string{
 }
 
 // HTTPStatus maps a gRPC status to the REST status: Weft's own reasons
-// first (OWNED_ELSEWHERE → 405), then grpc-gateway's table.
+// first (OWNED_ELSEWHERE → 405, IN_USE → 409), then grpc-gateway's table.
 func HTTPStatus(st *status.Status) int {
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == grpcx.ReasonOwnedElsewhere {
-			return http.StatusMethodNotAllowed
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			switch info.GetReason() {
+			case grpcx.ReasonOwnedElsewhere:
+				return http.StatusMethodNotAllowed
+			case grpcx.ReasonInUse:
+				return http.StatusConflict
+			}
 		}
 	}
 	return runtime.HTTPStatusFromCode(st.Code())
+}
+
+// RetryAfterSeconds is the Retry-After of 503 and 504 answers.
+const RetryAfterSeconds = "2"
+
+// sanitize keeps transport errors (raised by gRPC itself between the
+// gateway and the server, after the server's error mapping) from reaching
+// clients verbatim: their text names limits and internals. It returns the
+// status to send and whether the original was replaced.
+func sanitize(st *status.Status) (*status.Status, bool) {
+	msg := st.Message()
+	switch st.Code() {
+	case codes.Unknown, codes.Internal:
+		if msg != "internal error" {
+			return status.New(codes.Internal, "internal error"), true
+		}
+	case codes.ResourceExhausted:
+		// "trying to send message larger than max (N vs. M)", "grpc:
+		// received message larger than max": a response over a transport
+		// limit (request bodies are refused earlier, with 413).
+		if strings.Contains(msg, "larger than max") || strings.HasPrefix(msg, "grpc:") {
+			return status.New(codes.Internal, "internal error: the response is too large; ask for fewer items (size)"), true
+		}
+	case codes.Unavailable:
+		if strings.HasPrefix(msg, "connection error") || strings.Contains(msg, "transport") || strings.HasPrefix(msg, "grpc:") {
+			return status.New(codes.Unavailable, grpcx.MsgUnavailable), true
+		}
+	}
+	return st, false
 }
 
 // ErrorBody builds the REST error body of a gRPC status.
@@ -62,15 +98,29 @@ func ErrorBody(st *status.Status) (int, Error) {
 	return code, e
 }
 
-// handleError writes errors as {title, details, causes}.
-func handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
-	st, ok := status.FromError(err)
-	if !ok {
-		st = status.New(codes.Internal, "internal error")
+// errorHandler writes errors as {title, details, causes}; errors that are
+// not the server's own are logged and answered generically.
+func errorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
+	return func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		st, ok := status.FromError(err)
+		if !ok {
+			log.ErrorContext(ctx, "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+			st = status.New(codes.Internal, "internal error")
+		} else if clean, replaced := sanitize(st); replaced {
+			log.ErrorContext(ctx, "request failed in transport", "method", r.Method, "path", r.URL.Path, "code", st.Code().String(), "error", st.Message())
+			st = clean
+		}
+		writeStatus(w, st)
 	}
+}
+
+func writeStatus(w http.ResponseWriter, st *status.Status) {
 	code, body := ErrorBody(st)
-	if code == http.StatusUnauthorized {
+	switch code {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
+	case http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		w.Header().Set("Retry-After", RetryAfterSeconds)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

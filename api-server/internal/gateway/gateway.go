@@ -1,7 +1,12 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -16,10 +21,11 @@ import (
 
 // New returns the REST handler, calling the gRPC services over conn (so
 // REST requests pass the same interceptors: auth, metrics, errors).
-func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+// Errors that are not the server's own (transport) are logged on log.
+func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewMarshaler()),
-		runtime.WithErrorHandler(handleError),
+		runtime.WithErrorHandler(errorHandler(log)),
 		runtime.WithRoutingErrorHandler(func(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
 			details := "no such route: " + r.Method + " " + r.URL.Path
 			if code == http.StatusMethodNotAllowed {
@@ -42,13 +48,31 @@ func New(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxBodySize {
-			WriteError(w, http.StatusRequestEntityTooLarge, "request body is too large")
+			WriteError(w, http.StatusRequestEntityTooLarge, tooLarge)
 			return
+		}
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength < 0 {
+			// A body of unknown length (chunked) is read here, up to the
+			// limit, so one over it is 413 like a sized one (not a 400
+			// from the decoder).
+			data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodySize))
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &mbe):
+				WriteError(w, http.StatusRequestEntityTooLarge, tooLarge)
+				return
+			case err != nil:
+				WriteError(w, http.StatusBadRequest, "could not read the request body")
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
 		mux.ServeHTTP(w, r)
 	}), nil
 }
+
+var tooLarge = fmt.Sprintf("request body is too large: the limit is %d bytes", MaxBodySize)
 
 // setStatus answers 201 to a Put that created its resource.
 func setStatus(ctx context.Context, w http.ResponseWriter, _ proto.Message) error {

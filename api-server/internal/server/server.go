@@ -22,6 +22,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 // Modes of a control plane.
@@ -294,7 +295,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 		r.Meta.Origin = ""
 	}
 	r.Meta.CreationTime, r.Meta.ModificationTime = nil, nil
-	if err := resource.Validate(r); err != nil {
+	if err := resource.ValidateWrite(r); err != nil {
 		return nil, err
 	}
 	if tg.t == resource.MeshType && s.cfg.MeshValidator != nil {
@@ -302,7 +303,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 			return nil, err
 		}
 	}
-	out, created, err := s.st.Upsert(ctx, r)
+	out, created, err := s.st.Upsert(ctx, r, s.secretGuards(r)...)
 	if err != nil {
 		return nil, err
 	}
@@ -319,14 +320,95 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	if err != nil {
 		return nil, err
 	}
+	if s.undecodableRepair(ctx, tg) {
+		// The documented repair: an admin may remove a value that cannot
+		// be decoded wherever it is (a synced copy on a zone, a control-
+		// plane secret), so it stops failing reads. Only that key goes (an
+		// unreadable Mesh's resources stay).
+		if err := s.st.DeleteUndecodable(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
+			return nil, err
+		}
+		s.log.WarnContext(ctx, "deleted an undecodable value as a repair", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
+		return &apiv1.DeleteResponse{}, nil
+	}
 	if err := s.authorizeWrite(ctx, tg); err != nil {
 		return nil, err
 	}
-	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion()); err != nil {
+	var opts []store.WriteOption
+	if tg.t == resource.SecretType {
+		meshVersion, err := s.secretInUse(ctx, tg.mesh, tg.name)
+		if err != nil {
+			return nil, err
+		}
+		if meshVersion != 0 {
+			// Only while the Mesh found not to use it is unchanged.
+			opts = append(opts, s.st.IfUnchanged(resource.MeshType, "", tg.mesh, meshVersion))
+		}
+	}
+	if err := s.st.Delete(ctx, tg.t, tg.mesh, tg.name, req.GetVersion(), opts...); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
 	return &apiv1.DeleteResponse{}, nil
+}
+
+// undecodableRepair reports whether the caller is an admin and the stored
+// value of tg cannot be decoded.
+func (s *Server) undecodableRepair(ctx context.Context, tg target) bool {
+	if c, _ := grpcx.ClaimsFrom(ctx); !c.IsAdmin() {
+		return false
+	}
+	_, err := s.st.Get(ctx, tg.t, tg.mesh, tg.name)
+	return store.IsUndecodable(err)
+}
+
+// secretInUse refuses to delete a Secret that the enabled provided CA of
+// its mesh reads (every signing would then fail). It returns the version of
+// the Mesh it checked (0: none readable).
+func (s *Server) secretInUse(ctx context.Context, mesh, name string) (int64, error) {
+	m, err := s.st.Get(ctx, resource.MeshType, "", mesh)
+	if store.IsNotFound(err) || store.IsUndecodable(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	spec := m.Spec.(*meshv1.Mesh)
+	enabled := spec.GetMtls().GetEnabledBackend()
+	for i, b := range spec.GetMtls().GetBackends() {
+		if b.GetName() != enabled || b.GetType() != "provided" {
+			continue
+		}
+		for field, ds := range map[string]*meshv1.DataSource{"cert": b.GetProvided().GetCert(), "key": b.GetProvided().GetKey()} {
+			if ds.GetSecret() == name {
+				return 0, grpcx.InUse(fmt.Sprintf("secret %q is used by mesh %q: its enabled CA backend %q reads it (mtls.backends[%d].provided.%s); "+
+					"switch the mesh to another backend or secret first", name, mesh, enabled, i, field))
+			}
+		}
+	}
+	return m.Meta.GetVersion(), nil
+}
+
+// secretGuards makes a Mesh write conditional on the Secrets its provided
+// CAs read (checked by the MeshValidator) still existing, so a concurrent
+// Secret delete cannot leave a CA without its key.
+func (s *Server) secretGuards(r *resource.Resource) []store.WriteOption {
+	m, ok := r.Spec.(*meshv1.Mesh)
+	if !ok {
+		return nil
+	}
+	var out []store.WriteOption
+	for _, b := range m.GetMtls().GetBackends() {
+		if b.GetType() != "provided" {
+			continue
+		}
+		for _, ds := range []*meshv1.DataSource{b.GetProvided().GetCert(), b.GetProvided().GetKey()} {
+			if name := ds.GetSecret(); name != "" {
+				out = append(out, s.st.IfExists(resource.SecretType, r.Meta.GetName(), name))
+			}
+		}
+	}
+	return out
 }
 
 // Watch streams changes of a collection.

@@ -34,6 +34,17 @@ func TestFormatError(t *testing.T) {
 			want: "Error: Conflict: stale (HTTP 409)\nHint: it changed since the version you sent; get it again ('weftctl get TYPE NAME -o yaml') and reapply your change.\n",
 		},
 		{
+			name: "409 in use hint",
+			err:  apiErr(409, `{"title":"Conflict","details":"secret \"k\" is used by mesh \"m\": its enabled CA backend \"ca-1\" reads it"}`),
+			want: "Error: Conflict: secret \"k\" is used by mesh \"m\": its enabled CA backend \"ca-1\" reads it (HTTP 409)\nHint: the mesh's enabled CA reads it; switch the mesh to another backend or secret first.\n",
+		},
+		{
+			name: "503 hint",
+			err:  apiErr(503, `{"title":"Service Unavailable","details":"the store did not confirm the write in time; it may or may not have been applied: read the resource before retrying"}`),
+			want: "Error: Service Unavailable: the store did not confirm the write in time; it may or may not have been applied: read the resource before retrying (HTTP 503)\n" +
+				"Hint: the control plane's store (etcd) is unavailable for now; retry shortly. If a write 'may have been applied', get the resource before retrying.\n",
+		},
+		{
 			name: "405 hint",
 			err:  apiErr(405, `{"title":"Method Not Allowed","details":"owned by global"}`),
 			want: "Error: Method Not Allowed: owned by global (HTTP 405)\nHint: it is owned by another control plane (global or a zone); change it there.\n",

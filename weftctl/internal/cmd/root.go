@@ -61,6 +61,7 @@ func builtins() []*Command {
 		configCommand(),
 		versionCommand(),
 		upCommand(),
+		adminCommand(),
 	}
 }
 
@@ -308,7 +309,13 @@ func FormatError(err error) string {
 		case http.StatusForbidden:
 			b.WriteString("Hint: the token is valid but not allowed to do this; admin tokens can.\n")
 		case http.StatusConflict:
+			if strings.Contains(ae.Details, "is used by mesh") {
+				b.WriteString("Hint: the mesh's enabled CA reads it; switch the mesh to another backend or secret first.\n")
+				break
+			}
 			b.WriteString("Hint: it changed since the version you sent; get it again ('weftctl get TYPE NAME -o yaml') and reapply your change.\n")
+		case http.StatusServiceUnavailable:
+			b.WriteString("Hint: the control plane's store (etcd) is unavailable for now; retry shortly. If a write 'may have been applied', get the resource before retrying.\n")
 		case http.StatusMethodNotAllowed:
 			b.WriteString("Hint: it is owned by another control plane (global or a zone); change it there.\n")
 		}

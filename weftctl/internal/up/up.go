@@ -241,6 +241,25 @@ func (p *plane) startStorage(ctx context.Context) error {
 		return err
 	}
 	p.ep = Endpoint{Name: p.name, Mode: p.mode, Zone: p.zone, EtcdEndpoint: p.etcd.Endpoint(), AdminAddresses: map[string]string{}}
+	return p.reseal(ctx)
+}
+
+// reseal re-seals every sealed value with the first key of encryption.key
+// before the services start (up is the only writer of its etcd), so after a
+// new key is put first and up restarted once, the old key can be dropped.
+func (p *plane) reseal(ctx context.Context) error {
+	res, err := store.New(p.cli, store.WithKeyring(p.keys)).Reseal(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: re-seal with key %q: %w", p.name, p.keys.ActiveKeyID(), err)
+	}
+	if res.Resealed > 0 {
+		p.log.Warn("re-sealed stored secrets with the first key of encryption.key; older keys can now be removed from it",
+			"resealed", res.Resealed, "key", p.keys.ActiveKeyID(), "file", filepath.Join(p.dir, "encryption.key"))
+	}
+	if len(res.Failed) > 0 {
+		p.log.Error("some stored secrets cannot be opened with encryption.key and were skipped; restore the key that sealed them, or remove them with weftctl admin repair --delete",
+			"count", len(res.Failed), "keys", res.Failed)
+	}
 	return nil
 }
 

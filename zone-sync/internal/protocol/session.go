@@ -555,6 +555,14 @@ func (s *Session) put(ctx context.Context, r *resource.Resource, wire, version s
 		if store.IsNotFound(err) {
 			continue
 		}
+		if store.IsUndecodable(err) && s.cfg.Policy.FromPeer(typeOnly(t)) {
+			// An unreadable copy of a type the peer owns is replaced by
+			// the peer's (the unconditional update overwrites it).
+			u := r.Clone()
+			u.Meta.Version = 0
+			_, err = st.Update(ctx, u, store.WithoutMeshCheck())
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -577,12 +585,25 @@ func (s *Session) put(ctx context.Context, r *resource.Resource, wire, version s
 	return fmt.Errorf("%s: kept changing while being written", r.Key())
 }
 
+// typeOnly stands for a resource of type t whose content cannot be read,
+// for Policy.FromPeer: only its type (no origin) is known.
+func typeOnly(t *resource.Type) *resource.Resource {
+	return &resource.Resource{Meta: &meshv1.Meta{Type: t.Name}}
+}
+
 func (s *Session) remove(ctx context.Context, t *resource.Type, mesh, name string) error {
 	st := s.cfg.Store
 	for attempt := 0; attempt < 5; attempt++ {
 		cur, err := st.Get(ctx, t, mesh, name)
 		if store.IsNotFound(err) {
 			return nil
+		}
+		if store.IsUndecodable(err) && s.cfg.Policy.FromPeer(typeOnly(t)) {
+			if err := st.DeleteUndecodable(ctx, t, mesh, name, 0); store.IsNotFound(err) || store.IsConflict(err) {
+				continue
+			} else {
+				return err
+			}
 		}
 		if err != nil {
 			return err
