@@ -81,7 +81,10 @@ networking:
 
 func newTestEnv(t *testing.T) *testEnv { return newTestEnvTLS(t, false) }
 
-func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
+func newTestEnvTLS(t *testing.T, secure bool) *testEnv { return newTestEnvCfg(t, secure, nil) }
+
+// newTestEnvCfg is newTestEnvTLS with a change to the configuration.
+func newTestEnvCfg(t *testing.T, secure bool, change func(*Config)) *testEnv {
 	t.Helper()
 	ring, err := seal.Parse("k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
 	if err != nil {
@@ -103,6 +106,9 @@ func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
 	cfg.InsightTTL = 2 * time.Second
 	cfg.InsecureDev = !secure
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if change != nil {
+		change(&cfg)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
