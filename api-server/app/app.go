@@ -73,7 +73,7 @@ type Config struct {
 // Default returns the defaults.
 func Default() Config {
 	host, _ := os.Hostname()
-	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: ":5682", Mode: server.ModeStandalone,
+	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: "127.0.0.1:5682", Mode: server.ModeStandalone,
 		InstanceID: host, Logging: telemetry.Logging{Level: "info", Format: "text"}}
 }
 
@@ -81,7 +81,7 @@ func Default() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", c.GRPCAddress, "gRPC API listen address")
 	fs.StringVar(&c.HTTPAddress, "http-address", c.HTTPAddress, "REST API listen address")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics); loopback by default: set e.g. :5682 for probes and Prometheus")
 	fs.StringVar(&c.Mode, "mode", c.Mode, "control plane mode: standalone, global or zone")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "zone name (zone mode)")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "this replica's id (default: hostname)")

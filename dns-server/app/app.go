@@ -82,8 +82,8 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Etcd:           config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
-		Address:        ":5653",
-		AdminAddress:   ":5654",
+		Address:        "127.0.0.1:5653",
+		AdminAddress:   "127.0.0.1:5654",
 		UDPReaders:     runtime.GOMAXPROCS(0),
 		TTL:            30 * time.Second,
 		ResolvConf:     "/etc/resolv.conf",
@@ -153,8 +153,8 @@ func upstreamAddr(u string) (string, error) {
 
 // RegisterFlags binds the configuration to flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Address, "address", c.Address, "DNS listen address (UDP and TCP, same port)")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off)")
+	fs.StringVar(&c.Address, "address", c.Address, "DNS listen address (UDP and TCP, same port); loopback by default: set the node or pod address to serve workloads")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off); loopback by default: set e.g. :5654 for probes and Prometheus")
 	fs.IntVar(&c.UDPReaders, "udp-readers", c.UDPReaders, "UDP sockets (SO_REUSEPORT) reading queries in parallel")
 	fs.DurationVar(&c.TTL, "ttl", c.TTL, "TTL of .mesh answers")
 	fs.Var((*config.StringList)(&c.Upstreams), "upstreams", "resolvers for names outside .mesh, comma-separated ip or host:port (default: --resolv-conf)")
