@@ -58,6 +58,9 @@ type Config struct {
 	MaxForwards    int
 	MaxRequestSize int
 	EDNSSize       int
+	// ForwardAllow are CIDRs (or addresses) whose queries outside .mesh are
+	// forwarded, besides known Dataplane addresses; others get REFUSED.
+	ForwardAllow []string
 	// VIP allocation.
 	Allocate       bool
 	VIPCIDR        string
@@ -91,6 +94,7 @@ func Default() Config {
 		MaxForwards:    1024,
 		MaxRequestSize: 4096,
 		EDNSSize:       1232,
+		ForwardAllow:   []string{"127.0.0.0/8", "::1/128"},
 		Allocate:       true,
 		VIPCIDR:        vip.DefaultCIDR,
 		VIPGracePeriod: vip.DefaultGracePeriod,
@@ -133,12 +137,32 @@ func (c *Config) Validate() error {
 	if c.VIPGracePeriod <= 0 {
 		errs = append(errs, errors.New("--vip-grace-period: must be positive"))
 	}
+	if _, err := parsePrefixes(c.ForwardAllow); err != nil {
+		errs = append(errs, fmt.Errorf("--forward-allow: %w", err))
+	}
 	for _, u := range c.Upstreams {
 		if _, err := upstreamAddr(u); err != nil {
 			errs = append(errs, fmt.Errorf("--upstreams: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// parsePrefixes parses CIDRs or single addresses.
+func parsePrefixes(l []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(l))
+	for _, v := range l {
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an address", v)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func upstreamAddr(u string) (string, error) {
@@ -162,7 +186,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ForwardTimeout, "forward-timeout", c.ForwardTimeout, "time limit of one forwarded query, all upstreams together")
 	fs.IntVar(&c.MaxForwards, "max-forwards", c.MaxForwards, "forwarded queries in flight at most; more get SERVFAIL")
 	fs.IntVar(&c.MaxRequestSize, "max-request-size", c.MaxRequestSize, "requests larger than this many bytes are dropped")
-	fs.IntVar(&c.EDNSSize, "edns-size", c.EDNSSize, "UDP payload size advertised in EDNS0 answers")
+	fs.IntVar(&c.EDNSSize, "edns-size", c.EDNSSize, "UDP payload size advertised in EDNS0 answers, and the largest UDP answer sent")
+	fs.Var((*config.StringList)(&c.ForwardAllow), "forward-allow", "comma-separated CIDRs whose queries outside .mesh are forwarded, besides Dataplane addresses (others: REFUSED)")
 	fs.BoolVar(&c.Allocate, "vip-allocation", c.Allocate, "run the VIP allocator in this replica")
 	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "IPv4 CIDR VIPs are allocated from")
 	fs.DurationVar(&c.VIPGracePeriod, "vip-grace-period", c.VIPGracePeriod, "how long a VIP stays reserved after its service is gone")
@@ -214,10 +239,14 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return fail(err)
 	}
+	forwardAllow, err := parsePrefixes(cfg.ForwardAllow)
+	if err != nil {
+		return fail(fmt.Errorf("--forward-allow: %w", err))
+	}
 	a.table = dnsserver.NewTable(uint32(cfg.TTL / time.Second))
 	a.handler = dnsserver.NewHandler(a.table, dnsserver.Options{
 		Upstreams: upstreams, ForwardTimeout: cfg.ForwardTimeout, MaxForwards: cfg.MaxForwards,
-		EDNSSize: uint16(cfg.EDNSSize), MaxRequestSize: cfg.MaxRequestSize, Logger: a.log,
+		EDNSSize: uint16(cfg.EDNSSize), MaxRequestSize: cfg.MaxRequestSize, Logger: a.log, ForwardAllow: forwardAllow,
 		Metrics: dnsserver.NewMetrics(a.reg, a.table),
 	})
 	if cfg.Allocate {
