@@ -349,7 +349,11 @@ func New(cfg Config) (*App, error) {
 		if err != nil {
 			return fail(err)
 		}
-		a.admin.AddCheck("etcd", telemetry.EtcdCheck(cli))
+		// Not a readiness check: once the model is synced, this replica
+		// serves its last-known configuration through a brief etcd outage
+		// (and Kubernetes must not pull every replica just when proxies
+		// reconnect). weft_etcd_up reports etcd's health instead.
+		telemetry.RegisterEtcdUp(reg, cli, log)
 		// The control-plane CA certificate (public) that data planes need as
 		// weft-dp --cp-ca-file when xDS is served from it.
 		a.admin.Handle("GET /control-plane-ca.pem", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -366,7 +370,7 @@ func New(cfg Config) (*App, error) {
 			case <-a.model.Synced():
 				return nil
 			default:
-				return errors.New("store not loaded yet")
+				return errors.New("store not loaded yet (waiting for etcd)")
 			}
 		})
 	}

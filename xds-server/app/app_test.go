@@ -25,6 +25,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
+	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
@@ -36,6 +37,7 @@ import (
 
 type testEnv struct {
 	t    *testing.T
+	etcd *etcdembed.Server
 	ctx  context.Context
 	st   *store.Store
 	keys *token.Keys
@@ -90,7 +92,8 @@ func newTestEnvCfg(t *testing.T, secure bool, change func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := etcdtest.Client(t, nil)
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv)
 	st := store.New(cli, store.WithKeyring(ring))
 	ca := catest.Start(t, st)
 	caConn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -131,7 +134,7 @@ func newTestEnvCfg(t *testing.T, secure bool, change func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e := &testEnv{t: t, ctx: ctx, st: st, keys: token.New(st), app: a, conn: conn}
+	e := &testEnv{t: t, etcd: srv, ctx: ctx, st: st, keys: token.New(st), app: a, conn: conn}
 	e.apply(resourcesYAML)
 	return e
 }

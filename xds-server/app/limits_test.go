@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -229,4 +230,55 @@ func TestMaxConnectionAge(t *testing.T) {
 		t.Fatalf("err = %v, want Unavailable", err)
 	}
 	t.Logf("stream closed %s after its first response: %v", time.Since(start), err)
+}
+
+// TestReadyThroughEtcdOutage: a replica that synced once stays ready while
+// etcd is down (it serves last-known configuration); weft_etcd_up says
+// etcd is down, and a connected proxy keeps its configuration.
+func TestReadyThroughEtcdOutage(t *testing.T) {
+	e := newTestEnv(t)
+	admin := "http://" + e.app.AdminAddr()
+	waitFor(t, 30*time.Second, "ready", func() bool {
+		return status200(admin+"/readyz") && strings.Contains(get(t, admin+"/metrics"), "weft_etcd_up 1")
+	})
+	s := e.stream(e.token("default", "web-1", e.keys, time.Hour))
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node("default.web-1", "envoy"), TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.etcd.Close()
+	waitFor(t, 30*time.Second, "weft_etcd_up 0", func() bool { return strings.Contains(get(t, admin+"/metrics"), "weft_etcd_up 0") })
+	if !status200(admin + "/readyz") {
+		t.Fatal("not ready while etcd is down, after a sync")
+	}
+	// The stream is still served: an ACK is accepted, the stream stays up.
+	if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resourcev3.ListenerType, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	if !status200(admin + "/readyz") {
+		t.Fatal("not ready after an ACK while etcd is down")
+	}
+}
+
+func status200(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
