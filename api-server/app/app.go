@@ -61,9 +61,12 @@ type Config struct {
 	// BootstrapAdminTokenFile, when set and absent, receives a new admin
 	// token at start (mode 0600).
 	BootstrapAdminTokenFile string
-	Etcd                    config.Etcd
-	Encryption              config.Encryption
-	Logging                 telemetry.Logging
+	// MaxWatchesPerIdentity caps concurrent Watch streams per token
+	// identity (ResourceExhausted beyond).
+	MaxWatchesPerIdentity int
+	Etcd                  config.Etcd
+	Encryption            config.Encryption
+	Logging               telemetry.Logging
 	// Logger, when set, is used instead of building one from Logging.
 	Logger *slog.Logger
 	// MeshValidator checks Meshes beyond their shape (provided CAs).
@@ -74,7 +77,7 @@ type Config struct {
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: "127.0.0.1:5682", Mode: server.ModeStandalone,
-		InstanceID: host, Logging: telemetry.Logging{Level: "info", Format: "text"}}
+		InstanceID: host, MaxWatchesPerIdentity: server.DefaultMaxWatchesPerIdentity, Logging: telemetry.Logging{Level: "info", Format: "text"}}
 }
 
 // RegisterFlags binds the config to flags.
@@ -90,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "DANGER: turn off authentication (development only)")
 	fs.StringVar(&c.BootstrapAdminTokenFile, "bootstrap-admin-token-file", c.BootstrapAdminTokenFile,
 		"write a new admin token to this file at start when the file does not exist")
+	fs.IntVar(&c.MaxWatchesPerIdentity, "max-watches-per-identity", c.MaxWatchesPerIdentity, "concurrent Watch streams of one token identity, at most (beyond: ResourceExhausted)")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -112,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together"))
+	}
+	if c.MaxWatchesPerIdentity < 1 {
+		errs = append(errs, errors.New("max-watches-per-identity: at least 1"))
 	}
 	errs = append(errs, c.Etcd.Validate(), c.Logging.Validate())
 	return errors.Join(errs...)
@@ -188,7 +195,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	srv := server.New(st, a.keys, server.Config{Mode: cfg.Mode, Zone: cfg.Zone, InstanceID: cfg.InstanceID, Version: Version,
-		MeshValidator: meshValidator(cfg.MeshValidator, st)}, log)
+		MeshValidator: meshValidator(cfg.MeshValidator, st), MaxWatchesPerIdentity: cfg.MaxWatchesPerIdentity}, log)
 	// Two gRPC servers share the services: one on the network (TLS when
 	// configured), one in-process for the REST gateway.
 	netOpts := opts
