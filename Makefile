@@ -24,7 +24,7 @@ export WEFT_CACHE ?= $(HOME)/.cache/weft
 # static-binary check then reuses the test build cache.
 export CGO_ENABLED ?= 0
 
-.PHONY: check-tidy all build test test-unit fuzz generate check-generated tools lint golden-update bench clean
+.PHONY: check-tidy all build test test-unit test-race fuzz generate check-generated tools lint golden-update bench clean
 
 all: build
 
@@ -66,7 +66,11 @@ test-unit:
 	@unformatted=$$(gofmt -l $(MODULES) | grep -v '/gen/' || true); \
 	  if [ -n "$$unformatted" ]; then echo "not gofmt-clean:" >&2; echo "$$unformatted" >&2; exit 1; fi
 	go vet $(PKGS)
-	go test $(GOTEST_FLAGS) $(PKGS)
+	go test $(GOTEST_FLAGS) -cover $(PKGS)
+
+## test-race: every module's tests under the race detector (needs cgo and gcc; .ci/run runs it)
+test-race:
+	CGO_ENABLED=1 go test -race $(GOTEST_FLAGS) $(PKGS)
 
 ## fuzz: run each fuzz target for FUZZTIME
 fuzz:
@@ -82,9 +86,10 @@ lint: tools
 	go vet $(PKGS)
 	$(BIN)/staticcheck $(PKGS)
 
-## golden-update: rewrite golden files from the generators
+## golden-update: rewrite golden files (every package that defines an -update flag)
+GOLDEN_PKGS = $(shell grep -rlF --include='*_test.go' '"update", ' $(MODULES) | xargs -rn1 dirname | sort -u | sed 's|^|./|')
 golden-update:
-	go test $(PKGS) -run Golden -update
+	go test -count=1 $(GOLDEN_PKGS) -update
 
 ## bench: Go benchmarks (load tools live under bench/)
 bench:

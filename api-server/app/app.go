@@ -13,13 +13,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -31,6 +31,7 @@ import (
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
@@ -71,6 +72,9 @@ type Config struct {
 	Logger *slog.Logger
 	// MeshValidator checks Meshes beyond their shape (provided CAs).
 	MeshValidator func(ctx context.Context, mesh *resource.Resource) error
+	// TracerProvider makes this service's spans (nil: none). Set by
+	// run.Main or weftctl up, never the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Default returns the defaults.
@@ -150,6 +154,10 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		log = cfg.Logging.NewLogger(os.Stderr)
 	}
 	log = log.With("component", ServiceName)
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
 	a := &App{cfg: cfg, log: log, closeCli: func() {}}
 	defer func() {
 		if err != nil {
@@ -168,7 +176,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		return nil, err
 	}
 	reg := telemetry.NewRegistry()
-	st := store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg))
+	st := store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg), store.WithTracerProvider(tp))
 	a.keys = token.New(st)
 	if a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, reg, log); err != nil {
 		return nil, err
@@ -185,7 +193,8 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		}
 	}
 	u, s := grpcx.Auth(auth)
-	opts := grpcx.ServerOptions(log, reg, ServiceName, []grpc.UnaryServerInterceptor{u}, []grpc.StreamServerInterceptor{s})
+	opts := grpcx.ServerOptions(log, reg, ServiceName, []grpc.UnaryServerInterceptor{u}, []grpc.StreamServerInterceptor{s},
+		grpcx.WithTracerProvider(tp))
 	tlsCfg := cfg.TLSConfig
 	if tlsCfg == nil && cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -208,12 +217,14 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	srv.Register(a.inprocSrv)
 
 	// The gateway reaches the gRPC server in-process, through the same
-	// interceptors, without a TCP hop or a TLS handshake.
+	// interceptors, without a TCP hop or a TLS handshake. Its client
+	// options carry the HTTP request's trace to the gRPC call, so a REST
+	// request is one trace from HTTP to etcd.
 	a.inproc = bufconn.Listen(1 << 20)
-	a.conn, err = grpc.NewClient("passthrough:///inproc",
+	a.conn, err = grpc.NewClient("passthrough:///inproc", append(grpcx.ClientOptions(grpcx.WithTracerProvider(tp)),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.inproc.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +239,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	})
 	mux.Handle("/", gw)
 	handler := telemetry.HTTPMetrics(reg, ServiceName, routeLabel, otelhttp.NewHandler(mux, "api-server.http",
+		otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(telemetry.Propagator()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + routeLabel(r) })))
 	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
@@ -334,44 +346,16 @@ func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
 // AdminAddr is the bound admin address.
 func (a *App) AdminAddr() string { return a.admin.Addr() }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends or a component stops (run.Group's policy).
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	errc := make(chan error, 4)
-	go func() { errc <- a.grpcSrv.Serve(a.grpcLn) }()
-	go func() { errc <- a.inprocSrv.Serve(a.inproc) }()
-	go func() {
-		if err := a.httpSrv.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	go func() { errc <- a.admin.Serve(ctx) }()
+	g := run.New(a.log)
+	g.Add("grpc", run.GRPC(a.grpcSrv, a.grpcLn))
+	g.Add("grpc-inproc", run.GRPC(a.inprocSrv, a.inproc))
+	g.Add("http", run.HTTP(a.httpSrv, a.httpLn))
+	g.Add("admin", a.admin.Serve)
 	a.log.Info("api-server serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "admin", a.AdminAddr(), "mode", a.cfg.Mode, "zone", a.cfg.Zone)
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if err != nil {
-			a.log.Error("server failed", "error", err)
-			a.shutdown()
-			return err
-		}
-	}
-	a.shutdown()
-	return nil
-}
-
-func (a *App) shutdown() {
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = a.httpSrv.Shutdown(sctx)
-	stopped := make(chan struct{})
-	go func() { a.grpcSrv.GracefulStop(); a.inprocSrv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		a.grpcSrv.Stop()
-		a.inprocSrv.Stop()
-	}
+	return g.Run(ctx)
 }
 
 func (a *App) close() {
@@ -390,32 +374,9 @@ func (a *App) close() {
 // Main is the command-line entry point.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet(ServiceName, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, ServiceName, args, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "api-server:", err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg.Logger = cfg.Logging.NewLogger(stderr)
-	shutdownTracing, err := telemetry.SetupTracing(ctx, ServiceName, cfg.Logger)
-	if err != nil {
-		fmt.Fprintln(stderr, "api-server:", err)
-		return 1
-	}
-	defer shutdownTracing(context.Background())
-	a, err := New(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "api-server:", err)
-		return 1
-	}
-	if err := a.Run(ctx); err != nil {
-		return 1
-	}
-	return 0
+	return run.Main(ctx, args, stderr, run.Program{Name: ServiceName, Flags: cfg.RegisterFlags, Logging: &cfg.Logging,
+		Start: func(ctx context.Context, env run.Env) (run.Runner, error) {
+			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			return New(ctx, cfg)
+		}})
 }

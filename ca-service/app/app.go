@@ -14,13 +14,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -32,9 +32,11 @@ import (
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
+	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
 )
 
 // Service is the name used for flags' environment overrides, metrics and
@@ -77,6 +79,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry, when set, receives the metrics (else a new one).
 	Registry *prometheus.Registry
+	// TracerProvider makes this service's spans (nil: none). Set by
+	// run.Main or weftctl up; New never touches the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Default returns the defaults.
@@ -159,7 +164,6 @@ type App struct {
 	admin    *telemetry.Admin
 	manager  *authority.Manager
 	tracker  *issued.Tracker
-	tracing  func(context.Context) error
 	cpExpiry time.Time
 }
 
@@ -194,10 +198,11 @@ func New(cfg Config) (a *App, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if a.tracing, err = telemetry.SetupTracing(ctx, Service, log); err != nil {
-		return nil, err
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
 	}
-	a.st = store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg))
+	a.st = store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg), store.WithTracerProvider(tp))
 
 	cpCA, err := cptls.LoadCA(ctx, a.st)
 	if err != nil {
@@ -207,8 +212,10 @@ func New(cfg Config) (a *App, err error) {
 	if left := time.Until(a.cpExpiry); left < 90*24*time.Hour {
 		log.Warn("the control-plane CA expires soon; control-plane TLS fails after that", "expires", a.cpExpiry, "left", left.Round(time.Hour))
 	}
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_ca_control_plane_ca_expiry_seconds",
-		Help: "Seconds until the control-plane CA expires."}, func() float64 { return time.Until(a.cpExpiry).Seconds() }))
+	if _, err := telemetry.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_ca_control_plane_ca_expiry_seconds",
+		Help: "Seconds until the control-plane CA expires."}, func() float64 { return time.Until(a.cpExpiry).Seconds() })); err != nil {
+		return nil, err
+	}
 
 	var creds credentials.TransportCredentials
 	switch {
@@ -243,7 +250,8 @@ func New(cfg Config) (a *App, err error) {
 
 	tokens := token.New(a.st)
 	unary, stream := grpcx.Auth(server.Auth(tokens, cfg.AllowedServices))
-	opts := grpcx.ServerOptions(log, reg, Service, []grpc.UnaryServerInterceptor{unary}, []grpc.StreamServerInterceptor{stream})
+	opts := grpcx.ServerOptions(log, reg, Service, []grpc.UnaryServerInterceptor{unary}, []grpc.StreamServerInterceptor{stream},
+		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(cav1.CertificateAuthorityService_WatchTrustBundle_FullMethodName))
 	// Long-lived stream workers keep their grown stacks: a fresh goroutine
 	// per RPC spends a tenth of the CPU growing its stack through gRPC,
 	// TLS and ECDSA frames.
@@ -298,38 +306,17 @@ func (a *App) close() {
 	}
 }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends or a component stops (run.Group's policy).
+// The tracker flushes its pending records when it stops.
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 4)
-	go func() { errc <- a.admin.Serve(ctx) }()
-	go func() { errc <- a.manager.Run(ctx) }()
-	trackerDone := make(chan struct{})
-	go func() { defer close(trackerDone); _ = a.tracker.Run(ctx) }()
-	go func() { errc <- a.grpc.Serve(a.ln) }()
+	g := run.New(a.log)
+	g.Add("admin", a.admin.Serve)
+	g.Add("authority", a.manager.Run)
+	g.Add("issued-tracker", a.tracker.Run)
+	g.Add("grpc", run.GRPC(a.grpc, a.ln))
 	a.log.Info("ca-service started", "address", a.Addr(), "admin", a.AdminAddr(), "instance", a.cfg.InstanceID, "tls", !a.cfg.InsecureDev)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	stopped := make(chan struct{})
-	go func() { a.grpc.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		a.grpc.Stop()
-	}
-	<-trackerDone
-	if a.tracing != nil {
-		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = a.tracing(sctx)
-		c()
-	}
-	return err
+	return g.Run(ctx)
 }
 
 // Run builds and runs an App.
@@ -344,22 +331,9 @@ func Run(ctx context.Context, cfg Config) error {
 // Main is the command: flags and environment, then Run until a signal.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet(Service, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, Service, args, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	cfg.Logger = cfg.Logging.NewLogger(stderr)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := Run(ctx, cfg); err != nil {
-		fmt.Fprintln(stderr, "ca-service:", err)
-		return 1
-	}
-	return 0
+	return run.Main(ctx, args, stderr, run.Program{Name: Service, Flags: cfg.RegisterFlags, Logging: &cfg.Logging,
+		Start: func(_ context.Context, env run.Env) (run.Runner, error) {
+			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			return New(cfg)
+		}})
 }

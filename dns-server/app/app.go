@@ -15,20 +15,20 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
-	"os/signal"
 	"runtime"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/weftmesh/weft/dns-server/internal/dnsserver"
 	"github.com/weftmesh/weft/dns-server/internal/vip"
 	"github.com/weftmesh/weft/pkg/config"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 )
@@ -79,6 +79,9 @@ type Config struct {
 	Now func() time.Time
 	// VIPResync overrides the allocator's resync period (tests).
 	VIPResync time.Duration
+	// TracerProvider makes this service's spans (nil: none). Set by
+	// run.Main or weftctl up, never the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Default returns the default configuration.
@@ -234,7 +237,11 @@ func New(cfg Config) (*App, error) {
 		a.close()
 		return nil, err
 	}
-	a.st = store.New(a.cli, store.WithLogger(a.log), store.WithMetrics(a.reg))
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	a.st = store.New(a.cli, store.WithLogger(a.log), store.WithMetrics(a.reg), store.WithTracerProvider(tp))
 	upstreams, err := a.upstreams()
 	if err != nil {
 		return fail(err)
@@ -342,44 +349,24 @@ func (a *App) close() {
 	}
 }
 
-// Run serves until ctx ends; the first component to fail stops the others.
+// Run serves until ctx ends or a component stops (run.Group's policy).
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-	run("table", func(ctx context.Context) error {
+	g := run.New(a.log)
+	g.Add("table", func(ctx context.Context) error {
 		return dnsserver.Follow(ctx, a.st, a.table, func() {
 			a.ready.Store(true)
 			a.log.Info("dns table synced", "names", a.table.Size())
 		})
 	})
 	if a.alloc != nil {
-		run("vip allocator", a.alloc.Run)
+		g.Add("vip-allocator", a.alloc.Run)
 	}
-	run("dns", a.dns.Serve)
+	g.Add("dns", a.dns.Serve)
 	if a.admin != nil {
-		run("admin", a.admin.Serve)
+		g.Add("admin", a.admin.Serve)
 	}
-	<-ctx.Done()
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return nil
-	}
+	return g.Run(ctx)
 }
 
 // Run builds and runs an App.
@@ -392,35 +379,12 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // Main is the dns-server program: flags, WEFT_DNS_SERVER_* environment
-// overrides, tracing, signals. It returns the exit code.
+// overrides, tracing, signals (run.Main). It returns the exit code.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet(ServiceName, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, ServiceName, args, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, ServiceName+":", err)
-		return 2
-	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, ServiceName+":", err)
-		return 2
-	}
-	cfg.Logger = cfg.Logging.NewLogger(stderr)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	shutdownTracing, err := telemetry.SetupTracing(ctx, ServiceName, cfg.Logger)
-	if err != nil {
-		fmt.Fprintln(stderr, ServiceName+":", err)
-		return 1
-	}
-	defer func() { _ = shutdownTracing(context.Background()) }()
-	if err := Run(ctx, cfg); err != nil {
-		cfg.Logger.Error("dns-server failed", "error", err)
-		return 1
-	}
-	return 0
+	return run.Main(ctx, args, stderr, run.Program{Name: ServiceName, Flags: cfg.RegisterFlags, Logging: &cfg.Logging, Validate: cfg.Validate,
+		Start: func(_ context.Context, env run.Env) (run.Runner, error) {
+			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			return New(cfg)
+		}})
 }

@@ -13,14 +13,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 )
 
@@ -39,12 +43,16 @@ const (
 
 // ServerOptions returns the options every Weft gRPC server uses, with
 // extra interceptors (authentication) run after the shared ones.
-func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) []grpc.ServerOption {
+func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor, opts ...Option) []grpc.ServerOption {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
 	m := newMetrics(reg, service)
 	u := append([]grpc.UnaryServerInterceptor{recoverUnary(log), m.unary, errorsUnary(log)}, unary...)
 	s := append([]grpc.StreamServerInterceptor{recoverStream(log), m.stream, errorsStream(log)}, stream...)
 	return []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(o.otel()...)),
 		grpc.ChainUnaryInterceptor(u...),
 		grpc.ChainStreamInterceptor(s...),
 		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
@@ -52,8 +60,97 @@ func ServerOptions(log *slog.Logger, reg prometheus.Registerer, service string, 
 }
 
 // ClientOptions are the dial options for calls between Weft services.
-func ClientOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler())}
+func ClientOptions(opts ...Option) []grpc.DialOption {
+	o := options{}
+	for _, f := range opts {
+		f(&o)
+	}
+	return []grpc.DialOption{grpc.WithStatsHandler(cancelNotError{otelgrpc.NewClientHandler(o.otel()...)})}
+}
+
+// cancelNotError keeps a call the client cancelled (a disconnect, a
+// shutdown) from becoming an ERROR span: otelgrpc's client handler marks
+// every non-OK code as an error. The span gets weft.rpc.canceled=true
+// instead.
+type cancelNotError struct{ stats.Handler }
+
+func (h cancelNotError) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if e, ok := s.(*stats.End); ok && e.Error != nil && status.Code(e.Error) == codes.Canceled {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.Bool("weft.rpc.canceled", true))
+		c := *e
+		c.Error = nil
+		s = &c
+	}
+	h.Handler.HandleRPC(ctx, s)
+}
+
+// Option configures the tracing of ServerOptions and ClientOptions.
+type Option func(*options)
+
+type options struct {
+	tp      trace.TracerProvider
+	noSpans map[string]bool
+}
+
+// WithTracerProvider makes the calls' spans with tp (the service's own
+// provider) instead of the global one, so a span names its service also
+// when several services share a process.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tp = tp }
+}
+
+// WithoutSpans gives calls to these methods (full names, e.g.
+// "/pkg.Service/Method") no span of their own: long-lived streams, which
+// make short spans per message or push instead of one open for hours.
+func WithoutSpans(methods ...string) Option {
+	return func(o *options) {
+		if o.noSpans == nil {
+			o.noSpans = map[string]bool{}
+		}
+		for _, m := range methods {
+			o.noSpans[m] = true
+		}
+	}
+}
+
+// IncomingTrace returns ctx carrying the caller's trace context from the
+// incoming metadata (traceparent), for calls WithoutSpans left without a
+// span: their short spans then join or link to the caller's trace.
+func IncomingTrace(ctx context.Context) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return telemetry.Propagator().Extract(ctx, mdCarrier(md))
+}
+
+// mdCarrier reads gRPC metadata as a propagation.TextMapCarrier.
+type mdCarrier metadata.MD
+
+func (c mdCarrier) Get(key string) string {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+
+func (c mdCarrier) Keys() []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (o options) otel() []otelgrpc.Option {
+	out := []otelgrpc.Option{otelgrpc.WithPropagators(telemetry.Propagator())}
+	if o.tp != nil {
+		out = append(out, otelgrpc.WithTracerProvider(o.tp))
+	}
+	if len(o.noSpans) > 0 {
+		skip := o.noSpans
+		out = append(out, otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !skip[info.FullMethodName] }))
+	}
+	return out
 }
 
 // Status converts a domain error to a gRPC status error. Errors it does not

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
 )
@@ -59,6 +60,12 @@ func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 // WithClock sets the clock used for creation and modification times.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
+// WithTracerProvider makes the store's spans with tp, the service's own
+// provider (default: the global one).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Store) { s.tracer = tp.Tracer("github.com/weftmesh/weft/pkg/store") }
+}
+
 // WithMetrics records operation latency in reg as weft_store_operation_seconds.
 func WithMetrics(reg prometheus.Registerer) Option {
 	return func(s *Store) {
@@ -67,13 +74,7 @@ func WithMetrics(reg prometheus.Registerer) Option {
 			Help:    "Latency of resource store operations against etcd.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"operation", "type", "result"})
-		if err := reg.Register(h); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				h = are.ExistingCollector.(*prometheus.HistogramVec)
-			}
-		}
-		s.latency = h
+		s.latency = telemetry.MustRegister(reg, h)
 	}
 }
 
@@ -146,7 +147,9 @@ func (s *Store) span(ctx context.Context, op string, t *resource.Type, mesh, nam
 		result := "ok"
 		if err := *errp; err != nil {
 			result = errorResult(err)
-			if result == "error" {
+			// A caller that went away (a disconnect, a shutdown) is not a
+			// failure of the store.
+			if result == "error" && !errors.Is(err, context.Canceled) {
 				sp.RecordError(err)
 				sp.SetStatus(codes.Error, err.Error())
 			}

@@ -16,15 +16,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
@@ -95,6 +95,9 @@ type Config struct {
 	// Set by programs, not flags.
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// TracerProvider makes this service's spans (nil: none). Set by
+	// run.Main or weftctl up, never the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // CAConfig locates ca-service. By default the connection is TLS trusting
@@ -256,12 +259,16 @@ func New(cfg Config) (*App, error) {
 		a.close()
 		return nil, err
 	}
-	a.st = store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg))
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	a.st = store.New(cli, store.WithKeyring(keys), store.WithLogger(log), store.WithMetrics(reg), store.WithTracerProvider(tp))
 	a.metrics = newMetrics(reg)
 
 	caConn := cfg.CA.Conn
 	if caConn == nil {
-		conn, err := dialCA(a.st, cfg.CA)
+		conn, err := dialCA(a.st, cfg.CA, tp)
 		if err != nil {
 			return fail(err)
 		}
@@ -282,6 +289,7 @@ func New(cfg Config) (*App, error) {
 			ins.CertChanged(mesh, name)
 		})
 	rec = reconcile.New(nil, a.cache, a.certs, a.metrics, log.With("component", "reconcile"))
+	rec.SetTracerProvider(tp)
 	a.rec = rec
 	a.model = model.New(a.st, log.With("component", "model"), rec.OnChanges)
 	rec.SetModel(a.model)
@@ -296,10 +304,18 @@ func New(cfg Config) (*App, error) {
 
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
 	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy
+	callbacks.SetTracerProvider(tp)
 	xds := serverv3.NewServer(a.ctx, a.cache, callbacks)
+	// xDS streams live as long as the proxy: instead of one span open for
+	// hours, the reconciler makes short spans per generation and push.
 	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{
 		ads.FirstRequestLimit(cfg.Limits, log.With("component", "ads")),
-		ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))})
+		ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))},
+		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(
+			discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResources_FullMethodName,
+			discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResources_FullMethodName,
+			secretgrpc.SecretDiscoveryService_StreamSecrets_FullMethodName,
+			secretgrpc.SecretDiscoveryService_DeltaSecrets_FullMethodName))
 	maxAge := cfg.MaxConnectionAge
 	if maxAge == 0 {
 		maxAge = time.Duration(math.MaxInt64) // gRPC's "infinity"
@@ -391,46 +407,22 @@ func (a *App) AdminAddr() string {
 // Store is the app's store (tests).
 func (a *App) Store() *store.Store { return a.st }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends or a component stops (run.Group's policy).
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	run("model", a.model.Run)
-	run("reconcile", func(ctx context.Context) error { a.rec.Run(ctx); return nil })
-	run("insight", a.ins.Run)
+	g := run.New(a.log)
+	g.Add("model", a.model.Run)
+	g.Add("reconcile", run.Func(a.rec.Run))
+	g.Add("insight", a.ins.Run)
 	if a.admin != nil {
-		run("admin", a.admin.Serve)
+		g.Add("admin", a.admin.Serve)
 	}
-	go func() {
-		if err := a.grpc.Serve(a.lis); err != nil {
-			errc <- fmt.Errorf("grpc: %w", err)
-		}
-	}()
+	// xDS streams end when the xDS server's context does, so the gRPC
+	// server's graceful stop does not wait for proxies to hang up.
+	g.Add("xds-streams", func(ctx context.Context) error { <-ctx.Done(); a.cancel(); return nil })
+	g.Add("grpc", run.GRPC(a.grpc, a.lis))
 	a.log.Info("serving xDS", "address", a.Addr(), "admin", a.AdminAddr())
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		a.log.Error("stopping", "err", err)
-	}
-	cancel()
-	a.cancel()
-	// Streams are long-lived: Stop rather than wait for them to end.
-	a.grpc.Stop()
-	wg.Wait()
-	return err
+	return g.Run(ctx)
 }
 
 func (a *App) close() {
@@ -445,8 +437,9 @@ func (a *App) close() {
 	}
 }
 
-func dialCA(st *store.Store, c CAConfig) (*grpc.ClientConn, error) {
-	opts := grpcx.ClientOptions()
+func dialCA(st *store.Store, c CAConfig, tp trace.TracerProvider) (*grpc.ClientConn, error) {
+	// WatchTrustBundle lives as long as the connection: no span for it.
+	opts := grpcx.ClientOptions(grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(cav1.CertificateAuthorityService_WatchTrustBundle_FullMethodName))
 	secure := !c.Insecure
 	switch {
 	case c.Insecure:
@@ -505,36 +498,12 @@ func (f *fileToken) GetRequestMetadata(context.Context, ...string) (map[string]s
 
 func (f *fileToken) RequireTransportSecurity() bool { return f.secure }
 
-// Main parses args and runs until SIGINT/SIGTERM.
+// Main parses args and runs until SIGINT/SIGTERM (run.Main).
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet(service, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, service, args, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	cfg.Logger = cfg.Logging.NewLogger(stderr)
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	shutdown, err := telemetry.SetupTracing(ctx, service, cfg.Logger)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer func() { _ = shutdown(context.Background()) }()
-	a, err := New(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "xds-server:", err)
-		return 1
-	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintln(stderr, "xds-server:", err)
-		return 1
-	}
-	return 0
+	return run.Main(ctx, args, stderr, run.Program{Name: service, Flags: cfg.RegisterFlags, Logging: &cfg.Logging,
+		Start: func(_ context.Context, env run.Env) (run.Runner, error) {
+			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			return New(cfg)
+		}})
 }

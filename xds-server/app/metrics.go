@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/pkg/telemetry"
 )
 
 // metrics are the xds-server's Prometheus metrics.
@@ -43,7 +45,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "weft_xds_pushes_total", Help: "New resource versions put in the cache for a proxy, by type.",
 		}, []string{"type"}),
 	}
-	reg.MustRegister(m.connected, m.pushLat, m.nacks, m.acks, m.generation, m.genErrors, m.pushes)
+	m.connected = telemetry.MustRegister(reg, m.connected)
+	m.pushLat = telemetry.MustRegister(reg, m.pushLat)
+	m.nacks = telemetry.MustRegister(reg, m.nacks)
+	m.acks = telemetry.MustRegister(reg, m.acks)
+	m.generation = telemetry.MustRegister(reg, m.generation)
+	m.genErrors = telemetry.MustRegister(reg, m.genErrors)
+	m.pushes = telemetry.MustRegister(reg, m.pushes)
 	return m
 }
 

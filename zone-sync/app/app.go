@@ -15,11 +15,12 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,6 +30,7 @@ import (
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
@@ -96,6 +98,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registry, when set, receives the metrics (else a new one).
 	Registry *prometheus.Registry
+	// TracerProvider makes this service's spans (nil: none). Set by
+	// run.Main or weftctl up, never the global provider.
+	TracerProvider trace.TracerProvider
 }
 
 // Default returns the defaults.
@@ -223,7 +228,11 @@ func New(cfg Config) (_ *App, err error) {
 			a.close()
 		}
 	}()
-	a.st = store.New(a.cli, store.WithKeyring(keys), store.WithLogger(a.log), store.WithMetrics(a.reg))
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	a.st = store.New(a.cli, store.WithKeyring(keys), store.WithLogger(a.log), store.WithMetrics(a.reg), store.WithTracerProvider(tp))
 	metrics := protocol.NewMetrics(a.reg)
 	a.metrics = metrics
 	if a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, a.reg, a.log); err != nil {
@@ -246,7 +255,9 @@ func New(cfg Config) (_ *App, err error) {
 		}
 		a.global = global.New(global.Config{Store: a.st, Keys: token.New(a.st), Metrics: metrics, Log: a.log,
 			InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, JanitorInterval: cfg.JanitorInterval})
-		opts := append(grpcx.ServerOptions(a.log, a.reg, Service, nil, nil),
+		// The sync stream lives as long as the zone's link: no span for it.
+		opts := append(grpcx.ServerOptions(a.log, a.reg, Service, nil, nil,
+			grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(syncv1.ZoneSyncService_Sync_FullMethodName)),
 			grpc.Creds(creds),
 			grpc.MaxRecvMsgSize(protocol.MaxMessageSize), grpc.MaxSendMsgSize(protocol.MaxMessageSize),
 			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -291,7 +302,8 @@ func New(cfg Config) (_ *App, err error) {
 			return nil, fmt.Errorf("token-file: %w", err)
 		}
 		a.zone = zone.New(zone.Config{Store: a.st, Zone: cfg.Zone, GlobalAddress: cfg.GlobalAddress, Token: tokenFn,
-			DialOptions: append(grpcx.ClientOptions(), grpc.WithTransportCredentials(creds),
+			DialOptions: append(grpcx.ClientOptions(grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(syncv1.ZoneSyncService_Sync_FullMethodName)),
+				grpc.WithTransportCredentials(creds),
 				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true})),
 			Metrics: metrics, Log: a.log, InstanceID: cfg.InstanceID, Version: Version,
 			MinBackoff: cfg.ReconnectMinBackoff, MaxBackoff: cfg.ReconnectMaxBackoff,
@@ -368,87 +380,35 @@ func (a *App) close() {
 	}
 }
 
-// Run serves until ctx ends, then shuts everything down and returns.
+// Run serves until ctx ends or a component stops (run.Group's policy),
+// then shuts everything down and returns.
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	run := func(name string, f func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
-	run("admin", func() error { return a.admin.Serve(ctx) })
+	g := run.New(a.log)
+	g.Add("admin", a.admin.Serve)
 	switch a.cfg.Mode {
 	case ModeGlobal:
-		run("cache", func() error { return a.global.Run(ctx) })
-		run("grpc", func() error { return a.srv.Serve(a.ln) })
+		g.Add("cache", a.global.Run)
+		// Sync streams never end on their own: run.GRPC closes them after
+		// run.Drain.
+		g.Add("grpc", run.GRPC(a.srv, a.ln))
 		a.log.Info("serving zones", "address", a.Addr(), "admin", a.AdminAddr())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			stopped := make(chan struct{})
-			go func() { a.srv.GracefulStop(); close(stopped) }()
-			select {
-			case <-stopped:
-			case <-time.After(time.Second):
-				a.srv.Stop() // sync streams never end on their own
-				<-stopped
-			}
-		}()
 	case ModeZone:
-		run("zone", func() error { return a.zone.Run(ctx) })
+		g.Add("zone", a.zone.Run)
 		a.log.Info("linking zone to global", "zone", a.cfg.Zone, "global", a.cfg.GlobalAddress, "admin", a.AdminAddr())
 	}
-	<-ctx.Done()
-	wg.Wait()
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return nil
-	}
+	return g.Run(ctx)
 }
 
-// Main is the command: parse flags, run until ctx ends. It returns the exit
-// code.
+// Main is the command: parse flags, run until a signal or ctx ends
+// (run.Main). It returns the exit code.
 func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	cfg := Default()
-	fs := flag.NewFlagSet(Service, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg.RegisterFlags(fs)
-	if err := config.Parse(fs, Service, args, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	cfg.Logger = cfg.Logging.NewLogger(stderr)
-	shutdown, err := telemetry.SetupTracing(ctx, Service, cfg.Logger)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer shutdown(context.Background())
-	a, err := New(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "zone-sync:", err)
-		return 1
-	}
-	if err := a.Run(ctx); err != nil {
-		fmt.Fprintln(stderr, "zone-sync:", err)
-		return 1
-	}
-	return 0
+	return run.Main(ctx, args, stderr, run.Program{Name: Service, Flags: cfg.RegisterFlags, Logging: &cfg.Logging,
+		Start: func(_ context.Context, env run.Env) (run.Runner, error) {
+			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			return New(cfg)
+		}})
 }
 
 // PresencePrefix is where global keeps one lease-attached key per open zone

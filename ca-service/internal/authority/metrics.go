@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/pkg/telemetry"
 )
 
 // Metrics are ca-service's own metrics.
@@ -28,10 +30,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		roots: prometheus.NewDesc("weft_ca_trust_bundle_roots",
 			"Roots in a mesh's trust bundle (2 or more during a rotation).", []string{"mesh"}, nil),
 	}
-	if reg != nil {
-		reg.MustRegister(mt.issued, mt.latency, mt)
-	}
-	return mt
+	mt.issued = telemetry.MustRegister(reg, mt.issued)
+	mt.latency = telemetry.MustRegister(reg, mt.latency)
+	return telemetry.MustRegister(reg, mt)
 }
 
 func (mt *Metrics) bind(m *Manager) { mt.m = m }

@@ -1,10 +1,10 @@
 package dnsserver
 
 import (
-	"errors"
-
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/pkg/telemetry"
 )
 
 // Metrics are the DNS server's Prometheus metrics.
@@ -46,25 +46,19 @@ func NewMetrics(reg prometheus.Registerer, t *Table) *Metrics {
 		dns.TypeSOA, dns.TypeSRV, dns.TypeTXT, dns.TypeHTTPS, dns.TypeSVCB} {
 		m.byType[t] = dns.TypeToString[t]
 	}
+	// A registry that already has these metrics (a second handler in the
+	// process) keeps counting into the registered ones.
+	m.queries = telemetry.MustRegister(reg, m.queries)
+	m.latency = telemetry.MustRegister(reg, m.latency)
+	m.dropped = telemetry.MustRegister(reg, m.dropped)
+	m.forwardErrors = telemetry.MustRegister(reg, m.forwardErrors)
 	m.fastA = m.queries.WithLabelValues("A", "NOERROR")
 	m.fastLat = m.latency.WithLabelValues("fast")
-	cs := []prometheus.Collector{m.queries, m.latency, m.dropped, m.forwardErrors}
 	if t != nil {
-		cs = append(cs,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_dns_table_names", Help: "Names (VIPs) in the answer table."},
-				func() float64 { return float64(t.Size()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_dns_dataplane_addresses", Help: "Dataplane addresses known for mesh-by-source lookups."},
-				func() float64 { return float64(len(t.load().addrs)) }))
-	}
-	if reg != nil {
-		for _, c := range cs {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					panic(err)
-				}
-			}
-		}
+		telemetry.MustRegister(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_dns_table_names", Help: "Names (VIPs) in the answer table."},
+			func() float64 { return float64(t.Size()) }))
+		telemetry.MustRegister(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weft_dns_dataplane_addresses", Help: "Dataplane addresses known for mesh-by-source lookups."},
+			func() float64 { return float64(len(t.load().addrs)) }))
 	}
 	return m
 }

@@ -19,7 +19,6 @@ package vip
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	storev1 "github.com/weftmesh/weft/proto/gen/go/weft/store/v1"
 )
@@ -113,7 +113,7 @@ type metrics struct {
 	capacity  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_dns_vip_events_total",
@@ -132,17 +132,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Usable addresses in the VIP CIDR.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.exhausted, m.inUse, m.capacity} {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					continue
-				}
-			}
-		}
+	var err error
+	if m.events, err = telemetry.Register(reg, m.events); err != nil {
+		return nil, err
 	}
-	return m
+	if m.exhausted, err = telemetry.Register(reg, m.exhausted); err != nil {
+		return nil, err
+	}
+	if m.inUse, err = telemetry.Register(reg, m.inUse); err != nil {
+		return nil, err
+	}
+	if m.capacity, err = telemetry.Register(reg, m.capacity); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // New returns an allocator on a store.
@@ -178,9 +181,13 @@ func New(st *store.Store, cfg Config) (*Allocator, error) {
 	if cfg.Settle <= 0 {
 		cfg.Settle = time.Second
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("vip: %w", err)
+	}
 	a4 := cfg.CIDR.Addr().As4()
 	a := &Allocator{
-		st: st, cli: st.Client(), cfg: cfg, log: cfg.Logger.With("component", "vip"), m: newMetrics(cfg.Registerer),
+		st: st, cli: st.Client(), cfg: cfg, log: cfg.Logger.With("component", "vip"), m: m,
 		base: uint32(a4[0])<<24 | uint32(a4[1])<<16 | uint32(a4[2])<<8 | uint32(a4[3]),
 		size: 1 << (32 - cfg.CIDR.Bits()),
 		dps:  map[string][]Key{}, zis: map[string][]Key{}, vips: map[Key]vipState{},

@@ -11,10 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
@@ -22,8 +23,10 @@ import (
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	zsapp "github.com/weftmesh/weft/zone-sync/app"
@@ -104,8 +107,24 @@ type plane struct {
 	keys             *seal.Keyring
 	log              *slog.Logger
 	ep               Endpoint
-	runs             []func(context.Context) error
+	runs             []run.Component
 	api              *apiapp.App
+	tracing          []*telemetry.Tracing
+}
+
+// tracer is the tracer provider of one service of the plane: each service
+// names itself in its spans, and the plane is a resource attribute.
+func (p *plane) tracer(ctx context.Context, service string) (trace.TracerProvider, error) {
+	tr, err := telemetry.NewTracing(ctx, service, p.log, attribute.String("weft.control_plane", p.name))
+	if err != nil {
+		return nil, err
+	}
+	p.tracing = append(p.tracing, tr)
+	return tr.Provider, nil
+}
+
+func (p *plane) add(service string, fn func(context.Context) error) {
+	p.runs = append(p.runs, run.Component{Name: p.name + "/" + service, Run: fn})
 }
 
 func (p *plane) addr(port int) string {
@@ -147,6 +166,10 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer func() {
+		// After every service has stopped: flush their spans.
+		for _, p := range planes {
+			run.Flush(p.log, p.tracing...)
+		}
 		for _, p := range planes {
 			if p.cli != nil {
 				p.cli.Close()
@@ -178,23 +201,21 @@ func Run(ctx context.Context, o Options) error {
 	if err := writeEndpoints(filepath.Join(o.DataDir, "endpoints.json"), eps); err != nil {
 		return err
 	}
-	errc := make(chan error, 32)
-	var wg sync.WaitGroup
+	// Every service under one group: the same stop policy as each
+	// service's own (one stops, all stop), with a little more grace so
+	// each service's own group reports first.
+	g := run.New(o.Log, run.WithGrace(run.Grace+time.Second))
 	for _, p := range planes {
-		for _, run := range p.runs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := run(ctx); err != nil && ctx.Err() == nil {
-					errc <- err
-				}
-			}()
+		for _, c := range p.runs {
+			g.Add(c.Name, c.Run)
 		}
 	}
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
 	if o.Demo {
 		if err := demo(ctx, planes, o.Out); err != nil {
 			cancel()
-			wg.Wait()
+			<-done
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -202,14 +223,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.OnReady != nil {
 		o.OnReady(eps)
 	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	cancel()
-	wg.Wait()
-	return err
+	return <-done
 }
 
 func (p *plane) startStorage(ctx context.Context) error {
@@ -257,13 +271,17 @@ func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
 	cfg.TLSHostnames = []string{"localhost", p.host}
 	cfg.CA.Address = p.ep.CAAddress
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "xds-server"); err != nil {
+		return err
+	}
 	a, err := xdsapp.New(cfg)
 	if err != nil {
 		return err
 	}
 	p.ep.XDSAddress = a.Addr()
 	p.ep.AdminAddresses["xds-server"] = a.AdminAddr()
-	p.runs = append(p.runs, a.Run)
+	p.add("xds-server", a.Run)
 	return nil
 }
 
@@ -276,13 +294,17 @@ func startDNSServer(ctx context.Context, p *plane, _ []*plane) error {
 	cfg := dnsapp.Default()
 	cfg.Address, cfg.AdminAddress, cfg.Zone = p.addr(portDNS), p.addr(portDNSAdmin), p.zone
 	cfg.Etcd.Client, cfg.Logger = p.cli, p.log
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "dns-server"); err != nil {
+		return err
+	}
 	a, err := dnsapp.New(cfg)
 	if err != nil {
 		return err
 	}
 	p.ep.DNSAddress = a.Addr()
 	p.ep.AdminAddresses["dns-server"] = a.AdminAddr()
-	p.runs = append(p.runs, a.Run)
+	p.add("dns-server", a.Run)
 	return nil
 }
 
@@ -321,6 +343,9 @@ func startZoneSync(ctx context.Context, p *plane, all []*plane) error {
 			return err
 		}
 	}
+	if cfg.TracerProvider, err = p.tracer(ctx, "zone-sync"); err != nil {
+		return err
+	}
 	a, err := zsapp.New(cfg)
 	if err != nil {
 		return err
@@ -329,7 +354,7 @@ func startZoneSync(ctx context.Context, p *plane, all []*plane) error {
 		p.ep.ZoneSyncAddress = a.Addr()
 	}
 	p.ep.AdminAddresses["zone-sync"] = a.AdminAddr()
-	p.runs = append(p.runs, a.Run)
+	p.add("zone-sync", a.Run)
 	return nil
 }
 
@@ -341,13 +366,17 @@ func startCAService(ctx context.Context, p *plane, _ []*plane) error {
 	// In a zone, mesh roots arrive from global through zone-sync, so all
 	// zones issue under one root.
 	cfg.CreateBuiltinRoots = p.mode != "zone"
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "ca-service"); err != nil {
+		return err
+	}
 	a, err := caapp.New(cfg)
 	if err != nil {
 		return err
 	}
 	p.ep.CAAddress = a.Addr()
 	p.ep.AdminAddresses["ca-service"] = a.AdminAddr()
-	p.runs = append(p.runs, a.Run)
+	p.add("ca-service", a.Run)
 	return nil
 }
 
@@ -356,6 +385,10 @@ func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
 	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = p.addr(portAPIGRPC), p.addr(portAPIHTTP), p.addr(portAPIAdmin)
 	cfg.Mode, cfg.Zone, cfg.InstanceID = p.mode, p.zone, "up-"+p.name
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "api-server"); err != nil {
+		return err
+	}
 	a, err := apiapp.New(ctx, cfg)
 	if err != nil {
 		return err
@@ -367,7 +400,7 @@ func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
 	p.api = a
 	p.ep.APIURL, p.ep.GRPCAddress, p.ep.AdminToken = "http://"+a.HTTPAddr(), a.GRPCAddr(), tok
 	p.ep.AdminAddresses["api-server"] = a.AdminAddr()
-	p.runs = append(p.runs, a.Run)
+	p.add("api-server", a.Run)
 	return nil
 }
 

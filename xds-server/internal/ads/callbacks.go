@@ -9,9 +9,13 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/xds-server/internal/insight"
 	"github.com/weftmesh/weft/xds-server/internal/reconcile"
 )
@@ -28,6 +32,7 @@ type Callbacks struct {
 	ins     *insight.Recorder
 	metrics Metrics
 	log     *slog.Logger
+	tracer  trace.Tracer
 
 	// MaxStreamsPerProxy caps concurrent streams of one node id (0: no cap).
 	MaxStreamsPerProxy int
@@ -49,7 +54,14 @@ func nackBackoff(n int) time.Duration {
 
 // NewCallbacks wires streams to the reconciler and insights.
 func NewCallbacks(rec *reconcile.Reconciler, ins *insight.Recorder, m Metrics, log *slog.Logger) *Callbacks {
-	return &Callbacks{rec: rec, ins: ins, metrics: m, log: log, streams: map[string]Identity{}, nacks: map[string]int{}}
+	return &Callbacks{rec: rec, ins: ins, metrics: m, log: log, streams: map[string]Identity{}, nacks: map[string]int{},
+		tracer: noop.NewTracerProvider().Tracer("")}
+}
+
+// SetTracerProvider makes the stream spans with tp, the service's own
+// provider; call it before serving.
+func (c *Callbacks) SetTracerProvider(tp trace.TracerProvider) {
+	c.tracer = tp.Tracer("github.com/weftmesh/weft/xds-server")
 }
 
 func sotwKey(id int64) string  { return fmt.Sprintf("s%d", id) }
@@ -67,7 +79,14 @@ func (c *Callbacks) open(ctx context.Context, key string) error {
 	c.mu.Lock()
 	c.streams[key] = id
 	c.mu.Unlock()
+	// A short span for the stream's start (in the proxy's trace when it
+	// sent one); the reconciler's spans for this proxy link to it, instead
+	// of one span open for the life of the stream.
+	_, sp := c.tracer.Start(grpcx.IncomingTrace(ctx), "xds.StreamOpen", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("weft.node", id.NodeID), attribute.String("weft.proxy_kind", id.Kind), attribute.String("weft.stream", key)))
+	sp.End()
 	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, id.Tags)
+	c.rec.Link(id.NodeID, sp.SpanContext())
 	c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
 	c.log.Debug("proxy connected", "node", id.NodeID, "kind", id.Kind, "stream", key)
 	return nil

@@ -71,6 +71,9 @@ type proxy struct {
 	inboundTags []map[string]string
 	transparent bool
 	lastErr     string
+	// stream is the span of the proxy's latest stream start: generation
+	// and push spans link to it.
+	stream trace.SpanContext
 }
 
 // New returns a reconciler; call Run.
@@ -78,6 +81,12 @@ func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer,
 	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
 		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
 		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// SetTracerProvider makes the reconciler's spans with tp, the service's
+// own provider; call it before Run.
+func (r *Reconciler) SetTracerProvider(tp trace.TracerProvider) {
+	r.tracer = tp.Tracer("github.com/weftmesh/weft/xds-server")
 }
 
 func (r *Reconciler) kick() {
@@ -117,6 +126,16 @@ func (r *Reconciler) Connect(nodeID, mesh, name, kind string, requiredTags map[s
 }
 
 // Disconnect unregisters a stream; the last one drops the node's snapshot.
+// Link records the span of a proxy's stream start; the spans of later
+// generations and pushes for the proxy link to it.
+func (r *Reconciler) Link(nodeID string, sc trace.SpanContext) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.proxies[nodeID]; p != nil && sc.IsValid() {
+		p.stream = sc
+	}
+}
+
 func (r *Reconciler) Disconnect(nodeID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -265,8 +284,17 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	mesh, name, kind, tags := p.mesh, p.name, p.kind, p.tags
+	mesh, name, kind, tags, stream := p.mesh, p.name, p.kind, p.tags, p.stream
 	r.mu.Unlock()
+
+	// One short trace per reconcile of a proxy (generation and push as
+	// children), linked to the proxy's stream.
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithAttributes(attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind))}
+	if stream.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: stream}))
+	}
+	ctx, rspan := r.tracer.Start(ctx, "xds.Reconcile", opts...)
+	defer rspan.End()
 
 	snap := r.model.Snapshot(mesh)
 	mtls, _ := snap.MTLS()

@@ -1,9 +1,9 @@
 package protocol
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/pkg/telemetry"
 )
 
 // Directions, as metric labels.
@@ -58,16 +58,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weft_zonesync_streams",
 			Help: "Open sync streams."}, []string{"zone"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.Lag, m.SentBytes, m.SentResources, m.RemovedResources, m.Responses,
-			m.Acks, m.Nacks, m.AppliedResources, m.Rejected, m.Reconnects, m.Streams} {
-			if err := reg.Register(c); err != nil {
-				var are prometheus.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					panic(err)
-				}
-			}
-		}
-	}
+	// A registry that already has these metrics (two zone-sync apps in a
+	// process) keeps counting into the registered ones.
+	m.Lag = telemetry.MustRegister(reg, m.Lag)
+	m.SentBytes = telemetry.MustRegister(reg, m.SentBytes)
+	m.SentResources = telemetry.MustRegister(reg, m.SentResources)
+	m.RemovedResources = telemetry.MustRegister(reg, m.RemovedResources)
+	m.Responses = telemetry.MustRegister(reg, m.Responses)
+	m.Acks = telemetry.MustRegister(reg, m.Acks)
+	m.Nacks = telemetry.MustRegister(reg, m.Nacks)
+	m.AppliedResources = telemetry.MustRegister(reg, m.AppliedResources)
+	m.Rejected = telemetry.MustRegister(reg, m.Rejected)
+	m.Reconnects = telemetry.MustRegister(reg, m.Reconnects)
+	m.Streams = telemetry.MustRegister(reg, m.Streams)
 	return m
 }
