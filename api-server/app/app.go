@@ -62,9 +62,12 @@ type Config struct {
 	// BootstrapAdminTokenFile, when set and absent, receives a new admin
 	// token at start (mode 0600).
 	BootstrapAdminTokenFile string
-	Etcd                    config.Etcd
-	Encryption              config.Encryption
-	Logging                 telemetry.Logging
+	// MaxWatchesPerIdentity caps concurrent Watch streams per token
+	// identity (ResourceExhausted beyond).
+	MaxWatchesPerIdentity int
+	Etcd                  config.Etcd
+	Encryption            config.Encryption
+	Logging               telemetry.Logging
 	// Logger, when set, is used instead of building one from Logging.
 	Logger *slog.Logger
 	// StoreTimeout bounds every etcd call (default store.DefaultTimeout):
@@ -80,15 +83,15 @@ type Config struct {
 // Default returns the defaults.
 func Default() Config {
 	host, _ := os.Hostname()
-	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: ":5682", Mode: server.ModeStandalone,
-		InstanceID: host, Logging: telemetry.Logging{Level: "info", Format: "text"}}
+	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: "127.0.0.1:5682", Mode: server.ModeStandalone,
+		InstanceID: host, MaxWatchesPerIdentity: server.DefaultMaxWatchesPerIdentity, Logging: telemetry.Logging{Level: "info", Format: "text"}}
 }
 
 // RegisterFlags binds the config to flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddress, "grpc-address", c.GRPCAddress, "gRPC API listen address")
 	fs.StringVar(&c.HTTPAddress, "http-address", c.HTTPAddress, "REST API listen address")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics)")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics); loopback by default: set e.g. :5682 for probes and Prometheus")
 	fs.StringVar(&c.Mode, "mode", c.Mode, "control plane mode: standalone, global or zone")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "zone name (zone mode)")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "this replica's id (default: hostname)")
@@ -97,6 +100,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", c.InsecureDev, "DANGER: turn off authentication (development only)")
 	fs.StringVar(&c.BootstrapAdminTokenFile, "bootstrap-admin-token-file", c.BootstrapAdminTokenFile,
 		"write a new admin token to this file at start when the file does not exist")
+	fs.IntVar(&c.MaxWatchesPerIdentity, "max-watches-per-identity", c.MaxWatchesPerIdentity, "concurrent Watch streams of one token identity, at most (beyond: ResourceExhausted)")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -119,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together"))
+	}
+	if c.MaxWatchesPerIdentity < 1 {
+		errs = append(errs, errors.New("max-watches-per-identity: at least 1"))
 	}
 	errs = append(errs, c.Etcd.Validate(), c.Logging.Validate())
 	return errors.Join(errs...)
@@ -200,7 +207,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	srv := server.New(st, a.keys, server.Config{Mode: cfg.Mode, Zone: cfg.Zone, InstanceID: cfg.InstanceID, Version: Version,
-		MeshValidator: meshValidator(cfg.MeshValidator, st)}, log)
+		MeshValidator: meshValidator(cfg.MeshValidator, st), MaxWatchesPerIdentity: cfg.MaxWatchesPerIdentity}, log)
 	// Two gRPC servers share the services: one on the network (TLS when
 	// configured), one in-process for the REST gateway.
 	netOpts := opts

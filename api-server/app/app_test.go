@@ -33,7 +33,10 @@ type cp struct {
 	admin string
 }
 
-func start(t *testing.T, mode, zone string) *cp {
+func start(t *testing.T, mode, zone string) *cp { return startCfg(t, mode, zone, nil) }
+
+// startCfg is start with a change to the configuration.
+func startCfg(t *testing.T, mode, zone string, change func(*app.Config)) *cp {
 	t.Helper()
 	cli := etcdtest.Client(t, nil)
 	keys, _ := seal.New(seal.Key{ID: "k", Bytes: bytes.Repeat([]byte{3}, 32)})
@@ -43,6 +46,9 @@ func start(t *testing.T, mode, zone string) *cp {
 	cfg.Etcd.Client = cli
 	cfg.Encryption.Keyring = keys
 	cfg.Logging.Level = "warn"
+	if change != nil {
+		change(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg)
 	if err != nil {

@@ -89,7 +89,7 @@ func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
 		Address:               ":5679",
-		AdminAddress:          ":5689",
+		AdminAddress:          "127.0.0.1:5689",
 		InstanceID:            host,
 		Etcd:                  config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
 		Logging:               telemetry.Logging{Level: "info", Format: "text"},
@@ -102,7 +102,7 @@ func Default() Config {
 // RegisterFlags binds the configuration to flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Address, "address", c.Address, "gRPC listen address (host:port)")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address for /healthz, /readyz, /metrics")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address for /healthz, /readyz, /metrics; loopback by default: set e.g. :5689 for probes and Prometheus")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "name of this replica (default: hostname)")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)

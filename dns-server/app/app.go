@@ -59,6 +59,9 @@ type Config struct {
 	MaxForwards    int
 	MaxRequestSize int
 	EDNSSize       int
+	// ForwardAllow are CIDRs (or addresses) whose queries outside .mesh are
+	// forwarded, besides known Dataplane addresses; others get REFUSED.
+	ForwardAllow []string
 	// VIP allocation.
 	Allocate       bool
 	VIPCIDR        string
@@ -86,8 +89,8 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Etcd:           config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
-		Address:        ":5653",
-		AdminAddress:   ":5654",
+		Address:        "127.0.0.1:5653",
+		AdminAddress:   "127.0.0.1:5654",
 		UDPReaders:     runtime.GOMAXPROCS(0),
 		TTL:            30 * time.Second,
 		ResolvConf:     "/etc/resolv.conf",
@@ -95,6 +98,7 @@ func Default() Config {
 		MaxForwards:    1024,
 		MaxRequestSize: 4096,
 		EDNSSize:       1232,
+		ForwardAllow:   []string{"127.0.0.0/8", "::1/128"},
 		Allocate:       true,
 		VIPCIDR:        vip.DefaultCIDR,
 		VIPGracePeriod: vip.DefaultGracePeriod,
@@ -137,12 +141,32 @@ func (c *Config) Validate() error {
 	if c.VIPGracePeriod <= 0 {
 		errs = append(errs, errors.New("--vip-grace-period: must be positive"))
 	}
+	if _, err := parsePrefixes(c.ForwardAllow); err != nil {
+		errs = append(errs, fmt.Errorf("--forward-allow: %w", err))
+	}
 	for _, u := range c.Upstreams {
 		if _, err := upstreamAddr(u); err != nil {
 			errs = append(errs, fmt.Errorf("--upstreams: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// parsePrefixes parses CIDRs or single addresses.
+func parsePrefixes(l []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(l))
+	for _, v := range l {
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an address", v)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func upstreamAddr(u string) (string, error) {
@@ -157,8 +181,8 @@ func upstreamAddr(u string) (string, error) {
 
 // RegisterFlags binds the configuration to flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Address, "address", c.Address, "DNS listen address (UDP and TCP, same port)")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off)")
+	fs.StringVar(&c.Address, "address", c.Address, "DNS listen address (UDP and TCP, same port); loopback by default: set the node or pod address to serve workloads")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off); loopback by default: set e.g. :5654 for probes and Prometheus")
 	fs.IntVar(&c.UDPReaders, "udp-readers", c.UDPReaders, "UDP sockets (SO_REUSEPORT) reading queries in parallel")
 	fs.DurationVar(&c.TTL, "ttl", c.TTL, "TTL of .mesh answers")
 	fs.Var((*config.StringList)(&c.Upstreams), "upstreams", "resolvers for names outside .mesh, comma-separated ip or host:port (default: --resolv-conf)")
@@ -166,7 +190,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ForwardTimeout, "forward-timeout", c.ForwardTimeout, "time limit of one forwarded query, all upstreams together")
 	fs.IntVar(&c.MaxForwards, "max-forwards", c.MaxForwards, "forwarded queries in flight at most; more get SERVFAIL")
 	fs.IntVar(&c.MaxRequestSize, "max-request-size", c.MaxRequestSize, "requests larger than this many bytes are dropped")
-	fs.IntVar(&c.EDNSSize, "edns-size", c.EDNSSize, "UDP payload size advertised in EDNS0 answers")
+	fs.IntVar(&c.EDNSSize, "edns-size", c.EDNSSize, "UDP payload size advertised in EDNS0 answers, and the largest UDP answer sent")
+	fs.Var((*config.StringList)(&c.ForwardAllow), "forward-allow", "comma-separated CIDRs whose queries outside .mesh are forwarded, besides Dataplane addresses (others: REFUSED)")
 	fs.BoolVar(&c.Allocate, "vip-allocation", c.Allocate, "run the VIP allocator in this replica")
 	fs.StringVar(&c.VIPCIDR, "vip-cidr", c.VIPCIDR, "IPv4 CIDR VIPs are allocated from")
 	fs.DurationVar(&c.VIPGracePeriod, "vip-grace-period", c.VIPGracePeriod, "how long a VIP stays reserved after its service is gone")
@@ -226,10 +251,14 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return fail(err)
 	}
+	forwardAllow, err := parsePrefixes(cfg.ForwardAllow)
+	if err != nil {
+		return fail(fmt.Errorf("--forward-allow: %w", err))
+	}
 	a.table = dnsserver.NewTable(uint32(cfg.TTL / time.Second))
 	a.handler = dnsserver.NewHandler(a.table, dnsserver.Options{
 		Upstreams: upstreams, ForwardTimeout: cfg.ForwardTimeout, MaxForwards: cfg.MaxForwards,
-		EDNSSize: uint16(cfg.EDNSSize), MaxRequestSize: cfg.MaxRequestSize, Logger: a.log,
+		EDNSSize: uint16(cfg.EDNSSize), MaxRequestSize: cfg.MaxRequestSize, Logger: a.log, ForwardAllow: forwardAllow,
 		Metrics: dnsserver.NewMetrics(a.reg, a.table),
 	})
 	if cfg.Allocate {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,6 +38,7 @@ type Config struct {
 type Server struct {
 	etcd     *embed.Etcd
 	endpoint string
+	once     sync.Once
 }
 
 // Start starts etcd and waits until it serves.
@@ -107,8 +109,11 @@ func (s *Server) Client() (*clientv3.Client, error) {
 	})
 }
 
-// Close stops the server.
+// Close stops the server; later calls do nothing (a test may stop etcd
+// before its cleanup does).
 func (s *Server) Close() {
-	s.etcd.Close()
-	<-s.etcd.Server.StopNotify()
+	s.once.Do(func() {
+		s.etcd.Close()
+		<-s.etcd.Server.StopNotify()
+	})
 }

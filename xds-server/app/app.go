@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -77,6 +78,20 @@ type Config struct {
 	// InsightTTL is the lease TTL of this replica's DataplaneInsights.
 	InsightTTL time.Duration
 
+	// Limits bound what unauthenticated and authenticated xDS clients can
+	// make this replica hold.
+	Limits ads.Limits
+	// MaxConnectionAge closes every connection after about this long
+	// (gRPC adds ±10% jitter), then MaxConnectionAgeGrace lets in-flight
+	// responses finish: proxies reconnect through the load balancer, so
+	// they spread over new replicas. 0: never.
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	// KeepaliveTime/KeepaliveTimeout: the server pings a connection idle
+	// this long and closes it when the ping is not answered in time.
+	KeepaliveTime    time.Duration
+	KeepaliveTimeout time.Duration
+
 	// Set by programs, not flags.
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -106,19 +121,24 @@ type CAConfig struct {
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Address:      ":5678",
-		AdminAddress: ":5688",
-		InstanceID:   host,
-		CA:           CAConfig{Address: "127.0.0.1:5679"},
-		InsightTTL:   30 * time.Second,
-		Logging:      telemetry.Logging{Level: "info", Format: "text"},
+		Address:               ":5678",
+		AdminAddress:          "127.0.0.1:5688",
+		InstanceID:            host,
+		CA:                    CAConfig{Address: "127.0.0.1:5679"},
+		InsightTTL:            30 * time.Second,
+		Limits:                ads.DefaultLimits(),
+		MaxConnectionAge:      30 * time.Minute,
+		MaxConnectionAgeGrace: time.Minute,
+		KeepaliveTime:         30 * time.Second,
+		KeepaliveTimeout:      10 * time.Second,
+		Logging:               telemetry.Logging{Level: "info", Format: "text"},
 	}
 }
 
 // RegisterFlags adds the flags.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Address, "address", c.Address, "ADS gRPC listen address")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); empty disables")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); loopback by default, set e.g. :5688 for probes and Prometheus; empty disables")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "replica id written in insights")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serving certificate (PEM) instead of one from the control-plane CA")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file")
@@ -132,6 +152,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CA.TokenFile, "ca-token-file", c.CA.TokenFile, "service token for ca-service")
 	fs.DurationVar(&c.CertValidity, "cert-validity", c.CertValidity, "requested workload certificate validity (0: the mesh backend's default)")
 	fs.DurationVar(&c.InsightTTL, "insight-ttl", c.InsightTTL, "lease TTL of DataplaneInsights: a dead replica's proxies show offline after it")
+	fs.DurationVar(&c.Limits.FirstRequestTimeout, "first-request-timeout", c.Limits.FirstRequestTimeout, "an xDS stream must send its first (authenticating) request within this")
+	fs.IntVar(&c.Limits.MaxPendingStreams, "max-pending-streams", c.Limits.MaxPendingStreams, "xDS streams that have not sent their first request, at most (beyond: ResourceExhausted)")
+	fs.IntVar(&c.Limits.MaxStreamsPerProxy, "max-streams-per-proxy", c.Limits.MaxStreamsPerProxy, "concurrent xDS streams of one node id on this replica, at most (beyond: ResourceExhausted)")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", c.MaxConnectionAge, "close each connection after about this long (±10% jitter), so proxies rebalance over replicas; 0: never")
+	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", c.MaxConnectionAgeGrace, "after --max-connection-age, time for in-flight responses before the connection is cut")
+	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", c.KeepaliveTime, "ping a connection idle this long")
+	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is not answered within this")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -160,6 +187,21 @@ func (c *Config) Validate() error {
 	}
 	if c.InstanceID == "" {
 		errs = append(errs, errors.New("instance-id: required"))
+	}
+	if c.Limits.FirstRequestTimeout <= 0 {
+		errs = append(errs, errors.New("first-request-timeout: must be positive"))
+	}
+	if c.Limits.MaxPendingStreams < 1 {
+		errs = append(errs, errors.New("max-pending-streams: at least 1"))
+	}
+	if c.Limits.MaxStreamsPerProxy < 1 {
+		errs = append(errs, errors.New("max-streams-per-proxy: at least 1"))
+	}
+	if c.MaxConnectionAge < 0 || c.MaxConnectionAgeGrace < 0 {
+		errs = append(errs, errors.New("max-connection-age, max-connection-age-grace: not negative"))
+	}
+	if c.KeepaliveTime < time.Second || c.KeepaliveTimeout < time.Second {
+		errs = append(errs, errors.New("keepalive-time, keepalive-timeout: at least 1s"))
 	}
 	if err := c.Etcd.Validate(); err != nil {
 		errs = append(errs, err)
@@ -260,18 +302,30 @@ func New(cfg Config) (*App, error) {
 	a.ins = ins
 
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
+	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy
 	callbacks.SetTracerProvider(tp)
 	xds := serverv3.NewServer(a.ctx, a.cache, callbacks)
 	// xDS streams live as long as the proxy: instead of one span open for
 	// hours, the reconciler makes short spans per generation and push.
-	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))},
+	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{
+		ads.FirstRequestLimit(cfg.Limits, log.With("component", "ads")),
+		ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))},
 		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(
 			discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResources_FullMethodName,
 			discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResources_FullMethodName,
 			secretgrpc.SecretDiscoveryService_StreamSecrets_FullMethodName,
 			secretgrpc.SecretDiscoveryService_DeltaSecrets_FullMethodName))
+	maxAge := cfg.MaxConnectionAge
+	if maxAge == 0 {
+		maxAge = time.Duration(math.MaxInt64) // gRPC's "infinity"
+	}
 	opts = append(opts,
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A connection's TLS handshake must finish within this.
+		grpc.ConnectionTimeout(cfg.Limits.FirstRequestTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout,
+			MaxConnectionAge: maxAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			// A connection without any stream for this long is closed.
+			MaxConnectionIdle: 5 * time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1000),
 	)
@@ -310,7 +364,11 @@ func New(cfg Config) (*App, error) {
 		if err != nil {
 			return fail(err)
 		}
-		a.admin.AddCheck("etcd", telemetry.EtcdCheck(cli))
+		// Not a readiness check: once the model is synced, this replica
+		// serves its last-known configuration through a brief etcd outage
+		// (and Kubernetes must not pull every replica just when proxies
+		// reconnect). weft_etcd_up reports etcd's health instead.
+		telemetry.RegisterEtcdUp(reg, cli, log)
 		// The control-plane CA certificate (public) that data planes need as
 		// weft-dp --cp-ca-file when xDS is served from it.
 		a.admin.Handle("GET /control-plane-ca.pem", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -327,7 +385,7 @@ func New(cfg Config) (*App, error) {
 			case <-a.model.Synced():
 				return nil
 			default:
-				return errors.New("store not loaded yet")
+				return errors.New("store not loaded yet (waiting for etcd)")
 			}
 		})
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
+	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/seal"
@@ -36,6 +37,7 @@ import (
 
 type testEnv struct {
 	t    *testing.T
+	etcd *etcdembed.Server
 	ctx  context.Context
 	st   *store.Store
 	keys *token.Keys
@@ -81,13 +83,17 @@ networking:
 
 func newTestEnv(t *testing.T) *testEnv { return newTestEnvTLS(t, false) }
 
-func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
+func newTestEnvTLS(t *testing.T, secure bool) *testEnv { return newTestEnvCfg(t, secure, nil) }
+
+// newTestEnvCfg is newTestEnvTLS with a change to the configuration.
+func newTestEnvCfg(t *testing.T, secure bool, change func(*Config)) *testEnv {
 	t.Helper()
 	ring, err := seal.Parse("k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cli := etcdtest.Client(t, nil)
+	srv := etcdtest.Start(t)
+	cli := etcdtest.Client(t, srv)
 	st := store.New(cli, store.WithKeyring(ring))
 	ca := catest.Start(t, st)
 	caConn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -103,6 +109,9 @@ func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
 	cfg.InsightTTL = 2 * time.Second
 	cfg.InsecureDev = !secure
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if change != nil {
+		change(&cfg)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +134,7 @@ func newTestEnvTLS(t *testing.T, secure bool) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e := &testEnv{t: t, ctx: ctx, st: st, keys: token.New(st), app: a, conn: conn}
+	e := &testEnv{t: t, etcd: srv, ctx: ctx, st: st, keys: token.New(st), app: a, conn: conn}
 	e.apply(resourcesYAML)
 	return e
 }

@@ -107,7 +107,7 @@ type Config struct {
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Mode: ModeGlobal, Address: ":5685", AdminAddress: ":5686", InstanceID: host,
+		Mode: ModeGlobal, Address: ":5685", AdminAddress: "127.0.0.1:5686", InstanceID: host,
 		ReconnectMinBackoff: 100 * time.Millisecond, ReconnectMaxBackoff: 10 * time.Second,
 		LeaseTTL: 10 * time.Second, JanitorInterval: time.Minute, LeaderElection: true, LeaderTTL: 10 * time.Second,
 		Etcd:    config.Etcd{Endpoints: config.StringList{"127.0.0.1:2379"}},
@@ -119,7 +119,7 @@ func Default() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Mode, "mode", c.Mode, "global (serve zones) or zone (link this zone to global)")
 	fs.StringVar(&c.Address, "address", c.Address, "global: gRPC address zones connect to")
-	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics)")
+	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); loopback by default: set e.g. :5686 for probes and Prometheus")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "this instance's id (ZoneInsight)")
 	fs.StringVar(&c.Zone, "zone", c.Zone, "zone: this zone's name (a Zone resource on global)")
 	fs.StringVar(&c.GlobalAddress, "global-address", c.GlobalAddress, "zone: global zone-sync address (host:port)")

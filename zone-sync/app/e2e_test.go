@@ -305,7 +305,7 @@ func TestRefusedStreams(t *testing.T) {
 		})
 	}
 	// The zone app itself reports the refusal and does not connect.
-	if testutil.ToFloat64(c.Global.App.Metrics().Rejected.WithLabelValues("zone-1", "token_for_other_zone")) != 1 {
+	if testutil.ToFloat64(c.Global.App.Metrics().Rejected.WithLabelValues("zone-2", "token_for_other_zone")) != 1 {
 		t.Error("refusal not counted")
 	}
 }
@@ -339,6 +339,13 @@ func TestForgedResourcesRejected(t *testing.T) {
 		{"zone tag zone-2", forge("web-3", func(r *resource.Resource) {
 			r.Spec.(*meshv1.Dataplane).Networking.Inbound[0].Tags[resource.ZoneTag] = "zone-2"
 		}), "foreign_zone"},
+		{"mesh not on global", func() *syncv1.SyncResource {
+			r := apptest.Dataplane("web-4", "web", 8080)
+			r.Meta.Mesh = "nowhere"
+			spec, _ := protocol.MarshalSpec(r.Spec)
+			w := protocol.WireName(resource.DataplaneType, "nowhere", "web-4")
+			return &syncv1.SyncResource{Name: w, Version: protocol.Version(w, r.Meta.GetLabels(), spec), Meta: r.Meta, Spec: spec}
+		}(), "unknown_mesh"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nonce := fmt.Sprintf("forged-%d", i)
@@ -380,4 +387,24 @@ func lagSamples(t *testing.T, a *app.App, zone, typ, dir string) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// Token-less Hellos with made-up zone names: refused, counted under
+// zone="" (a claimed name is never a label), so /metrics does not grow.
+func TestUnauthenticatedZoneNamesAreNotLabels(t *testing.T) {
+	c := apptest.Start(t, apptest.Options{Zones: 0})
+	for i := range 30 {
+		s, cancel := rawStream(t, c, fmt.Sprintf("made-up-%d", i), "")
+		if _, err := s.Recv(); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("got %v, want Unauthenticated", err)
+		}
+		cancel()
+	}
+	rejected := c.Global.App.Metrics().Rejected
+	if n := testutil.CollectAndCount(rejected); n != 1 {
+		t.Fatalf("%d rejected series, want 1", n)
+	}
+	if n := testutil.ToFloat64(rejected.WithLabelValues("", "bad_token")); n != 30 {
+		t.Fatalf("rejected{zone=\"\",bad_token} = %v, want 30", n)
+	}
 }

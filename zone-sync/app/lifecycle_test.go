@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/weftmesh/weft/zone-sync/app"
 	"github.com/weftmesh/weft/zone-sync/apptest"
+	"github.com/weftmesh/weft/zone-sync/internal/global"
 )
 
 // A Zone disabled on global loses its stream (and gets it back when
@@ -153,5 +155,51 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 	defer cancel2()
 	if _, err := s2.Recv(); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("expired token: got %v", err)
+	}
+}
+
+// A connected zone whose presence lease is lost (here revoked; in real
+// life etcd unavailable for longer than the TTL) gets a new one at once:
+// it never looks offline for long, and retention does not delete the
+// resources of a connected zone.
+func TestPresenceLeaseRegranted(t *testing.T) {
+	ctx := context.Background()
+	c := apptest.Start(t, apptest.Options{Zones: 1, JanitorInterval: 100 * time.Millisecond, Retention: 2 * time.Second, LeaseTTL: time.Second})
+	g, z := c.Global, c.Zones[0]
+	if _, err := z.Store.Create(ctx, apptest.Dataplane("web-1", "web", 8080), store.WithoutMeshCheck()); err != nil {
+		t.Fatal(err)
+	}
+	has(t, g.Store, resource.DataplaneType, "default", "zone-1.web-1", "zone-1", nil)
+	cli := g.Store.Client()
+	lease := func() clientv3.LeaseID {
+		resp, err := cli.Get(ctx, global.PresencePrefix+"zone-1/", clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 {
+			return 0
+		}
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	first := lease()
+	if first == 0 {
+		t.Fatal("no presence key")
+	}
+	for range 3 { // lost again and again: re-granted each time
+		if _, err := cli.Revoke(ctx, lease()); err != nil {
+			t.Fatal(err)
+		}
+		apptest.Eventually(t, wait, func() error {
+			if l := lease(); l == 0 || l == first {
+				return fmt.Errorf("presence lease %x", l)
+			}
+			return nil
+		})
+		first = lease()
+	}
+	// Well past the retention: the connected zone's resources are there.
+	time.Sleep(3 * time.Second) // retention is a time span, not a sync point
+	if _, err := g.Store.Get(ctx, resource.DataplaneType, "default", "zone-1.web-1"); err != nil {
+		t.Fatalf("retention deleted a connected zone's dataplane: %v", err)
+	}
+	if on, err := global.Online(ctx, cli, "zone-1"); err != nil || !on {
+		t.Fatalf("online = %v, %v", on, err)
 	}
 }

@@ -10,11 +10,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/pkg/grpcx"
@@ -48,7 +50,15 @@ type Config struct {
 	// MeshValidator checks a Mesh beyond its shape (e.g. a provided CA)
 	// before it is stored; nil skips it.
 	MeshValidator func(ctx context.Context, mesh *resource.Resource) error
+	// MaxWatchesPerIdentity caps concurrent Watch streams of one
+	// authenticated identity (token kind, mesh and subject; the peer
+	// address without authentication); beyond it Watch answers
+	// ResourceExhausted. 0: DefaultMaxWatchesPerIdentity.
+	MaxWatchesPerIdentity int
 }
+
+// DefaultMaxWatchesPerIdentity is the default of --max-watches-per-identity.
+const DefaultMaxWatchesPerIdentity = 64
 
 // Server implements ResourceService, TokenService and ControlPlaneService.
 type Server struct {
@@ -59,11 +69,51 @@ type Server struct {
 	keys *token.Keys
 	cfg  Config
 	log  *slog.Logger
+
+	watchMu      sync.Mutex
+	watches      map[string]int
+	watchRefused sync.Once
 }
 
 // New returns the server.
 func New(st *store.Store, keys *token.Keys, cfg Config, log *slog.Logger) *Server {
-	return &Server{st: st, keys: keys, cfg: cfg, log: log}
+	if cfg.MaxWatchesPerIdentity <= 0 {
+		cfg.MaxWatchesPerIdentity = DefaultMaxWatchesPerIdentity
+	}
+	return &Server{st: st, keys: keys, cfg: cfg, log: log, watches: map[string]int{}}
+}
+
+// watchIdentity is who a watch counts against.
+func watchIdentity(ctx context.Context) string {
+	if c, ok := grpcx.ClaimsFrom(ctx); ok {
+		return c.Kind + "/" + c.Mesh + "/" + c.Subject
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return "peer/" + p.Addr.String()
+	}
+	return "anonymous"
+}
+
+// acquireWatch takes one of the identity's watch slots; release returns it.
+func (s *Server) acquireWatch(ctx context.Context) (release func(), err error) {
+	id := watchIdentity(ctx)
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watches[id] >= s.cfg.MaxWatchesPerIdentity {
+		s.watchRefused.Do(func() {
+			s.log.WarnContext(ctx, "refusing watches beyond --max-watches-per-identity (logged once); a client is opening watches without closing them, or the cap is too low for it",
+				"identity", who(ctx), "max", s.cfg.MaxWatchesPerIdentity)
+		})
+		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d watches open (the maximum): close some first", who(ctx), s.cfg.MaxWatchesPerIdentity)
+	}
+	s.watches[id]++
+	return func() {
+		s.watchMu.Lock()
+		defer s.watchMu.Unlock()
+		if s.watches[id]--; s.watches[id] <= 0 {
+			delete(s.watches, id)
+		}
+	}, nil
 }
 
 // Register adds the services to a gRPC server.
@@ -421,6 +471,11 @@ func (s *Server) Watch(req *apiv1.WatchRequest, stream apiv1.ResourceService_Wat
 	if err := s.authorizeRead(ctx, tg); err != nil {
 		return err
 	}
+	release, err := s.acquireWatch(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	ch, err := s.st.Watch(ctx, tg.t, tg.mesh, req.GetFromRevision())
 	if err != nil {
 		return grpcx.InvalidArgument(err.Error(), resource.Cause{Field: "fromRevision", Message: err.Error()})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -24,8 +25,13 @@ type Options struct {
 	// MaxForwards bounds concurrent forwarded queries; past it they get
 	// SERVFAIL at once instead of piling up.
 	MaxForwards int
-	// EDNSSize is the UDP payload size advertised in our OPT records.
+	// EDNSSize is the UDP payload size advertised in our OPT records, and
+	// the largest UDP answer sent whatever size the client advertises.
 	EDNSSize uint16
+	// ForwardAllow are the sources, besides known Dataplane addresses (of
+	// any mesh), whose queries outside `.mesh` are forwarded; others get
+	// REFUSED. Nil: loopback only.
+	ForwardAllow []netip.Prefix
 	// MaxRequestSize drops larger requests before parsing.
 	MaxRequestSize int
 	Logger         *slog.Logger
@@ -41,6 +47,23 @@ type Handler struct {
 	sem chan struct{}
 	ra  bool
 	soa dns.RR
+	// refusedLogged: the first refused forward is logged, once.
+	refusedLogged sync.Once
+}
+
+// LoopbackPrefixes is the default of Options.ForwardAllow.
+var LoopbackPrefixes = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// mayForward reports whether queries from addr may be forwarded upstream:
+// addr is a known Dataplane address, or in ForwardAllow. The server is not
+// an open resolver.
+func (h *Handler) mayForward(from netip.Addr) bool {
+	for _, p := range h.o.ForwardAllow {
+		if p.Contains(from) {
+			return true
+		}
+	}
+	return h.t.knownSource(from)
 }
 
 // NewHandler returns a handler over t.
@@ -56,6 +79,9 @@ func NewHandler(t *Table, o Options) *Handler {
 	}
 	if o.MaxRequestSize <= 0 {
 		o.MaxRequestSize = 4096
+	}
+	if o.ForwardAllow == nil {
+		o.ForwardAllow = LoopbackPrefixes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -132,6 +158,14 @@ func (h *Handler) respond(req *dns.Msg, tcp bool, from netip.Addr) (*dns.Msg, st
 	path := "mesh"
 	if name == Zone || strings.HasSuffix(name, "."+Zone) {
 		h.meshAnswer(m, q, name, from)
+	} else if !h.mayForward(from) {
+		path = "forward"
+		h.m.forwardErrors.WithLabelValues("not-allowed").Inc()
+		h.refusedLogged.Do(func() {
+			h.log.Warn("dns: refusing to forward for a source that is neither a Dataplane address nor in --forward-allow (logged once; see weft_dns_forward_errors_total{reason=\"not-allowed\"}); add the source's network to --forward-allow if it should resolve names outside .mesh",
+				"source", from.String())
+		})
+		m.Rcode = dns.RcodeRefused
 	} else {
 		path = "forward"
 		m = h.forward(req, tcp)
@@ -140,9 +174,11 @@ func (h *Handler) respond(req *dns.Msg, tcp bool, from netip.Addr) (*dns.Msg, st
 		m.SetEdns0(h.o.EDNSSize, opt.Do())
 	}
 	if !tcp {
+		// The client's advertised size, but never more than ours: a small
+		// query must not buy a large answer.
 		size := dns.MinMsgSize
 		if opt != nil {
-			size = max(size, int(opt.UDPSize()))
+			size = max(size, min(int(opt.UDPSize()), int(h.o.EDNSSize)))
 		}
 		m.Truncate(size)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var (
@@ -388,10 +389,93 @@ func FuzzHandlePacket(f *testing.F) {
 		if !r.Response || r.Id != uint16(b[0])<<8|uint16(b[1]) {
 			t.Fatalf("answer is not a response to the request: %v", r)
 		}
-		if len(out) > 65535 {
-			t.Fatal("answer too large")
+		if len(out) > int(h.o.EDNSSize) {
+			t.Fatalf("UDP answer of %d bytes, over the EDNS size %d", len(out), h.o.EDNSSize)
+		}
+		if len(b) > 12 && !from.IsLoopback() && r.Rcode != dns.RcodeRefused && r.Rcode != dns.RcodeFormatError {
+			for _, q := range r.Question {
+				if n := strings.ToLower(q.Name); n != Zone && !strings.HasSuffix(n, "."+Zone) && r.Rcode != dns.RcodeNotImplemented && r.Rcode != dns.RcodeBadVers {
+					t.Fatalf("forwarded (rcode %d) for %s from %s", r.Rcode, n, from)
+				}
+			}
 		}
 	})
+}
+
+// TestNotAnOpenResolver: names outside .mesh are forwarded only for
+// Dataplane addresses and --forward-allow sources; others get REFUSED
+// (and the upstream is never asked). .mesh names are answered for anyone.
+func TestNotAnOpenResolver(t *testing.T) {
+	up := upstream(t)
+	h := NewHandler(testTable(), Options{Upstreams: []string{up}})
+	for _, tc := range []struct {
+		from  netip.Addr
+		rcode int
+	}{
+		{stranger, dns.RcodeRefused},
+		{netip.MustParseAddr("2001:db8::1"), dns.RcodeRefused},
+		{dpDefault, dns.RcodeSuccess},
+		{dpOther, dns.RcodeSuccess},
+		{netip.MustParseAddr("127.0.0.1"), dns.RcodeSuccess},
+		{netip.MustParseAddr("::1"), dns.RcodeSuccess},
+	} {
+		r := exchange(t, h, query("example.com.", dns.TypeA, false), tc.from)
+		if r.Rcode != tc.rcode {
+			t.Errorf("example.com from %s: rcode %s, want %s", tc.from, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+		}
+		if tc.rcode == dns.RcodeRefused && len(r.Answer) != 0 {
+			t.Errorf("refused with answers: %v", r)
+		}
+	}
+	if r := exchange(t, h, query("redis.default.mesh.", dns.TypeA, false), stranger); aOf(r) != "240.0.0.5" {
+		t.Errorf("a .mesh name for a stranger: %v", r)
+	}
+	// --forward-allow admits a network; loopback is then no longer implied.
+	h = NewHandler(testTable(), Options{Upstreams: []string{up}, ForwardAllow: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}})
+	if r := exchange(t, h, query("example.com.", dns.TypeA, false), stranger); aOf(r) != "192.0.2.1" {
+		t.Errorf("allowed stranger: %v", r)
+	}
+	if r := exchange(t, h, query("example.com.", dns.TypeA, false), netip.MustParseAddr("127.0.0.1")); r.Rcode != dns.RcodeRefused {
+		t.Errorf("loopback outside --forward-allow: %v", r)
+	}
+	// A Dataplane that goes away loses forwarding.
+	tab := testTable()
+	h = NewHandler(tab, Options{Upstreams: []string{up}})
+	tab.DeleteDataplane("default/dp1")
+	tab.Publish()
+	if r := exchange(t, h, query("example.com.", dns.TypeA, false), dpDefault); r.Rcode != dns.RcodeRefused {
+		t.Errorf("a removed Dataplane's address: %v", r)
+	}
+	if n := testutil.ToFloat64(h.m.forwardErrors.WithLabelValues("not-allowed")); n != 1 {
+		t.Errorf("not-allowed counter: %v, want 1", n)
+	}
+}
+
+// TestUDPAnswersCappedAtEDNSSize: a client advertising 65535 bytes gets at
+// most our EDNS size over UDP (truncated, TC set); TCP gets everything.
+func TestUDPAnswersCappedAtEDNSSize(t *testing.T) {
+	up := upstream(t)
+	h := NewHandler(testTable(), Options{Upstreams: []string{up}, EDNSSize: 1232})
+	q := query("big.example.com.", dns.TypeTXT, false)
+	q.SetEdns0(65535, false)
+	b, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := h.HandlePacket(b, dpDefault)
+	if len(out) == 0 || len(out) > 1232 {
+		t.Fatalf("UDP answer of %d bytes, want 1..1232", len(out))
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(out); err != nil || !r.Truncated || r.IsEdns0().UDPSize() != 1232 {
+		t.Fatalf("UDP answer: %v %v", r, err)
+	}
+	s := startServer(t, h)
+	c := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+	r, _, err = c.Exchange(q, s.TCPAddr().String())
+	if err != nil || r.Truncated || len(r.Answer) != 40 {
+		t.Fatalf("TCP: %v %v", r, err)
+	}
 }
 
 func benchTable(n int) *Table {

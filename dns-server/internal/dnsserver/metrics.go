@@ -38,7 +38,7 @@ func NewMetrics(reg prometheus.Registerer, t *Table) *Metrics {
 		}, []string{"reason"}),
 		forwardErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_dns_forward_errors_total",
-			Help: "Forwarding failures: upstream (an upstream failed or timed out), overload (too many queries in flight).",
+			Help: "Forwarding failures: upstream (an upstream failed or timed out), overload (too many queries in flight), not-allowed (REFUSED: the source is neither a Dataplane address nor in --forward-allow).",
 		}, []string{"reason"}),
 		byType: map[uint16]string{},
 	}

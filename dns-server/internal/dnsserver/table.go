@@ -260,6 +260,12 @@ const (
 	hit
 )
 
+// knownSource reports whether addr is the address of a Dataplane (any mesh).
+func (t *Table) knownSource(addr netip.Addr) bool {
+	_, ok := t.load().addrs[addr]
+	return ok
+}
+
 // resolve looks up a `.mesh` name. rel is the lowercase name relative to
 // "mesh." without dots at either end ("svc" or "svc.meshname"), labels its
 // label count, from the address of the asking client. scratch must hold

@@ -34,6 +34,10 @@ type Callbacks struct {
 	log     *slog.Logger
 	tracer  trace.Tracer
 
+	// MaxStreamsPerProxy caps concurrent streams of one node id (0: no cap).
+	MaxStreamsPerProxy int
+	perNode            streamCounts
+
 	mu      sync.Mutex
 	streams map[string]Identity
 	nacks   map[string]int // consecutive NACKs per stream
@@ -69,6 +73,9 @@ func (c *Callbacks) open(ctx context.Context, key string) error {
 		// Only reachable if the server was built without StreamAuth.
 		return status.Error(codes.PermissionDenied, "stream not authenticated")
 	}
+	if err := c.perNode.acquire(id.NodeID, c.MaxStreamsPerProxy); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.streams[key] = id
 	c.mu.Unlock()
@@ -94,6 +101,7 @@ func (c *Callbacks) close(key string) {
 	if !ok {
 		return
 	}
+	c.perNode.release(id.NodeID)
 	c.rec.Disconnect(id.NodeID)
 	c.ins.Closed(key)
 	c.log.Debug("proxy disconnected", "node", id.NodeID, "stream", key)
@@ -115,14 +123,15 @@ func (c *Callbacks) request(key, typeURL, nonce, version string, errDetail *stat
 		return
 	}
 	if errDetail != nil {
+		detail := truncate(errDetail.Message(), MaxErrorDetailLength)
 		c.metrics.Nacked(typeURL)
-		c.ins.Nacked(key, typeURL, errDetail.Message())
+		c.ins.Nacked(key, typeURL, detail)
 		c.mu.Lock()
 		n := c.nacks[key]
 		c.nacks[key] = n + 1
 		c.mu.Unlock()
 		if n == 0 {
-			c.log.Warn("proxy rejected configuration", "node", id.NodeID, "type", typeURL, "err", errDetail.Message())
+			c.log.Warn("proxy rejected configuration", "node", id.NodeID, "type", typeURL, "err", detail)
 		}
 		// Runs on the stream's own goroutine: only this stream waits.
 		time.Sleep(nackBackoff(n))
@@ -163,8 +172,13 @@ func (c *Callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) e
 // OnDeltaStreamClosed unregisters it.
 func (c *Callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.close(deltaKey(id)) }
 
-// OnStreamRequest accounts ACKs and NACKs.
+// OnStreamRequest accounts ACKs and NACKs; a request for a type not served
+// here, or with oversized fields, ends the stream with InvalidArgument
+// before anything of it is recorded.
 func (c *Callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	if err := checkRequest(req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetResourceNames()); err != nil {
+		return err
+	}
 	var st *status.Status
 	if req.GetErrorDetail() != nil {
 		st = rpcStatus(req.GetErrorDetail())
@@ -180,6 +194,12 @@ func (c *Callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3
 
 // OnStreamDeltaRequest accounts delta ACKs and NACKs.
 func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	if err := checkRequest(req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetResourceNamesSubscribe()); err != nil {
+		return err
+	}
+	if len(req.GetResourceNamesUnsubscribe()) > MaxResourceNames || len(req.GetInitialResourceVersions()) > MaxResourceNames {
+		return status.Errorf(codes.InvalidArgument, "more than %d resource names", MaxResourceNames)
+	}
 	var st *status.Status
 	if req.GetErrorDetail() != nil {
 		st = rpcStatus(req.GetErrorDetail())

@@ -55,9 +55,22 @@ func (s *Server) Sweep(ctx context.Context) error {
 			}
 			online, err := Online(ctx, st.Client(), zone)
 			if err != nil || online {
+				s.mu.Lock()
+				delete(s.offlineSince, zone)
+				s.mu.Unlock()
 				continue
 			}
-			if last := lastSeen(zi.Spec.(*meshv1.ZoneInsight)); !last.IsZero() && time.Since(last) > s.cfg.Retention {
+			// Offline since this janitor first saw it so, at the earliest:
+			// a presence lease lost and re-granted (a brief gap) never
+			// counts the time the zone was connected as offline time.
+			s.mu.Lock()
+			since, ok := s.offlineSince[zone]
+			if !ok {
+				since = time.Now()
+				s.offlineSince[zone] = since
+			}
+			s.mu.Unlock()
+			if last := lastSeen(zi.Spec.(*meshv1.ZoneInsight)); !last.IsZero() && time.Since(last) > s.cfg.Retention && time.Since(since) > s.cfg.Retention {
 				s.cfg.Log.Info("janitor: zone offline past the retention; removing its resources", "zone", zone, "lastSeen", last)
 				keep[zone] = false
 			}

@@ -21,6 +21,7 @@ const (
 	ReasonForeignZone   = "foreign_zone"
 	ReasonNotZoneOwned  = "not_zone_owned"
 	ReasonBadName       = "bad_name"
+	ReasonUnknownMesh   = "unknown_mesh"
 )
 
 // LocalName is the name global stores a zone's resource under: the zone's
@@ -34,6 +35,9 @@ func LocalName(zone, name string) string { return zone + "." + name }
 type ZonePolicy struct {
 	Zone  string
 	Store *store.Store
+	// MeshExists reports whether a mesh exists on global; a mesh-scoped
+	// resource in any other mesh is refused. Nil: not checked.
+	MeshExists func(mesh string) bool
 }
 
 // InitialVersions lists what global holds from the zone. It reads only the
@@ -106,6 +110,9 @@ func (p *ZonePolicy) Local(in protocol.Incoming) (*resource.Resource, error) {
 	}
 	if err := checkZoneTags(in.Wire, r.Spec, p.Zone); err != nil {
 		return nil, err
+	}
+	if t.MeshScoped() && p.MeshExists != nil && !p.MeshExists(r.Meta.GetMesh()) {
+		return nil, protocol.Reject(ReasonUnknownMesh, "%s is in mesh %q, which does not exist on global: create the Mesh on global first", in.Wire, clip(r.Meta.GetMesh()))
 	}
 	r.Meta.Name = LocalName(p.Zone, r.Meta.GetName())
 	r.Meta.Origin = p.Zone

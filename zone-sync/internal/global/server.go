@@ -78,6 +78,10 @@ type Server struct {
 
 	mu   sync.Mutex
 	seen map[string]bool
+	// refusals throttles the "zone stream refused" log.
+	refusals logThrottle
+	// offlineSince is when the janitor first saw each zone offline.
+	offlineSince map[string]time.Time
 	// stopping is closed when Run's context ends: open streams end with
 	// "global is shutting down" so a graceful stop does not wait.
 	stopping chan struct{}
@@ -99,7 +103,7 @@ func New(cfg Config) *Server {
 	}
 	cfg.Log = cfg.Log.With("component", "zone-sync-global")
 	types := append(protocol.DownTypes(), resource.ZoneType)
-	return &Server{cfg: cfg, cache: protocol.NewCache(cfg.Store, types, cfg.Log), seen: map[string]bool{}, stopping: make(chan struct{})}
+	return &Server{cfg: cfg, cache: protocol.NewCache(cfg.Store, types, cfg.Log), seen: map[string]bool{}, offlineSince: map[string]time.Time{}, stopping: make(chan struct{})}
 }
 
 // Ready is closed once the cache has loaded.
@@ -115,10 +119,50 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.cache.Run(ctx)
 }
 
+// refuse counts and logs a refused stream. zone must be authenticated (the
+// zone of a verified token) or "": a name the client merely claims never
+// becomes a metric label, and the log is rate limited (claimed names are
+// clipped in the error message).
 func (s *Server) refuse(zone, reason string, err error) error {
 	s.cfg.Metrics.Rejected.WithLabelValues(zone, reason).Inc()
-	s.cfg.Log.Warn("zone stream refused", "zone", zone, "reason", reason, "error", status.Convert(err).Message())
+	if ok, suppressed := s.refusals.allow(time.Now()); ok {
+		s.cfg.Log.Warn("zone stream refused", "zone", zone, "reason", reason, "error", status.Convert(err).Message(),
+			"suppressed", suppressed)
+	}
 	return err
+}
+
+// logThrottle allows refusalLogBurst log lines, then one per
+// refusalLogEvery; it counts what it suppressed in between.
+type logThrottle struct {
+	mu         sync.Mutex
+	tokens     float64
+	last       time.Time
+	suppressed int
+}
+
+const (
+	refusalLogBurst = 10
+	refusalLogEvery = time.Second
+)
+
+func (l *logThrottle) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last.IsZero() {
+		l.tokens = refusalLogBurst
+	} else {
+		l.tokens = min(refusalLogBurst, l.tokens+float64(now.Sub(l.last))/float64(refusalLogEvery))
+	}
+	l.last = now
+	if l.tokens < 1 {
+		l.suppressed++
+		return false, 0
+	}
+	l.tokens--
+	n := l.suppressed
+	l.suppressed = 0
+	return true, n
 }
 
 // Sync serves one zone's stream.
@@ -136,12 +180,14 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 	if err != nil {
 		var te *token.Error
 		if errors.As(err, &te) {
-			return s.refuse(zone, ReasonBadToken, status.Errorf(codes.Unauthenticated, "zone %q: zone token rejected: %s", zone, te.Reason))
+			// Not authenticated: the claimed zone is not a label.
+			return s.refuse("", ReasonBadToken, status.Errorf(codes.Unauthenticated, "zone %q: zone token rejected: %s", zone, te.Reason))
 		}
 		return status.Errorf(codes.Unavailable, "verify zone token: %v", err)
 	}
 	if claims.Zone != zone {
-		return s.refuse(zone, ReasonWrongZone, status.Errorf(codes.PermissionDenied, "zone %q: the token is for zone %q", zone, claims.Zone))
+		// Labelled with the token's zone, the one that is authenticated.
+		return s.refuse(claims.Zone, ReasonWrongZone, status.Errorf(codes.PermissionDenied, "zone %q: the token is for zone %q", zone, claims.Zone))
 	}
 	if err := s.checkZone(ctx, zone); err != nil {
 		return err
@@ -158,11 +204,13 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 
 	presenceCtx, stopPresence := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPresence()
-	lease, err := s.presence(presenceCtx, zone, subID)
+	lease, presenceDone, err := s.presence(presenceCtx, zone, subID)
 	if err != nil {
 		return status.Errorf(codes.Unavailable, "record zone presence: %v", err)
 	}
 	defer func() {
+		stopPresence()
+		<-presenceDone
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, _ = s.cfg.Store.Client().Revoke(rctx, lease)
@@ -171,7 +219,7 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 	sess := protocol.NewSession(protocol.SessionConfig{
 		Peer: zone, Log: log, Metrics: s.cfg.Metrics, Store: s.cfg.Store,
 		Cache: s.cache, Serve: protocol.DownTypes(), Filter: Filter(zone), Origin: Origin, SendDirection: protocol.Down,
-		Receive: protocol.UpTypes(), Policy: &ZonePolicy{Zone: zone, Store: s.cfg.Store}, RecvDirection: protocol.Up,
+		Receive: protocol.UpTypes(), Policy: &ZonePolicy{Zone: zone, Store: s.cfg.Store, MeshExists: s.meshExists}, RecvDirection: protocol.Up,
 	})
 	connect := time.Now()
 	sub := &meshv1.ZoneInsight_Subscription{Id: subID, GlobalInstanceId: s.cfg.InstanceID, ZoneInstanceId: hello.GetInstanceId(),
@@ -258,6 +306,19 @@ func (s *Server) recvHello(ss syncv1.ZoneSyncService_SyncServer) (*syncv1.Hello,
 	}
 }
 
+// meshExists: from the cache, confirmed against the store when the cache
+// does not hold the mesh (it may lag a Mesh just created).
+func (s *Server) meshExists(mesh string) bool {
+	if s.cache.Get(resource.MeshType, mesh) != nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.cfg.Store.Get(ctx, resource.MeshType, "", mesh)
+	// Unsure (etcd unavailable): refuse now; the zone retries the NACK.
+	return err == nil
+}
+
 // checkZone admits a zone that exists on global and is not disabled.
 func (s *Server) checkZone(ctx context.Context, zone string) error {
 	z, err := s.cfg.Store.Get(ctx, resource.ZoneType, "", zone)
@@ -323,8 +384,25 @@ func (s *Server) watchZone(ctx context.Context, zone string, cancel context.Canc
 }
 
 // presence writes the stream's lease-attached presence key and keeps the
-// lease alive until ctx ends.
-func (s *Server) presence(ctx context.Context, zone, subID string) (clientv3.LeaseID, error) {
+// lease alive until ctx ends (done is closed then). When the lease is lost (etcd unavailable for
+// longer than its TTL, or revoked), it grants a new one and writes the key
+// again: a connected zone must not look offline, or retention could delete
+// its resources while it is connected. The returned lease is the first;
+// re-granted ones are revoked when ctx ends.
+func (s *Server) presence(ctx context.Context, zone, subID string) (clientv3.LeaseID, <-chan struct{}, error) {
+	first, ka, err := s.grantPresence(ctx, zone, subID)
+	if err != nil {
+		return 0, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.keepPresence(ctx, zone, subID, first, ka)
+	}()
+	return first, done, nil
+}
+
+func (s *Server) grantPresence(ctx context.Context, zone, subID string) (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, error) {
 	cli := s.cfg.Store.Client()
 	ttl := int64(s.cfg.LeaseTTL / time.Second)
 	if ttl < 1 {
@@ -332,20 +410,56 @@ func (s *Server) presence(ctx context.Context, zone, subID string) (clientv3.Lea
 	}
 	g, err := cli.Grant(ctx, ttl)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if _, err := cli.Put(ctx, PresencePrefix+zone+"/"+subID, s.cfg.InstanceID, clientv3.WithLease(g.ID)); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	ka, err := cli.KeepAlive(ctx, g.ID)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	go func() {
-		for range ka {
+	return g.ID, ka, nil
+}
+
+func (s *Server) keepPresence(ctx context.Context, zone, subID string, lease clientv3.LeaseID, ka <-chan *clientv3.LeaseKeepAliveResponse) {
+	first := lease
+	defer func() {
+		if lease != first { // the first is revoked by Sync
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, _ = s.cfg.Store.Client().Revoke(rctx, lease)
 		}
 	}()
-	return g.ID, nil
+	log := s.cfg.Log.With("zone", zone, "subscription", subID)
+	for {
+		for range ka {
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("zone presence lease lost (etcd unavailable longer than --zone-lease-ttl, or the lease was revoked); re-granting it so the connected zone does not show offline")
+		backoff := 100 * time.Millisecond
+		for {
+			l, ch, err := s.grantPresence(ctx, zone, subID)
+			if err == nil {
+				lease, ka = l, ch
+				log.Info("zone presence restored")
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
 }
 
 // Online reports whether a zone has an open stream to some global replica.
