@@ -291,23 +291,14 @@ func (m *Manager) deleteMesh(name string) {
 	ms.mu.Unlock()
 }
 
-// Identities returns the SPIFFE IDs of a Dataplane: one per distinct
-// weft.io/service tag of its inbounds and gateway.
+// Identities returns the SPIFFE IDs of a Dataplane: one per service of
+// resource.DataplaneServices (the identity rule shared by every component).
 func Identities(mesh string, dp *meshv1.Dataplane) []string {
-	set := map[string]bool{}
-	for _, in := range dp.GetNetworking().GetInbound() {
-		if s := in.GetTags()[resource.ServiceTag]; s != "" {
-			set[s] = true
-		}
-	}
-	if s := dp.GetNetworking().GetGateway().GetTags()[resource.ServiceTag]; s != "" {
-		set[s] = true
-	}
-	ids := make([]string, 0, len(set))
-	for s := range set {
+	svcs := resource.DataplaneServices(dp)
+	ids := make([]string, 0, len(svcs))
+	for _, s := range svcs {
 		ids = append(ids, signer.SPIFFEID(mesh, s))
 	}
-	sort.Strings(ids)
 	return ids
 }
 
