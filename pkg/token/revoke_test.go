@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/seal"
@@ -218,4 +217,3 @@ func TestCheckServices(t *testing.T) {
 		t.Fatalf("user token: %v", err)
 	}
 }
-
