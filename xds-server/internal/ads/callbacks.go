@@ -60,7 +60,7 @@ func (c *Callbacks) open(ctx context.Context, key string) error {
 	c.mu.Lock()
 	c.streams[key] = id
 	c.mu.Unlock()
-	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, id.Tags)
+	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, &reconcile.Credential{Tags: id.Tags, Token: id.Token, Claims: id.Claims})
 	c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
 	c.log.Debug("proxy connected", "node", id.NodeID, "kind", id.Kind, "stream", key)
 	return nil
