@@ -13,7 +13,8 @@ FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTB
 	weftctl/internal/config:FuzzParse pkg/ca:FuzzParse ca-service/internal/signer:FuzzParsePublicKey \
 	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy \
 	dns-server/internal/dnsserver:FuzzHandlePacket dns-server/internal/dnsserver:FuzzFastPathMatchesSlowPath \
-	xds-server/internal/ads:FuzzAuthenticate weft-dp/agent:FuzzParseSecrets
+	xds-server/internal/ads:FuzzAuthenticate weft-dp/agent:FuzzParseSecrets \
+	pkg/token:FuzzVerify
 FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 10m
 
