@@ -279,6 +279,12 @@ func decodeKey(data []byte) (*ecdsa.PrivateKey, uint64, error) {
 func (k *Keys) setKey(priv *ecdsa.PrivateKey, gen uint64) {
 	kid := keyID(priv)
 	k.mu.Lock()
+	if gen < k.gen {
+		// A refresh that read the key before a rotation finished: keep
+		// the newer generation.
+		k.mu.Unlock()
+		return
+	}
 	changed := k.kid != kid
 	k.priv, k.kid, k.gen = priv, kid, gen
 	k.mu.Unlock()
