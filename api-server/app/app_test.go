@@ -245,7 +245,7 @@ func TestRoles(t *testing.T) {
 	if r := c.do("POST", "/tokens/user", user, `{"name":"x"}`); r.code != 403 {
 		t.Fatalf("viewer token: %d", r.code)
 	}
-	dpTok := c.must("POST", "/tokens/dataplane", `{"mesh":"default","name":"web-1"}`, 200).body["token"].(string)
+	dpTok := c.must("POST", "/tokens/dataplane", `{"mesh":"default","name":"web-1","services":["web"]}`, 200).body["token"].(string)
 	if r := c.do("PUT", "/meshes/default/dataplanes/web-1", dpTok, dp); r.code != 201 {
 		t.Fatalf("dataplane registers itself: %d %s", r.code, r.raw)
 	}

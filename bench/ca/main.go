@@ -168,7 +168,7 @@ func run() error {
 		if err := setup(ctx, st, mesh, kt, o.dps); err != nil {
 			return err
 		}
-		if err := measure(ctx, clients, mesh, kt, o); err != nil {
+		if err := measure(ctx, clients, token.New(st), mesh, kt, o); err != nil {
 			return err
 		}
 	}
@@ -206,7 +206,17 @@ func setup(ctx context.Context, st *store.Store, mesh, keyType string, dps int) 
 	return nil
 }
 
-func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClient, mesh, keyType string, o opts) error {
+func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClient, keys *token.Keys, mesh, keyType string, o opts) error {
+	// Each workload's own dataplane token, as xds-server forwards it.
+	dpTokens := make([]string, o.dps)
+	for i := range dpTokens {
+		c := token.Claims{Kind: token.KindDataplane, Mesh: mesh, Unbound: true}
+		c.Subject = fmt.Sprintf("dp-%d", i)
+		var err error
+		if dpTokens[i], _, err = keys.Issue(ctx, c, time.Hour); err != nil {
+			return err
+		}
+	}
 	// Distinct workload keys, made before the clock starts.
 	const nkeys = 64
 	pubs := make([][]byte, nkeys)
@@ -217,7 +227,7 @@ func measure(ctx context.Context, clients []cav1.CertificateAuthorityServiceClie
 		csrs[i], _ = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
 	}
 	req := func(i int) *cav1.SignWorkloadCertificateRequest {
-		r := &cav1.SignWorkloadCertificateRequest{Mesh: mesh, Dataplane: fmt.Sprintf("dp-%d", i%o.dps)}
+		r := &cav1.SignWorkloadCertificateRequest{Mesh: mesh, Dataplane: fmt.Sprintf("dp-%d", i%o.dps), DataplaneToken: dpTokens[i%o.dps]}
 		if o.csr {
 			r.Csr = csrs[i%nkeys]
 		} else {

@@ -262,7 +262,7 @@ func New(cfg Config) (a *App, err error) {
 		opts = append(opts, grpc.Creds(creds))
 	}
 	a.grpc = grpc.NewServer(opts...)
-	server.New(a.manager).Register(a.grpc)
+	server.New(a.manager, tokens).Register(a.grpc)
 
 	if a.ln, err = net.Listen("tcp", cfg.Address); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Address, err)

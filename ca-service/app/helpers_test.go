@@ -16,6 +16,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/ca-service/app"
 	"github.com/weftmesh/weft/pkg/cptls"
@@ -112,7 +113,7 @@ func (e *env) client(a *app.App, tok string, opts ...cptls.Option) cav1.Certific
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc))}
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tc)), grpc.WithUnaryInterceptor(e.withDataplaneToken)}
 	if tok != "" {
 		dial = append(dial, grpc.WithPerRPCCredentials(tokenCreds{tok}))
 	}
@@ -122,6 +123,31 @@ func (e *env) client(a *app.App, tok string, opts ...cptls.Option) cav1.Certific
 	}
 	e.t.Cleanup(func() { conn.Close() })
 	return cav1.NewCertificateAuthorityServiceClient(conn)
+}
+
+// withDataplaneToken gives a signing request without a dataplane token an
+// unbound one for its mesh/dataplane, as xds-server forwards the proxy's:
+// the tests of signing itself need not mint one each.
+func (e *env) withDataplaneToken(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if r, ok := req.(*cav1.SignWorkloadCertificateRequest); ok && ctx.Value(noAutoToken{}) == nil && r.GetDataplaneToken() == "" && r.GetMesh() != "" && r.GetDataplane() != "" {
+		r = proto.Clone(r).(*cav1.SignWorkloadCertificateRequest)
+		r.DataplaneToken = e.dataplaneToken(r.GetMesh(), r.GetDataplane(), token.Claims{Unbound: true})
+		req = r
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// noAutoToken in a context stops withDataplaneToken.
+type noAutoToken struct{}
+
+// dataplaneToken issues a dataplane token for mesh/name with c's binding.
+func (e *env) dataplaneToken(mesh, name string, c token.Claims) string {
+	c.Kind, c.Mesh, c.Subject = token.KindDataplane, mesh, name
+	tok, _, err := token.New(e.st).Issue(context.Background(), c, time.Hour)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
 }
 
 func (e *env) serviceClient(a *app.App) cav1.CertificateAuthorityServiceClient {

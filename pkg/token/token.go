@@ -16,6 +16,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +62,11 @@ type Claims struct {
 	// tags the dataplane must carry.
 	Mesh string            `json:"mesh,omitempty"`
 	Tags map[string]string `json:"tags,omitempty"`
+	// Dataplane tokens: the weft.io/service values the dataplane may be (its
+	// identity binding; see BoundServices). Unbound marks a token issued
+	// explicitly without a binding.
+	Services []string `json:"services,omitempty"`
+	Unbound  bool     `json:"unbound,omitempty"`
 	// Zone tokens: the zone (also Subject).
 	Zone string `json:"zone,omitempty"`
 	// User tokens: groups (AdminGroup for admins).
@@ -81,6 +89,62 @@ func (c *Claims) IsAdmin() bool {
 	return false
 }
 
+// BoundServices returns the services a dataplane token may claim: its
+// services claim plus a weft.io/service in its tags. unbound is true only
+// for a token issued explicitly unbound. A dataplane token with neither
+// (issued before tokens were bound) is bound to nothing: it can still
+// connect, but no identity can be derived from it.
+func (c *Claims) BoundServices() (services []string, unbound bool) {
+	if c.Unbound {
+		return nil, true
+	}
+	services = append(services, c.Services...)
+	if s := c.Tags[resource.ServiceTag]; s != "" && !slices.Contains(services, s) {
+		services = append(services, s)
+	}
+	return services, false
+}
+
+// BindingError is an identity a token is not bound to.
+type BindingError struct {
+	Mesh, Dataplane string
+	Service         string
+	Bound           []string
+}
+
+func (e *BindingError) Error() string {
+	bound := "no service (a token issued before tokens were bound to services: issue a new one)"
+	if len(e.Bound) > 0 {
+		bound = "services [" + strings.Join(e.Bound, ", ") + "]"
+	}
+	return fmt.Sprintf("the token of dataplane %s/%s is bound to %s, not to %s %q: "+
+		"issue a token for this service (weftctl generate dataplane-token --service %s)",
+		e.Mesh, e.Dataplane, bound, resource.ServiceTag, e.Service, e.Service)
+}
+
+// CheckServices is the identity binding, the one check every place that
+// derives an identity from a dataplane token applies (api-server on writes
+// of the token's Dataplane, xds-server before it asks for a certificate,
+// ca-service before it signs): every service must be one the token is
+// bound to. services come from resource.DataplaneServices.
+func (c *Claims) CheckServices(services []string) error {
+	if c.Kind != KindDataplane {
+		return &Error{Reason: fmt.Sprintf("a %s token is not a dataplane token", c.Kind)}
+	}
+	bound, unbound := c.BoundServices()
+	if unbound {
+		return nil
+	}
+	for _, s := range services {
+		if !slices.Contains(bound, s) {
+			b := slices.Clone(bound)
+			sort.Strings(b)
+			return &BindingError{Mesh: c.Mesh, Dataplane: c.Subject, Service: s, Bound: b}
+		}
+	}
+	return nil
+}
+
 // Error is a token that does not verify; Reason says why in words an
 // operator can act on.
 type Error struct{ Reason string }
@@ -95,17 +159,39 @@ func IsInvalid(err error) bool {
 
 // Keys issues and verifies tokens with the control plane's signing key,
 // creating the key on first use (once, even with racing replicas).
+//
+// Verification costs no etcd read per request: the signing key and the
+// revocation list are held in memory and refreshed at most every
+// RefreshInterval (each refresh under a RefreshTimeout deadline), and a
+// token naming an unknown key id reloads the key at most once per
+// RefreshInterval. A bad signature under the current key reloads nothing.
 type Keys struct {
 	st  *store.Store
 	now func() time.Time
+	// get reads a GlobalSecret (the store; tests count the reads).
+	get func(ctx context.Context, name string) (*resource.Resource, error)
 
 	mu   sync.RWMutex
 	priv *ecdsa.PrivateKey
 	kid  string
+	gen  uint64
+	// revoked maps a revoked token id to when the entry may be dropped.
+	revoked map[string]time.Time
+
+	// refreshMu serialises refreshes; lastRefresh is when the last one was
+	// attempted (successful or not) and lastKidReload when an unknown key
+	// id last caused one.
+	refreshMu     sync.Mutex
+	refreshing    bool
+	loadMu        sync.Mutex
+	lastRefresh   time.Time
+	lastKidReload time.Time
+	refreshErr    string
 
 	// verified caches tokens whose signature checked out, so the ECDSA
 	// verification (the largest cost of an API request) runs once per token,
-	// not once per request. Expiry is still checked on every use.
+	// not once per request. Expiry and revocation are still checked on every
+	// use; a new signing key empties it.
 	cacheMu  sync.Mutex
 	verified map[string]*Claims
 }
@@ -113,11 +199,39 @@ type Keys struct {
 // maxCached bounds the verified-token cache; when full it starts over.
 const maxCached = 10000
 
+// Revocation and key refresh timing.
+var (
+	// RefreshInterval is how often a verifier re-reads the signing key and
+	// the revocation list (so a revocation or rotation is honoured within
+	// about this long), and the least time between reloads caused by
+	// tokens naming unknown key ids.
+	RefreshInterval = 2 * time.Second
+	// RefreshTimeout bounds one refresh: with etcd down verification goes
+	// on with what is held instead of hanging.
+	RefreshTimeout = 2 * time.Second
+)
+
 // New returns token keys backed by the store (which must have a keyring).
-func New(st *store.Store) *Keys { return &Keys{st: st, now: time.Now} }
+func New(st *store.Store) *Keys {
+	k := &Keys{st: st, now: time.Now}
+	k.get = func(ctx context.Context, name string) (*resource.Resource, error) {
+		return st.Get(ctx, resource.GlobalSecretType, "", name)
+	}
+	return k
+}
 
 // WithClock sets the clock (tests).
 func (k *Keys) WithClock(now func() time.Time) *Keys { k.now = now; return k }
+
+// WithReadHook wraps the store reads (tests count them).
+func (k *Keys) WithReadHook(hook func(name string)) *Keys {
+	get := k.get
+	k.get = func(ctx context.Context, name string) (*resource.Resource, error) {
+		hook(name)
+		return get(ctx, name)
+	}
+	return k
+}
 
 func (k *Keys) current() (*ecdsa.PrivateKey, string) {
 	k.mu.RLock()
@@ -125,20 +239,75 @@ func (k *Keys) current() (*ecdsa.PrivateKey, string) {
 	return k.priv, k.kid
 }
 
+// KeyGeneration is the PEM header carrying a signing key's generation.
+const keyGenerationHeader = "Generation"
+
+func keyID(priv *ecdsa.PrivateKey) string {
+	pub, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
+}
+
+func encodeKey(priv *ecdsa.PrivateKey, gen uint64) ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Headers: map[string]string{keyGenerationHeader: strconv.FormatUint(gen, 10)}, Bytes: der}), nil
+}
+
+func decodeKey(data []byte) (*ecdsa.PrivateKey, uint64, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, 0, errors.New("token signing key: not PEM")
+	}
+	priv, err := x509.ParseECPrivateKey(block.Bytes)
+	if err != nil {
+		return nil, 0, fmt.Errorf("token signing key: %w", err)
+	}
+	gen := uint64(1) // keys written before generations were recorded
+	if g := block.Headers[keyGenerationHeader]; g != "" {
+		if gen, err = strconv.ParseUint(g, 10, 64); err != nil {
+			return nil, 0, fmt.Errorf("token signing key: generation %q: %w", g, err)
+		}
+	}
+	return priv, gen, nil
+}
+
+// setKey installs a signing key; a different key empties the cache of
+// verified tokens (they may have been signed by the old one).
+func (k *Keys) setKey(priv *ecdsa.PrivateKey, gen uint64) {
+	kid := keyID(priv)
+	k.mu.Lock()
+	if gen < k.gen {
+		// A refresh that read the key before a rotation finished: keep
+		// the newer generation.
+		k.mu.Unlock()
+		return
+	}
+	changed := k.kid != kid
+	k.priv, k.kid, k.gen = priv, kid, gen
+	k.mu.Unlock()
+	if changed {
+		k.cacheMu.Lock()
+		k.verified = nil
+		k.cacheMu.Unlock()
+	}
+}
+
 // load reads the signing key, creating it when absent.
 func (k *Keys) load(ctx context.Context) (*ecdsa.PrivateKey, string, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		r, err := k.st.Get(ctx, resource.GlobalSecretType, "", SigningKeySecret)
+		r, err := k.get(ctx, SigningKeySecret)
 		if store.IsNotFound(err) {
 			priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			if err != nil {
 				return nil, "", err
 			}
-			der, err := x509.MarshalECPrivateKey(priv)
+			data, err := encodeKey(priv, 1)
 			if err != nil {
 				return nil, "", err
 			}
-			data := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 			sec := resource.New(resource.GlobalSecretType, "", SigningKeySecret)
 			sec.Spec = &meshv1.GlobalSecret{Data: data}
 			if _, err := k.st.Create(ctx, sec); err != nil && !store.IsAlreadyExists(err) {
@@ -149,20 +318,12 @@ func (k *Keys) load(ctx context.Context) (*ecdsa.PrivateKey, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("read token signing key: %w", err)
 		}
-		block, _ := pem.Decode(r.Spec.(*meshv1.GlobalSecret).GetData())
-		if block == nil {
-			return nil, "", errors.New("token signing key: not PEM")
-		}
-		priv, err := x509.ParseECPrivateKey(block.Bytes)
+		priv, gen, err := decodeKey(r.Spec.(*meshv1.GlobalSecret).GetData())
 		if err != nil {
-			return nil, "", fmt.Errorf("token signing key: %w", err)
+			return nil, "", err
 		}
-		pub, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-		sum := sha256.Sum256(pub)
-		kid := hex.EncodeToString(sum[:8])
-		k.mu.Lock()
-		k.priv, k.kid = priv, kid
-		k.mu.Unlock()
+		k.setKey(priv, gen)
+		priv, kid := k.current()
 		return priv, kid, nil
 	}
 	return nil, "", errors.New("token signing key: could not create or read")
@@ -172,7 +333,75 @@ func (k *Keys) key(ctx context.Context) (*ecdsa.PrivateKey, string, error) {
 	if priv, kid := k.current(); priv != nil {
 		return priv, kid, nil
 	}
-	return k.load(ctx)
+	k.loadMu.Lock()
+	defer k.loadMu.Unlock()
+	if priv, kid := k.current(); priv != nil {
+		return priv, kid, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
+	defer cancel()
+	priv, kid, err := k.load(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := k.loadRevocations(ctx); err != nil {
+		return nil, "", err
+	}
+	k.refreshMu.Lock()
+	k.lastRefresh = k.now()
+	k.refreshMu.Unlock()
+	return priv, kid, nil
+}
+
+// refresh re-reads the key and the revocation list. A periodic refresh
+// (unknownKid false) runs in the background once RefreshInterval has passed
+// since the last one ended: no request waits for it. A token naming an
+// unknown key id reloads synchronously, at most once per RefreshInterval.
+// Each refresh is bounded by RefreshTimeout; on failure the held key and
+// revocation list stay in use.
+func (k *Keys) refresh(ctx context.Context, unknownKid bool) {
+	k.refreshMu.Lock()
+	now := k.now()
+	last := &k.lastRefresh
+	if unknownKid {
+		last = &k.lastKidReload
+	}
+	if k.refreshing || now.Sub(*last) < RefreshInterval {
+		k.refreshMu.Unlock()
+		return
+	}
+	k.refreshing = true
+	k.refreshMu.Unlock()
+	run := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RefreshTimeout)
+		defer cancel()
+		var errs []string
+		if _, _, err := k.load(ctx); err != nil {
+			errs = append(errs, err.Error())
+		}
+		if err := k.loadRevocations(ctx); err != nil {
+			errs = append(errs, err.Error())
+		}
+		k.refreshMu.Lock()
+		*last = k.now()
+		k.refreshing = false
+		k.refreshErr = strings.Join(errs, "; ")
+		k.refreshMu.Unlock()
+	}
+	if unknownKid {
+		run()
+	} else {
+		go run()
+	}
+}
+
+// RefreshError is the last refresh's failure ("" when it worked): a
+// verifier that cannot reach etcd keeps verifying with the key and
+// revocation list it holds.
+func (k *Keys) RefreshError() string {
+	k.refreshMu.Lock()
+	defer k.refreshMu.Unlock()
+	return k.refreshErr
 }
 
 // Issue signs claims valid for d from now and returns the token and its
@@ -205,8 +434,20 @@ func (k *Keys) Issue(ctx context.Context, c Claims, d time.Duration) (string, ti
 	return s, exp, err
 }
 
-// Verify checks a token's signature, issuer and lifetime and returns its
-// claims. A token signed by a key this control plane does not hold fails.
+// IssueClaims is Issue returning the signed claims too (the token id).
+func (k *Keys) IssueClaims(ctx context.Context, c Claims, d time.Duration) (string, *Claims, error) {
+	tok, _, err := k.Issue(ctx, c, d)
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := k.Verify(ctx, tok)
+	return tok, out, err
+}
+
+// Verify checks a token's signature, issuer, lifetime and revocation and
+// returns its claims. A token signed by a key this control plane does not
+// hold (another control plane's, a rotated-out generation, or forged)
+// fails.
 func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
@@ -215,10 +456,10 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	if len(tok) > MaxTokenSize {
 		return nil, &Error{Reason: "token too large"}
 	}
-	priv, kid, err := k.key(ctx)
-	if err != nil {
+	if _, _, err := k.key(ctx); err != nil {
 		return nil, err
 	}
+	k.refresh(ctx, false)
 	k.cacheMu.Lock()
 	cached, ok := k.verified[tok]
 	k.cacheMu.Unlock()
@@ -226,25 +467,31 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 		if !k.now().Before(cached.ExpiresAt.Add(30 * time.Second)) {
 			return nil, &Error{Reason: "token expired"}
 		}
+		if err := k.checkRevoked(cached); err != nil {
+			return nil, err
+		}
 		c := *cached
 		return &c, nil
 	}
-	parse := func(pub *ecdsa.PublicKey) (*Claims, error) {
-		c := &Claims{}
-		_, err := jwt.ParseWithClaims(tok, c, func(*jwt.Token) (any, error) { return pub, nil },
-			jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(),
-			jwt.WithTimeFunc(k.now), jwt.WithLeeway(30*time.Second))
-		return c, err
-	}
-	c, err := parse(&priv.PublicKey)
-	if err != nil && errors.Is(err, jwt.ErrTokenSignatureInvalid) {
-		// The key may have been rotated by another replica: reload once.
-		if priv2, kid2, lerr := k.load(ctx); lerr == nil && kid2 != kid {
-			c, err = parse(&priv2.PublicKey)
+	c := &Claims{}
+	_, err := jwt.ParseWithClaims(tok, c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		priv, cur := k.current()
+		if kid != cur {
+			// Perhaps a key another replica rotated to: reload, at most
+			// once per RefreshInterval however many such tokens arrive.
+			k.refresh(ctx, true)
+			if priv, cur = k.current(); kid != cur {
+				return nil, errUnknownKey
+			}
 		}
-	}
+		return &priv.PublicKey, nil
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithIssuer(issuer), jwt.WithExpirationRequired(),
+		jwt.WithTimeFunc(k.now), jwt.WithLeeway(30*time.Second))
 	switch {
 	case err == nil:
+	case errors.Is(err, errUnknownKey):
+		return nil, &Error{Reason: "signed by a key this control plane does not hold (token from another control plane, signed before the signing key was rotated, or forged)"}
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return nil, &Error{Reason: "token expired"}
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
@@ -257,6 +504,9 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	if c.Subject == "" {
 		return nil, &Error{Reason: "token has no subject"}
 	}
+	if err := k.checkRevoked(c); err != nil {
+		return nil, err
+	}
 	k.cacheMu.Lock()
 	if k.verified == nil || len(k.verified) >= maxCached {
 		k.verified = map[string]*Claims{}
@@ -266,6 +516,8 @@ func (k *Keys) Verify(ctx context.Context, tok string) (*Claims, error) {
 	k.cacheMu.Unlock()
 	return c, nil
 }
+
+var errUnknownKey = errors.New("unknown signing key")
 
 // VerifyDataplane verifies a dataplane token for mesh/name.
 func (k *Keys) VerifyDataplane(ctx context.Context, tok, mesh, name string) (*Claims, error) {
@@ -296,3 +548,5 @@ func (k *Keys) VerifyZone(ctx context.Context, tok, zone string) (*Claims, error
 	}
 	return c, nil
 }
+
+var jwtParser = jwt.NewParser()

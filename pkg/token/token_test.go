@@ -13,7 +13,7 @@ import (
 	"github.com/weftmesh/weft/pkg/token"
 )
 
-func newStore(t *testing.T) *store.Store {
+func newStore(t testing.TB) *store.Store {
 	keys, _ := seal.New(seal.Key{ID: "k", Bytes: bytes.Repeat([]byte{1}, 32)})
 	return store.New(etcdtest.Client(t, nil), store.WithKeyring(keys))
 }

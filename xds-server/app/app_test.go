@@ -156,6 +156,11 @@ func (e *testEnv) token(mesh, name string, keys *token.Keys, d time.Duration) st
 	e.t.Helper()
 	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh}
 	c.Subject = name
+	// Bound, as the API binds by default, to the registered Dataplane's
+	// services.
+	if r, err := e.st.Get(e.ctx, resource.DataplaneType, mesh, name); err == nil {
+		c.Services = resource.DataplaneServices(r.Spec.(*meshv1.Dataplane))
+	}
 	tok, _, err := keys.Issue(e.ctx, c, d)
 	if err != nil {
 		e.t.Fatal(err)

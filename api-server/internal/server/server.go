@@ -348,6 +348,9 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 	if err := resource.ValidateWrite(r); err != nil {
 		return nil, err
 	}
+	if err := checkBinding(ctx, r); err != nil {
+		return nil, err
+	}
 	if tg.t == resource.MeshType && s.cfg.MeshValidator != nil {
 		if err := s.cfg.MeshValidator(ctx, r); err != nil {
 			return nil, err
@@ -362,6 +365,20 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 	}
 	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
 	return resource.ToAPI(out)
+}
+
+// checkBinding refuses a Dataplane written by its own dataplane token that
+// claims a service (inbound or gateway) the token is not bound to: identity
+// is derived from the token, never claimed by the workload.
+func checkBinding(ctx context.Context, r *resource.Resource) error {
+	c, _ := grpcx.ClaimsFrom(ctx)
+	if c.Kind != token.KindDataplane || r.Type() != resource.DataplaneType {
+		return nil
+	}
+	if err := c.CheckServices(resource.DataplaneServices(r.Spec.(*meshv1.Dataplane))); err != nil {
+		return status.Error(codes.PermissionDenied, err.Error())
+	}
+	return nil
 }
 
 // Delete removes a resource (a Mesh with everything in it).
@@ -550,7 +567,9 @@ func (s *Server) requireAdmin(ctx context.Context) error {
 	return nil
 }
 
-// GenerateDataplaneToken issues a token for one dataplane.
+// GenerateDataplaneToken issues a token for one dataplane, bound to the
+// services it may be: those given, else those of the registered Dataplane.
+// An unbound token needs unbound: true.
 func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.GenerateDataplaneTokenRequest) (*apiv1.TokenResponse, error) {
 	if err := s.requireAdmin(ctx); err != nil {
 		return nil, err
@@ -558,6 +577,15 @@ func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.Generate
 	v := resource.NewValidator()
 	resource.CheckLabel(v.Field("mesh"), req.GetMesh())
 	resource.CheckName(v.Field("name"), req.GetName())
+	if len(req.GetServices()) > maxBoundServices {
+		v.Field("services").Addf("%s", fmt.Sprintf("at most %d services", maxBoundServices))
+	}
+	for i, svc := range req.GetServices() {
+		resource.CheckLabel(v.Field("services").Index(i), svc)
+	}
+	if req.GetUnbound() && len(req.GetServices()) > 0 {
+		v.Field("unbound").Addf("%s", "cannot be combined with services")
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -565,9 +593,76 @@ func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.Generate
 	if err != nil {
 		return nil, err
 	}
-	c := token.Claims{Kind: token.KindDataplane, Mesh: req.GetMesh(), Tags: req.GetTags()}
+	c := token.Claims{Kind: token.KindDataplane, Mesh: req.GetMesh(), Tags: req.GetTags(), Unbound: req.GetUnbound()}
 	c.Subject = req.GetName()
+	if !c.Unbound {
+		svcs := append([]string(nil), req.GetServices()...)
+		if len(svcs) == 0 && req.GetTags()[resource.ServiceTag] == "" {
+			dp, err := s.st.Get(ctx, resource.DataplaneType, req.GetMesh(), req.GetName())
+			switch {
+			case store.IsNotFound(err) || store.IsMeshNotFound(err):
+				return nil, grpcx.InvalidArgument(fmt.Sprintf("dataplane %s/%s is not registered, so the services to bind the token to are unknown", req.GetMesh(), req.GetName()),
+					resource.Cause{Field: "services", Message: "must be set (weftctl: --service), or register the Dataplane first; an unbound token needs unbound: true (--unbound)"})
+			case err != nil:
+				return nil, err
+			}
+			svcs = resource.DataplaneServices(dp.Spec.(*meshv1.Dataplane))
+			if len(svcs) == 0 {
+				return nil, grpcx.InvalidArgument(fmt.Sprintf("dataplane %s/%s has no %s tag to bind the token to", req.GetMesh(), req.GetName(), resource.ServiceTag),
+					resource.Cause{Field: "services", Message: "must be set (weftctl: --service)"})
+			}
+		}
+		c.Services = svcs
+	}
 	return s.issue(ctx, c, d)
+}
+
+// maxBoundServices bounds the services one dataplane token names.
+const maxBoundServices = 64
+
+// RevokeToken deny-lists a token by id (admin only).
+func (s *Server) RevokeToken(ctx context.Context, req *apiv1.RevokeTokenRequest) (*apiv1.RevokeTokenResponse, error) {
+	if c, _ := grpcx.ClaimsFrom(ctx); !c.IsAdmin() {
+		return nil, status.Error(codes.PermissionDenied, "revoking tokens requires an admin token")
+	}
+	id, tok := strings.TrimSpace(req.GetId()), strings.TrimSpace(req.GetToken())
+	var until time.Time
+	v := resource.NewValidator()
+	switch {
+	case id != "" && tok != "":
+		v.Field("token").Addf("%s", "give either id or token, not both")
+	case tok != "":
+		var err error
+		if id, until, err = token.ParseUnverified(tok); err != nil || id == "" {
+			v.Field("token").Addf("%s", "not a token with an id (jti)")
+		}
+	case id == "":
+		v.Field("id").Addf("%s", "must be set (the token id, jti), or give token")
+	case len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r > '~' }):
+		v.Field("id").Addf("%s", "must be at most 64 printable ASCII characters")
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	until, err := s.keys.Revoke(ctx, id, until)
+	if err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	s.log.InfoContext(ctx, "token revoked", "id", id, "until", until, "by", who(ctx))
+	return &apiv1.RevokeTokenResponse{Id: id, Until: resource.Timestamp(until)}, nil
+}
+
+// RotateSigningKey replaces the token signing key (admin only).
+func (s *Server) RotateSigningKey(ctx context.Context, _ *apiv1.RotateSigningKeyRequest) (*apiv1.RotateSigningKeyResponse, error) {
+	if c, _ := grpcx.ClaimsFrom(ctx); !c.IsAdmin() {
+		return nil, status.Error(codes.PermissionDenied, "rotating the signing key requires an admin token")
+	}
+	gen, kid, err := s.keys.Rotate(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Aborted, err.Error())
+	}
+	s.log.WarnContext(ctx, "token signing key rotated: every token issued before is now invalid", "generation", gen, "kid", kid, "by", who(ctx))
+	return &apiv1.RotateSigningKeyResponse{Generation: gen, KeyId: kid}, nil
 }
 
 // GenerateZoneToken issues a token a zone control plane presents to global.
@@ -610,12 +705,13 @@ func (s *Server) GenerateUserToken(ctx context.Context, req *apiv1.GenerateUserT
 }
 
 func (s *Server) issue(ctx context.Context, c token.Claims, d time.Duration) (*apiv1.TokenResponse, error) {
-	tok, exp, err := s.keys.Issue(ctx, c, d)
+	tok, out, err := s.keys.IssueClaims(ctx, c, d)
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "token issued", "kind", c.Kind, "subject", c.Subject, "mesh", c.Mesh, "expires", exp, "by", who(ctx))
-	return &apiv1.TokenResponse{Token: tok, ExpiresTime: resource.Timestamp(exp)}, nil
+	exp := out.ExpiresAt.Time
+	s.log.InfoContext(ctx, "token issued", "kind", c.Kind, "subject", c.Subject, "mesh", c.Mesh, "id", out.ID, "services", out.Services, "unbound", out.Unbound, "expires", exp, "by", who(ctx))
+	return &apiv1.TokenResponse{Token: tok, ExpiresTime: resource.Timestamp(exp), Id: out.ID, Services: out.Services, Unbound: out.Unbound}, nil
 }
 
 // Authorize is the AuthFunc allow hook: which verified callers may call

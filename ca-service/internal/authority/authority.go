@@ -28,6 +28,7 @@ import (
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
@@ -61,7 +62,7 @@ type Manager struct {
 
 	mu         sync.RWMutex
 	meshes     map[string]*meshState
-	dataplanes map[string][]string // "<mesh>/<name>" → SPIFFE IDs
+	dataplanes map[string][]string // "<mesh>/<name>" → services (resource.DataplaneServices)
 	ingresses  map[string]bool
 
 	dirty    chan string
@@ -290,23 +291,14 @@ func (m *Manager) deleteMesh(name string) {
 	ms.mu.Unlock()
 }
 
-// Identities returns the SPIFFE IDs of a Dataplane: one per distinct
-// weft.io/service tag of its inbounds and gateway.
+// Identities returns the SPIFFE IDs of a Dataplane: one per service of
+// resource.DataplaneServices (the identity rule shared by every component).
 func Identities(mesh string, dp *meshv1.Dataplane) []string {
-	set := map[string]bool{}
-	for _, in := range dp.GetNetworking().GetInbound() {
-		if s := in.GetTags()[resource.ServiceTag]; s != "" {
-			set[s] = true
-		}
-	}
-	if s := dp.GetNetworking().GetGateway().GetTags()[resource.ServiceTag]; s != "" {
-		set[s] = true
-	}
-	ids := make([]string, 0, len(set))
-	for s := range set {
+	svcs := resource.DataplaneServices(dp)
+	ids := make([]string, 0, len(svcs))
+	for _, s := range svcs {
 		ids = append(ids, signer.SPIFFEID(mesh, s))
 	}
-	sort.Strings(ids)
 	return ids
 }
 
@@ -317,11 +309,11 @@ func (m *Manager) applyDataplane(ev store.Event) {
 	case store.EventSync:
 		m.dataplanes = map[string][]string{}
 		for _, r := range ev.Resources {
-			m.dataplanes[r.Meta.GetMesh()+"/"+r.Meta.GetName()] = Identities(r.Meta.GetMesh(), r.Spec.(*meshv1.Dataplane))
+			m.dataplanes[r.Meta.GetMesh()+"/"+r.Meta.GetName()] = resource.DataplaneServices(r.Spec.(*meshv1.Dataplane))
 		}
 	case store.EventPut:
 		r := ev.Resource
-		m.dataplanes[r.Meta.GetMesh()+"/"+r.Meta.GetName()] = Identities(r.Meta.GetMesh(), r.Spec.(*meshv1.Dataplane))
+		m.dataplanes[r.Meta.GetMesh()+"/"+r.Meta.GetName()] = resource.DataplaneServices(r.Spec.(*meshv1.Dataplane))
 	case store.EventDelete:
 		delete(m.dataplanes, ev.Resource.Meta.GetMesh()+"/"+ev.Resource.Meta.GetName())
 	}
@@ -524,6 +516,10 @@ type SignRequest struct {
 	CSR       []byte
 	PublicKey []byte
 	Validity  time.Duration
+	// Token is the verified dataplane token of mesh/Dataplane: only
+	// services it is bound to are certified. Nil only for callers that
+	// checked nothing (tests of the manager itself).
+	Token *token.Claims
 }
 
 // Sign issues a workload certificate.
@@ -561,6 +557,21 @@ func (m *Manager) Sign(ctx context.Context, r SignRequest) (*cav1.SignWorkloadCe
 	ids, typ, err := m.identity(ctx, r.Mesh, r.Dataplane)
 	if err != nil {
 		return nil, err
+	}
+	if typ == resource.DataplaneType.Name {
+		// The identity binding: every service the certificate would name
+		// must be one the workload's own token is bound to.
+		if r.Token != nil {
+			if err := r.Token.CheckServices(ids); err != nil {
+				m.cfg.Log.Warn("refused to sign a certificate for services the dataplane token is not bound to", "dataplane", r.Mesh+"/"+r.Dataplane, "err", err)
+				return nil, status.Error(codes.PermissionDenied, err.Error())
+			}
+		}
+		svcs := ids
+		ids = make([]string, 0, len(svcs))
+		for _, s := range svcs {
+			ids = append(ids, signer.SPIFFEID(r.Mesh, s))
+		}
 	}
 	validity := v.validity
 	if r.Validity > 0 && r.Validity < validity {
@@ -601,7 +612,7 @@ func (m *Manager) identity(ctx context.Context, mesh, name string) ([]string, st
 		r, err := m.cfg.Store.Get(ctx, resource.DataplaneType, mesh, name)
 		switch {
 		case err == nil:
-			ids, ok = Identities(mesh, r.Spec.(*meshv1.Dataplane)), true
+			ids, ok = resource.DataplaneServices(r.Spec.(*meshv1.Dataplane)), true
 		case !store.IsNotFound(err):
 			return nil, "", err
 		default:

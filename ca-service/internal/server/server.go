@@ -5,8 +5,6 @@ package server
 
 import (
 	"context"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,11 +22,13 @@ import (
 // Server implements cav1.CertificateAuthorityServiceServer.
 type Server struct {
 	cav1.UnimplementedCertificateAuthorityServiceServer
-	m *authority.Manager
+	m    *authority.Manager
+	keys *token.Keys
 }
 
-// New returns the API on a manager.
-func New(m *authority.Manager) *Server { return &Server{m: m} }
+// New returns the API on a manager; keys verify the dataplane tokens
+// signing requests carry.
+func New(m *authority.Manager, keys *token.Keys) *Server { return &Server{m: m, keys: keys} }
 
 // Register adds the service to a gRPC server.
 func (s *Server) Register(g *grpc.Server) { cav1.RegisterCertificateAuthorityServiceServer(g, s) }
@@ -36,6 +36,28 @@ func (s *Server) Register(g *grpc.Server) { cav1.RegisterCertificateAuthoritySer
 // SignWorkloadCertificate issues a leaf for a Dataplane or ZoneIngress.
 func (s *Server) SignWorkloadCertificate(ctx context.Context, r *cav1.SignWorkloadCertificateRequest) (*cav1.SignWorkloadCertificateResponse, error) {
 	req := authority.SignRequest{Mesh: r.GetMesh(), Dataplane: r.GetDataplane(), CSR: r.GetCsr(), PublicKey: r.GetPublicKey()}
+	// The caller (a control-plane service) must prove the workload: its own
+	// dataplane token, verified here, bounds the identities signed. A
+	// caller's word alone certifies nothing.
+	tok := r.GetDataplaneToken()
+	switch {
+	case r.GetMesh() == "":
+		return nil, status.Error(codes.InvalidArgument, "mesh is required")
+	case r.GetDataplane() == "":
+		return nil, status.Error(codes.InvalidArgument, "dataplane is required")
+	case len(tok) > token.MaxTokenSize:
+		return nil, status.Errorf(codes.InvalidArgument, "dataplane_token longer than %d bytes", token.MaxTokenSize)
+	case tok == "":
+		return nil, status.Errorf(codes.InvalidArgument, "dataplane_token is required: the workload's own dataplane token (xds-server forwards the one the proxy presented)")
+	}
+	c, err := s.keys.VerifyDataplane(ctx, tok, r.GetMesh(), r.GetDataplane())
+	if err != nil {
+		if token.IsInvalid(err) {
+			return nil, status.Errorf(codes.PermissionDenied, "dataplane %s/%s: %v", r.GetMesh(), r.GetDataplane(), err)
+		}
+		return nil, status.Error(codes.Unavailable, "cannot verify the dataplane token right now")
+	}
+	req.Token = c
 	if d := r.GetValidity(); d != nil {
 		if err := d.CheckValid(); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "validity: %v", err)
@@ -74,22 +96,19 @@ func Auth(keys *token.Keys, allowed []string) grpcx.AuthFunc {
 		}
 		return nil
 	}
-	cache := newTokenCache(time.Minute, 4096)
 	byToken := func(ctx context.Context) (context.Context, error) {
 		tok := grpcx.BearerToken(ctx)
 		if tok == "" {
 			return nil, status.Error(codes.Unauthenticated, "missing credentials: send 'authorization: Bearer <service token>' or a control-plane client certificate")
 		}
-		c, ok := cache.get(tok)
-		if !ok {
-			var err error
-			if c, err = keys.Verify(ctx, tok); err != nil {
-				if token.IsInvalid(err) {
-					return nil, status.Error(codes.Unauthenticated, err.Error())
-				}
-				return nil, status.Error(codes.Unavailable, "cannot verify token right now")
+		// keys caches verified tokens itself and checks expiry and
+		// revocation on every call.
+		c, err := keys.Verify(ctx, tok)
+		if err != nil {
+			if token.IsInvalid(err) {
+				return nil, status.Error(codes.Unauthenticated, err.Error())
 			}
-			cache.put(tok, c)
+			return nil, status.Error(codes.Unavailable, "cannot verify token right now")
 		}
 		if c.Kind != token.KindService {
 			return nil, status.Errorf(codes.PermissionDenied, "a %s token may not call ca-service: only control-plane services (service tokens) may", c.Kind)
@@ -112,47 +131,4 @@ func Auth(keys *token.Keys, allowed []string) grpcx.AuthFunc {
 		}
 		return byToken(ctx)
 	}
-}
-
-// tokenCache remembers verified tokens for a short while: verifying an
-// ES256 signature costs as much as signing a certificate, and callers
-// reuse one token for many calls. Entries live at most ttl and never past
-// the token's expiry; a full cache is emptied.
-type tokenCache struct {
-	ttl time.Duration
-	max int
-	mu  sync.RWMutex
-	m   map[string]cachedToken
-}
-
-type cachedToken struct {
-	c     *token.Claims
-	until time.Time
-}
-
-func newTokenCache(ttl time.Duration, max int) *tokenCache {
-	return &tokenCache{ttl: ttl, max: max, m: map[string]cachedToken{}}
-}
-
-func (tc *tokenCache) get(tok string) (*token.Claims, bool) {
-	tc.mu.RLock()
-	e, ok := tc.m[tok]
-	tc.mu.RUnlock()
-	if !ok || time.Now().After(e.until) {
-		return nil, false
-	}
-	return e.c, true
-}
-
-func (tc *tokenCache) put(tok string, c *token.Claims) {
-	until := time.Now().Add(tc.ttl)
-	if c.ExpiresAt != nil && c.ExpiresAt.Before(until) {
-		until = c.ExpiresAt.Time
-	}
-	tc.mu.Lock()
-	if len(tc.m) >= tc.max {
-		tc.m = map[string]cachedToken{}
-	}
-	tc.m[tok] = cachedToken{c: c, until: until}
-	tc.mu.Unlock()
 }

@@ -235,15 +235,16 @@ func parseIP(s string) (uint32, bool) {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), true
 }
 
-// Services returns the (mesh, service) keys a Dataplane makes reachable.
+// Services returns the (mesh, service) keys a Dataplane makes reachable:
+// its services by the identity rule (inbounds and gateway).
 func dataplaneServices(r *resource.Resource) []Key {
 	dp, ok := r.Spec.(*meshv1.Dataplane)
 	if !ok {
 		return nil
 	}
 	var out []Key
-	for _, in := range dp.GetNetworking().GetInbound() {
-		if s := in.GetTags()[resource.ServiceTag]; validService(s) {
+	for _, s := range resource.DataplaneServices(dp) {
+		if validService(s) {
 			out = append(out, Key{r.Meta.GetMesh(), s})
 		}
 	}

@@ -441,3 +441,22 @@ func TestStrayVIPIsReleasedAfterCheckingTheViewIsCurrent(t *testing.T) {
 		t.Errorf("ip changed to %s", got)
 	}
 }
+
+// A gateway's service is a service of its Dataplane (the shared identity
+// rule, resource.DataplaneServices): it gets a VIP like an inbound's.
+func TestGatewayServicesGetVIPs(t *testing.T) {
+	srv := etcdtest.Start(t)
+	st := newStore(t, srv)
+	mesh(t, st, "default")
+	gw := resource.New(resource.DataplaneType, "default", "edge-1")
+	gw.Spec = &meshv1.Dataplane{Networking: &meshv1.Dataplane_Networking{Address: "10.0.0.7",
+		Gateway: &meshv1.Dataplane_Networking_Gateway{Tags: map[string]string{resource.ServiceTag: "edge"}}}}
+	mustCreate(t, st, gw)
+	mustCreate(t, st, dataplane("default", "web-1", "10.0.0.1", "web"))
+	s := start(t, st, vip.Config{})
+	<-s.a.Ready()
+	eventually(t, 20*time.Second, "VIPs for edge and web", func() bool {
+		vs := vips(t, st)
+		return vs["default/edge"] != nil && vs["default/web"] != nil
+	})
+}

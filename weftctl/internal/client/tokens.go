@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -21,6 +22,55 @@ type DataplaneTokenRequest struct {
 	Name     string            `json:"name"`
 	Tags     map[string]string `json:"tags,omitempty"`
 	ValidFor string            `json:"validFor,omitempty"`
+	Services []string          `json:"services,omitempty"`
+	Unbound  bool              `json:"unbound,omitempty"`
+}
+
+// RevokeTokenRequest names a token to revoke: by id or the token itself.
+type RevokeTokenRequest struct {
+	ID    string `json:"id,omitempty"`
+	Token string `json:"token,omitempty"`
+}
+
+// Revoked is a deny-list entry.
+type Revoked struct {
+	ID    string `json:"id"`
+	Until string `json:"until"`
+}
+
+// RevokeToken deny-lists a token (POST /tokens/revoke).
+func (c *Client) RevokeToken(ctx context.Context, r RevokeTokenRequest) (*Revoked, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	_, data, err := c.do(ctx, http.MethodPost, c.url(nil, "tokens", "revoke"), body)
+	if err != nil {
+		return nil, err
+	}
+	var out Revoked
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("revoke response is not the expected JSON: %w", err)
+	}
+	return &out, nil
+}
+
+// RotateSigningKey replaces the token signing key (POST
+// /tokens/signing-key/rotate) and returns the new generation and key id.
+func (c *Client) RotateSigningKey(ctx context.Context) (uint64, string, error) {
+	_, data, err := c.do(ctx, http.MethodPost, c.url(nil, "tokens", "signing-key", "rotate"), []byte("{}"))
+	if err != nil {
+		return 0, "", err
+	}
+	var out struct {
+		Generation json.Number `json:"generation"`
+		KeyID      string      `json:"keyId"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return 0, "", fmt.Errorf("rotate response is not the expected JSON: %w", err)
+	}
+	gen, _ := strconv.ParseUint(out.Generation.String(), 10, 64)
+	return gen, out.KeyID, nil
 }
 
 // ZoneTokenRequest asks for a token a zone control plane presents to global.

@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -121,24 +120,9 @@ func hostPort(addr string, port uint32) string {
 	return addr + ":" + strconv.FormatUint(uint64(port), 10)
 }
 
-// dataplaneServices lists the distinct weft.io/service values of a
-// dataplane's inbounds (or its gateway), sorted.
+// dataplaneServices lists a dataplane's services (the identity rule).
 func dataplaneServices(dp *meshv1.Dataplane) []string {
-	set := map[string]bool{}
-	for _, in := range dp.GetNetworking().GetInbound() {
-		if s := in.GetTags()[resource.ServiceTag]; s != "" {
-			set[s] = true
-		}
-	}
-	if s := dp.GetNetworking().GetGateway().GetTags()[resource.ServiceTag]; s != "" {
-		set[s] = true
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
+	return resource.DataplaneServices(dp)
 }
 
 // formatSelectors renders selectors compactly: the service tag alone when

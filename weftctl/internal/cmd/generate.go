@@ -23,13 +23,109 @@ func generateCommand() *Command {
 	}}
 }
 
+func revokeCommand() *Command {
+	return &Command{Name: "revoke", Summary: "Revoke tokens", Subcommands: []*Command{
+		{Name: "token", Summary: "Deny-list one token by id", Run: runRevokeToken},
+		{Name: "signing-key", Summary: "Rotate the token signing key: every token issued so far stops working", Run: runRevokeSigningKey},
+	}}
+}
+
+const revokeTokenUsage = `Usage:
+  weftctl revoke token --id ID
+  weftctl revoke token --token-file FILE
+
+Deny-lists a token until it expires: by its id (the "id" of the
+POST /tokens/* response, the token's jti claim) or by the token in FILE. Every verifier of this
+control plane (api-server, xds-server, ca-service, zone-sync) refuses it within
+seconds, and xds-server closes its streams. Needs an admin token.
+
+Example:
+  weftctl revoke token --token-file web-1.token`
+
+const revokeSigningKeyUsage = `Usage:
+  weftctl revoke signing-key --yes
+
+Rotates the token signing key to a new generation: every token signed by an
+older one stops verifying within seconds, on every verifier: all dataplane,
+zone, user and service tokens, including the admin token used here. Issue new
+ones with a token the new key signed (weftctl up writes a fresh admin token on
+its next start). Needs an admin token.`
+
+func runRevokeToken(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("revoke token")
+	id := fs.String("id", "", "token id (jti)")
+	file := fs.String("token-file", "", "file holding the token to revoke")
+	pos, err := a.Parse(fs, revokeTokenUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("revoke token takes no arguments (got %q)", pos[0])
+	}
+	if (*id == "") == (*file == "") {
+		return usageErrorf("give exactly one of --id and --token-file")
+	}
+	req := client.RevokeTokenRequest{ID: *id}
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return err
+		}
+		req.Token = strings.TrimSpace(string(b))
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	out, err := c.RevokeToken(ctx, req)
+	if err != nil {
+		return fmt.Errorf("revoke token: %w", err)
+	}
+	_, err = fmt.Fprintf(a.Stdout, "revoked token %s (deny-listed until %s)\n", out.ID, out.Until)
+	return err
+}
+
+func runRevokeSigningKey(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("revoke signing-key")
+	yes := fs.Bool("yes", false, "confirm: every token issued so far stops working")
+	pos, err := a.Parse(fs, revokeSigningKeyUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("revoke signing-key takes no arguments (got %q)", pos[0])
+	}
+	if !*yes {
+		return usageErrorf("rotating the signing key invalidates every token, this one included: pass --yes")
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	gen, kid, err := c.RotateSigningKey(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate signing key: %w", err)
+	}
+	_, err = fmt.Fprintf(a.Stdout, "token signing key rotated to generation %d (key id %s): every token issued before is now invalid\n", gen, kid)
+	return err
+}
+
 const dataplaneTokenUsage = `Usage:
-  weftctl generate dataplane-token --name NAME [--mesh MESH] [--tag k=v ...] [--valid-for 24h]
+  weftctl generate dataplane-token --name NAME [--mesh MESH] [--service S ...] [--unbound]
+                                   [--tag k=v ...] [--valid-for 24h]
 
 Prints a token for dataplane MESH/NAME. Needs an admin token.
 
+The token is bound to services: its dataplane may register (inbounds,
+gateway) and be certified only as those weft.io/service values. Without
+--service, the services of the registered Dataplane MESH/NAME are used (so
+register it first, or name them). --unbound issues a token that may claim
+any service: only for trusted automation.
+
 Example:
-  weftctl generate dataplane-token --mesh default --name web-1 --valid-for 30d > /etc/weft/token`
+  weftctl apply -f web-1.yaml
+  weftctl generate dataplane-token --mesh default --name web-1 --valid-for 30d > /etc/weft/token
+  weftctl generate dataplane-token --mesh default --name web-2 --service web > web-2.token`
 
 const zoneTokenUsage = `Usage:
   weftctl generate zone-token --zone ZONE [--valid-for 24h]
@@ -114,6 +210,9 @@ func runDataplaneToken(ctx context.Context, a *App, args []string) error {
 	name := fs.String("name", "", "name of the dataplane (required)")
 	tags := tagsFlag{}
 	fs.Var(tags, "tag", "tag `k=v` the dataplane must carry; repeatable")
+	var services stringsFlag
+	fs.Var(&services, "service", "weft.io/service `value` the token is bound to; repeatable (default: the registered Dataplane's)")
+	unbound := fs.Bool("unbound", false, "issue a token bound to no service (its dataplane may claim any)")
 	validFor := validForFlag(fs)
 	pos, err := a.Parse(fs, dataplaneTokenUsage, args)
 	if err != nil {
@@ -130,11 +229,19 @@ func runDataplaneToken(ctx context.Context, a *App, args []string) error {
 			return e
 		}
 	}
+	for _, s := range services {
+		if err := checkIdentifier("service", s, true); err != nil {
+			return err
+		}
+	}
+	if *unbound && len(services) > 0 {
+		return usageErrorf("--unbound and --service exclude each other")
+	}
 	c, err := a.Client()
 	if err != nil {
 		return err
 	}
-	req := client.DataplaneTokenRequest{Mesh: *mesh, Name: *name, ValidFor: *validFor}
+	req := client.DataplaneTokenRequest{Mesh: *mesh, Name: *name, ValidFor: *validFor, Services: services, Unbound: *unbound}
 	if len(tags) > 0 {
 		req.Tags = tags
 	}

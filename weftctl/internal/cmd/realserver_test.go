@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,6 +126,22 @@ func TestAgainstRealAPIServer(t *testing.T) {
 		if r := h.ok("", args...); len(strings.TrimSpace(r.stdout)) < 20 {
 			t.Fatalf("%v: %q", args, r.stdout)
 		}
+	}
+	// Bound tokens: no registered Dataplane and no --service is refused;
+	// a revoked token gets 401.
+	if r := h.run("", "generate", "dataplane-token", "--name", "nobody"); r.code != 1 || !strings.Contains(r.stderr, "--service") {
+		t.Fatalf("token for an unregistered dataplane: %d %s", r.code, r.stderr)
+	}
+	dpTok := filepath.Join(t.TempDir(), "web-9.token")
+	r = h.ok("", "generate", "dataplane-token", "--name", "web-9", "--service", "web")
+	if err := os.WriteFile(dpTok, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.ok("", "revoke", "token", "--token-file", dpTok); !strings.Contains(r.stdout, "revoked token ") {
+		t.Fatalf("revoke: %s", r.stdout)
+	}
+	if r := h.run("", "revoke", "signing-key"); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("rotate without --yes: %d %s", r.code, r.stderr)
 	}
 	r = h.run("", "delete", "dp", "nope")
 	if r.code != 1 || !strings.Contains(r.stderr, "HTTP 404") {

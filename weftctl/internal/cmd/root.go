@@ -58,6 +58,7 @@ func builtins() []*Command {
 		deleteCommand(),
 		inspectCommand(),
 		generateCommand(),
+		revokeCommand(),
 		configCommand(),
 		versionCommand(),
 		upCommand(),

@@ -412,7 +412,7 @@ func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
 	if err != nil {
 		return err
 	}
-	tok, err := a.IssueAdminToken(ctx, "admin", 365*24*time.Hour)
+	tok, err := adminToken(ctx, a.Keys(), filepath.Join(filepath.Dir(p.dir), "endpoints.json"), p.name, p.log)
 	if err != nil {
 		return err
 	}
@@ -451,4 +451,54 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 	fmt.Fprintf(w, "\nAdmin token (also in %s and your weftctl config):\n  %s\n", file, eps.ControlPlanes[0].AdminToken)
 	fmt.Fprintf(w, "\nTry:  curl -H \"Authorization: Bearer $(jq -r '.controlPlanes[0].adminToken' %s)\" %s/meshes\n", file, eps.ControlPlanes[0].APIURL)
 	fmt.Fprintln(w, "Ctrl-C stops everything; data is kept.")
+}
+
+// adminTokenValidity is the life of the admin token weftctl up issues;
+// one with less than adminTokenRenewBefore left is replaced.
+const (
+	adminTokenValidity    = 365 * 24 * time.Hour
+	adminTokenRenewBefore = 30 * 24 * time.Hour
+)
+
+// adminToken reuses the admin token of the previous run (in endpoints.json)
+// while it is valid for more than adminTokenRenewBefore, so restarts do
+// not pile up year-long admin tokens. Otherwise it issues a new one and
+// revokes the previous one if that still verifies.
+func adminToken(ctx context.Context, keys *token.Keys, endpointsFile, plane string, log *slog.Logger) (string, error) {
+	old := ""
+	if data, err := os.ReadFile(endpointsFile); err == nil {
+		var eps Endpoints
+		if json.Unmarshal(data, &eps) == nil {
+			for _, cp := range eps.ControlPlanes {
+				if cp.Name == plane {
+					old = cp.AdminToken
+				}
+			}
+		}
+	}
+	var prev *token.Claims
+	if old != "" {
+		c, err := keys.Verify(ctx, old)
+		switch {
+		case err == nil && c.IsAdmin() && c.ExpiresAt != nil && time.Until(c.ExpiresAt.Time) > adminTokenRenewBefore:
+			return old, nil
+		case err == nil:
+			prev = c
+		case !token.IsInvalid(err):
+			return "", err
+		}
+	}
+	c := token.Claims{Kind: token.KindUser, Groups: []string{token.AdminGroup}}
+	c.Subject = "admin"
+	tok, _, err := keys.Issue(ctx, c, adminTokenValidity)
+	if err != nil {
+		return "", err
+	}
+	if prev != nil && prev.ID != "" {
+		if _, err := keys.Revoke(ctx, prev.ID, prev.ExpiresAt.Time); err != nil {
+			return "", fmt.Errorf("revoke the previous admin token: %w", err)
+		}
+		log.Info("replaced the admin token (the previous one is revoked)", "revoked", prev.ID)
+	}
+	return tok, nil
 }

@@ -77,11 +77,35 @@ func TestUpStandaloneDemoAndRestartKeepsData(t *testing.T) {
 		t.Fatalf("demo mesh: %d %s", code, body)
 	}
 	stop()
-	// Data survives a restart; the old token still works (same signing key).
+	// Data survives a restart; the old token still works (same signing
+	// key) and is reused: restarts do not mint more admin tokens.
 	eps2, stop2 := startUp(t, up.Options{DataDir: dir})
-	defer stop2()
 	if code, body := get(t, eps2.ControlPlanes[0].APIURL+"/meshes/demo", cp.AdminToken); code != 200 {
 		t.Fatalf("after restart: %d %s", code, body)
+	}
+	if eps2.ControlPlanes[0].AdminToken != cp.AdminToken {
+		t.Fatalf("restart minted a new admin token while the old one is valid")
+	}
+	// A token that no longer verifies (here: revoked) is replaced.
+	req, _ := http.NewRequest("POST", eps2.ControlPlanes[0].APIURL+"/tokens/revoke", strings.NewReader(`{"token":"`+cp.AdminToken+`"}`))
+	req.Header.Set("Authorization", "Bearer "+cp.AdminToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoke: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	stop2()
+	eps3, stop3 := startUp(t, up.Options{DataDir: dir})
+	defer stop3()
+	tok3 := eps3.ControlPlanes[0].AdminToken
+	if tok3 == cp.AdminToken {
+		t.Fatal("a revoked admin token was reused")
+	}
+	if code, body := get(t, eps3.ControlPlanes[0].APIURL+"/meshes/demo", tok3); code != 200 {
+		t.Fatalf("new admin token: %d %s", code, body)
+	}
+	if code, _ := get(t, eps3.ControlPlanes[0].APIURL+"/meshes/demo", cp.AdminToken); code != 401 {
+		t.Fatalf("revoked admin token: %d, want 401", code)
 	}
 }
 

@@ -8,7 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -40,6 +43,11 @@ type Identity struct {
 	NodeID, Mesh, Name, Kind string
 	// Tags the token requires every inbound of the Dataplane to carry.
 	Tags map[string]string
+	// Token is the dataplane token the proxy presented (forwarded to
+	// ca-service as proof when a certificate is signed) and Claims what it
+	// verified to (the services it is bound to, its expiry).
+	Token  string
+	Claims *token.Claims
 }
 
 type identityKey struct{}
@@ -50,20 +58,18 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// Verifier checks a dataplane token for mesh/name and returns the tags it
-// requires.
-type Verifier func(ctx context.Context, tok, mesh, name string) (map[string]string, error)
+// Verifier checks a dataplane token for mesh/name and returns its claims.
+type Verifier func(ctx context.Context, tok, mesh, name string) (*token.Claims, error)
 
 // TokenVerifier verifies with the control plane's token keys.
 func TokenVerifier(keys *token.Keys) Verifier {
-	return func(ctx context.Context, tok, mesh, name string) (map[string]string, error) {
-		c, err := keys.VerifyDataplane(ctx, tok, mesh, name)
-		if err != nil {
-			return nil, err
-		}
-		return c.Tags, nil
-	}
+	return keys.VerifyDataplane
 }
+
+// RecheckInterval is how often an open stream's token is verified again,
+// so a revoked token (or rotated signing key) closes the stream within
+// about RecheckInterval + token.RefreshInterval.
+var RecheckInterval = 2 * time.Second
 
 type nodeRequest interface {
 	proto.Message
@@ -91,8 +97,14 @@ func StreamAuth(verify Verifier) grpc.StreamServerInterceptor {
 			return err
 		}
 		ctx := context.WithValue(ss.Context(), identityKey{}, id)
-		as := &authStream{ServerStream: ss, ctx: ctx, first: first, id: id}
+		as := &authStream{ServerStream: ss, ctx: ctx, first: first, id: id, cut: make(chan struct{})}
+		go as.watchToken(verify)
 		err = handler(srv, as)
+		select {
+		case <-as.cut:
+			return as.cutErr
+		default:
+		}
 		if as.err != nil {
 			// go-control-plane ends a stream quietly on a receive error;
 			// the client should learn why.
@@ -122,7 +134,7 @@ func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Iden
 	if tok == "" {
 		return Identity{}, status.Errorf(codes.PermissionDenied, "dataplane %s/%s: no token (send \"authorization: Bearer <token>\" or node metadata %q)", mesh, name, MetadataToken)
 	}
-	tags, err := verify(ctx, tok, mesh, name)
+	c, err := verify(ctx, tok, mesh, name)
 	if err != nil {
 		if token.IsInvalid(err) {
 			return Identity{}, status.Errorf(codes.PermissionDenied, "dataplane %s/%s: %v", mesh, name, err)
@@ -132,7 +144,7 @@ func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Iden
 		}
 		return Identity{}, status.Errorf(codes.Unavailable, "dataplane %s/%s: cannot verify token now: %v", mesh, name, err)
 	}
-	return Identity{NodeID: node.GetId(), Mesh: mesh, Name: name, Kind: kindOf(node), Tags: tags}, nil
+	return Identity{NodeID: node.GetId(), Mesh: mesh, Name: name, Kind: kindOf(node), Tags: c.Tags, Token: tok, Claims: c}, nil
 }
 
 func kindOf(node *corev3.Node) string {
@@ -166,6 +178,53 @@ type authStream struct {
 	first nodeRequest
 	id    Identity
 	err   error
+
+	// cut is closed (once, with cutErr set) when the token expires or no
+	// longer verifies: the stream's next (or pending) receive fails with
+	// cutErr, which ends go-control-plane's stream loop.
+	cutOnce sync.Once
+	cut     chan struct{}
+	cutErr  error
+}
+
+// watchToken cuts the stream when its token expires, and when a periodic
+// re-verification (cheap: token.Keys caches the signature check and
+// refreshes revocations in the background) says it was revoked or its
+// signing key rotated. It ends with the stream.
+func (s *authStream) watchToken(verify Verifier) {
+	ctx, id := s.ServerStream.Context(), s.id
+	var expiry <-chan time.Time
+	if c := id.Claims; c != nil && c.ExpiresAt != nil {
+		t := time.NewTimer(time.Until(c.ExpiresAt.Time))
+		defer t.Stop()
+		expiry = t.C
+	}
+	tick := time.NewTicker(RecheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry:
+			s.doCut(fmt.Sprintf("token expired at %s", id.Claims.ExpiresAt.UTC().Format(time.RFC3339)))
+			return
+		case <-tick.C:
+			if _, err := verify(ctx, id.Token, id.Mesh, id.Name); token.IsInvalid(err) {
+				s.doCut(err.Error())
+				return
+			}
+		}
+	}
+}
+
+func (s *authStream) doCut(why string) {
+	s.cutOnce.Do(func() {
+		// Unauthenticated: the proxy reconnects and must present a valid
+		// token; grpc-go and Envoy both retry with backoff.
+		s.cutErr = status.Errorf(codes.Unauthenticated, "dataplane %s/%s: %s: closing the xDS stream; give the proxy a new token (weftctl generate dataplane-token)", s.id.Mesh, s.id.Name, why)
+		slog.Default().Info("closing xDS stream: its token no longer verifies", "node", s.id.NodeID, "reason", why)
+		close(s.cut)
+	})
 }
 
 func (s *authStream) Context() context.Context { return s.ctx }
@@ -182,8 +241,17 @@ func (s *authStream) RecvMsg(m any) error {
 		proto.Merge(pm, first)
 		return nil
 	}
-	if err := s.ServerStream.RecvMsg(m); err != nil {
-		return err
+	done := make(chan error, 1)
+	go func() { done <- s.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return err
+		}
+	case <-s.cut:
+		// The receiving goroutine ends when the RPC does.
+		s.err = s.cutErr
+		return s.err
 	}
 	if r, ok := m.(nodeRequest); ok {
 		if n := r.GetNode(); n != nil && n.GetId() != "" && n.GetId() != s.id.NodeID {

@@ -85,7 +85,7 @@ func (c *Callbacks) open(ctx context.Context, key string) error {
 	_, sp := c.tracer.Start(grpcx.IncomingTrace(ctx), "xds.StreamOpen", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("weft.node", id.NodeID), attribute.String("weft.proxy_kind", id.Kind), attribute.String("weft.stream", key)))
 	sp.End()
-	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, id.Tags)
+	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, &reconcile.Credential{Tags: id.Tags, Token: id.Token, Claims: id.Claims})
 	c.rec.Link(id.NodeID, sp.SpanContext())
 	c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
 	c.log.Debug("proxy connected", "node", id.NodeID, "kind", id.Kind, "stream", key)

@@ -47,6 +47,7 @@ type Manager struct {
 
 type entry struct {
 	mesh, name string
+	token      string // the proxy's dataplane token, under mu
 	refs       int
 	cancel     context.CancelFunc
 	renew      chan struct{}
@@ -71,17 +72,24 @@ func New(ctx context.Context, client cav1.CertificateAuthorityServiceClient, val
 func key(mesh, name string) string { return mesh + "/" + name }
 
 // Acquire starts keeping a certificate for mesh/name (counted: call Release
-// once per Acquire).
-func (m *Manager) Acquire(mesh, name string) {
+// once per Acquire). token is the proxy's dataplane token: ca-service
+// verifies it and certifies only the services it is bound to. The latest
+// one given is used for renewals.
+func (m *Manager) Acquire(mesh, name, token string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := key(mesh, name)
 	if e := m.entries[k]; e != nil {
 		e.refs++
+		if token != "" {
+			e.mu.Lock()
+			e.token = token
+			e.mu.Unlock()
+		}
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	e := &entry{mesh: mesh, name: name, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
+	e := &entry{mesh: mesh, name: name, token: token, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
 	m.entries[k] = e
 	go m.keep(ctx, e)
 	bw := m.bundles[mesh]
@@ -138,7 +146,10 @@ func (m *Manager) Get(mesh, name string) *meshview.Identity {
 func (m *Manager) keep(ctx context.Context, e *entry) {
 	backoff := 200 * time.Millisecond
 	for {
-		id, info, err := m.issue(ctx, e.mesh, e.name)
+		e.mu.Lock()
+		tok := e.token
+		e.mu.Unlock()
+		id, info, err := m.issue(ctx, e.mesh, e.name, tok)
 		var wait time.Duration
 		if err != nil {
 			if ctx.Err() != nil {
@@ -173,7 +184,7 @@ func (m *Manager) keep(ctx context.Context, e *entry) {
 	}
 }
 
-func (m *Manager) issue(ctx context.Context, mesh, name string) (*meshview.Identity, Info, error) {
+func (m *Manager) issue(ctx context.Context, mesh, name, token string) (*meshview.Identity, Info, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, Info{}, err
@@ -182,7 +193,7 @@ func (m *Manager) issue(ctx context.Context, mesh, name string) (*meshview.Ident
 	if err != nil {
 		return nil, Info{}, err
 	}
-	req := &cav1.SignWorkloadCertificateRequest{Mesh: mesh, Dataplane: name, PublicKey: pub}
+	req := &cav1.SignWorkloadCertificateRequest{Mesh: mesh, Dataplane: name, PublicKey: pub, DataplaneToken: token}
 	if m.validity > 0 {
 		req.Validity = durationpb.New(m.validity)
 	}

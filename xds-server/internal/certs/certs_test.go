@@ -70,8 +70,8 @@ networking:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	m.Acquire("m", "web-1")
-	m.Acquire("m", "web-1") // counted
+	m.Acquire("m", "web-1", "tok")
+	m.Acquire("m", "web-1", "tok") // counted
 	wait("first certificate", 5*time.Second, func() bool { return count() >= 1 })
 	id, info := m.Identity("m", "web-1")
 	cert, err := tls.X509KeyPair(id.CertChainPEM, id.KeyPEM)

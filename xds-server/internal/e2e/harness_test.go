@@ -28,6 +28,7 @@ import (
 	"github.com/weftmesh/weft/pkg/seal"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 var binDir string
@@ -131,9 +132,20 @@ func (e *env) delete(t *resource.Type, mesh, name string) {
 	}
 }
 
+// dataplaneToken issues a token for mesh/name bound, as the API does by
+// default, to the services of the registered Dataplane.
 func (e *env) dataplaneToken(mesh, name string, d time.Duration) string {
 	e.t.Helper()
 	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh}
+	if r, err := e.st.Get(e.ctx, resource.DataplaneType, mesh, name); err == nil {
+		c.Services = resource.DataplaneServices(r.Spec.(*meshv1.Dataplane))
+	}
+	return e.issueToken(name, c, d)
+}
+
+func (e *env) issueToken(name string, c token.Claims, d time.Duration) string {
+	e.t.Helper()
+	c.Kind = token.KindDataplane
 	c.Subject = name
 	tok, _, err := e.keys.Issue(e.ctx, c, d)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
 	"github.com/weftmesh/weft/xds-server/internal/meshview"
@@ -26,7 +27,9 @@ import (
 
 // Certs is what the reconciler needs from the certificate manager.
 type Certs interface {
-	Acquire(mesh, name string)
+	// Acquire starts keeping a certificate; token is the proxy's dataplane
+	// token, ca-service's proof of the workload.
+	Acquire(mesh, name, token string)
 	Release(mesh, name string)
 	Get(mesh, name string) *meshview.Identity
 }
@@ -68,9 +71,19 @@ type pending struct {
 	seen    time.Time
 }
 
+// Credential is what a proxy authenticated with: the tags its token
+// requires, the token itself and its verified claims.
+type Credential struct {
+	Tags   map[string]string
+	Token  string
+	Claims *token.Claims
+}
+
 type proxy struct {
 	id, mesh, name, kind string
 	tags                 map[string]string
+	cred                 *Credential
+	bindingErr           string // last identity-binding refusal, logged once
 	streams              int
 	certs                bool
 
@@ -116,12 +129,26 @@ func (r *Reconciler) markLocked(id string, seen time.Time) {
 
 // Connect registers a stream of a proxy; the first stream of a node
 // triggers its generation.
-func (r *Reconciler) Connect(nodeID, mesh, name, kind string, requiredTags map[string]string) {
+//
+// cred is the stream's credential; nil only in tests of generation alone
+// (no binding check, no token forwarded).
+func (r *Reconciler) Connect(nodeID, mesh, name, kind string, cred *Credential) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var requiredTags map[string]string
+	if cred != nil {
+		requiredTags = cred.Tags
+	}
 	p := r.proxies[nodeID]
+	if p != nil && cred != nil {
+		// A newer stream of the node (a reconnect with a fresh token):
+		// its credential is the one to use from now on.
+		p.cred, p.tags = cred, requiredTags
+		r.markLocked(nodeID, time.Now())
+		r.kick()
+	}
 	if p == nil {
-		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, versions: map[string]string{}, pending: map[string]pending{}}
+		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, cred: cred, versions: map[string]string{}, pending: map[string]pending{}}
 		r.proxies[nodeID] = p
 		if r.byMesh[mesh] == nil {
 			r.byMesh[mesh] = map[string]*proxy{}
@@ -311,7 +338,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 		r.mu.Unlock()
 		return
 	}
-	mesh, name, kind, tags, stream := p.mesh, p.name, p.kind, p.tags, p.stream
+	mesh, name, kind, tags, stream, cred := p.mesh, p.name, p.kind, p.tags, p.stream, p.cred
 	r.mu.Unlock()
 
 	// One short trace per reconcile of a proxy (generation and push as
@@ -326,7 +353,15 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	snap := r.snapshot(mesh)
 	mtls, _ := snap.MTLS()
 	dp := snap.Dataplanes[name]
-	r.syncCerts(id, mtls && dp != nil)
+	bound := true
+	if mtls && dp != nil && cred != nil && cred.Claims != nil {
+		// Never ask for a certificate naming a service the proxy's token
+		// is not bound to (ca-service would refuse it too).
+		err := cred.Claims.CheckServices(resource.DataplaneServices(dp))
+		bound = err == nil
+		r.noteBinding(id, err)
+	}
+	r.syncCerts(id, mtls && dp != nil && bound, cred)
 	var identity *meshview.Identity
 	if mtls {
 		identity = r.certs.Get(mesh, name)
@@ -414,7 +449,25 @@ func (r *Reconciler) snapshot(mesh string) *generator.Snapshot {
 	return e.snap
 }
 
-func (r *Reconciler) syncCerts(id string, want bool) {
+// noteBinding logs a binding refusal once per distinct reason.
+func (r *Reconciler) noteBinding(id string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[id]
+	if p == nil {
+		return
+	}
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != "" && msg != p.bindingErr {
+		r.log.Warn("not requesting a certificate: the Dataplane claims a service its token is not bound to; issue a token bound to it or fix the Dataplane", "node", id, "err", msg)
+	}
+	p.bindingErr = msg
+}
+
+func (r *Reconciler) syncCerts(id string, want bool, cred *Credential) {
 	r.mu.Lock()
 	p := r.proxies[id]
 	if p == nil || p.certs == want {
@@ -425,7 +478,11 @@ func (r *Reconciler) syncCerts(id string, want bool) {
 	mesh, name := p.mesh, p.name
 	r.mu.Unlock()
 	if want {
-		r.certs.Acquire(mesh, name)
+		tok := ""
+		if cred != nil {
+			tok = cred.Token
+		}
+		r.certs.Acquire(mesh, name, tok)
 	} else {
 		r.certs.Release(mesh, name)
 	}

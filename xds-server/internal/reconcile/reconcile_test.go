@@ -22,7 +22,7 @@ import (
 
 type noCerts struct{}
 
-func (noCerts) Acquire(string, string)                {}
+func (noCerts) Acquire(string, string, string)        {}
 func (noCerts) Release(string, string)                {}
 func (noCerts) Get(string, string) *meshview.Identity { return nil }
 

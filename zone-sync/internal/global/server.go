@@ -247,6 +247,7 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 		})
 		defer expiry.Stop()
 	}
+	go s.recheckToken(runCtx, zone, grpcx.BearerToken(ctx), cancel)
 	go func() {
 		select {
 		case <-s.stopping:
@@ -547,4 +548,26 @@ func clip(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// tokenRecheck is how often an open zone stream's token is verified again,
+// so a revoked zone token (or a rotated signing key) ends the stream
+// within seconds (pkg/token refreshes its deny-list in the background).
+var tokenRecheck = 2 * time.Second
+
+func (s *Server) recheckToken(ctx context.Context, zone, tok string, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(tokenRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.cfg.Keys.VerifyZone(ctx, tok, zone); token.IsInvalid(err) {
+				s.cfg.Log.Info("closing zone stream: its token no longer verifies", "zone", zone, "reason", err.Error())
+				cancel(status.Errorf(codes.Unauthenticated, "zone %q: %v; reconnect with a new zone token", zone, err))
+				return
+			}
+		}
+	}
 }

@@ -766,7 +766,15 @@ type GenerateDataplaneTokenRequest struct {
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Tags  map[string]string      `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// e.g. "24h", "30d"; default 24h... at most 1 year.
-	ValidFor      string `protobuf:"bytes,4,opt,name=valid_for,json=validFor,proto3" json:"valid_for,omitempty"`
+	ValidFor string `protobuf:"bytes,4,opt,name=valid_for,json=validFor,proto3" json:"valid_for,omitempty"`
+	// weft.io/service values the token is bound to: the only identities its
+	// dataplane may register (inbounds, gateway) and be certified for. When
+	// empty (and unbound is false) the services of the registered Dataplane
+	// are used; a weft.io/service in tags is added.
+	Services []string `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	// Issue a token bound to no service: its dataplane may claim any
+	// service. Only for trusted automation; refused together with services.
+	Unbound       bool `protobuf:"varint,6,opt,name=unbound,proto3" json:"unbound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -827,6 +835,20 @@ func (x *GenerateDataplaneTokenRequest) GetValidFor() string {
 		return x.ValidFor
 	}
 	return ""
+}
+
+func (x *GenerateDataplaneTokenRequest) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *GenerateDataplaneTokenRequest) GetUnbound() bool {
+	if x != nil {
+		return x.Unbound
+	}
+	return false
 }
 
 type GenerateZoneTokenRequest struct {
@@ -942,9 +964,15 @@ func (x *GenerateUserTokenRequest) GetValidFor() string {
 }
 
 type TokenResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	ExpiresTime   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_time,json=expiresTime,proto3" json:"expires_time,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Token       string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_time,json=expiresTime,proto3" json:"expires_time,omitempty"`
+	// The token's id (jti), for RevokeToken.
+	Id string `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// Dataplane tokens: the services the token is bound to (empty when
+	// unbound).
+	Services      []string `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	Unbound       bool     `protobuf:"varint,5,opt,name=unbound,proto3" json:"unbound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -991,6 +1019,223 @@ func (x *TokenResponse) GetExpiresTime() *timestamppb.Timestamp {
 		return x.ExpiresTime
 	}
 	return nil
+}
+
+func (x *TokenResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenResponse) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *TokenResponse) GetUnbound() bool {
+	if x != nil {
+		return x.Unbound
+	}
+	return false
+}
+
+type RevokeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token id (jti) to revoke ...
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// ... or the token itself (its id and expiry are read from it).
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The deny-list entry is kept until then (the token's expiry when known).
+	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RevokeTokenResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RevokeTokenResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+type RotateSigningKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyRequest) Reset() {
+	*x = RotateSigningKeyRequest{}
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyRequest) ProtoMessage() {}
+
+func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{17}
+}
+
+type RotateSigningKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new key's generation (1 is the first key) and key id (kid).
+	Generation    uint64 `protobuf:"varint,1,opt,name=generation,proto3" json:"generation,omitempty"`
+	KeyId         string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateSigningKeyResponse) Reset() {
+	*x = RotateSigningKeyResponse{}
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateSigningKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateSigningKeyResponse) ProtoMessage() {}
+
+func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RotateSigningKeyResponse) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *RotateSigningKeyResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 var File_weft_api_v1_resource_service_proto protoreflect.FileDescriptor
@@ -1063,12 +1308,14 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"\x04mode\x18\x03 \x01(\tR\x04mode\x12\x12\n" +
 	"\x04zone\x18\x04 \x01(\tR\x04zone\x12\x1f\n" +
 	"\vinstance_id\x18\x05 \x01(\tR\n" +
-	"instanceId\"\xe7\x01\n" +
+	"instanceId\"\x9d\x02\n" +
 	"\x1dGenerateDataplaneTokenRequest\x12\x12\n" +
 	"\x04mesh\x18\x01 \x01(\tR\x04mesh\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12H\n" +
 	"\x04tags\x18\x03 \x03(\v24.weft.api.v1.GenerateDataplaneTokenRequest.TagsEntryR\x04tags\x12\x1b\n" +
-	"\tvalid_for\x18\x04 \x01(\tR\bvalidFor\x1a7\n" +
+	"\tvalid_for\x18\x04 \x01(\tR\bvalidFor\x12\x1a\n" +
+	"\bservices\x18\x05 \x03(\tR\bservices\x12\x18\n" +
+	"\aunbound\x18\x06 \x01(\bR\aunbound\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
@@ -1078,10 +1325,25 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"\x18GenerateUserTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x12\x1b\n" +
-	"\tvalid_for\x18\x03 \x01(\tR\bvalidFor\"d\n" +
+	"\tvalid_for\x18\x03 \x01(\tR\bvalidFor\"\xaa\x01\n" +
 	"\rTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12=\n" +
-	"\fexpires_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vexpiresTime2\xbe\x02\n" +
+	"\fexpires_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vexpiresTime\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\x12\x1a\n" +
+	"\bservices\x18\x04 \x03(\tR\bservices\x12\x18\n" +
+	"\aunbound\x18\x05 \x01(\bR\aunbound\":\n" +
+	"\x12RevokeTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"W\n" +
+	"\x13RevokeTokenResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x05until\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\x19\n" +
+	"\x17RotateSigningKeyRequest\"Q\n" +
+	"\x18RotateSigningKeyResponse\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x01 \x01(\x04R\n" +
+	"generation\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId2\xbe\x02\n" +
 	"\x0fResourceService\x125\n" +
 	"\x03Get\x12\x17.weft.api.v1.GetRequest\x1a\x15.weft.api.v1.Resource\x12;\n" +
 	"\x04List\x12\x18.weft.api.v1.ListRequest\x1a\x19.weft.api.v1.ListResponse\x125\n" +
@@ -1089,11 +1351,13 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"\x06Delete\x12\x1a.weft.api.v1.DeleteRequest\x1a\x1b.weft.api.v1.DeleteResponse\x12=\n" +
 	"\x05Watch\x12\x19.weft.api.v1.WatchRequest\x1a\x17.weft.api.v1.WatchEvent0\x012U\n" +
 	"\x13ControlPlaneService\x12>\n" +
-	"\x05Index\x12\x19.weft.api.v1.IndexRequest\x1a\x1a.weft.api.v1.IndexResponse2\xa0\x02\n" +
+	"\x05Index\x12\x19.weft.api.v1.IndexRequest\x1a\x1a.weft.api.v1.IndexResponse2\xd3\x03\n" +
 	"\fTokenService\x12`\n" +
 	"\x16GenerateDataplaneToken\x12*.weft.api.v1.GenerateDataplaneTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12V\n" +
 	"\x11GenerateZoneToken\x12%.weft.api.v1.GenerateZoneTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12V\n" +
-	"\x11GenerateUserToken\x12%.weft.api.v1.GenerateUserTokenRequest\x1a\x1a.weft.api.v1.TokenResponseB9Z7github.com/weftmesh/weft/proto/gen/go/weft/api/v1;apiv1b\x06proto3"
+	"\x11GenerateUserToken\x12%.weft.api.v1.GenerateUserTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12P\n" +
+	"\vRevokeToken\x12\x1f.weft.api.v1.RevokeTokenRequest\x1a .weft.api.v1.RevokeTokenResponse\x12_\n" +
+	"\x10RotateSigningKey\x12$.weft.api.v1.RotateSigningKeyRequest\x1a%.weft.api.v1.RotateSigningKeyResponseB9Z7github.com/weftmesh/weft/proto/gen/go/weft/api/v1;apiv1b\x06proto3"
 
 var (
 	file_weft_api_v1_resource_service_proto_rawDescOnce sync.Once
@@ -1108,7 +1372,7 @@ func file_weft_api_v1_resource_service_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_api_v1_resource_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_weft_api_v1_resource_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_weft_api_v1_resource_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_weft_api_v1_resource_service_proto_goTypes = []any{
 	(WatchEvent_Kind)(0),                  // 0: weft.api.v1.WatchEvent.Kind
 	(*Resource)(nil),                      // 1: weft.api.v1.Resource
@@ -1126,45 +1390,54 @@ var file_weft_api_v1_resource_service_proto_goTypes = []any{
 	(*GenerateZoneTokenRequest)(nil),      // 13: weft.api.v1.GenerateZoneTokenRequest
 	(*GenerateUserTokenRequest)(nil),      // 14: weft.api.v1.GenerateUserTokenRequest
 	(*TokenResponse)(nil),                 // 15: weft.api.v1.TokenResponse
-	nil,                                   // 16: weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
-	(*v1.Meta)(nil),                       // 17: weft.mesh.v1.Meta
-	(*anypb.Any)(nil),                     // 18: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil),         // 19: google.protobuf.Timestamp
+	(*RevokeTokenRequest)(nil),            // 16: weft.api.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),           // 17: weft.api.v1.RevokeTokenResponse
+	(*RotateSigningKeyRequest)(nil),       // 18: weft.api.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),      // 19: weft.api.v1.RotateSigningKeyResponse
+	nil,                                   // 20: weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
+	(*v1.Meta)(nil),                       // 21: weft.mesh.v1.Meta
+	(*anypb.Any)(nil),                     // 22: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
 }
 var file_weft_api_v1_resource_service_proto_depIdxs = []int32{
-	17, // 0: weft.api.v1.Resource.meta:type_name -> weft.mesh.v1.Meta
-	18, // 1: weft.api.v1.Resource.spec:type_name -> google.protobuf.Any
+	21, // 0: weft.api.v1.Resource.meta:type_name -> weft.mesh.v1.Meta
+	22, // 1: weft.api.v1.Resource.spec:type_name -> google.protobuf.Any
 	1,  // 2: weft.api.v1.ListResponse.items:type_name -> weft.api.v1.Resource
 	1,  // 3: weft.api.v1.ListResponse.insights:type_name -> weft.api.v1.Resource
 	1,  // 4: weft.api.v1.PutRequest.resource:type_name -> weft.api.v1.Resource
 	0,  // 5: weft.api.v1.WatchEvent.kind:type_name -> weft.api.v1.WatchEvent.Kind
 	1,  // 6: weft.api.v1.WatchEvent.resource:type_name -> weft.api.v1.Resource
 	1,  // 7: weft.api.v1.WatchEvent.resources:type_name -> weft.api.v1.Resource
-	16, // 8: weft.api.v1.GenerateDataplaneTokenRequest.tags:type_name -> weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
-	19, // 9: weft.api.v1.TokenResponse.expires_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: weft.api.v1.ResourceService.Get:input_type -> weft.api.v1.GetRequest
-	3,  // 11: weft.api.v1.ResourceService.List:input_type -> weft.api.v1.ListRequest
-	5,  // 12: weft.api.v1.ResourceService.Put:input_type -> weft.api.v1.PutRequest
-	6,  // 13: weft.api.v1.ResourceService.Delete:input_type -> weft.api.v1.DeleteRequest
-	8,  // 14: weft.api.v1.ResourceService.Watch:input_type -> weft.api.v1.WatchRequest
-	10, // 15: weft.api.v1.ControlPlaneService.Index:input_type -> weft.api.v1.IndexRequest
-	12, // 16: weft.api.v1.TokenService.GenerateDataplaneToken:input_type -> weft.api.v1.GenerateDataplaneTokenRequest
-	13, // 17: weft.api.v1.TokenService.GenerateZoneToken:input_type -> weft.api.v1.GenerateZoneTokenRequest
-	14, // 18: weft.api.v1.TokenService.GenerateUserToken:input_type -> weft.api.v1.GenerateUserTokenRequest
-	1,  // 19: weft.api.v1.ResourceService.Get:output_type -> weft.api.v1.Resource
-	4,  // 20: weft.api.v1.ResourceService.List:output_type -> weft.api.v1.ListResponse
-	1,  // 21: weft.api.v1.ResourceService.Put:output_type -> weft.api.v1.Resource
-	7,  // 22: weft.api.v1.ResourceService.Delete:output_type -> weft.api.v1.DeleteResponse
-	9,  // 23: weft.api.v1.ResourceService.Watch:output_type -> weft.api.v1.WatchEvent
-	11, // 24: weft.api.v1.ControlPlaneService.Index:output_type -> weft.api.v1.IndexResponse
-	15, // 25: weft.api.v1.TokenService.GenerateDataplaneToken:output_type -> weft.api.v1.TokenResponse
-	15, // 26: weft.api.v1.TokenService.GenerateZoneToken:output_type -> weft.api.v1.TokenResponse
-	15, // 27: weft.api.v1.TokenService.GenerateUserToken:output_type -> weft.api.v1.TokenResponse
-	19, // [19:28] is the sub-list for method output_type
-	10, // [10:19] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	20, // 8: weft.api.v1.GenerateDataplaneTokenRequest.tags:type_name -> weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
+	23, // 9: weft.api.v1.TokenResponse.expires_time:type_name -> google.protobuf.Timestamp
+	23, // 10: weft.api.v1.RevokeTokenResponse.until:type_name -> google.protobuf.Timestamp
+	2,  // 11: weft.api.v1.ResourceService.Get:input_type -> weft.api.v1.GetRequest
+	3,  // 12: weft.api.v1.ResourceService.List:input_type -> weft.api.v1.ListRequest
+	5,  // 13: weft.api.v1.ResourceService.Put:input_type -> weft.api.v1.PutRequest
+	6,  // 14: weft.api.v1.ResourceService.Delete:input_type -> weft.api.v1.DeleteRequest
+	8,  // 15: weft.api.v1.ResourceService.Watch:input_type -> weft.api.v1.WatchRequest
+	10, // 16: weft.api.v1.ControlPlaneService.Index:input_type -> weft.api.v1.IndexRequest
+	12, // 17: weft.api.v1.TokenService.GenerateDataplaneToken:input_type -> weft.api.v1.GenerateDataplaneTokenRequest
+	13, // 18: weft.api.v1.TokenService.GenerateZoneToken:input_type -> weft.api.v1.GenerateZoneTokenRequest
+	14, // 19: weft.api.v1.TokenService.GenerateUserToken:input_type -> weft.api.v1.GenerateUserTokenRequest
+	16, // 20: weft.api.v1.TokenService.RevokeToken:input_type -> weft.api.v1.RevokeTokenRequest
+	18, // 21: weft.api.v1.TokenService.RotateSigningKey:input_type -> weft.api.v1.RotateSigningKeyRequest
+	1,  // 22: weft.api.v1.ResourceService.Get:output_type -> weft.api.v1.Resource
+	4,  // 23: weft.api.v1.ResourceService.List:output_type -> weft.api.v1.ListResponse
+	1,  // 24: weft.api.v1.ResourceService.Put:output_type -> weft.api.v1.Resource
+	7,  // 25: weft.api.v1.ResourceService.Delete:output_type -> weft.api.v1.DeleteResponse
+	9,  // 26: weft.api.v1.ResourceService.Watch:output_type -> weft.api.v1.WatchEvent
+	11, // 27: weft.api.v1.ControlPlaneService.Index:output_type -> weft.api.v1.IndexResponse
+	15, // 28: weft.api.v1.TokenService.GenerateDataplaneToken:output_type -> weft.api.v1.TokenResponse
+	15, // 29: weft.api.v1.TokenService.GenerateZoneToken:output_type -> weft.api.v1.TokenResponse
+	15, // 30: weft.api.v1.TokenService.GenerateUserToken:output_type -> weft.api.v1.TokenResponse
+	17, // 31: weft.api.v1.TokenService.RevokeToken:output_type -> weft.api.v1.RevokeTokenResponse
+	19, // 32: weft.api.v1.TokenService.RotateSigningKey:output_type -> weft.api.v1.RotateSigningKeyResponse
+	22, // [22:33] is the sub-list for method output_type
+	11, // [11:22] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_weft_api_v1_resource_service_proto_init() }
@@ -1178,7 +1451,7 @@ func file_weft_api_v1_resource_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_api_v1_resource_service_proto_rawDesc), len(file_weft_api_v1_resource_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -400,6 +400,8 @@ const (
 	TokenService_GenerateDataplaneToken_FullMethodName = "/weft.api.v1.TokenService/GenerateDataplaneToken"
 	TokenService_GenerateZoneToken_FullMethodName      = "/weft.api.v1.TokenService/GenerateZoneToken"
 	TokenService_GenerateUserToken_FullMethodName      = "/weft.api.v1.TokenService/GenerateUserToken"
+	TokenService_RevokeToken_FullMethodName            = "/weft.api.v1.TokenService/RevokeToken"
+	TokenService_RotateSigningKey_FullMethodName       = "/weft.api.v1.TokenService/RotateSigningKey"
 )
 
 // TokenServiceClient is the client API for TokenService service.
@@ -411,6 +413,14 @@ type TokenServiceClient interface {
 	GenerateDataplaneToken(ctx context.Context, in *GenerateDataplaneTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	GenerateZoneToken(ctx context.Context, in *GenerateZoneTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	GenerateUserToken(ctx context.Context, in *GenerateUserTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
+	// Deny-lists one token by its id (the jti claim) until it expires: every
+	// verifier (api-server, xds-server, ca-service, zone-sync) refuses it
+	// within seconds and xds-server closes its streams.
+	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// Replaces the token signing key with a new generation: every token
+	// signed by an older generation (all tokens issued so far, including
+	// service and admin tokens) stops verifying within seconds.
+	RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error)
 }
 
 type tokenServiceClient struct {
@@ -451,6 +461,26 @@ func (c *tokenServiceClient) GenerateUserToken(ctx context.Context, in *Generate
 	return out, nil
 }
 
+func (c *tokenServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeTokenResponse)
+	err := c.cc.Invoke(ctx, TokenService_RevokeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) RotateSigningKey(ctx context.Context, in *RotateSigningKeyRequest, opts ...grpc.CallOption) (*RotateSigningKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateSigningKeyResponse)
+	err := c.cc.Invoke(ctx, TokenService_RotateSigningKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenServiceServer is the server API for TokenService service.
 // All implementations must embed UnimplementedTokenServiceServer
 // for forward compatibility.
@@ -460,6 +490,14 @@ type TokenServiceServer interface {
 	GenerateDataplaneToken(context.Context, *GenerateDataplaneTokenRequest) (*TokenResponse, error)
 	GenerateZoneToken(context.Context, *GenerateZoneTokenRequest) (*TokenResponse, error)
 	GenerateUserToken(context.Context, *GenerateUserTokenRequest) (*TokenResponse, error)
+	// Deny-lists one token by its id (the jti claim) until it expires: every
+	// verifier (api-server, xds-server, ca-service, zone-sync) refuses it
+	// within seconds and xds-server closes its streams.
+	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// Replaces the token signing key with a new generation: every token
+	// signed by an older generation (all tokens issued so far, including
+	// service and admin tokens) stops verifying within seconds.
+	RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }
 
@@ -478,6 +516,12 @@ func (UnimplementedTokenServiceServer) GenerateZoneToken(context.Context, *Gener
 }
 func (UnimplementedTokenServiceServer) GenerateUserToken(context.Context, *GenerateUserTokenRequest) (*TokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GenerateUserToken not implemented")
+}
+func (UnimplementedTokenServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedTokenServiceServer) RotateSigningKey(context.Context, *RotateSigningKeyRequest) (*RotateSigningKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateSigningKey not implemented")
 }
 func (UnimplementedTokenServiceServer) mustEmbedUnimplementedTokenServiceServer() {}
 func (UnimplementedTokenServiceServer) testEmbeddedByValue()                      {}
@@ -554,6 +598,42 @@ func _TokenService_GenerateUserToken_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).RevokeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_RevokeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).RevokeToken(ctx, req.(*RevokeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_RotateSigningKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateSigningKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).RotateSigningKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_RotateSigningKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).RotateSigningKey(ctx, req.(*RotateSigningKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenService_ServiceDesc is the grpc.ServiceDesc for TokenService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -572,6 +652,14 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GenerateUserToken",
 			Handler:    _TokenService_GenerateUserToken_Handler,
+		},
+		{
+			MethodName: "RevokeToken",
+			Handler:    _TokenService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "RotateSigningKey",
+			Handler:    _TokenService_RotateSigningKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -35,9 +35,14 @@ type SignWorkloadCertificateRequest struct {
 	// travels to ca-service.
 	PublicKey []byte `protobuf:"bytes,4,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	// Requested validity; default and maximum come from the mesh backend.
-	Validity      *durationpb.Duration `protobuf:"bytes,5,opt,name=validity,proto3" json:"validity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Validity *durationpb.Duration `protobuf:"bytes,5,opt,name=validity,proto3" json:"validity,omitempty"`
+	// The workload's own dataplane token (as the proxy presented it to
+	// xds-server). ca-service verifies it for mesh/dataplane and signs only
+	// SPIFFE IDs of services the token is bound to: a caller cannot obtain a
+	// certificate for a workload whose token it does not hold.
+	DataplaneToken string `protobuf:"bytes,6,opt,name=dataplane_token,json=dataplaneToken,proto3" json:"dataplane_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SignWorkloadCertificateRequest) Reset() {
@@ -103,6 +108,13 @@ func (x *SignWorkloadCertificateRequest) GetValidity() *durationpb.Duration {
 		return x.Validity
 	}
 	return nil
+}
+
+func (x *SignWorkloadCertificateRequest) GetDataplaneToken() string {
+	if x != nil {
+		return x.DataplaneToken
+	}
+	return ""
 }
 
 type SignWorkloadCertificateResponse struct {
@@ -311,14 +323,15 @@ var File_weft_ca_v1_ca_proto protoreflect.FileDescriptor
 const file_weft_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
 	"\x13weft/ca/v1/ca.proto\x12\n" +
-	"weft.ca.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n" +
+	"weft.ca.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x01\n" +
 	"\x1eSignWorkloadCertificateRequest\x12\x12\n" +
 	"\x04mesh\x18\x01 \x01(\tR\x04mesh\x12\x1c\n" +
 	"\tdataplane\x18\x02 \x01(\tR\tdataplane\x12\x10\n" +
 	"\x03csr\x18\x03 \x01(\fR\x03csr\x12\x1d\n" +
 	"\n" +
 	"public_key\x18\x04 \x01(\fR\tpublicKey\x125\n" +
-	"\bvalidity\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bvalidity\"\xac\x02\n" +
+	"\bvalidity\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bvalidity\x12'\n" +
+	"\x0fdataplane_token\x18\x06 \x01(\tR\x0edataplaneToken\"\xac\x02\n" +
 	"\x1fSignWorkloadCertificateResponse\x122\n" +
 	"\x15certificate_chain_pem\x18\x01 \x01(\fR\x13certificateChainPem\x12(\n" +
 	"\x10trust_bundle_pem\x18\x02 \x01(\fR\x0etrustBundlePem\x12\x1d\n" +
