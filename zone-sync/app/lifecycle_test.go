@@ -128,8 +128,9 @@ func TestStreamEndsWhenTokenExpires(t *testing.T) {
 	if _, err := c.Global.Store.Create(ctx, resource.New(resource.ZoneType, "", "zone-1")); err != nil {
 		t.Fatal(err)
 	}
-	// Expired 29 s ago: still inside the 30 s verification leeway for ~1 s.
-	issued := time.Now().Add(-time.Hour - 29*time.Second)
+	// Expired 25 s ago: still inside the 30 s verification leeway for ~5 s
+	// (room for a loaded machine or the race detector to connect in time).
+	issued := time.Now().Add(-time.Hour - 25*time.Second)
 	tok, _, err := token.New(c.Global.Store).WithClock(func() time.Time { return issued }).
 		Issue(ctx, token.Claims{Kind: token.KindZone, Zone: "zone-1", RegisteredClaims: jwt.RegisteredClaims{Subject: "zone-1"}}, time.Hour)
 	if err != nil {
