@@ -90,8 +90,9 @@ func user() token.Claims {
 	return c
 }
 
+// dataplaneToken is bound to service "web", the service dp() registers.
 func dataplaneToken(mesh, name string) token.Claims {
-	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh}
+	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh, Services: []string{"web"}}
 	c.Subject = name
 	return c
 }
