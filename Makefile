@@ -11,7 +11,7 @@ PKGS = $(foreach m,$(MODULES),$(if $(shell find $(m) -name '*.go' -not -path '*/
 FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTBody \
 	weftctl/internal/client:FuzzDecodeObject weftctl/internal/client:FuzzDecodePage weftctl/internal/client:FuzzParseError \
 	weftctl/internal/config:FuzzParse pkg/ca:FuzzParse ca-service/internal/signer:FuzzParsePublicKey \
-	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/global:FuzzZonePolicy \
+	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/protocol:FuzzRemoteSpan zone-sync/internal/global:FuzzZonePolicy \
 	dns-server/internal/dnsserver:FuzzHandlePacket dns-server/internal/dnsserver:FuzzFastPathMatchesSlowPath \
 	xds-server/internal/ads:FuzzAuthenticate xds-server/internal/ads:FuzzCheckRequest weft-dp/agent:FuzzParseSecrets \
 	pkg/xdsnames:FuzzParseNodeID pkg/token:FuzzVerify

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/weftmesh/weft/dns-server/internal/dnsserver"
+	"github.com/weftmesh/weft/dns-server/internal/dnsview"
 	"github.com/weftmesh/weft/dns-server/internal/vip"
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -359,7 +360,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.close()
 	g := run.New(a.log)
 	g.Add("table", func(ctx context.Context) error {
-		return dnsserver.Follow(ctx, a.inf.For(resource.VirtualIPType), a.inf.For(resource.DataplaneType), a.table, func() {
+		return dnsserver.Follow(ctx, a.inf.For(resource.VirtualIPType, dnsview.VirtualIP), a.inf.For(resource.DataplaneType, dnsview.Dataplane), a.table, func() {
 			a.ready.Store(true)
 			a.log.Info("dns table synced", "names", a.table.Size())
 		})

@@ -65,6 +65,35 @@ type InformerOptions struct {
 	// resource, secret included, for a consumer whose job is to forward
 	// secrets (zone-sync). By default they hold metadata only.
 	KeepSensitive bool
+	// View, when set, transforms every resource before the informer caches
+	// and delivers it (see View). Informers.For sets it per type; it is
+	// not accepted by NewInformers, where it would apply to every type.
+	View *View
+}
+
+// View is a transform applied to every resource of one type before an
+// informer caches and delivers it: typically it strips what no consumer
+// in the process reads, to save memory. Transform must not modify its
+// argument and must return a resource with the same mesh and name (a nil
+// result keeps the original).
+//
+// One informer is shared by every consumer of a type in a process, so they
+// all see the same view: the first Informers.For of a type fixes it (nil
+// for whole resources), and a later For asking for another view panics.
+// Views are compared by pointer, so define each one once, as a package
+// variable next to the code that relies on what it keeps, and share it.
+type View struct {
+	// Name identifies the view in logs and panics.
+	Name string
+	// Transform returns the resource to cache in place of r.
+	Transform func(r *resource.Resource) *resource.Resource
+}
+
+func (v *View) String() string {
+	if v == nil {
+		return "whole resources"
+	}
+	return "view " + v.Name
 }
 
 func (o InformerOptions) withDefaults(st *Store) InformerOptions {
@@ -107,22 +136,45 @@ func NewInformers(st *Store, opts ...InformerOptions) *Informers {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	if o.View != nil {
+		panic("store: NewInformers with a View: pass the view of a type to Informers.For")
+	}
 	return &Informers{st: st, opts: o.withDefaults(st), m: map[*resource.Type]*Informer{}}
 }
 
 // For returns the informer of a type, the same one on every call. It
 // panics on a nil type (an informer holds one type).
-func (f *Informers) For(t *resource.Type) *Informer {
+//
+// view (at most one) is the View the informer applies before caching; the
+// first For of a type fixes it for the life of the factory (no view: whole
+// resources). Every consumer of a type must ask for the same view: a For
+// with a different one panics, since its caller would otherwise read
+// fields the cache no longer holds (or hold memory another consumer
+// strips).
+func (f *Informers) For(t *resource.Type, view ...*View) *Informer {
 	if t == nil {
 		panic("store: Informers.For(nil)")
+	}
+	if len(view) > 1 {
+		panic("store: Informers.For with more than one view")
+	}
+	var v *View
+	if len(view) == 1 {
+		v = view[0]
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if i := f.m[t]; i != nil {
+		if i.opts.View != v {
+			panic(fmt.Sprintf("store: the %s informer holds %s, a consumer asked for %s: every consumer of a type in one process must use the same View",
+				t.Name, i.opts.View, v))
+		}
 		return i
 	}
 	st, buf := f.st, f.opts.Buffer
-	i := newInformer(t, f.opts, func(ctx context.Context, from int64) (<-chan Event, error) {
+	o := f.opts
+	o.View = v
+	i := newInformer(t, o, func(ctx context.Context, from int64) (<-chan Event, error) {
 		return st.Watch(ctx, t, "", from, WatchOptions{Buffer: buf})
 	})
 	f.m[t] = i
@@ -349,6 +401,9 @@ func (i *Informer) deliver(gen uint64, evs []Event) {
 	if i.t.Sensitive && !i.opts.KeepSensitive {
 		evs = redact(i.t, evs)
 	}
+	if v := i.opts.View; v != nil && v.Transform != nil {
+		evs = transform(v.Transform, evs)
+	}
 	for _, ev := range evs {
 		i.apply(ev)
 	}
@@ -377,6 +432,30 @@ func redact(t *resource.Type, evs []Event) []Event {
 			out[n].Resources = make([]*resource.Resource, len(ev.Resources))
 			for k, r := range ev.Resources {
 				out[n].Resources[k] = meta(r)
+			}
+		}
+	}
+	return out
+}
+
+// transform applies a View's transform to every resource of evs.
+func transform(fn func(*resource.Resource) *resource.Resource, evs []Event) []Event {
+	one := func(r *resource.Resource) *resource.Resource {
+		if r == nil {
+			return nil
+		}
+		if out := fn(r); out != nil {
+			return out
+		}
+		return r
+	}
+	out := make([]Event, len(evs))
+	for n, ev := range evs {
+		out[n] = Event{Kind: ev.Kind, Resource: one(ev.Resource), Revision: ev.Revision}
+		if ev.Resources != nil {
+			out[n].Resources = make([]*resource.Resource, len(ev.Resources))
+			for k, r := range ev.Resources {
+				out[n].Resources[k] = one(r)
 			}
 		}
 	}

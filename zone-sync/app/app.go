@@ -253,7 +253,7 @@ func New(cfg Config) (_ *App, err error) {
 			}
 			creds = credentials.NewTLS(tc)
 		}
-		a.global = global.New(global.Config{Store: a.st, Keys: token.New(a.st), Metrics: metrics, Log: a.log,
+		a.global = global.New(global.Config{Store: a.st, Keys: token.New(a.st), Metrics: metrics, Log: a.log, TracerProvider: tp,
 			InstanceID: cfg.InstanceID, LeaseTTL: cfg.LeaseTTL, Retention: cfg.Retention, JanitorInterval: cfg.JanitorInterval})
 		// The sync stream lives as long as the zone's link: no span for it.
 		opts := append(grpcx.ServerOptions(a.log, a.reg, Service, nil, nil,
@@ -305,7 +305,7 @@ func New(cfg Config) (_ *App, err error) {
 			DialOptions: append(grpcx.ClientOptions(grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(syncv1.ZoneSyncService_Sync_FullMethodName)),
 				grpc.WithTransportCredentials(creds),
 				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true})),
-			Metrics: metrics, Log: a.log, InstanceID: cfg.InstanceID, Version: Version,
+			Metrics: metrics, Log: a.log, InstanceID: cfg.InstanceID, Version: Version, TracerProvider: tp,
 			MinBackoff: cfg.ReconnectMinBackoff, MaxBackoff: cfg.ReconnectMaxBackoff,
 			LeaderElection: cfg.LeaderElection, LeaderTTL: cfg.LeaderTTL})
 	}

@@ -31,6 +31,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/dns-server/internal/dnsview"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
@@ -291,10 +292,12 @@ func (a *Allocator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var chans [3]chan store.Batch
 	var subs []*store.Subscription
+	// The views the DNS table shares (dnsview): they keep what put reads.
+	views := map[*resource.Type][]*store.View{resource.DataplaneType: {dnsview.Dataplane}, resource.VirtualIPType: {dnsview.VirtualIP}}
 	for i, t := range []*resource.Type{resource.DataplaneType, resource.ZoneIngressType, resource.VirtualIPType} {
 		ch := make(chan store.Batch)
 		chans[i] = ch
-		subs = append(subs, a.cfg.Informers.For(t).Subscribe(ctx, "vip allocator", func(b store.Batch) error {
+		subs = append(subs, a.cfg.Informers.For(t, views[t]...).Subscribe(ctx, "vip allocator", func(b store.Batch) error {
 			select {
 			case ch <- b:
 			case <-ctx.Done():

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,11 +53,13 @@ const maxSubscriptions = 5
 
 // Config sets up the global side.
 type Config struct {
-	Store      *store.Store
-	Keys       *token.Keys
-	Metrics    *protocol.Metrics
-	Log        *slog.Logger
-	InstanceID string
+	Store   *store.Store
+	Keys    *token.Keys
+	Metrics *protocol.Metrics
+	// TracerProvider traces each sync response (nil: none).
+	TracerProvider trace.TracerProvider
+	Log            *slog.Logger
+	InstanceID     string
 	// LeaseTTL bounds how long a dead stream's zone still shows online.
 	LeaseTTL time.Duration
 	// Retention deletes the resources of a zone offline for longer (0:
@@ -218,7 +221,8 @@ func (s *Server) Sync(ss syncv1.ZoneSyncService_SyncServer) error {
 
 	sess := protocol.NewSession(protocol.SessionConfig{
 		Peer: zone, Log: log, Metrics: s.cfg.Metrics, Store: s.cfg.Store,
-		Cache: s.cache, Serve: protocol.DownTypes(), Filter: Filter(zone), Origin: Origin, SendDirection: protocol.Down,
+		TracerProvider: s.cfg.TracerProvider,
+		Cache:          s.cache, Serve: protocol.DownTypes(), Filter: Filter(zone), Origin: Origin, SendDirection: protocol.Down,
 		Receive: protocol.UpTypes(), Policy: &ZonePolicy{Zone: zone, Store: s.cfg.Store, MeshExists: s.meshExists}, RecvDirection: protocol.Up,
 	})
 	connect := time.Now()

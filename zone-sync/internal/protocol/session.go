@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -80,6 +82,9 @@ type SessionConfig struct {
 	RecvDirection string
 	// ApplyWorkers writes a response's resources in parallel (default 8).
 	ApplyWorkers int
+	// TracerProvider makes the zonesync.Send and zonesync.Apply spans of
+	// each response (nil: none); see trace.go.
+	TracerProvider oteltrace.TracerProvider
 	// RetryDelay is the wait before resending resources the peer failed to
 	// apply for a transient reason (default 1s). Resources it refused on
 	// principle are not resent until they change or the stream reconnects.
@@ -94,6 +99,7 @@ type Session struct {
 	nonce   atomic.Uint64
 	serves  map[*resource.Type]bool
 	accepts map[*resource.Type]bool
+	tracer  oteltrace.Tracer
 	Stats   *Stats
 }
 
@@ -111,7 +117,8 @@ func NewSession(cfg SessionConfig) *Session {
 	if cfg.Origin == nil {
 		cfg.Origin = func(e *Entry) string { return e.Resource.Meta.GetOrigin() }
 	}
-	s := &Session{cfg: cfg, serves: map[*resource.Type]bool{}, accepts: map[*resource.Type]bool{}, Stats: NewStats()}
+	s := &Session{cfg: cfg, serves: map[*resource.Type]bool{}, accepts: map[*resource.Type]bool{}, Stats: NewStats(),
+		tracer: tracerOf(cfg.TracerProvider)}
 	for _, t := range cfg.Serve {
 		s.serves[t] = true
 	}
@@ -378,9 +385,16 @@ func (s *Session) flush(st *sendState) error {
 		return nil
 	}
 	resp.SendTime = timestamppb.Now()
+	sctx, span := s.tracer.Start(context.Background(), sendSpan, oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(attribute.String("weft.zone", s.cfg.Peer), attribute.String("weft.type", st.t.Name),
+			attribute.String("weft.sync.direction", s.cfg.SendDirection), attribute.String("weft.sync.nonce", nonce),
+			attribute.Int("weft.sync.resources", len(resp.Resources)), attribute.Int("weft.sync.removed", len(resp.RemovedResources))))
+	resp.Traceparent = traceparentOf(sctx)
 	if err := s.send(&syncv1.SyncMessage{Message: &syncv1.SyncMessage_Response{Response: resp}}); err != nil {
+		endSpan(span, err)
 		return err
 	}
+	span.End()
 	st.inflight, st.sent = nonce, sent
 	dir := s.cfg.SendDirection
 	s.cfg.Metrics.Responses.WithLabelValues(s.cfg.Peer, st.t.Name, dir).Inc()
@@ -429,8 +443,14 @@ func (s *Session) nack(url, nonce string, code codes.Code, msg string, causes ma
 	return s.send(&syncv1.SyncMessage{Message: &syncv1.SyncMessage_Request{Request: req}})
 }
 
-func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) error {
+func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) (err error) {
 	dir := s.cfg.RecvDirection
+	ctx, span := s.tracer.Start(ctx, applySpan, oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+		oteltrace.WithLinks(applyLinks(resp.GetTraceparent())...),
+		oteltrace.WithAttributes(attribute.String("weft.zone", s.cfg.Peer), attribute.String("weft.sync.direction", dir),
+			attribute.String("weft.sync.type_url", clip(resp.GetTypeUrl())), attribute.String("weft.sync.nonce", clip(resp.GetNonce())),
+			attribute.Int("weft.sync.resources", len(resp.GetResources())), attribute.Int("weft.sync.removed", len(resp.GetRemovedResources()))))
+	defer func() { endSpan(span, err) }()
 	d, err := DecodeResponse(resp, func(t *resource.Type) bool { return s.accepts[t] })
 	if err != nil {
 		s.cfg.Metrics.Rejected.WithLabelValues(s.cfg.Peer, "invalid").Inc()

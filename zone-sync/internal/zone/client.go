@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -37,9 +38,11 @@ type Config struct {
 	Token       func() (string, error)
 	DialOptions []grpc.DialOption
 	Metrics     *protocol.Metrics
-	Log         *slog.Logger
-	InstanceID  string
-	Version     string
+	// TracerProvider traces each sync response (nil: none).
+	TracerProvider trace.TracerProvider
+	Log            *slog.Logger
+	InstanceID     string
+	Version        string
 	// MinBackoff and MaxBackoff bound the wait between reconnects.
 	MinBackoff, MaxBackoff time.Duration
 	// LeaderElection makes the zone's zone-sync replicas elect one (through
@@ -219,7 +222,8 @@ func (c *Client) connect(ctx context.Context, conn *grpc.ClientConn, cache *prot
 	}()
 	sess := protocol.NewSession(protocol.SessionConfig{
 		Peer: c.cfg.Zone, Log: c.cfg.Log, Metrics: c.cfg.Metrics, Store: c.cfg.Store,
-		Cache: cache, Serve: protocol.UpTypes(), Filter: Filter(c.cfg.Zone),
+		TracerProvider: c.cfg.TracerProvider,
+		Cache:          cache, Serve: protocol.UpTypes(), Filter: Filter(c.cfg.Zone),
 		Origin: func(*protocol.Entry) string { return c.cfg.Zone }, SendDirection: protocol.Up,
 		Receive: protocol.DownTypes(), Policy: &GlobalPolicy{Zone: c.cfg.Zone, Store: c.cfg.Store}, RecvDirection: protocol.Down,
 	})

@@ -411,7 +411,12 @@ type DeltaResponse struct {
 	SendTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
 	// When the sender saw each removal committed (its store watch), by name,
 	// for sync lag; names not listed carry no time.
-	RemovedTimes  map[string]*timestamppb.Timestamp `protobuf:"bytes,7,rep,name=removed_times,json=removedTimes,proto3" json:"removed_times,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	RemovedTimes map[string]*timestamppb.Timestamp `protobuf:"bytes,7,rep,name=removed_times,json=removedTimes,proto3" json:"removed_times,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The W3C traceparent of the sender's span for this response
+	// (zonesync.Send); the receiver's applying span (zonesync.Apply) links to
+	// it. Empty when the sender does not trace; ignored when malformed or
+	// longer than 128 bytes.
+	Traceparent   string `protobuf:"bytes,8,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +498,13 @@ func (x *DeltaResponse) GetRemovedTimes() map[string]*timestamppb.Timestamp {
 		return x.RemovedTimes
 	}
 	return nil
+}
+
+func (x *DeltaResponse) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // SyncResource is one resource in its store form.
@@ -614,7 +626,7 @@ const file_weft_sync_v1_sync_proto_rawDesc = "" +
 	"\tresources\x18\x03 \x03(\v2(.weft.sync.v1.ErrorDetail.ResourcesEntryR\tresources\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc1\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe3\x03\n" +
 	"\rDeltaResponse\x12\x19\n" +
 	"\btype_url\x18\x01 \x01(\tR\atypeUrl\x12.\n" +
 	"\x13system_version_info\x18\x02 \x01(\tR\x11systemVersionInfo\x128\n" +
@@ -622,7 +634,8 @@ const file_weft_sync_v1_sync_proto_rawDesc = "" +
 	"\x11removed_resources\x18\x04 \x03(\tR\x10removedResources\x12\x14\n" +
 	"\x05nonce\x18\x05 \x01(\tR\x05nonce\x127\n" +
 	"\tsend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12R\n" +
-	"\rremoved_times\x18\a \x03(\v2-.weft.sync.v1.DeltaResponse.RemovedTimesEntryR\fremovedTimes\x1a[\n" +
+	"\rremoved_times\x18\a \x03(\v2-.weft.sync.v1.DeltaResponse.RemovedTimesEntryR\fremovedTimes\x12 \n" +
+	"\vtraceparent\x18\b \x01(\tR\vtraceparent\x1a[\n" +
 	"\x11RemovedTimesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
 	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"\xb5\x01\n" +
