@@ -27,6 +27,10 @@ var serviceCharts = []string{"api-server", "ca-service", "xds-server", "dns-serv
 
 const umbrella = "weft"
 
+// library is the library chart of the weft.* helpers every service chart
+// depends on (file://../weft-lib); it renders nothing of its own.
+const library = "weft-lib"
+
 func allCharts() []string { return append(append([]string{}, serviceCharts...), umbrella) }
 
 // repoRoot is the workspace root (this module lives in charts/chartstest).
@@ -82,9 +86,9 @@ var (
 	prepErr  error
 )
 
-// preparedCharts copies charts/ to a temporary directory and vendors the
-// umbrella's file:// dependencies there (offline), leaving the worktree as it
-// is. The copy is shared by every test of the run.
+// preparedCharts copies charts/ to a temporary directory and vendors every
+// chart's file:// dependencies there (offline) with `helm dependency build`,
+// as a user does after a clone, leaving the worktree as it is. The copy is shared by every test of the run.
 func preparedCharts(t testing.TB) string {
 	t.Helper()
 	helm := needHelm(t)
@@ -96,15 +100,20 @@ func preparedCharts(t testing.TB) string {
 			return
 		}
 		prepDir = dir
-		for _, c := range allCharts() {
+		for _, c := range append(allCharts(), library) {
 			if err := copyChart(filepath.Join(src, c), filepath.Join(dir, c)); err != nil {
 				prepErr = err
 				return
 			}
 		}
-		out, err := runHelm(helm, "dependency", "build", filepath.Join(dir, umbrella))
-		if err != nil {
-			prepErr = fmt.Errorf("helm dependency build: %v\n%s", err, out)
+		// The service charts first: the umbrella packages them with the
+		// weft-lib they vendored.
+		for _, c := range allCharts() {
+			out, err := runHelm(helm, "dependency", "build", filepath.Join(dir, c))
+			if err != nil {
+				prepErr = fmt.Errorf("helm dependency build %s: %v\n%s", c, err, out)
+				return
+			}
 		}
 	})
 	if prepErr != nil {
