@@ -5,11 +5,13 @@
 #   helm lint --strict + helm template of every chart with default, global,
 #   zone and HA values; golden renders (charts/*/testdata); strict decoding
 #   into k8s.io/api types; the deployment policy; wrong values failing with
-#   the schema's message; Dockerfiles, systemd units, static binaries.
+#   the schema's message; the weft-lib library chart; Dockerfiles, systemd
+#   units, static binaries. The tests vendor the charts' file://
+#   dependencies (charts/deps.sh) in a temporary copy of charts/.
 #
 #   charts/test.sh                 install helm if needed, run the checks
 #   charts/test.sh --install-only  only install helm (for .ci/install-test-deps)
-#   UPDATE=1 charts/test.sh        rewrite golden files, re-sync shared files
+#   UPDATE=1 charts/test.sh        rewrite golden files, re-sync shared schema $defs
 #   HELM=/path/to/helm charts/test.sh   use that helm
 set -euo pipefail
 cd "$(dirname "$0")/.."

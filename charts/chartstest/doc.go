@@ -7,6 +7,9 @@
 //
 // helm is taken from $HELM, else ${WEFT_CACHE:-$HOME/.cache/weft}/bin/helm,
 // else PATH; charts/test.sh installs it there. Without helm the chart tests
-// skip with a message. UPDATE=1 (or -update) rewrites the golden files and
-// re-syncs the shared helpers and schema definitions into every chart.
+// skip with a message. The weft.* helpers are the weft-lib library chart
+// every service chart depends on; the tests vendor it (helm dependency build,
+// offline) in a temporary copy of charts/. UPDATE=1 (or -update) rewrites
+// the golden files and re-syncs the shared schema definitions into every
+// chart.
 package chartstest

@@ -1,12 +1,12 @@
 {{- /*
-Shared helpers of every Weft service chart. The canonical copy is
-charts/_shared/_weft.tpl; each service chart carries an identical copy as
-templates/_weft.tpl (Helm has no offline include across charts). The chartstest
-Go test fails when a copy drifts; `UPDATE=1 go test` re-syncs them.
+Shared helpers of every Weft service chart. This is the weft-lib library chart
+(charts/weft-lib, type: library): each service chart lists it under
+dependencies: with repository: file://../weft-lib, and `helm dependency build`
+vendors it into the chart's charts/ directory (offline).
 
 Template names are global across a release's charts, so everything here is
-named weft.* and must stay identical in every chart; chart-specific helpers
-are named after their chart.
+named weft.* (one definition, here); chart-specific helpers are named after
+their chart.
 
 Precedence for settings shared through the weft umbrella chart:
 the chart's own value (when non-empty) > .Values.global.<same> > built-in default.
