@@ -170,6 +170,11 @@ var aliases = map[string]*Type{
 type Resource struct {
 	Meta *meshv1.Meta
 	Spec proto.Message
+	// Traceparent is the W3C traceparent of the write that stored this
+	// version (set by the store on reads, watch events and informers;
+	// empty when the write was not traced). In memory only: the store
+	// keeps it outside Meta, and the API never returns it.
+	Traceparent string
 }
 
 // Type returns the resource's registered type, or nil.
@@ -214,5 +219,6 @@ func (r *Resource) Clone() *Resource {
 	if r.Spec != nil {
 		c.Spec = proto.Clone(r.Spec)
 	}
+	c.Traceparent = r.Traceparent
 	return c
 }

@@ -423,7 +423,7 @@ func redact(t *resource.Type, evs []Event) []Event {
 		if r == nil {
 			return nil
 		}
-		return &resource.Resource{Meta: r.Meta, Spec: t.NewSpec()}
+		return &resource.Resource{Meta: r.Meta, Spec: t.NewSpec(), Traceparent: r.Traceparent}
 	}
 	out := make([]Event, len(evs))
 	for n, ev := range evs {

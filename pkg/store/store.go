@@ -213,7 +213,9 @@ func errorResult(err error) string {
 	return "error"
 }
 
-func (s *Store) encode(key string, r *resource.Resource) ([]byte, error) {
+// encode serialises r for key; the value records the traceparent of ctx's
+// span (the store call's own span), so watchers continue the writer's trace.
+func (s *Store) encode(ctx context.Context, key string, r *resource.Resource) ([]byte, error) {
 	t := r.Type()
 	spec, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
 	if err != nil {
@@ -221,7 +223,7 @@ func (s *Store) encode(key string, r *resource.Resource) ([]byte, error) {
 	}
 	meta := proto.Clone(r.Meta).(*meshv1.Meta)
 	meta.Version = 0
-	sr := &storev1.StoredResource{Meta: meta}
+	sr := &storev1.StoredResource{Meta: meta, Traceparent: telemetry.Traceparent(ctx)}
 	if t.Sensitive {
 		if s.keys == nil {
 			return nil, fmt.Errorf("store %s: no encryption key configured, refusing to store a secret in the clear", r.Key())
@@ -267,7 +269,12 @@ func (s *Store) decode(key string, value []byte, modRev int64) (*resource.Resour
 		meta = &meshv1.Meta{}
 	}
 	meta.Version = modRev
-	return &resource.Resource{Meta: meta, Spec: msg}, nil
+	out := &resource.Resource{Meta: meta, Spec: msg}
+	if tp := sr.GetTraceparent(); len(tp) == telemetry.TraceparentLen {
+		// Anything else was not written by a store: ignored, bounded.
+		out.Traceparent = tp
+	}
+	return out, nil
 }
 
 // displayKey names an etcd key as type/mesh/name for errors and logs.
@@ -584,7 +591,7 @@ func (s *Store) Create(ctx context.Context, r *resource.Resource, opts ...WriteO
 	now := resource.Timestamp(s.now())
 	out.Meta.CreationTime, out.Meta.ModificationTime = now, now
 	key := s.Key(t, r.Meta.GetMesh(), r.Meta.GetName())
-	val, err := s.encode(key, out)
+	val, err := s.encode(ctx, key, out)
 	if err != nil {
 		return nil, err
 	}
@@ -663,7 +670,7 @@ func (s *Store) Update(ctx context.Context, r *resource.Resource, opts ...WriteO
 		if out.Meta.GetOrigin() == "" {
 			out.Meta.Origin = cur.Meta.GetOrigin()
 		}
-		val, err := s.encode(key, out)
+		val, err := s.encode(ctx, key, out)
 		if err != nil {
 			return nil, err
 		}

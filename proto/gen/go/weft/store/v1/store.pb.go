@@ -30,7 +30,11 @@ type StoredResource struct {
 	// The type's spec message, serialised; empty when encrypted is set.
 	Spec []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
 	// The spec, sealed, for types whose content is secret.
-	Sealed        *Sealed `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	Sealed *Sealed `protobuf:"bytes,3,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// The W3C traceparent of the span of the write that stored this value
+	// (empty when it was not traced): watchers continue the writer's trace.
+	// Internal only, never returned by the API; at most 55 bytes.
+	Traceparent   string `protobuf:"bytes,4,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +88,13 @@ func (x *StoredResource) GetSealed() *Sealed {
 		return x.Sealed
 	}
 	return nil
+}
+
+func (x *StoredResource) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // Sealed is AES-256-GCM ciphertext and the id of the key that sealed it.
@@ -151,11 +162,12 @@ var File_weft_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_weft_store_v1_store_proto_rawDesc = "" +
 	"\n" +
-	"\x19weft/store/v1/store.proto\x12\rweft.store.v1\x1a\x17weft/mesh/v1/meta.proto\"{\n" +
+	"\x19weft/store/v1/store.proto\x12\rweft.store.v1\x1a\x17weft/mesh/v1/meta.proto\"\x9d\x01\n" +
 	"\x0eStoredResource\x12&\n" +
 	"\x04meta\x18\x01 \x01(\v2\x12.weft.mesh.v1.MetaR\x04meta\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12-\n" +
-	"\x06sealed\x18\x03 \x01(\v2\x15.weft.store.v1.SealedR\x06sealed\"U\n" +
+	"\x06sealed\x18\x03 \x01(\v2\x15.weft.store.v1.SealedR\x06sealed\x12 \n" +
+	"\vtraceparent\x18\x04 \x01(\tR\vtraceparent\"U\n" +
 	"\x06Sealed\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
 	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +

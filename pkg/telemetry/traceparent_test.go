@@ -1,0 +1,48 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// Traceparent is what the W3C propagator writes, and SpanFromTraceparent
+// reads it back.
+func TestTraceparentMatchesPropagator(t *testing.T) {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("t").Start(context.Background(), "s")
+	defer span.End()
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	got := Traceparent(ctx)
+	if got != c["traceparent"] || len(got) != TraceparentLen {
+		t.Fatalf("Traceparent = %q, propagator %q", got, c["traceparent"])
+	}
+	sc := SpanFromTraceparent(got)
+	if !sc.IsRemote() || sc.TraceID() != span.SpanContext().TraceID() || sc.SpanID() != span.SpanContext().SpanID() {
+		t.Fatalf("SpanFromTraceparent(%q) = %v", got, sc)
+	}
+	if Traceparent(context.Background()) != "" {
+		t.Fatal("a context without a span has a traceparent")
+	}
+	for _, bad := range []string{"", "00-zz", strings.Repeat("0", MaxTraceparent+1), "00-00000000000000000000000000000000-0000000000000000-01"} {
+		if SpanFromTraceparent(bad).IsValid() {
+			t.Errorf("SpanFromTraceparent(%.40q) is valid", bad)
+		}
+	}
+}
+
+func BenchmarkTraceparent(b *testing.B) {
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("t").Start(context.Background(), "s")
+	defer span.End()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Traceparent(ctx)
+	}
+}
