@@ -33,6 +33,16 @@ type Change struct {
 	Seen time.Time
 }
 
+// Traceparent is the W3C traceparent of the store write that made the
+// change (New's), or "" (a delete, a sync, an untraced write): the
+// reconcile it causes continues that trace.
+func (c Change) Traceparent() string {
+	if c.New != nil {
+		return c.New.Traceparent
+	}
+	return ""
+}
+
 // relevant are the types generators read; the rest of the store (insights
 // written by the replicas themselves, secrets, other policies) is ignored.
 var relevant = map[*resource.Type]bool{

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
@@ -54,7 +55,10 @@ type Reconciler struct {
 	proxies map[string]*proxy
 	byMesh  map[string]map[string]*proxy // mesh → node id → proxy
 	dirty   map[string]time.Time
-	wake    chan struct{}
+	// causes holds, per dirty proxy, the traceparent of the first store
+	// write that dirtied it: its xds.Reconcile is a child of that write.
+	causes map[string]string
+	wake   chan struct{}
 	// snaps caches each mesh's generator snapshot by the model view it was
 	// built from, so a mesh is built once per change, not once per proxy.
 	snaps map[string]*meshSnapshot
@@ -104,7 +108,7 @@ type proxy struct {
 func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer, log *slog.Logger) *Reconciler {
 	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
 		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
-		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, wake: make(chan struct{}, 1),
+		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, causes: map[string]string{}, wake: make(chan struct{}, 1),
 		snaps: map[string]*meshSnapshot{}}
 }
 
@@ -188,6 +192,7 @@ func (r *Reconciler) Disconnect(nodeID string) {
 		delete(r.byMesh, p.mesh)
 	}
 	delete(r.dirty, nodeID)
+	delete(r.causes, nodeID)
 	r.cache.ClearSnapshot(nodeID)
 	r.obs.ConnectedChanged(p.kind, -1)
 	if p.certs {
@@ -228,9 +233,13 @@ func (r *Reconciler) OnChanges(changes []model.Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, c := range changes {
+		tp := c.Traceparent()
 		for id, p := range r.byMesh[c.Mesh] {
 			if affects(c, p) {
 				r.markLocked(id, c.Seen)
+				if _, ok := r.causes[id]; !ok && tp != "" {
+					r.causes[id] = tp
+				}
 			}
 		}
 	}
@@ -314,8 +323,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-r.wake:
 		}
 		r.mu.Lock()
-		batch := r.dirty
+		batch, causes := r.dirty, r.causes
 		r.dirty = map[string]time.Time{}
+		if len(causes) > 0 {
+			r.causes = map[string]string{}
+		}
 		r.mu.Unlock()
 		sem := make(chan struct{}, workers)
 		var wg sync.WaitGroup
@@ -324,14 +336,16 @@ func (r *Reconciler) Run(ctx context.Context) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				r.reconcile(ctx, id, seen)
+				r.reconcile(ctx, id, seen, causes[id])
 			}()
 		}
 		wg.Wait()
 	}
 }
 
-func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
+// reconcile regenerates one proxy; cause is the traceparent of the store
+// write that dirtied it ("" when none was traced).
+func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, cause string) {
 	r.mu.Lock()
 	p := r.proxies[id]
 	if p == nil {
@@ -341,11 +355,18 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time) {
 	mesh, name, kind, tags, stream, cred := p.mesh, p.name, p.kind, p.tags, p.stream, p.cred
 	r.mu.Unlock()
 
-	// One short trace per reconcile of a proxy (generation and push as
-	// children), linked to the proxy's stream.
-	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithAttributes(attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind))}
+	// One short span per reconcile of a proxy (generation and push as
+	// children), linked to the proxy's stream: a child of the store write
+	// that caused it (so a REST PUT and the proxy push are one trace), or
+	// a new root when the cause was not traced (a connect, a cert renewal).
+	opts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind))}
 	if stream.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: stream}))
+	}
+	if sc := telemetry.SpanFromTraceparent(cause); sc.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	} else {
+		opts = append(opts, trace.WithNewRoot())
 	}
 	ctx, rspan := r.tracer.Start(ctx, "xds.Reconcile", opts...)
 	defer rspan.End()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/weftmesh/weft/pkg/etcdtest"
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
 	"github.com/weftmesh/weft/xds-server/internal/model"
@@ -70,5 +72,74 @@ func TestReconcileSpansAreShortAndLinkedToTheStream(t *testing.T) {
 	}
 	if push.Parent().SpanID() != reconcile.SpanContext().SpanID() {
 		t.Error("xds.Push is not a child of xds.Reconcile")
+	}
+}
+
+// TestReconcileContinuesTheTraceOfTheWriteThatCausedIt: a store write
+// records its traceparent, and the reconcile of a proxy it affects is a
+// child of that write's store span (still linked to the stream), so the
+// write and the push are one trace.
+func TestReconcileContinuesTheTraceOfTheWriteThatCausedIt(t *testing.T) {
+	cli := etcdtest.Client(t, nil)
+	st := store.New(cli)
+	apply(t, st, "type: Mesh\nname: m\n---"+dp("web-1", "web", ""))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+	traced := store.New(cli, store.WithTracerProvider(tp)) // another process's store
+
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := model.New(st, log)
+	r := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
+	r.SetTracerProvider(tp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Run(ctx) }()
+	go r.Run(ctx)
+	_, streamSpan := tp.Tracer("test").Start(context.Background(), "xds.StreamOpen")
+	streamSpan.End()
+	r.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
+	r.Link("m.web-1", streamSpan.SpanContext())
+	waitFor(t, "the first reconcile", func() bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == "xds.Push" {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The write, traced: the proxy's own Dataplane gets an outbound.
+	wctx, put := tp.Tracer("test").Start(context.Background(), "PUT")
+	rs, err := resource.UnmarshalAll(strings.NewReader(dp("web-1", "web", "backend")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := traced.Update(wctx, rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	put.End()
+	var write, reconcile sdktrace.ReadOnlySpan
+	waitFor(t, "a reconcile in the write's trace", func() bool {
+		for _, s := range rec.Ended() {
+			switch {
+			case s.Name() == "store.Update":
+				write = s
+			case s.Name() == "xds.Reconcile" && s.SpanContext().TraceID() == put.SpanContext().TraceID():
+				reconcile = s
+			}
+		}
+		return write != nil && reconcile != nil
+	})
+	if reconcile.Parent().SpanID() != write.SpanContext().SpanID() {
+		t.Errorf("xds.Reconcile's parent %v, want the store.Update span %v", reconcile.Parent().SpanID(), write.SpanContext().SpanID())
+	}
+	linked := false
+	for _, l := range reconcile.Links() {
+		linked = linked || l.SpanContext.SpanID() == streamSpan.SpanContext().SpanID()
+	}
+	if !linked {
+		t.Error("xds.Reconcile of a change is no longer linked to the stream")
 	}
 }
