@@ -350,6 +350,7 @@ func (s *Session) flush(st *sendState) error {
 	resp := &syncv1.DeltaResponse{TypeUrl: st.url, Nonce: nonce,
 		SystemVersionInfo: strconv.FormatInt(s.cfg.Cache.Revision(st.t), 10)}
 	sent := map[string]string{}
+	var origins []string
 	size := 0
 	for _, n := range names {
 		if len(resp.Resources) >= chunkResources || size >= chunkBytes || len(resp.RemovedResources) >= MaxRemovedPerResponse {
@@ -368,6 +369,7 @@ func (s *Session) flush(st *sendState) error {
 				sr.CommitTime = timestamppb.New(e.Commit)
 			}
 			resp.Resources = append(resp.Resources, sr)
+			origins = append(origins, e.Resource.Traceparent)
 			sent[n] = e.Version
 			size += proto.Size(sr)
 		} else if _, held := st.known[n]; held {
@@ -385,10 +387,11 @@ func (s *Session) flush(st *sendState) error {
 		return nil
 	}
 	resp.SendTime = timestamppb.Now()
-	sctx, span := s.tracer.Start(context.Background(), sendSpan, oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+	pctx, popts := sendParent(origins)
+	sctx, span := s.tracer.Start(pctx, sendSpan, append(popts, oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
 		oteltrace.WithAttributes(attribute.String("weft.zone", s.cfg.Peer), attribute.String("weft.type", st.t.Name),
 			attribute.String("weft.sync.direction", s.cfg.SendDirection), attribute.String("weft.sync.nonce", nonce),
-			attribute.Int("weft.sync.resources", len(resp.Resources)), attribute.Int("weft.sync.removed", len(resp.RemovedResources))))
+			attribute.Int("weft.sync.resources", len(resp.Resources)), attribute.Int("weft.sync.removed", len(resp.RemovedResources))))...)
 	resp.Traceparent = traceparentOf(sctx)
 	if err := s.send(&syncv1.SyncMessage{Message: &syncv1.SyncMessage_Response{Response: resp}}); err != nil {
 		endSpan(span, err)
@@ -445,11 +448,12 @@ func (s *Session) nack(url, nonce string, code codes.Code, msg string, causes ma
 
 func (s *Session) onResponse(ctx context.Context, resp *syncv1.DeltaResponse) (err error) {
 	dir := s.cfg.RecvDirection
-	ctx, span := s.tracer.Start(ctx, applySpan, oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+	actx, aopts := applyParent(ctx, resp.GetTraceparent())
+	ctx, span := s.tracer.Start(actx, applySpan, append(aopts, oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
 		oteltrace.WithLinks(applyLinks(resp.GetTraceparent())...),
 		oteltrace.WithAttributes(attribute.String("weft.zone", s.cfg.Peer), attribute.String("weft.sync.direction", dir),
 			attribute.String("weft.sync.type_url", clip(resp.GetTypeUrl())), attribute.String("weft.sync.nonce", clip(resp.GetNonce())),
-			attribute.Int("weft.sync.resources", len(resp.GetResources())), attribute.Int("weft.sync.removed", len(resp.GetRemovedResources()))))
+			attribute.Int("weft.sync.resources", len(resp.GetResources())), attribute.Int("weft.sync.removed", len(resp.GetRemovedResources()))))...)
 	defer func() { endSpan(span, err) }()
 	d, err := DecodeResponse(resp, func(t *resource.Type) bool { return s.accepts[t] })
 	if err != nil {

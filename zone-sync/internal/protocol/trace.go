@@ -3,6 +3,8 @@ package protocol
 import (
 	"context"
 
+	"github.com/weftmesh/weft/pkg/telemetry"
+
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -10,17 +12,24 @@ import (
 )
 
 // Each response is traced on its own, so a change is followed across the
-// link: the sender's zonesync.Send span (one per DeltaResponse, a new root:
-// the stream itself gets no span) travels as a W3C traceparent in the
-// response, and the receiver's zonesync.Apply span, whose children are the
-// store writes, links to it. Both directions work alike.
+// link: the sender's zonesync.Send span (one per DeltaResponse; the stream
+// itself gets no span) is a child of the store write that made the first
+// change it carries (the traceparent the store recorded with the value) and
+// links to the writes of the others, or a new root when none was traced.
+// It travels as a W3C traceparent in the response, and the receiver's
+// zonesync.Apply span, whose children are the store writes, is its child
+// (and links to it). So a write on one side, the sync and the write on the
+// other are one trace. Both directions work alike.
 
 const (
 	sendSpan  = "zonesync.Send"
 	applySpan = "zonesync.Apply"
 	// MaxTraceparent caps the traceparent a peer may send (a valid one is
 	// 55 bytes); a longer one is ignored before it is parsed.
-	MaxTraceparent = 128
+	MaxTraceparent = telemetry.MaxTraceparent
+	// maxSendLinks caps the links of a zonesync.Send span to the writes of
+	// the changes it carries after the first.
+	maxSendLinks = 32
 )
 
 var traceContext = propagation.TraceContext{}
@@ -43,11 +52,40 @@ func traceparentOf(ctx context.Context) string {
 // RemoteSpan parses a peer's traceparent: the span context to link to, or
 // an invalid one for an empty, oversized or malformed value.
 func RemoteSpan(traceparent string) trace.SpanContext {
-	if traceparent == "" || len(traceparent) > MaxTraceparent {
-		return trace.SpanContext{}
+	return telemetry.SpanFromTraceparent(traceparent)
+}
+
+// sendParent is the context and links of a zonesync.Send span for changes
+// whose originating writes have traceparents origins (in send order, ""
+// for untraced ones): a child of the first write, linked to the others
+// (at most maxSendLinks), or a new root.
+func sendParent(origins []string) (context.Context, []trace.SpanStartOption) {
+	ctx := context.Background()
+	var parent trace.SpanContext
+	var links []trace.Link
+	for _, tp := range origins {
+		sc := telemetry.SpanFromTraceparent(tp)
+		switch {
+		case !sc.IsValid() || sc.Equal(parent):
+		case !parent.IsValid():
+			parent = sc
+		case len(links) < maxSendLinks:
+			links = append(links, trace.Link{SpanContext: sc})
+		}
 	}
-	ctx := traceContext.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent})
-	return trace.SpanContextFromContext(ctx)
+	if !parent.IsValid() {
+		return ctx, []trace.SpanStartOption{trace.WithNewRoot()}
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, parent), []trace.SpanStartOption{trace.WithLinks(links...)}
+}
+
+// applyParent makes the applying span a child of the sender's span, when
+// known (a malformed traceparent is ignored: a new root).
+func applyParent(ctx context.Context, traceparent string) (context.Context, []trace.SpanStartOption) {
+	if sc := RemoteSpan(traceparent); sc.IsValid() {
+		return trace.ContextWithRemoteSpanContext(ctx, sc), nil
+	}
+	return ctx, []trace.SpanStartOption{trace.WithNewRoot()}
 }
 
 // applyLinks links the applying span to the sender's span, when known.

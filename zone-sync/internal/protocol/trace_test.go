@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -31,11 +32,14 @@ func (accept) LocalName(t *resource.Type, w string) (string, string, error) {
 }
 func (accept) FromPeer(*resource.Resource) bool { return true }
 
-// Each change sent over the link is traced per response: the receiver's
-// zonesync.Apply span links to the sender's zonesync.Send span, and the
-// receiver's store write is a child of the applying span. Sender and
-// receiver have their own tracer providers, as two zone-sync processes do;
-// both directions (global to zone, zone to global) run the same code.
+// Each change sent over the link is traced per response, in the trace of
+// the write that made it: the sender's zonesync.Send span is a child of the
+// originating store write (another process, as api-server is), the
+// receiver's zonesync.Apply span is a child of (and links to) the Send
+// span, and the receiver's store write is a child of the applying span.
+// Sender, receiver and writer have their own tracer providers, as separate
+// processes do; both directions (global to zone, zone to global) run the
+// same code.
 func TestApplySpanLinksToTheSendersSpan(t *testing.T) {
 	for _, dir := range []string{Down, Up} {
 		t.Run(dir, func(t *testing.T) {
@@ -46,11 +50,17 @@ func TestApplySpanLinksToTheSendersSpan(t *testing.T) {
 			sendTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sendRec))
 			recvTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recvRec))
 			defer func() { _ = sendTP.Shutdown(context.Background()); _ = recvTP.Shutdown(context.Background()) }()
-			src := store.New(etcdtest.Client(t, nil))
+			writeRec := tracetest.NewSpanRecorder()
+			writeTP := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(writeRec))
+			defer func() { _ = writeTP.Shutdown(context.Background()) }()
+			srcCli := etcdtest.Client(t, nil)
+			src := store.New(srcCli)
 			dst := store.New(etcdtest.Client(t, nil), store.WithTracerProvider(recvTP))
-			if _, err := src.Create(ctx, dataplane("default", "web-1"), store.WithoutMeshCheck()); err != nil {
+			wctx, put := writeTP.Tracer("test").Start(ctx, "PUT")
+			if _, err := store.New(srcCli, store.WithTracerProvider(writeTP)).Create(wctx, dataplane("default", "web-1"), store.WithoutMeshCheck()); err != nil {
 				t.Fatal(err)
 			}
+			put.End()
 			cache := NewCache(src, []*resource.Type{resource.DataplaneType}, log)
 			go func() { _ = cache.Run(ctx) }()
 			m := NewMetrics(nil)
@@ -82,6 +92,13 @@ func TestApplySpanLinksToTheSendersSpan(t *testing.T) {
 				apply.Links()[0].SpanContext.TraceID() != send.SpanContext().TraceID() {
 				t.Fatalf("apply links %v, want one link to the send span %v", apply.Links(), send.SpanContext())
 			}
+			origin := find(writeRec, "store.Create")
+			if send.Parent().SpanID() != origin.SpanContext().SpanID() || send.SpanContext().TraceID() != put.SpanContext().TraceID() {
+				t.Errorf("send span's parent %v, want the originating store.Create %v", send.Parent(), origin.SpanContext())
+			}
+			if apply.Parent().SpanID() != send.SpanContext().SpanID() || apply.SpanContext().TraceID() != put.SpanContext().TraceID() {
+				t.Errorf("apply span's parent %v, want the send span %v", apply.Parent(), send.SpanContext())
+			}
 			if apply.SpanKind() != trace.SpanKindConsumer || send.SpanKind() != trace.SpanKindProducer {
 				t.Errorf("kinds: send %v, apply %v", send.SpanKind(), apply.SpanKind())
 			}
@@ -94,11 +111,44 @@ func TestApplySpanLinksToTheSendersSpan(t *testing.T) {
 			if write == nil {
 				t.Fatalf("no store write under the apply span; receiver spans: %v", names(recvRec.Ended()))
 			}
+			if write.SpanContext().TraceID() != put.SpanContext().TraceID() {
+				t.Error("the receiver's store write is not in the originating write's trace")
+			}
 			r, err := dst.Get(ctx, resource.DataplaneType, "default", "web-1")
 			if err != nil || r.Spec.(*meshv1.Dataplane).GetNetworking().GetAddress() != "10.0.0.1" {
 				t.Fatalf("not applied: %v %v", r, err)
 			}
 		})
+	}
+}
+
+// A Send span is a child of the first traced change's write and links to
+// the others (deduplicated, bounded); with none traced it is a new root.
+func TestSendParentIsTheFirstOriginatingWrite(t *testing.T) {
+	a := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	b := "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b8-01"
+	ctx, opts := sendParent([]string{"", "garbage", a, a, b})
+	parent := trace.SpanContextFromContext(ctx)
+	if parent.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || !parent.IsRemote() {
+		t.Fatalf("parent %v", parent)
+	}
+	cfg := trace.NewSpanStartConfig(opts...)
+	if cfg.NewRoot() || len(cfg.Links()) != 1 || cfg.Links()[0].SpanContext.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4737" {
+		t.Fatalf("new root %v, links %v", cfg.NewRoot(), cfg.Links())
+	}
+	many := []string{a}
+	for i := range 100 {
+		many = append(many, fmt.Sprintf("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba9%04x-01", i+1))
+	}
+	_, opts = sendParent(many)
+	cfg = trace.NewSpanStartConfig(opts...)
+	if n := len(cfg.Links()); n != maxSendLinks {
+		t.Errorf("%d links for 100 other writes, want %d", n, maxSendLinks)
+	}
+	ctx, opts = sendParent([]string{"", ""})
+	cfg = trace.NewSpanStartConfig(opts...)
+	if trace.SpanContextFromContext(ctx).IsValid() || !cfg.NewRoot() {
+		t.Error("untraced changes: want a new root")
 	}
 }
 
