@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
@@ -91,6 +92,9 @@ type Options struct {
 	// 1m, keep).
 	JanitorInterval time.Duration
 	Retention       time.Duration
+	// TracerProvider, when set, gives each control plane's zone-sync its
+	// tracer provider (by control-plane name: global, zone-1, ...).
+	TracerProvider func(cp string) trace.TracerProvider
 }
 
 // ZoneName is the name of the i-th zone (from 0).
@@ -179,6 +183,9 @@ func (c *Cluster) run(t testing.TB, cp *ControlPlane, cfg app.Config) {
 	}
 	cfg.Logger = c.Options.Log.With("cp", cp.Name)
 	cfg.Registry = cp.Registry
+	if c.Options.TracerProvider != nil {
+		cfg.TracerProvider = c.Options.TracerProvider(cp.Name)
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		cp.App, err = app.New(cfg)
