@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Traceparent is what the W3C propagator writes, and SpanFromTraceparent
@@ -45,4 +46,27 @@ func BenchmarkTraceparent(b *testing.B) {
 	for b.Loop() {
 		_ = Traceparent(ctx)
 	}
+}
+
+// FuzzSpanFromTraceparent: any traceparent (from a peer, or read from etcd)
+// parses without panicking, an oversized one is refused, and an accepted
+// one formats back to a traceparent naming the same span.
+func FuzzSpanFromTraceparent(f *testing.F) {
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+	f.Add("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tp string) {
+		sc := SpanFromTraceparent(tp)
+		if !sc.IsValid() {
+			return
+		}
+		if len(tp) > MaxTraceparent {
+			t.Fatalf("oversized traceparent of %d bytes accepted", len(tp))
+		}
+		again := SpanFromTraceparent(Traceparent(trace.ContextWithSpanContext(context.Background(), sc)))
+		if again.TraceID() != sc.TraceID() || again.SpanID() != sc.SpanID() || again.TraceFlags() != sc.TraceFlags() {
+			t.Fatalf("%q: round trip %v != %v", tp, again, sc)
+		}
+	})
 }

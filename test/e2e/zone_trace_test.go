@@ -195,6 +195,18 @@ func TestPolicyPutOnGlobalIsOneTraceToTheZonesProxyPush(t *testing.T) {
 		_, err := z.Store.Get(ctx, resource.TrafficPermissionType, "default", "backend-to-web")
 		return err
 	})
+	// The recorded traceparent is internal: the API never returns it.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+api.HTTPAddr()+"/meshes/default/traffic-permissions/backend-to-web", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Contains(strings.ToLower(string(body)), "traceparent") || strings.Contains(string(body), traceID) {
+		t.Errorf("GET of the permission: %d %s: want 200 without the trace context", resp.StatusCode, body)
+	}
 
 	// Stop everything, then flush: what a shutdown exports.
 	scancel()
