@@ -154,6 +154,18 @@ func TestDockerfiles(t *testing.T) {
 					t.Errorf("%s/go.mod needs ../%s but the Dockerfile does not COPY %s/", svc, n, n)
 				}
 			}
+			// A service's module needs only pkg and proto: cross-service
+			// tests live in test/e2e, not in a service's go.mod.
+			for _, n := range need {
+				if n != svc && n != "pkg" && n != "proto" {
+					t.Errorf("%s/go.mod replaces ../%s: a service module may depend only on pkg and proto (move cross-service tests to test/e2e)", svc, n)
+				}
+			}
+			for _, c := range copied {
+				if top, _, _ := strings.Cut(c, "/"); !slices.Contains(need, top) {
+					t.Errorf("COPY %s: the build does not need it (want only %s/, pkg/ and proto/)", c, svc)
+				}
+			}
 			var want []string
 			for name, p := range chartPorts(t, svc) {
 				if name == "dns" {
@@ -501,6 +513,22 @@ func TestDockerfileContext(t *testing.T) {
 			dl.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
 			if out, err := dl.CombinedOutput(); err != nil {
 				t.Fatalf("go mod download in the Dockerfile's context: %v\n%s", err, out)
+			}
+			// The module graph names no other service module.
+			graph := exec.Command("go", "mod", "graph")
+			graph.Dir = filepath.Join(dst, svc)
+			graph.Env = dl.Env
+			gout, err := graph.CombinedOutput()
+			if err != nil {
+				t.Fatalf("go mod graph in the Dockerfile's context: %v\n%s", err, gout)
+			}
+			seen := map[string]bool{}
+			for _, f := range strings.Fields(string(gout)) {
+				mod, _, _ := strings.Cut(f, "@")
+				if rest, ok := strings.CutPrefix(mod, "github.com/weftmesh/weft/"); ok && rest != svc && rest != "pkg" && rest != "proto" && !seen[mod] {
+					seen[mod] = true
+					t.Errorf("go mod graph of %s names %s: a service module may depend only on pkg and proto", svc, mod)
+				}
 			}
 			cmd := exec.Command("go", "list", "-mod=readonly", "-e", "-deps", "-f", "{{with .Error}}{{.}}{{end}}", "./cmd/"+svc)
 			cmd.Dir = filepath.Join(dst, svc)

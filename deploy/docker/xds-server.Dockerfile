@@ -1,8 +1,7 @@
 # syntax=docker/dockerfile:1
 # Weft xds-server: ADS for Envoy, ingresses and proxyless gRPC.
 #
-# Build from the repository root (the context needs proto/, pkg/, xds-server/ and
-# the modules its go.mod replaces: api-server/, ca-service/, weft-dp/):
+# Build from the repository root (the context needs proto/, pkg/ and xds-server/):
 #   docker build -f deploy/docker/xds-server.Dockerfile -t ghcr.io/weftmesh/xds-server:dev .
 # Multi-arch: docker buildx build --platform linux/amd64,linux/arm64 ...
 #
@@ -24,18 +23,10 @@ ENV CGO_ENABLED=0 GOWORK=off GOFLAGS=-trimpath
 # Module files first: the download layer stays cached until one changes.
 COPY proto/go.mod proto/go.sum proto/
 COPY pkg/go.mod pkg/go.sum pkg/
-COPY api-server/go.mod api-server/go.sum api-server/
-COPY ca-service/go.mod ca-service/go.sum ca-service/
-COPY weft-dp/go.mod weft-dp/go.sum weft-dp/
 COPY xds-server/go.mod xds-server/go.sum xds-server/
 RUN --mount=type=cache,target=/go/pkg/mod cd xds-server && go mod download
 COPY proto/ proto/
 COPY pkg/ pkg/
-# Required (tests, weftctl up) by xds-server's go.mod: the module graph
-# needs them even where the binary imports none of their packages.
-COPY api-server/ api-server/
-COPY ca-service/ ca-service/
-COPY weft-dp/ weft-dp/
 COPY xds-server/ xds-server/
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     cd xds-server && GOOS=$TARGETOS GOARCH=$TARGETARCH \

@@ -9,12 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	apiapp "github.com/weftmesh/weft/api-server/app"
-	"github.com/weftmesh/weft/pkg/etcdtest"
-	"github.com/weftmesh/weft/pkg/resource"
-	"github.com/weftmesh/weft/pkg/seal"
-	"github.com/weftmesh/weft/pkg/store"
 )
 
 func write(t *testing.T, dir, name, content string) string {
@@ -76,75 +70,6 @@ func TestEnvoyNotInstalled(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "envoy.json")); err == nil {
 		t.Fatal("a bootstrap was written although Envoy cannot run")
-	}
-}
-
-// TestRegisterAndRemove runs `weft-dp run --dataplane-file` against a real
-// api-server: the Dataplane exists while weft-dp runs and is gone after a
-// clean exit.
-func TestRegisterAndRemove(t *testing.T) {
-	cli := etcdtest.Client(t, nil)
-	ring, _ := seal.New(seal.Key{ID: "k", Bytes: bytes.Repeat([]byte{3}, 32)})
-	cfg := apiapp.Default()
-	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Etcd.Client = cli
-	cfg.Encryption.Keyring = ring
-	cfg.Logging.Level = "warn"
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	api, err := apiapp.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiDone := make(chan struct{})
-	go func() { _ = api.Run(ctx); close(apiDone) }()
-	defer func() { cancel(); <-apiDone }()
-	admin, err := api.IssueAdminToken(ctx, "admin", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(cli, store.WithKeyring(ring))
-	mesh := resource.New(resource.MeshType, "", "default")
-	if _, err := st.Create(ctx, mesh); err != nil {
-		t.Fatal(err)
-	}
-
-	dir := t.TempDir()
-	args := []string{"run", "--cp", "127.0.0.1:1", "--mesh", "default", "--name", "vm-1", "--proxy-type", "grpc", "--workdir", dir,
-		"--token-file", write(t, dir, "token", "dp-token"), "--api-url", "http://" + api.HTTPAddr(),
-		"--api-token-file", write(t, dir, "admin", admin), "--log-level", "error",
-		"--dataplane-file", write(t, dir, "dp.yaml", `
-type: Dataplane
-name: vm-1
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 8080
-    tags:
-      weft.io/service: vm
-`)}
-	runCtx, stop := context.WithCancel(ctx)
-	code := make(chan int, 1)
-	var errb bytes.Buffer
-	go func() { code <- Main(runCtx, args, &bytes.Buffer{}, &errb) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := st.Get(ctx, resource.DataplaneType, "default", "vm-1")
-		_, ferr := os.Stat(filepath.Join(dir, "bootstrap.json"))
-		if err == nil && ferr == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not registered: %v %v; %s", err, ferr, errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	stop()
-	if c := <-code; c != 0 {
-		t.Fatalf("exit %d: %s", c, errb.String())
-	}
-	if _, err := st.Get(ctx, resource.DataplaneType, "default", "vm-1"); !store.IsNotFound(err) {
-		t.Fatalf("dataplane still there after a clean exit: %v", err)
 	}
 }
 

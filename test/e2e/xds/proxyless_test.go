@@ -1,7 +1,7 @@
-// Package e2e runs proxyless grpc-go applications (built from testapp) with
+// Package xds runs proxyless grpc-go applications (built from testapp) with
 // weft-dp's bootstrap and certificates against xds-server processes (xDS
 // over TLS from the control-plane CA) and the real ca-service.
-package e2e
+package xds
 
 import (
 	"context"

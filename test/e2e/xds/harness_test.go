@@ -1,4 +1,4 @@
-package e2e
+package xds
 
 import (
 	"bufio"
@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 		}
 		for out, pkg := range map[string]string{
 			"xds-server": "github.com/weftmesh/weft/xds-server/cmd/xds-server",
-			"testapp":    "github.com/weftmesh/weft/xds-server/internal/e2e/testapp",
+			"testapp":    "github.com/weftmesh/weft/test/e2e/xds/testapp",
 			"weft-dp":    "github.com/weftmesh/weft/weft-dp/cmd/weft-dp",
 		} {
 			cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, out), pkg)
