@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
@@ -47,7 +48,8 @@ type Manager struct {
 
 type entry struct {
 	mesh, name string
-	token      string // the proxy's dataplane token, under mu
+	token      string            // the proxy's dataplane token, under mu
+	cause      trace.SpanContext // the first request's parent trace, under mu
 	refs       int
 	cancel     context.CancelFunc
 	renew      chan struct{}
@@ -75,7 +77,11 @@ func key(mesh, name string) string { return mesh + "/" + name }
 // once per Acquire). token is the proxy's dataplane token: ca-service
 // verifies it and certifies only the services it is bound to. The latest
 // one given is used for renewals.
-func (m *Manager) Acquire(mesh, name, token string) {
+//
+// cause, when valid, is the span that asked for the certificate (the proxy's
+// reconcile): the first signing request is made in its trace, so ca-service's
+// spans for it join the proxy's trace. Renewals start their own traces.
+func (m *Manager) Acquire(mesh, name, token string, cause trace.SpanContext) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := key(mesh, name)
@@ -89,7 +95,7 @@ func (m *Manager) Acquire(mesh, name, token string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	e := &entry{mesh: mesh, name: name, token: token, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
+	e := &entry{mesh: mesh, name: name, token: token, cause: cause, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
 	m.entries[k] = e
 	go m.keep(ctx, e)
 	bw := m.bundles[mesh]
@@ -147,9 +153,14 @@ func (m *Manager) keep(ctx context.Context, e *entry) {
 	backoff := 200 * time.Millisecond
 	for {
 		e.mu.Lock()
-		tok := e.token
+		tok, cause := e.token, e.cause
+		e.cause = trace.SpanContext{} // only the first request continues the cause's trace
 		e.mu.Unlock()
-		id, info, err := m.issue(ctx, e.mesh, e.name, tok)
+		ictx := ctx
+		if cause.IsValid() {
+			ictx = trace.ContextWithSpanContext(ctx, cause)
+		}
+		id, info, err := m.issue(ictx, e.mesh, e.name, tok)
 		var wait time.Duration
 		if err != nil {
 			if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -70,8 +71,8 @@ networking:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	m.Acquire("m", "web-1", "tok")
-	m.Acquire("m", "web-1", "tok") // counted
+	m.Acquire("m", "web-1", "tok", trace.SpanContext{})
+	m.Acquire("m", "web-1", "tok", trace.SpanContext{}) // counted
 	wait("first certificate", 5*time.Second, func() bool { return count() >= 1 })
 	id, info := m.Identity("m", "web-1")
 	cert, err := tls.X509KeyPair(id.CertChainPEM, id.KeyPEM)

@@ -30,7 +30,9 @@ import (
 type Certs interface {
 	// Acquire starts keeping a certificate; token is the proxy's dataplane
 	// token, ca-service's proof of the workload.
-	Acquire(mesh, name, token string)
+	// cause is the reconcile span that asked for it: the first signing
+	// request continues that trace (renewals start their own).
+	Acquire(mesh, name, token string, cause trace.SpanContext)
 	Release(mesh, name string)
 	Get(mesh, name string) *meshview.Identity
 }
@@ -382,7 +384,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		bound = err == nil
 		r.noteBinding(id, err)
 	}
-	r.syncCerts(id, mtls && dp != nil && bound, cred)
+	r.syncCerts(id, mtls && dp != nil && bound, cred, rspan.SpanContext())
 	var identity *meshview.Identity
 	if mtls {
 		identity = r.certs.Get(mesh, name)
@@ -488,7 +490,7 @@ func (r *Reconciler) noteBinding(id string, err error) {
 	p.bindingErr = msg
 }
 
-func (r *Reconciler) syncCerts(id string, want bool, cred *Credential) {
+func (r *Reconciler) syncCerts(id string, want bool, cred *Credential, cause trace.SpanContext) {
 	r.mu.Lock()
 	p := r.proxies[id]
 	if p == nil || p.certs == want {
@@ -503,7 +505,7 @@ func (r *Reconciler) syncCerts(id string, want bool, cred *Credential) {
 		if cred != nil {
 			tok = cred.Token
 		}
-		r.certs.Acquire(mesh, name, tok)
+		r.certs.Acquire(mesh, name, tok, cause)
 	} else {
 		r.certs.Release(mesh, name)
 	}

@@ -11,6 +11,7 @@ import (
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -22,9 +23,9 @@ import (
 
 type noCerts struct{}
 
-func (noCerts) Acquire(string, string, string)        {}
-func (noCerts) Release(string, string)                {}
-func (noCerts) Get(string, string) *meshview.Identity { return nil }
+func (noCerts) Acquire(string, string, string, trace.SpanContext) {}
+func (noCerts) Release(string, string)                            {}
+func (noCerts) Get(string, string) *meshview.Identity             { return nil }
 
 type counter struct {
 	mu  sync.Mutex

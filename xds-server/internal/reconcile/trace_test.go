@@ -5,11 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -142,4 +144,69 @@ func TestReconcileContinuesTheTraceOfTheWriteThatCausedIt(t *testing.T) {
 	if !linked {
 		t.Error("xds.Reconcile of a change is no longer linked to the stream")
 	}
+}
+
+// causeCerts records the cause each Acquire was given.
+type causeCerts struct {
+	noCerts
+	mu     sync.Mutex
+	causes []trace.SpanContext
+}
+
+func (c *causeCerts) Acquire(_, _, _ string, cause trace.SpanContext) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.causes = append(c.causes, cause)
+}
+
+func (c *causeCerts) first() (trace.SpanContext, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.causes) == 0 {
+		return trace.SpanContext{}, false
+	}
+	return c.causes[0], true
+}
+
+// TestCertificateRequestIsInTheReconcileTrace: in an mTLS mesh the
+// reconcile that first wants a proxy's certificate hands its own span to
+// the certificate manager, so the signing request (and ca-service's spans
+// for it) join the proxy's reconcile trace instead of a root of their own.
+func TestCertificateRequestIsInTheReconcileTrace(t *testing.T) {
+	st := store.New(etcdtest.Client(t, nil))
+	apply(t, st, "type: Mesh\nname: m\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n---"+dp("web-1", "web", ""))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { _ = tp.Shutdown(context.Background()) }()
+
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := model.New(st, log)
+	certs := &causeCerts{}
+	r := New(m, cache, certs, &counter{gen: map[string]int{}}, log)
+	r.SetTracerProvider(tp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Run(ctx) }()
+	go r.Run(ctx)
+	r.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
+
+	var cause trace.SpanContext
+	waitFor(t, "a certificate request", func() bool {
+		var ok bool
+		cause, ok = certs.first()
+		return ok
+	})
+	if !cause.IsValid() {
+		t.Fatal("the certificate was requested without the reconcile's span")
+	}
+	var reconcile sdktrace.ReadOnlySpan
+	waitFor(t, "the reconcile span that asked", func() bool {
+		for _, s := range rec.Ended() {
+			if s.Name() == "xds.Reconcile" && s.SpanContext().SpanID() == cause.SpanID() {
+				reconcile = s
+			}
+		}
+		return reconcile != nil
+	})
 }
