@@ -65,10 +65,17 @@ func TestModelFollowsStore(t *testing.T) {
 		}
 	}
 	put("type: Dataplane\nmesh: m\nname: b\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 80\n    tags:\n      weft.io/service: api\n")
-	wait(func() bool { return len(m.View("m").Dataplanes) == 2 })
-	mu.Lock()
-	last := changes[len(changes)-1]
-	mu.Unlock()
+	// The view changes first; the change reaches the channel's reader after.
+	lastChange := func(name string) (Change, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(changes) == 0 || changes[len(changes)-1].Name != name {
+			return Change{}, false
+		}
+		return changes[len(changes)-1], true
+	}
+	wait(func() bool { _, ok := lastChange("b"); return ok && len(m.View("m").Dataplanes) == 2 })
+	last, _ := lastChange("b")
 	if last.Type != resource.DataplaneType || last.Name != "b" || last.Old != nil || last.New == nil || last.Mesh != "m" {
 		t.Fatalf("change %+v", last)
 	}
@@ -80,15 +87,15 @@ func TestModelFollowsStore(t *testing.T) {
 	if err := st.Delete(ctx, resource.DataplaneType, "m", "a", 0); err != nil {
 		t.Fatal(err)
 	}
-	wait(func() bool { return len(m.View("m").Dataplanes) == 1 })
+	wait(func() bool { _, ok := lastChange("a"); return ok && len(m.View("m").Dataplanes) == 1 })
 	mu.Lock()
 	for _, c := range changes {
 		if c.Type == resource.DataplaneInsightType {
 			t.Errorf("insight change reported: %+v", c)
 		}
 	}
-	last = changes[len(changes)-1]
 	mu.Unlock()
+	last, _ = lastChange("a")
 	if last.Name != "a" || last.Old == nil || last.New != nil {
 		t.Fatalf("delete change %+v", last)
 	}
