@@ -325,10 +325,14 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-r.wake:
 		}
 		r.mu.Lock()
-		batch, causes := r.dirty, r.causes
+		batch := r.dirty
 		r.dirty = map[string]time.Time{}
-		if len(causes) > 0 {
-			r.causes = map[string]string{}
+		// Take the causes only when there are any (no allocation per
+		// batch otherwise); never keep a reference to r.causes itself,
+		// which Disconnect and OnChanges modify under r.mu.
+		var causes map[string]string
+		if len(r.causes) > 0 {
+			causes, r.causes = r.causes, map[string]string{}
 		}
 		r.mu.Unlock()
 		sem := make(chan struct{}, workers)
