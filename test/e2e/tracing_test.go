@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -141,21 +142,7 @@ func TestRESTWriteIsOneTraceWithEachServiceNamed(t *testing.T) {
 
 	put := func(path, body, traceparent string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+api.HTTPAddr()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		if traceparent != "" {
-			req.Header.Set("traceparent", traceparent)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, b)
-		}
+		restPut(ctx, t, api.HTTPAddr(), tok, path, body, traceparent, http.StatusCreated)
 	}
 	put("/meshes/default", `{"type":"Mesh","name":"default"}`, "")
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -245,4 +232,26 @@ func TestRESTWriteIsOneTraceWithEachServiceNamed(t *testing.T) {
 		t.Error("no span from ca-service was exported")
 	}
 	t.Logf("%d spans exported, %d in the REST trace, %d from ca-service", len(spans), len(trace), ca0)
+}
+
+// restPut PUTs a JSON body to the api-server at addr with a bearer token
+// (and a traceparent header when given), and fails the test unless the
+// answer's status is one of want.
+func restPut(ctx context.Context, t *testing.T, addr, token, path, body, traceparent string, want ...int) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+addr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	if traceparent != "" {
+		req.Header.Set("traceparent", traceparent)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !slices.Contains(want, resp.StatusCode) {
+		t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, b)
+	}
 }

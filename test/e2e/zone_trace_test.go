@@ -100,21 +100,7 @@ func TestPolicyPutOnGlobalIsOneTraceToTheZonesProxyPush(t *testing.T) {
 
 	put := func(path, body, traceparent string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+api.HTTPAddr()+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+admin)
-		req.Header.Set("Content-Type", "application/json")
-		if traceparent != "" {
-			req.Header.Set("traceparent", traceparent)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-			t.Fatalf("PUT %s: %d %s", path, resp.StatusCode, b)
-		}
+		restPut(ctx, t, api.HTTPAddr(), admin, path, body, traceparent, http.StatusCreated, http.StatusOK)
 	}
 	// mTLS on (the builtin CA's secret is made on global and synced), so
 	// permissions are enforced in the proxy's listeners.
