@@ -330,6 +330,15 @@ destinations:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Only what the stream subscribed to (listeners) was sent and counted.
+	if !strings.Contains(body, `weft_xds_pushes_total{type="Listener"}`) {
+		t.Error("metrics lack weft_xds_pushes_total for listeners")
+	}
+	for _, never := range []string{"Cluster", "ClusterLoadAssignment", "RouteConfiguration", "Secret"} {
+		if strings.Contains(body, `weft_xds_pushes_total{type="`+never+`"}`) {
+			t.Errorf("weft_xds_pushes_total counts %s responses the proxy never subscribed to", never)
+		}
+	}
 }
 
 func TestDeltaADS(t *testing.T) {
