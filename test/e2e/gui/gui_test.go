@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
@@ -291,6 +292,7 @@ type browserResult struct {
 	DataplanePageMs float64  `json:"dataplanePageMs"`
 	OfflineShownMs  int      `json:"offlineShownMs"`
 	CountText       string   `json:"countText"`
+	Resources       []string `json:"resources"`
 }
 
 // runBrowser runs browser/gui.mjs with a scenario; onWait answers each
@@ -442,4 +444,93 @@ func dataplane(mesh, name, service string) *resource.Resource {
 		Inbound: []*meshv1.Dataplane_Networking_Inbound{{Port: 10001, ServicePort: 8080,
 			Tags: map[string]string{resource.ServiceTag: service, "version": "v1"}}}}}
 	return dp
+}
+
+// TestGUIFirstPaint10kDataplanes measures, in Chromium, the first paint
+// and the first full dataplane page of a signed-in tab against a
+// standalone control plane holding 10,000 dataplanes (half online). It
+// writes 10,000 resources to etcd, so it runs only with WEFT_GUI_BENCH=1;
+// the numbers are in bench/RESULTS.md.
+func TestGUIFirstPaint10kDataplanes(t *testing.T) {
+	if os.Getenv("WEFT_GUI_BENCH") == "" {
+		t.Skip("a measurement: set WEFT_GUI_BENCH=1 to run it")
+	}
+	b := needBrowser(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cp := apptest.Start(t, apptest.Options{}).Global
+	cfg := apiapp.Default()
+	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = cp.Client, cp.Keyring, slog.New(slog.DiscardHandler)
+	api, err := apiapp.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := api.IssueAdminToken(ctx, "admin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10000
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				name := fmt.Sprintf("svc-%03d-%05d", i%500, i)
+				if _, err := cp.Store.Create(ctx, dataplane("default", name, fmt.Sprint("svc-", i%500))); err != nil {
+					t.Error(err)
+				}
+				if i%2 == 0 {
+					ins := resource.New(resource.DataplaneInsightType, "default", name)
+					ins.Spec = &meshv1.DataplaneInsight{Subscriptions: []*meshv1.DiscoverySubscription{{Id: "1", ControlPlaneInstanceId: "xds-1", ConnectTime: timestamppb.Now()}}}
+					if _, err := cp.Store.Create(ctx, ins); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	t.Logf("wrote %d dataplanes in %v", n, time.Since(t0))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- api.Run(runCtx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	e := &env{ctx: ctx, global: api, globalTok: tok}
+	var page struct{ Total int }
+	t0 = time.Now()
+	apptest.Eventually(t, time.Minute, func() error { return e.guiGet(t, "/gui/api/dataplanes?size=1", &page) })
+	t.Logf("cold: the first GUI request (loading the views) answered in %v; total %d", time.Since(t0), page.Total)
+	if page.Total != n {
+		t.Fatalf("total %d, want %d", page.Total, n)
+	}
+	for run := 0; run < 3; run++ {
+		t0 := time.Now()
+		if err := e.guiGet(t, "/gui/api/dataplanes?mesh=default&size=50", &page); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("warm: a dataplane page answered in %v", time.Since(t0))
+	}
+	for run := 0; run < 5; run++ {
+		res := runBrowser(t, b, map[string]any{"mode": "firstpaint", "url": "http://" + api.HTTPAddr(), "token": tok, "mesh": "default", "outDir": artifacts(t)}, nil)
+		fcp := -1.0
+		if res.FirstPaintMs != nil {
+			fcp = *res.FirstPaintMs
+		}
+		t.Logf("run %d: first contentful paint %.0f ms, first dataplane page rendered at %.0f ms (%s)", run, fcp, res.DataplanePageMs, res.CountText)
+		t.Logf("run %d: requests: %s", run, strings.Join(res.Resources, "; "))
+		if !strings.HasPrefix(res.CountText, "10000 of 10000") {
+			t.Errorf("count %q", res.CountText)
+		}
+	}
 }

@@ -323,6 +323,7 @@ async function route() {
       // Keep what the reader opened (YAML, config dump) open across refreshes.
       const open = new Set([...body.querySelectorAll('details[open]')].map((d) => d.dataset.key));
       await page.refresh(body);
+      if (!performance.getEntriesByName('weft:first-content').length) performance.mark('weft:first-content');
       body.querySelectorAll('details').forEach((d) => { if (open.has(d.dataset.key)) d.open = true; });
       if (gen !== generation) return;
       live.textContent = 'updated ' + new Date().toLocaleTimeString();

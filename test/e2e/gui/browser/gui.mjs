@@ -52,10 +52,13 @@ try {
     await page.locator('#dp-count').waitFor();
     const t = await page.evaluate(() => {
       const fcp = performance.getEntriesByName('first-contentful-paint')[0];
-      return { fcp: fcp ? fcp.startTime : null, table: performance.now() };
+      const res = performance.getEntriesByType('resource').map((r) => `${r.name.replace(location.origin, '')} start ${r.startTime.toFixed(0)} took ${r.duration.toFixed(0)} ms`);
+      const content = performance.getEntriesByName('weft:first-content')[0];
+      return { fcp: fcp ? fcp.startTime : null, table: content ? content.startTime : null, res };
     });
     result.firstPaintMs = t.fcp;
     result.dataplanePageMs = t.table;
+    result.resources = t.res;
     result.countText = await page.locator('#dp-count').innerText();
     await shot(page, 'firstpaint-10k');
   } else {
