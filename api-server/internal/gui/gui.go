@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,7 +58,25 @@ type GUI struct {
 	start   chan struct{}
 	once    sync.Once
 	assets  http.Handler
+
+	// memo keeps recent answers by request while no view has changed:
+	// every open tab polls the same request every 2 s.
+	memoMu sync.Mutex
+	memo   map[string]memoEntry
 }
+
+type memoEntry struct {
+	revs []int64
+	at   time.Time
+	body []byte
+}
+
+// memoTTL bounds how long an answer is reused even without a change (the
+// overview's certificate-expiry problems depend on the time).
+const memoTTL = 10 * time.Second
+
+// maxMemo caps the remembered answers (all are dropped past it).
+const maxMemo = 256
 
 // New returns the GUI over a store's informers. Its Run must be running
 // for the API to answer.
@@ -76,7 +95,7 @@ func NewWithReaders(r Readers, cfg Config) *GUI {
 	if err != nil {
 		panic(err)
 	}
-	return &GUI{cfg: cfg, readers: r, start: make(chan struct{}), assets: http.FileServerFS(sub)}
+	return &GUI{cfg: cfg, readers: r, start: make(chan struct{}), assets: http.FileServerFS(sub), memo: map[string]memoEntry{}}
 }
 
 // Run keeps the views current from the first GUI API request until ctx
@@ -151,6 +170,13 @@ func (g *GUI) serveAPI(w http.ResponseWriter, r *http.Request, path string) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
+	key := path + "?" + r.URL.RawQuery
+	revs := g.revisions()
+	if body, ok := g.remembered(key, revs); ok {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+		return
+	}
 	var out any
 	switch {
 	case path == "overview":
@@ -201,8 +227,45 @@ func (g *GUI) serveAPI(w http.ResponseWriter, r *http.Request, path string) {
 		writeError(w, http.StatusNotFound, "no such GUI endpoint")
 		return
 	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	body = append(body, '\n')
+	g.remember(key, revs, body)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	_, _ = w.Write(body)
+}
+
+// revisions is every view's revision: an answer computed at these is
+// still current while they are unchanged (for at most memoTTL).
+func (g *GUI) revisions() []int64 {
+	all := g.readers.all()
+	revs := make([]int64, len(all))
+	for i, r := range all {
+		revs[i] = r.Revision()
+	}
+	return revs
+}
+
+func (g *GUI) remembered(key string, revs []int64) ([]byte, bool) {
+	g.memoMu.Lock()
+	defer g.memoMu.Unlock()
+	e, ok := g.memo[key]
+	if !ok || !slices.Equal(e.revs, revs) || time.Since(e.at) > memoTTL {
+		return nil, false
+	}
+	return e.body, true
+}
+
+func (g *GUI) remember(key string, revs []int64, body []byte) {
+	g.memoMu.Lock()
+	defer g.memoMu.Unlock()
+	if len(g.memo) >= maxMemo {
+		clear(g.memo)
+	}
+	g.memo[key] = memoEntry{revs: revs, at: time.Now(), body: body}
 }
 
 // waitSynced starts the views (once) and waits until every one is loaded.

@@ -346,3 +346,28 @@ func TestAPIWaitsForTheViewsAndLogsOnce(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Answers are reused while nothing changes and recomputed after a change.
+func TestAnswersFollowChanges(t *testing.T) {
+	f := world(t)
+	srv, keys := server_(t, f)
+	viewer := token.Claims{Kind: token.KindUser}
+	viewer.Subject = "viewer"
+	tok := issue(t, keys, viewer)
+	total := func() int {
+		t.Helper()
+		code, _, body := get(t, srv.URL+"/gui/api/dataplanes?status=online", tok)
+		var p gui.DataplanePage
+		if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil {
+			t.Fatalf("%d %s (%v)", code, body, err)
+		}
+		return p.Matched
+	}
+	if a, b := total(), total(); a != 16 || b != 16 {
+		t.Fatalf("online %d then %d, want 16", a, b)
+	}
+	f.insights.Delete("default", "web-00")
+	if n := total(); n != 15 {
+		t.Errorf("after web-00 went offline: %d online, want 15", n)
+	}
+}

@@ -263,8 +263,13 @@ func (e *env) connect(t *testing.T, mesh, name string, services ...string) (canc
 // guiGet reads a GUI API endpoint on global as admin.
 func (e *env) guiGet(t *testing.T, path string, out any) error {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(e.ctx, http.MethodGet, "http://"+e.global.HTTPAddr()+path, nil)
-	req.Header.Set("Authorization", "Bearer "+e.globalTok)
+	return e.guiGetOn(t, e.global.HTTPAddr(), e.globalTok, path, out)
+}
+
+func (e *env) guiGetOn(t *testing.T, addr, tok, path string, out any) error {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(e.ctx, http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
@@ -406,6 +411,24 @@ func TestGUIInChromium(t *testing.T) {
 	shots, _ := filepath.Glob(filepath.Join(out, "*.png"))
 	if len(shots) < 8 {
 		t.Errorf("screenshots: %v, want 8", shots)
+	}
+
+	// The zone's GUI shows the zone's view: its own dataplanes under their
+	// own names, global's meshes.
+	var zo struct {
+		Mode, Zone string
+		Meshes     []struct{ Name string }
+		Dataplanes struct{ Total, Offline int }
+	}
+	if err := e.guiGetOn(t, za, e.zoneTok, "/gui/api/overview", &zo); err != nil {
+		t.Fatal(err)
+	}
+	if zo.Mode != "zone" || zo.Zone != "zone-1" || len(zo.Meshes) != 2 || zo.Dataplanes.Total != 2 {
+		t.Errorf("zone overview: %+v", zo)
+	}
+	var zdp struct{ Name, Zone string }
+	if err := e.guiGetOn(t, za, e.zoneTok, "/gui/api/meshes/shop/dataplanes/web-1", &zdp); err != nil || zdp.Zone != "zone-1" {
+		t.Errorf("zone dataplane web-1: %+v %v", zdp, err)
 	}
 
 	// No token in global's logs or spans (the sign-in link's included).
