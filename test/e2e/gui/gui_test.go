@@ -447,7 +447,7 @@ func TestGUIInChromium(t *testing.T) {
 	var attrs []string
 	for _, s := range e.spans.Ended() {
 		for _, a := range s.Attributes() {
-			attrs = append(attrs, string(a.Key)+"="+a.Value.Emit())
+			attrs = append(attrs, string(a.Key)+"="+a.Value.String())
 		}
 	}
 	if len(attrs) == 0 {
