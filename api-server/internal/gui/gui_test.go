@@ -371,3 +371,21 @@ func TestAnswersFollowChanges(t *testing.T) {
 		t.Errorf("after web-00 went offline: %d online, want 15", n)
 	}
 }
+
+// Metric route labels are the patterns docs/gui.md lists, never raw paths.
+func TestRouteLabelIsBounded(t *testing.T) {
+	for path, want := range map[string]string{
+		"/gui/":                                "/gui/",
+		"/gui/app.js":                          "/gui/",
+		"/gui/api/overview":                    "/gui/api/overview",
+		"/gui/api/zones":                       "/gui/api/zones",
+		"/gui/api/dataplanes":                  "/gui/api/dataplanes",
+		"/gui/api/meshes/m1/services":          "/gui/api/meshes/{mesh}/services",
+		"/gui/api/meshes/m1/dataplanes/web-1":  "/gui/api/meshes/{mesh}/dataplanes/{name}",
+		"/gui/api/" + strings.Repeat("x", 100): "/gui/api/{unknown}",
+	} {
+		if got := gui.RouteLabel(path); got != want {
+			t.Errorf("RouteLabel(%.40q) = %q, want %q", path, got, want)
+		}
+	}
+}
