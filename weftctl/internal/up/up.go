@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -441,6 +442,7 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 		fmt.Fprintf(w, "\n  %s (%s)\n", ep.Name, ep.Mode)
 		fmt.Fprintf(w, "    REST API      %s\n", ep.APIURL)
 		fmt.Fprintf(w, "    gRPC API      %s\n", ep.GRPCAddress)
+		fmt.Fprintf(w, "    web GUI       %s/gui/\n", ep.APIURL)
 		for _, kv := range [][2]string{{"xDS (ADS)", ep.XDSAddress}, {"CA", ep.CAAddress}, {"DNS", ep.DNSAddress},
 			{"zone-sync", ep.ZoneSyncAddress}, {"ingress", ep.IngressAddress}} {
 			if kv[1] != "" {
@@ -450,6 +452,8 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 	}
 	fmt.Fprintf(w, "\nAdmin token (also in %s and your weftctl config):\n  %s\n", file, eps.ControlPlanes[0].AdminToken)
 	fmt.Fprintf(w, "\nTry:  curl -H \"Authorization: Bearer $(jq -r '.controlPlanes[0].adminToken' %s)\" %s/meshes\n", file, eps.ControlPlanes[0].APIURL)
+	fmt.Fprintf(w, "\nWeb GUI sign-in link (stores the token in that browser tab and removes it from the address bar):\n  %s/gui/?token=%s\n",
+		eps.ControlPlanes[0].APIURL, url.QueryEscape(eps.ControlPlanes[0].AdminToken))
 	fmt.Fprintln(w, "Ctrl-C stops everything; data is kept.")
 }
 
