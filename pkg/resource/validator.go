@@ -12,6 +12,45 @@ import (
 type Cause struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Line is the 1-based line of the YAML (or JSON) document the problem
+	// is on, when the cause comes from decoding a document; 0 otherwise.
+	Line int `json:"line,omitempty"`
+}
+
+// Description is the message with the line leading it ("line 3: ..."):
+// how a cause travels in a gRPC BadRequest field violation, which has no
+// line of its own. CauseFromDescription reads it back.
+func (c Cause) Description() string {
+	if c.Line > 0 {
+		return "line " + strconv.Itoa(c.Line) + ": " + c.Message
+	}
+	return c.Message
+}
+
+// CauseFromDescription is the cause of a field violation made with
+// Description.
+func CauseFromDescription(field, desc string) Cause {
+	c := Cause{Field: field, Message: desc}
+	if rest, ok := strings.CutPrefix(desc, "line "); ok {
+		if num, msg, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil && n > 0 {
+				c.Line, c.Message = n, msg
+			}
+		}
+	}
+	return c
+}
+
+// String formats a cause as "field: message" with its line when known.
+func (c Cause) String() string {
+	s := c.Message
+	if c.Field != "" {
+		s = c.Field + ": " + s
+	}
+	if c.Line > 0 {
+		s = "line " + strconv.Itoa(c.Line) + ": " + s
+	}
+	return s
 }
 
 // ValidationError lists every problem found in a resource at once.
@@ -20,15 +59,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Causes))
-	for i, c := range e.Causes {
-		if c.Field == "" {
-			parts[i] = c.Message
-		} else {
-			parts[i] = c.Field + ": " + c.Message
-		}
-	}
-	return "invalid resource: " + strings.Join(parts, "; ")
+	return "invalid resource: " + joinCauses(e.Causes)
 }
 
 // Validator collects causes under a field path.
@@ -62,6 +93,19 @@ func (v *Validator) Key(k string) *Validator {
 // Addf records a problem at this validator's path.
 func (v *Validator) Addf(format string, args ...any) {
 	*v.causes = append(*v.causes, Cause{Field: v.path, Message: fmt.Sprintf(format, args...)})
+}
+
+// addLine records a problem at this validator's path, on a document line.
+func (v *Validator) addLine(line int, format string, args ...any) {
+	*v.causes = append(*v.causes, Cause{Field: v.path, Message: fmt.Sprintf(format, args...), Line: line})
+}
+
+func joinCauses(causes []Cause) string {
+	parts := make([]string, len(causes))
+	for i, c := range causes {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Err returns the collected problems, or nil.
