@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,8 @@ var (
 	nameRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	labelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	tagKey  = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$`)
+	// tagValue is Kuma's character set for tag values.
+	tagValue = regexp.MustCompile(`^[A-Za-z0-9.\-_:]+$`)
 )
 
 // CheckName validates a resource name: lowercase DNS-compatible, ≤ 253.
@@ -189,23 +192,51 @@ func checkDuration(v *Validator, s string) {
 }
 
 func checkTags(v *Validator, tags map[string]string, allowWildcard bool) {
-	for k, val := range tags {
+	for _, k := range sortedKeys(tags) {
+		val := tags[k]
 		kv := v.Key(k)
-		if !tagKey.MatchString(k) || len(k) > 253 {
-			kv.Addf("tag name %q is not valid", k)
-		}
-		if val == "" {
+		switch {
+		case strings.HasPrefix(k, kumaTagPrefix):
+			kv.Addf("%s tags are Kuma's: write %s%s (weftctl apply --from-kuma rewrites them)", kumaTagPrefix, weftTagPrefix, strings.TrimPrefix(k, kumaTagPrefix))
+			continue
+		case !tagKey.MatchString(k) || len(k) > 253:
+			kv.Addf("tag name %q is not valid: letters, digits, '.', '-', '_' and '/', starting and ending with a letter or digit", k)
+			continue
+		case val == "":
 			kv.Addf("tag value must not be empty")
+			continue
+		case val == "*":
+			if !allowWildcard {
+				kv.Addf("wildcard is not allowed here")
+			}
+			continue
+		case len(val) > 253 || !tagValue.MatchString(val):
+			kv.Addf("tag value %q must consist of letters, digits, '.', '-', '_' and ':'", val)
+			continue
 		}
-		if val == "*" && !allowWildcard {
-			kv.Addf("wildcard is not allowed here")
-		}
-		if k == ServiceTag && val != "*" && !IsLabel(val) {
+		if k == ServiceTag && !IsLabel(val) {
 			kv.Addf("service name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", val)
 		}
-		if k == ProtocolTag && !validProtocols[val] && !(allowWildcard && val == "*") {
+		if k == ProtocolTag && !validProtocols[val] {
 			kv.Addf("protocol %q is not one of tcp, http, http2, grpc", val)
 		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkServiceTag reports a missing weft.io/service tag (an empty or Kuma
+// one is checkTags' to report: one problem, one cause).
+func checkServiceTag(v *Validator, tags map[string]string) {
+	if _, ok := tags[ServiceTag]; !ok && tags[kumaTagPrefix+"service"] == "" {
+		v.Key(ServiceTag).Addf("tag is required")
 	}
 }
 

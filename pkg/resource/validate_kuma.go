@@ -1,0 +1,104 @@
+package resource
+
+import (
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+)
+
+// ProxyTemplateProfiles are the profiles a ProxyTemplate may import: the
+// configuration Weft generates for a proxy ("default-proxy", Kuma's name
+// for it).
+var ProxyTemplateProfiles = map[string]bool{"default-proxy": true}
+
+// modOperations are the operations of each ProxyTemplate modification type.
+var modOperations = map[string][]string{
+	"cluster":       {"add", "patch", "remove"},
+	"listener":      {"add", "patch", "remove"},
+	"networkFilter": {"addFirst", "addLast", "addBefore", "addAfter", "patch", "remove"},
+	"httpFilter":    {"addFirst", "addLast", "addBefore", "addAfter", "patch", "remove"},
+	"virtualHost":   {"add", "patch", "remove"},
+}
+
+func validateProxyTemplate(p *meshv1.ProxyTemplate, v *Validator) {
+	// No selectors: the template applies to every proxy of the mesh.
+	checkSelectors(v.Field("selectors"), p.GetSelectors(), false)
+	c := v.Field("conf")
+	for i, imp := range p.GetConf().GetImports() {
+		if !ProxyTemplateProfiles[imp] {
+			c.Field("imports").Index(i).Addf("profile %q not found. Available profiles: default-proxy", imp)
+		}
+	}
+	for i, r := range p.GetConf().GetResources() {
+		rv := c.Field("resources").Index(i)
+		if r.GetName() == "" {
+			rv.Field("name").Addf("cannot be empty")
+		}
+		if r.GetVersion() == "" {
+			rv.Field("version").Addf("cannot be empty")
+		}
+		if r.GetResource() == "" {
+			rv.Field("resource").Addf("cannot be empty")
+		} else if msg := checkEnvoyResource(r.GetResource()); msg != "" {
+			rv.Field("resource").Addf("%s", msg)
+		}
+	}
+	for i, mod := range p.GetConf().GetModifications() {
+		mv := c.Field("modifications").Index(i)
+		ops, ok := modOperations[mod.GetType()]
+		if !ok {
+			mv.Addf("must have one of cluster, listener, networkFilter, httpFilter, virtualHost")
+			continue
+		}
+		tv := mv.Field(mod.GetType())
+		known := false
+		for _, op := range ops {
+			known = known || op == mod.GetOperation()
+		}
+		if !known {
+			tv.Field("operation").Addf("invalid operation %q: must be one of %s", mod.GetOperation(), strings.Join(ops, ", "))
+			continue
+		}
+		switch op := mod.GetOperation(); {
+		case op == "remove":
+		case mod.GetValue() == "":
+			tv.Field("value").Addf("cannot be empty")
+		case op != "patch" && mod.GetType() != "networkFilter" && mod.GetType() != "httpFilter":
+			if msg := checkYAMLObject(mod.GetValue()); msg != "" {
+				tv.Field("value").Addf("%s", msg)
+			}
+		}
+		if (mod.GetOperation() == "addBefore" || mod.GetOperation() == "addAfter") && mod.GetMatch().GetName() == "" {
+			tv.Field("match").Field("name").Addf("cannot be empty: %s needs the filter to add it next to", mod.GetOperation())
+		}
+		switch mod.GetMatch().GetOrigin() {
+		case "", "inbound", "outbound", "prometheus", "transparent", "ingress", "direct-access", "admin", "gateway":
+		default:
+			tv.Field("match").Field("origin").Addf("unknown origin %q", mod.GetMatch().GetOrigin())
+		}
+	}
+}
+
+// checkEnvoyResource checks a raw resource: a YAML or JSON object whose
+// '@type' names an Envoy resource.
+func checkEnvoyResource(s string) string {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return "must be an Envoy resource in YAML or JSON (an object with '@type')"
+	}
+	t, _ := m["@type"].(string)
+	if !strings.HasPrefix(t, "type.googleapis.com/envoy.") {
+		return "must be an Envoy resource: '@type' must name one (type.googleapis.com/envoy.config.cluster.v3.Cluster, ...)"
+	}
+	return ""
+}
+
+func checkYAMLObject(s string) string {
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return "must be a YAML or JSON object"
+	}
+	return ""
+}
