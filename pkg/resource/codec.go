@@ -211,9 +211,14 @@ func (o *DecodeOptions) decodeTree(n *node, want *Type) (*Resource, []Cause) {
 			spec.vals = append(spec.vals, n.vals[i])
 		}
 	}
+	before := t
 	t = normaliseKuma(t, meta, spec, v)
 	if want != nil && t != want {
-		v.Field("type").addLine(typeNode.line, "is %s, expected %s", t.Name, want.Name)
+		line := n.line
+		if typeNode != nil {
+			line = typeNode.line
+		}
+		v.Field("type").addLine(line, "a Kuma %s with networking.ingress is a %s in Weft, expected %s: write it to %s", before.Name, t.Name, want.Name, t.Collection)
 	}
 	meta.Type = t.Name
 	msg := t.NewSpec()

@@ -28,7 +28,7 @@ func normaliseKuma(t *Type, meta *meshv1.Meta, spec *node, v *Validator) *Type {
 		if ing := spec.get("networking").get("ingress"); ing != nil {
 			return ingressDataplane(meta, spec, v)
 		}
-		normaliseDataplane(spec)
+		normaliseDataplane(spec, v)
 	case ZoneType:
 		// Kuma 0.7 Zone: ingress.address, the zone's ingress as global
 		// dials it. Weft learns ingresses from the zones' ZoneIngress
@@ -160,7 +160,15 @@ func normaliseMesh(spec *node, v *Validator) {
 	}
 	if tr := spec.get("tracing"); tr.isObject() {
 		eachItem(tr.get("backends"), func(i int, b *node) {
-			liftConf(b, "", nil, v.Field("tracing").Field("backends").Index(i))
+			bv := v.Field("tracing").Field("backends").Index(i)
+			if t := b.get("type"); t != nil && t.kind == kindString && t.text != "zipkin" && t.text != "otel" {
+				// Kuma's datadog backend (conf.address, conf.port):
+				// one cause for the type, not one per field it brings.
+				bv.Field("type").addLine(t.line, "%q is not supported: must be zipkin or otel (send to Datadog through an OpenTelemetry collector)", t.text)
+				b.del("conf")
+				return
+			}
+			liftConf(b, "", nil, bv)
 		})
 	}
 	if mt := spec.get("metrics"); mt.isObject() {
@@ -170,14 +178,18 @@ func normaliseMesh(spec *node, v *Validator) {
 	}
 }
 
-func normaliseDataplane(spec *node) {
+func normaliseDataplane(spec *node, v *Validator) {
 	net := spec.get("networking")
 	if !net.isObject() {
 		return
 	}
 	// Kuma 0.6: an outbound names its service directly.
-	eachItem(net.get("outbound"), func(_ int, out *node) {
+	eachItem(net.get("outbound"), func(i int, out *node) {
 		if svc := out.del("service"); svc != nil {
+			if svc.kind == kindString && svc.text == "" {
+				v.Field("networking").Field("outbound").Index(i).Field("service").addLine(svc.line, "cannot be empty")
+				return
+			}
 			tags := out.get("tags")
 			if !tags.isObject() {
 				tags = obj(svc.line)
@@ -188,6 +200,10 @@ func normaliseDataplane(spec *node) {
 			}
 		}
 	})
+	// Kuma 1.x gateway types are enum names (DELEGATED, BUILTIN).
+	if typ := net.get("gateway").get("type"); typ != nil && typ.kind == kindString {
+		typ.text = strings.ToLower(typ.text)
+	}
 	// Kuma 1.x service probes are run by Kuma's own data plane agent; Weft
 	// reads inbound health from the workload's readiness (health.ready).
 	eachItem(net.get("inbound"), func(_ int, in *node) { dropKeys(in, "serviceProbe") })
@@ -276,11 +292,13 @@ func normaliseTrafficRoute(spec *node, v *Validator) {
 		cv := v.Field("conf").Field("loadBalancer")
 		if len(lb.keys) != 1 {
 			cv.addLine(lb.line, "must have exactly one of roundRobin, leastRequest, random, ringHash, maglev")
+			conf.del("loadBalancer")
 			return
 		}
 		typ, ok := kumaLoadBalancers[lb.keys[0]]
 		if !ok {
 			cv.Field(lb.keys[0]).addLine(lb.vals[0].line, "unknown load balancer: must be one of roundRobin, leastRequest, random, ringHash, maglev")
+			conf.del("loadBalancer")
 			return
 		}
 		// Kuma's tuning (leastRequest.choiceCount, ringHash.hashFunction

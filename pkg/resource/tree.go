@@ -107,12 +107,28 @@ func (n *node) rename(from, to string) bool {
 
 func (n *node) isObject() bool { return n != nil && n.kind == kindObject }
 
+// maxDepth bounds how deeply values nest.
+const maxDepth = 64
+
+// yamlReader converts a parsed YAML document within the bounds.
+type yamlReader struct {
+	budget    int
+	depth     int
+	expanding map[*yaml.Node]bool
+}
+
 // treeFromYAML converts a parsed YAML document.
-func treeFromYAML(y *yaml.Node, budget *int) (*node, error) {
-	*budget--
-	if *budget < 0 {
+func treeFromYAML(y *yaml.Node, r *yamlReader) (*node, error) {
+	r.budget--
+	if r.budget < 0 {
 		return nil, fmt.Errorf("the document expands to more than %d values", maxNodes)
 	}
+	r.depth++
+	defer func() { r.depth-- }()
+	if r.depth > maxDepth {
+		return nil, fmt.Errorf("line %d: values nest more than %d levels deep", y.Line, maxDepth)
+	}
+	budget := r
 	switch y.Kind {
 	case yaml.DocumentNode:
 		if len(y.Content) == 0 {
@@ -123,6 +139,11 @@ func treeFromYAML(y *yaml.Node, budget *int) (*node, error) {
 		if y.Alias == nil {
 			return nil, fmt.Errorf("line %d: unknown alias", y.Line)
 		}
+		if r.expanding[y.Alias] {
+			return nil, fmt.Errorf("line %d: alias *%s refers to itself", y.Line, y.Value)
+		}
+		r.expanding[y.Alias] = true
+		defer delete(r.expanding, y.Alias)
 		n, err := treeFromYAML(y.Alias, budget)
 		if err != nil {
 			return nil, err
@@ -189,7 +210,11 @@ func treeFromYAML(y *yaml.Node, budget *int) (*node, error) {
 			if err := y.Decode(&f); err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 				return nil, fmt.Errorf("line %d: %q is not a finite number", y.Line, y.Value)
 			}
-			return &node{kind: kindNumber, text: strconv.FormatFloat(f, 'g', -1, 64), line: y.Line}, nil
+			text := y.Value // as written ("1.0"), when JSON can carry it so
+			if !json.Valid([]byte(text)) {
+				text = strconv.FormatFloat(f, 'g', -1, 64)
+			}
+			return &node{kind: kindNumber, text: text, line: y.Line}, nil
 		default:
 			return str(y.Value, y.Line), nil
 		}
@@ -203,8 +228,7 @@ func parseYAML(doc []byte) (*node, error) {
 	if err := yaml.Unmarshal(doc, &y); err != nil {
 		return nil, errors.New(cleanYAMLError(err))
 	}
-	budget := maxNodes
-	return treeFromYAML(&y, &budget)
+	return treeFromYAML(&y, &yamlReader{budget: maxNodes, expanding: map[*yaml.Node]bool{}})
 }
 
 func cleanYAMLError(err error) string {

@@ -172,13 +172,16 @@ func checkInteger(v *Validator, n *node, k protoreflect.Kind) {
 		_, err = strconv.ParseUint(text, 10, bits)
 	}
 	if err != nil {
+		_, ferr := strconv.ParseFloat(text, 64)
 		switch {
+		case ferr != nil:
+			v.addLine(n.line, "must be an integer, not %q", n.text)
 		case !signed && strings.HasPrefix(text, "-"):
 			v.addLine(n.line, "must not be negative")
 		case strings.ContainsAny(text, ".eE"):
 			v.addLine(n.line, "must be a whole number, not %s", n.text)
 		default:
-			v.addLine(n.line, "%q is not an integer in range", n.text)
+			v.addLine(n.line, "%s is out of range for a %d-bit integer", n.text, bits)
 		}
 		return
 	}

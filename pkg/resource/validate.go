@@ -90,6 +90,7 @@ func attachValidators() {
 				c.Field("http").Field("expectedStatuses").Index(i).Addf("must be in 100..599")
 			}
 		}
+		validateHealthCheckExtras(c, conf)
 	}
 	CircuitBreakerType.validate = func(m proto.Message, v *Validator) {
 		p := m.(*meshv1.CircuitBreaker)
@@ -104,6 +105,7 @@ func attachValidators() {
 		if p.GetConf().GetMaxEjectionPercent() > 100 {
 			c.Field("maxEjectionPercent").Addf("must be in 0..100")
 		}
+		validateDetectorExtras(c, p.GetConf().GetDetectors())
 	}
 	FaultInjectionType.validate = func(m proto.Message, v *Validator) {
 		p := m.(*meshv1.FaultInjection)
@@ -526,7 +528,7 @@ func validateTrafficRoute(p *meshv1.TrafficRoute, v *Validator) {
 	}
 	checkSplit(c.Field("split"), conf.GetSplit())
 	if len(conf.GetDestination()) > 0 {
-		checkDestination(c.Field("destination"), conf.GetDestination())
+		checkRouteDestination(c.Field("destination"), conf.GetDestination())
 	}
 	switch conf.GetLoadBalancer().GetType() {
 	case "", "round_robin", "least_request", "random", "ring_hash", "maglev":
@@ -545,6 +547,7 @@ func validateTrafficRoute(p *meshv1.TrafficRoute, v *Validator) {
 		if len(h.GetDestination()) > 0 {
 			checkDestination(hv.Field("destination"), h.GetDestination())
 		}
+		validateModify(hv.Field("modify"), h)
 	}
 }
 
@@ -562,4 +565,21 @@ func checkSplit(v *Validator, split []*meshv1.TrafficRoute_Split) {
 func checkDestination(v *Validator, d map[string]string) {
 	checkServiceTag(v, d)
 	checkTags(v, d, false)
+}
+
+// checkRouteDestination checks conf.destination, where weft.io/service "*"
+// means the service the request was for (Kuma's default route,
+// route-all-default, is written so).
+func checkRouteDestination(v *Validator, d map[string]string) {
+	if d[ServiceTag] != "*" {
+		checkDestination(v, d)
+		return
+	}
+	rest := make(map[string]string, len(d))
+	for k, val := range d {
+		if k != ServiceTag {
+			rest[k] = val
+		}
+	}
+	checkTags(v, rest, false)
 }

@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"regexp"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -101,4 +102,93 @@ func checkYAMLObject(s string) string {
 		return "must be a YAML or JSON object"
 	}
 	return ""
+}
+
+// validateHealthCheckExtras checks the Kuma 1.x HealthCheck fields.
+func validateHealthCheckExtras(c *Validator, conf *meshv1.HealthCheck_Conf) {
+	checkDuration(c.Field("initialJitter"), conf.GetInitialJitter())
+	checkDuration(c.Field("intervalJitter"), conf.GetIntervalJitter())
+	checkDuration(c.Field("noTrafficInterval"), conf.GetNoTrafficInterval())
+	if conf.GetIntervalJitterPercent() > 100 {
+		c.Field("intervalJitterPercent").Addf("must be in 0..100")
+	}
+	if t := conf.GetHealthyPanicThreshold(); t != nil {
+		checkPercentage(c.Field("healthyPanicThreshold"), t.GetValue())
+	}
+	for i, h := range conf.GetHttp().GetRequestHeadersToAdd() {
+		if h.GetHeader().GetKey() == "" {
+			c.Field("http").Field("requestHeadersToAdd").Index(i).Field("header").Field("key").Addf("cannot be empty")
+		}
+	}
+}
+
+// validateDetectorExtras checks the decimal standard deviation factor and
+// the failure detector.
+func validateDetectorExtras(c *Validator, d *meshv1.CircuitBreaker_Conf_Detectors) {
+	if d.GetStandardDeviation().GetFactor() < 0 {
+		c.Field("detectors").Field("standardDeviation").Field("factor").Addf("must not be negative")
+	}
+	if d.GetFailure().GetThreshold() > 100 {
+		c.Field("detectors").Field("failure").Field("threshold").Addf("must be in 0..100")
+	}
+}
+
+// validateModify checks a TrafficRoute http[].modify.
+func validateModify(v *Validator, h *meshv1.TrafficRoute_Http) {
+	m := h.GetModify()
+	if m == nil {
+		return
+	}
+	if p := m.GetPath(); p != nil {
+		pv := v.Field("path")
+		switch t := p.GetType().(type) {
+		case *meshv1.TrafficRoute_Http_Modify_Path_RewritePrefix:
+			if !strings.HasPrefix(t.RewritePrefix, "/") {
+				pv.Field("rewritePrefix").Addf("must start with /")
+			}
+			if h.GetMatch().GetPath().GetPrefix() == "" {
+				pv.Field("rewritePrefix").Addf("can only be set when match.path.prefix is specified")
+			}
+		case *meshv1.TrafficRoute_Http_Modify_Path_Regex:
+			checkRegex(pv.Field("regex"), t.Regex)
+		default:
+			pv.Addf("must have one of rewritePrefix, regex")
+		}
+	}
+	if host := m.GetHost(); host != nil {
+		hv := v.Field("host")
+		switch t := host.GetType().(type) {
+		case *meshv1.TrafficRoute_Http_Modify_Host_Value:
+			if t.Value == "" {
+				hv.Field("value").Addf("cannot be empty")
+			}
+		case *meshv1.TrafficRoute_Http_Modify_Host_FromPath:
+			checkRegex(hv.Field("fromPath"), t.FromPath)
+		default:
+			hv.Addf("must have one of value, fromPath")
+		}
+	}
+	for _, hs := range []struct {
+		name string
+		h    *meshv1.TrafficRoute_Http_Modify_Headers
+	}{{"requestHeaders", m.GetRequestHeaders()}, {"responseHeaders", m.GetResponseHeaders()}} {
+		for i, a := range hs.h.GetAdd() {
+			if a.GetName() == "" {
+				v.Field(hs.name).Field("add").Index(i).Field("name").Addf("cannot be empty")
+			}
+		}
+		for i, r := range hs.h.GetRemove() {
+			if r.GetName() == "" {
+				v.Field(hs.name).Field("remove").Index(i).Field("name").Addf("cannot be empty")
+			}
+		}
+	}
+}
+
+func checkRegex(v *Validator, r *meshv1.TrafficRoute_Http_Modify_Regex) {
+	if r.GetPattern() == "" {
+		v.Field("pattern").Addf("cannot be empty")
+	} else if _, err := regexp.Compile(r.GetPattern()); err != nil {
+		v.Field("pattern").Addf("is not a valid regular expression: %v", err)
+	}
 }

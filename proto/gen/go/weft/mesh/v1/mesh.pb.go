@@ -936,7 +936,7 @@ type Metrics_Backend struct {
 	Tags map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Serve metrics in plaintext even when the mesh has mTLS (Kuma's
 	// conf.skipMTLS).
-	SkipMtls      bool `protobuf:"varint,6,opt,name=skip_mtls,json=skipMtls,proto3" json:"skip_mtls,omitempty"`
+	SkipMtls      bool `protobuf:"varint,6,opt,name=skip_mtls,json=skipMTLS,proto3" json:"skip_mtls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1087,7 +1087,7 @@ const file_weft_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12;\n" +
 	"\x04tags\x18\x05 \x03(\v2'.weft.mesh.v1.Metrics.Backend.TagsEntryR\x04tags\x12\x1b\n" +
-	"\tskip_mtls\x18\x06 \x01(\bR\bskipMtls\x1a7\n" +
+	"\tskip_mtls\x18\x06 \x01(\bR\bskipMTLS\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B;Z9github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1;meshv1b\x06proto3"
