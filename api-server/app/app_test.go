@@ -219,13 +219,44 @@ func TestPagination(t *testing.T) {
 			t.Fatalf("total: %s", r.raw)
 		}
 		seen += len(r.body["items"].([]any))
-		path = r.body["next"].(string)
+		// Like Kuma: the next page's full URL, or null on the last page.
+		next, ok := r.body["next"].(string)
+		if !ok {
+			if r.body["next"] != nil {
+				t.Fatalf("next is neither a URL nor null: %s", r.raw)
+			}
+			break
+		}
+		if !strings.HasPrefix(next, c.base+"/meshes/default/dataplanes?") {
+			t.Fatalf("next %q is not a full URL on %s", next, c.base)
+		}
+		path = strings.TrimPrefix(next, c.base)
 		if pages > 5 {
 			t.Fatal("pagination does not end")
 		}
 	}
 	if seen != 7 {
 		t.Fatalf("saw %d of 7", seen)
+	}
+}
+
+// Kuma's path for zone ingresses, /zone-ingresses, is an alias of
+// /zoneingresses.
+func TestZoneIngressesAlias(t *testing.T) {
+	c := start(t, "standalone", "")
+	zi := `{"type":"ZoneIngress","networking":{"address":"10.0.0.9","port":10001}}`
+	c.must("PUT", "/zone-ingresses/zi-1", zi, 201)
+	got := c.must("GET", "/zoneingresses/zi-1", "", 200)
+	if got.body["name"] != "zi-1" {
+		t.Fatalf("get: %s", got.raw)
+	}
+	list := c.must("GET", "/zone-ingresses", "", 200)
+	if list.body["total"].(float64) != 1 || list.body["next"] != nil {
+		t.Fatalf("list: %s", list.raw)
+	}
+	c.must("DELETE", "/zone-ingresses/zi-1", "", 200)
+	if r := c.do("GET", "/zoneingresses/zi-1", c.admin, ""); r.code != 404 {
+		t.Fatalf("after delete: %d %s", r.code, r.raw)
 	}
 }
 
