@@ -162,6 +162,8 @@ func (o *DecodeOptions) decodeTree(n *node, want *Type) (*Resource, []Cause) {
 	if typeName := str("type"); typeName != "" {
 		found, ok := ByName(typeName)
 		switch {
+		case !ok && KumaOnlyTypes[typeName] != "":
+			v.Field("type").addLine(typeNode.line, "%s is a Kuma type Weft does not support: %s (docs/kuma-compatibility.md)", typeName, KumaOnlyTypes[typeName])
 		case !ok:
 			v.Field("type").addLine(typeNode.line, "unknown type %q", typeName)
 		case want != nil && found != want && !(found == DataplaneType && want == ZoneIngressType):

@@ -17,6 +17,22 @@ const (
 	weftTagPrefix = "weft.io/"
 )
 
+// KumaOnlyTypes are Kuma's universal types Weft does not have, with what
+// to use instead.
+var KumaOnlyTypes = map[string]string{
+	"ExternalService":       "run a Dataplane (or a gateway Dataplane) in front of the external service",
+	"RateLimit":             "rate limits are not implemented yet",
+	"MeshGateway":           "use a Dataplane with networking.gateway (type builtin)",
+	"MeshGatewayRoute":      "route with TrafficRoute on the gateway's service",
+	"VirtualOutbound":       "services are reached as <service>.mesh through dns-server",
+	"ZoneEgress":            "egress is not implemented yet",
+	"ZoneIngressInsight":    "the control plane writes insights; read them with weftctl inspect",
+	"ZoneEgressInsight":     "egress is not implemented yet",
+	"ServiceInsight":        "read services with weftctl inspect",
+	"MeshInsight":           "read meshes with weftctl inspect",
+	"MeshTrafficPermission": "Kuma 2.x policies are not supported; use TrafficPermission",
+}
+
 // normaliseKuma rewrites the Kuma shapes of a type's spec in place and
 // returns the type the document really is (Kuma 0.6/0.7's ingress
 // Dataplane is a ZoneIngress here).
