@@ -417,7 +417,7 @@ func validateDataplane(dp *meshv1.Dataplane, v *Validator) {
 	checkIP(n.Field("advertisedAddress"), net.GetAdvertisedAddress(), false)
 	gw := net.GetGateway()
 	if gw == nil && len(net.GetInbound()) == 0 {
-		n.Field("inbound").Addf("must have at least one inbound unless the dataplane is a gateway")
+		n.Addf("has to contain at least one inbound or a gateway")
 	}
 	if gw != nil {
 		if len(net.GetInbound()) > 0 {

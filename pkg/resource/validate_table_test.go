@@ -77,7 +77,7 @@ func TestValidateRules(t *testing.T) {
 		{"no address", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address"}},
 		{"hostname address refused", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"web.default.svc","inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address"}},
 		{"bad address", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"not an address","advertisedAddress":"-x-","inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address", "networking.advertisedAddress"}},
-		{"no inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1"}}`, []string{"networking.inbound"}},
+		{"no inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1"}}`, []string{"networking"}},
 		{"gateway valid", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"type":"builtin","tags":{"weft.io/service":"edge"}}}}`, nil},
 		{"gateway with inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"tags":{"weft.io/service":"edge"}},"inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.inbound"}},
 		{"gateway without service", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"tags":{"a":"b"}}}}`, []string{"networking.gateway.tags"}},
