@@ -74,11 +74,6 @@ func validateProxyTemplate(p *meshv1.ProxyTemplate, v *Validator) {
 		if (mod.GetOperation() == "addBefore" || mod.GetOperation() == "addAfter") && mod.GetMatch().GetName() == "" {
 			tv.Field("match").Field("name").Addf("cannot be empty: %s needs the filter to add it next to", mod.GetOperation())
 		}
-		switch mod.GetMatch().GetOrigin() {
-		case "", "inbound", "outbound", "prometheus", "transparent", "ingress", "direct-access", "admin", "gateway":
-		default:
-			tv.Field("match").Field("origin").Addf("unknown origin %q", mod.GetMatch().GetOrigin())
-		}
 	}
 }
 
