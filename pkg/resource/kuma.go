@@ -55,7 +55,7 @@ func normaliseKuma(t *Type, meta *meshv1.Meta, spec *node, v *Validator) *Type {
 	case TrafficRouteType:
 		normaliseTrafficRoute(spec, v)
 	case HealthCheckType:
-		normaliseHealthCheck(spec)
+		normaliseHealthCheck(spec, v)
 	case CircuitBreakerType:
 		normaliseCircuitBreaker(spec)
 	case FaultInjectionType:
@@ -75,9 +75,9 @@ func dropKeys(n *node, keys ...string) {
 }
 
 // liftConf moves the fields of a Kuma backend's "conf" into target (the
-// backend itself, or a sub-object named into), renaming Kuma's names to
-// Weft's; a field given both ways is a cause at conf.<field>.
-func liftConf(backend *node, into string, renames map[string]string, v *Validator) {
+// backend itself, or a sub-object named into); a field given both ways is
+// a cause at conf.<field>.
+func liftConf(backend *node, into string, v *Validator) {
 	conf := backend.get("conf")
 	if conf == nil {
 		return
@@ -96,18 +96,11 @@ func liftConf(backend *node, into string, renames map[string]string, v *Validato
 		backend.set(into, target)
 	}
 	for i, k := range conf.keys {
-		name := k
-		if r, ok := renames[k]; ok {
-			if r == "" {
-				continue // accepted and dropped
-			}
-			name = r
-		}
-		if target.get(name) != nil {
-			v.Field("conf").Field(k).addLine(conf.vals[i].line, "is also given as %s outside conf", name)
+		if target.get(k) != nil {
+			v.Field("conf").Field(k).addLine(conf.vals[i].line, "is also given outside conf")
 			continue
 		}
-		target.set(name, conf.vals[i])
+		target.set(k, conf.vals[i])
 	}
 }
 
@@ -155,7 +148,7 @@ func normaliseMesh(spec *node, v *Validator) {
 			}
 			switch typ {
 			case "builtin":
-				liftConf(b, "builtin", nil, bv)
+				liftConf(b, "builtin", bv)
 				if cc := b.get("builtin").get("caCert"); cc.isObject() {
 					// Kuma's builtin CA is RSA; its field is RSAbits.
 					if cc.rename("RSAbits", "rsaBits") {
@@ -165,13 +158,13 @@ func normaliseMesh(spec *node, v *Validator) {
 					}
 				}
 			case "provided":
-				liftConf(b, "provided", nil, bv)
+				liftConf(b, "provided", bv)
 			}
 		})
 	}
 	if lg := spec.get("logging"); lg.isObject() {
 		eachItem(lg.get("backends"), func(i int, b *node) {
-			liftConf(b, "", nil, v.Field("logging").Field("backends").Index(i))
+			liftConf(b, "", v.Field("logging").Field("backends").Index(i))
 		})
 	}
 	if tr := spec.get("tracing"); tr.isObject() {
@@ -184,12 +177,12 @@ func normaliseMesh(spec *node, v *Validator) {
 				b.del("conf")
 				return
 			}
-			liftConf(b, "", nil, bv)
+			liftConf(b, "", bv)
 		})
 	}
 	if mt := spec.get("metrics"); mt.isObject() {
 		eachItem(mt.get("backends"), func(i int, b *node) {
-			liftConf(b, "", nil, v.Field("metrics").Field("backends").Index(i))
+			liftConf(b, "", v.Field("metrics").Field("backends").Index(i))
 		})
 	}
 }
@@ -323,7 +316,7 @@ func normaliseTrafficRoute(spec *node, v *Validator) {
 	}
 }
 
-func normaliseHealthCheck(spec *node) {
+func normaliseHealthCheck(spec *node, v *Validator) {
 	conf := spec.get("conf")
 	if !conf.isObject() {
 		return
@@ -331,7 +324,11 @@ func normaliseHealthCheck(spec *node) {
 	// Kuma 0.6: conf.activeChecks holds what 1.x has at conf's top level;
 	// conf.passiveChecks is outlier detection, which Weft configures with a
 	// CircuitBreaker.
-	if ac := conf.del("activeChecks"); ac.isObject() {
+	if ac := conf.get("activeChecks"); ac != nil && !ac.isObject() {
+		v.Field("conf").Field("activeChecks").addLine(ac.line, "must be an object, not %s", ac.kind)
+		conf.del("activeChecks")
+	} else if ac != nil {
+		conf.del("activeChecks")
 		for i, k := range ac.keys {
 			if conf.get(k) == nil {
 				conf.set(k, ac.vals[i])

@@ -178,9 +178,9 @@ func treeFromYAML(y *yaml.Node, r *yamlReader) (*node, error) {
 			if err != nil {
 				return nil, err
 			}
-			if v.line == 0 {
-				v.line = k.Line
-			}
+			// A value's problems are reported on its key's line (a block
+			// list or object starts on the next one).
+			v.line = k.Line
 			n.keys = append(n.keys, k.Value)
 			n.vals = append(n.vals, v)
 		}
