@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/meshview"
@@ -234,8 +235,8 @@ type Identity = meshview.Identity
 func SpiffeID(mesh, service string) string { return ca.SPIFFEID(mesh, service) }
 
 // SNI names a service of a mesh in upstream TLS, so that an SNI-routing
-// ingress can pick the destination without terminating TLS.
-func SNI(mesh, service string) string { return service + "." + mesh + ".mesh" }
+// ingress can pick the destination without terminating TLS (pkg/sni).
+func SNI(mesh, service string) string { return sni.Service(mesh, service) }
 
 // NodeID is the xDS node id of a dataplane.
 func NodeID(mesh, name string) string { return xdsnames.NodeID(mesh, name) }
