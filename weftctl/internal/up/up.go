@@ -312,7 +312,7 @@ func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
 		return nil
 	}
 	cfg := xdsapp.Default()
-	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID, cfg.Zone = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name, p.zone
 	cfg.TLSHostnames = []string{"localhost", p.host}
 	cfg.CA.Address = p.ep.CAAddress
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
