@@ -188,15 +188,7 @@ func (s *Snapshot) buildEndpoints(ingresses []*resource.Resource) {
 	sort.Strings(s.services)
 	for _, svc := range s.services {
 		list := eps[svc]
-		sort.Slice(list, func(i, j int) bool {
-			if list[i].zone != list[j].zone {
-				return list[i].zone < list[j].zone
-			}
-			if list[i].addr != list[j].addr {
-				return list[i].addr < list[j].addr
-			}
-			return list[i].port < list[j].port
-		})
+		sortEndpoints(list)
 		s.endpoints[svc] = loadAssignment(svc, list, remote[svc])
 		s.share(s.endpoints[svc])
 	}
@@ -251,15 +243,7 @@ func (s *Snapshot) remoteEndpoints(ingresses []*resource.Resource, seen map[stri
 			k.weight = w
 			list = append(list, k)
 		}
-		sort.Slice(list, func(i, j int) bool {
-			if list[i].zone != list[j].zone {
-				return list[i].zone < list[j].zone
-			}
-			if list[i].addr != list[j].addr {
-				return list[i].addr < list[j].addr
-			}
-			return list[i].port < list[j].port
-		})
+		sortEndpoints(list)
 		out[svc] = list
 	}
 	return out
@@ -328,4 +312,17 @@ func inboundAddress(dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inboun
 		return a
 	}
 	return dp.GetNetworking().GetAddress()
+}
+
+// sortEndpoints orders endpoints by (zone, address, port).
+func sortEndpoints(list []endpointKey) {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].zone != list[j].zone {
+			return list[i].zone < list[j].zone
+		}
+		if list[i].addr != list[j].addr {
+			return list[i].addr < list[j].addr
+		}
+		return list[i].port < list[j].port
+	})
 }
