@@ -21,8 +21,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/weftmesh/weft/ingress-manager/proxy"
 	"github.com/weftmesh/weft/ingress-manager/internal/zoneingress"
+	"github.com/weftmesh/weft/ingress-manager/proxy"
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/run"
