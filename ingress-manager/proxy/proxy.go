@@ -344,8 +344,15 @@ func (s *Server) copy(dst, src net.Conn, last *atomic.Int64) int64 {
 	defer bufPool.Put(bp)
 	buf := *bp
 	var n int64
+	var armed time.Time // when the read deadline was last pushed back
 	for {
-		_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(s.cfg.IdleTimeout))
+		// Push the deadline back at most twice per IdleTimeout, not on
+		// every read: a deadline that fires early is checked against
+		// last below and the read resumes.
+		if now := time.Now(); now.Sub(armed) > s.cfg.IdleTimeout/2 {
+			armed = now
+			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(s.cfg.IdleTimeout))
+		}
 		r, err := src.Read(buf)
 		if r > 0 {
 			last.Store(time.Now().UnixNano())
@@ -359,7 +366,8 @@ func (s *Server) copy(dst, src net.Conn, last *atomic.Int64) int64 {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < s.cfg.IdleTimeout {
-				continue // the other direction was busy
+				armed = time.Time{} // the other direction was busy: re-arm from its last byte
+				continue
 			}
 			if errors.Is(err, io.EOF) {
 				if cw, ok := dst.(interface{ CloseWrite() error }); ok {
