@@ -35,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
@@ -173,6 +174,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Address == "" {
 		errs = append(errs, errors.New("address: required"))
+	}
+	if c.Zone != "" && !resource.IsLabel(c.Zone) {
+		errs = append(errs, fmt.Errorf("zone: %q must be this zone's name (a DNS label)", c.Zone))
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("tls-cert-file and tls-key-file go together"))
