@@ -117,7 +117,6 @@ func dataplane(mesh, name, addr string, ready bool, tags map[string]string) *res
 }
 
 type fixture struct {
-	pki    *pki
 	srv    *Server
 	reg    *prometheus.Registry
 	cancel context.CancelFunc
