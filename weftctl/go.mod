@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/miekg/dns v1.1.73
 	github.com/weftmesh/weft/api-server v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -103,3 +104,5 @@ replace github.com/weftmesh/weft/xds-server => ../xds-server
 replace github.com/weftmesh/weft/dns-server => ../dns-server
 
 replace github.com/weftmesh/weft/weft-dp => ../weft-dp
+
+replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager

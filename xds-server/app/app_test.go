@@ -432,9 +432,9 @@ func get(t *testing.T, url string) string {
 
 func TestConfigValidate(t *testing.T) {
 	c := Default()
-	c.Address, c.InsightTTL, c.InstanceID = "", 0, ""
+	c.Address, c.InsightTTL, c.InstanceID, c.Zone = "", 0, "", "Zone_1"
 	err := c.Validate()
-	for _, want := range []string{"address", "insight-ttl", "instance-id"} {
+	for _, want := range []string{"address", "insight-ttl", "instance-id", "zone"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}
