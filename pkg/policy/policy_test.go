@@ -27,7 +27,6 @@ func sels(ms ...map[string]string) []*meshv1.Selector {
 	return out
 }
 
-
 func retry(name string, src, dst map[string]string) *resource.Resource {
 	return &resource.Resource{Meta: &meshv1.Meta{Type: "Retry", Mesh: "m", Name: name},
 		Spec: &meshv1.Retry{Sources: sels(src), Destinations: sels(dst)}}
