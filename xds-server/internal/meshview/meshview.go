@@ -20,6 +20,9 @@ type Mesh struct {
 	Dataplanes         []*resource.Resource
 	TrafficPermissions []*resource.Resource
 	VirtualIPs         []*resource.Resource
+	// Policies are the policies other than TrafficPermission
+	// (policy.Types), in no particular order.
+	Policies []*resource.Resource
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.
