@@ -41,6 +41,7 @@ func isHTTP2(protocol string) bool { return protocol == "http2" || protocol == "
 func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	dp := p.Dataplane
+	sel := newOutboundSelector(s, p) // policies per destination (policy_envoy.go)
 	mtls, permissive := s.MTLS()
 	if mtls && p.Identity != nil {
 		for _, sec := range identitySecrets(p.Identity) {
@@ -65,7 +66,11 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		if addr == "" {
 			addr = "127.0.0.1"
 		}
-		out.add(resourcev3.ListenerType, envoyOutboundListener(s, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true))
+		l, err := envoyOutbound(s, sel.get(svc), nil, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true)
+		if err != nil {
+			return nil, fmt.Errorf("networking.outbound[%d]: %w", i, err)
+		}
+		out.add(resourcev3.ListenerType, l)
 		outbound[svc] = true
 	}
 	if tp := dp.GetNetworking().GetTransparentProxying(); tp != nil {
@@ -73,7 +78,11 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		// hands intercepted connections to them by original destination.
 		sh := s.envoyShared
 		for _, svc := range sh.vipServices {
-			out.add(resourcev3.ListenerType, sh.vipListeners[svc])
+			l, err := envoyOutbound(s, sel.get(svc), sh.vipListeners[svc], outboundListenerName(s.VIPs[svc], 80), s.VIPs[svc], 80, svc, false)
+			if err != nil {
+				return nil, err
+			}
+			out.add(resourcev3.ListenerType, l)
 			outbound[svc] = true
 		}
 		if port := tp.GetRedirectPortOutbound(); port != 0 {
@@ -93,12 +102,10 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 			})
 		}
 	}
+	added := map[string]bool{}
 	for _, svc := range sortedKeys(outbound) {
-		out.add(resourcev3.ClusterType, s.envoyShared.cluster(s, svc))
-		if cla := s.endpoints[svc]; cla != nil {
-			out.add(resourcev3.EndpointType, cla)
-		} else {
-			out.add(resourcev3.EndpointType, loadAssignment(svc, nil))
+		if err := addEnvoyDestination(out, s, svc, sel.get(svc), added); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

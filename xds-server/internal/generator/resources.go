@@ -38,7 +38,7 @@ func (r Resources) sort() {
 // Validate runs every resource's ValidateAll and checks names are unique.
 func (r Resources) Validate() error { return r.validate(nil) }
 
-func (r Resources) validate(skip map[types.Resource]bool) error {
+func (r Resources) validate(skip func(types.Resource) bool) error {
 	for typ, list := range r {
 		seen := map[string]bool{}
 		for _, res := range list {
@@ -47,7 +47,7 @@ func (r Resources) validate(skip map[types.Resource]bool) error {
 				return fmt.Errorf("%s: duplicate resource %q", typ, name)
 			}
 			seen[name] = true
-			if skip[res] {
+			if skip != nil && skip(res) {
 				continue // validated once when built
 			}
 			if v, ok := res.(interface{ ValidateAll() error }); ok {

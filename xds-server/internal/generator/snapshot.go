@@ -15,6 +15,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/weftmesh/weft/pkg/ca"
+	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -36,6 +37,9 @@ type Snapshot struct {
 	Dataplanes map[string]*meshv1.Dataplane
 	// TrafficPermissions sorted by name.
 	TrafficPermissions []*resource.Resource
+	// Policies are every policy of the mesh by type (pkg/policy decides
+	// which applies where).
+	Policies *policy.Set
 	// VIPs by service (released VIPs left out).
 	VIPs map[string]string
 
@@ -50,6 +54,8 @@ type Snapshot struct {
 	shared    map[types.Resource]bool
 	sharedErr error
 	digests   sync.Map // types.Resource → [32]byte
+	// policy-shaped pieces, built on first use (policy_*.go)
+	pol policyPieces
 }
 
 func (s *Snapshot) share(res types.Resource) {
@@ -57,7 +63,7 @@ func (s *Snapshot) share(res types.Resource) {
 }
 
 func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
-	if !s.shared[res] {
+	if !s.isShared(res) {
 		return [32]byte{}, false
 	}
 	if d, ok := s.digests.Load(res); ok {
@@ -78,12 +84,18 @@ func FromView(mesh string, v *meshview.Mesh) *Snapshot {
 	if v == nil {
 		return NewSnapshot(mesh, nil, nil, nil, nil)
 	}
-	return NewSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs)
+	return NewSnapshotWithPolicies(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs, v.Policies)
 }
 
 // NewSnapshot builds a mesh snapshot. mesh may be nil when the Mesh resource
 // is missing (proxies of such a mesh get no configuration).
 func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Resource, permissions []*resource.Resource, vips []*resource.Resource) *Snapshot {
+	return NewSnapshotWithPolicies(meshName, mesh, dataplanes, permissions, vips, nil)
+}
+
+// NewSnapshotWithPolicies is NewSnapshot with the mesh's other policies
+// (TrafficRoute, Retry, …: any of policy.Types).
+func NewSnapshotWithPolicies(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, policies []*resource.Resource) *Snapshot {
 	s := &Snapshot{
 		Mesh:       meshName,
 		MeshSpec:   mesh,
@@ -113,6 +125,7 @@ func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Reso
 		}
 		s.VIPs[svc] = vip.GetIp()
 	}
+	s.Policies = policy.NewSet(permissions, policies)
 	s.buildEndpoints()
 	s.grpcShared = buildGRPCShared(s)
 	s.envoyShared = buildEnvoyShared(s)
@@ -173,6 +186,7 @@ func (s *Snapshot) buildEndpoints() {
 				zone = LocalZone
 			}
 			eps[svc] = append(eps[svc], endpointKey{zone: zone, addr: addr, port: in.GetPort()})
+			s.noteEndpointTags(svc, eps[svc][len(eps[svc])-1], in.GetTags())
 		}
 	}
 	sort.Strings(s.services)
