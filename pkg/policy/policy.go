@@ -198,9 +198,20 @@ type Outbound struct {
 	TrafficLog     *resource.Resource
 }
 
+// OutboundTypes are the types Outbound selects.
+var OutboundTypes = []*resource.Type{
+	resource.TrafficRouteType,
+	resource.RetryType,
+	resource.TimeoutType,
+	resource.CircuitBreakerType,
+	resource.HealthCheckType,
+	resource.FaultInjectionType,
+	resource.TrafficLogType,
+}
+
 // Outbound selects the policies for traffic from a caller to a service.
 func (s *Set) Outbound(sources []map[string]string, service string) Outbound {
-	if s.Len() == 0 {
+	if s.Len(OutboundTypes...) == 0 {
 		return Outbound{}
 	}
 	d := Destination(service)

@@ -104,7 +104,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	}
 	added := map[string]bool{}
 	for _, svc := range sortedKeys(outbound) {
-		if err := addEnvoyDestination(out, s, svc, sel.get(svc), added); err != nil {
+		if err := addEnvoyDestination(out, s, svc, sel, added); err != nil {
 			return nil, err
 		}
 	}

@@ -35,7 +35,6 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 	if s.MeshSpec == nil {
 		return g
 	}
-	mtls, _ := s.MTLS()
 	for _, svc := range s.services {
 		name := ClientListenerName(svc)
 		hcm := &hcmv3.HttpConnectionManager{
@@ -60,10 +59,7 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 				Routes:  []*routev3.Route{routeTo(svc)},
 			}},
 		})
-		c := edsCluster(svc)
-		if mtls {
-			c.TransportSocket = tlsSocket(grpcUpstreamTLS(s.Mesh, svc))
-		}
+		c := newGRPCCluster(s, svc)
 		g.clusters = append(g.clusters, c)
 		g.endpoints = append(g.endpoints, s.endpoints[svc])
 		s.share(g.listeners[len(g.listeners)-1])
@@ -77,11 +73,17 @@ func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	mtls, _ := s.MTLS()
 	sh := s.grpcShared
-	for i := range sh.listeners {
-		out.add(resourcev3.ListenerType, sh.listeners[i])
-		out.add(resourcev3.RouteType, sh.routes[i])
-		out.add(resourcev3.ClusterType, sh.clusters[i])
-		out.add(resourcev3.EndpointType, sh.endpoints[i])
+	if sel := newOutboundSelector(s, p); sel.any() {
+		if err := addGRPCClients(out, s, sel); err != nil { // policy_grpc.go
+			return nil, err
+		}
+	} else {
+		for i := range sh.listeners {
+			out.add(resourcev3.ListenerType, sh.listeners[i])
+			out.add(resourcev3.RouteType, sh.routes[i])
+			out.add(resourcev3.ClusterType, sh.clusters[i])
+			out.add(resourcev3.EndpointType, sh.endpoints[i])
+		}
 	}
 	// weft-dp fetches the certificate over the same ADS as secrets and
 	// writes the files grpc-go's file_watcher provider reads.

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
@@ -88,8 +87,11 @@ func newOutboundSelector(s *Snapshot, p *Proxy) *outboundSelector {
 	return &outboundSelector{set: s.Policies, sources: policy.SourceTags(p.Dataplane), cache: map[string]policy.Outbound{}}
 }
 
+// any reports whether the mesh has a policy that shapes outbounds.
+func (o *outboundSelector) any() bool { return o.set.Len(policy.OutboundTypes...) > 0 }
+
 func (o *outboundSelector) get(svc string) policy.Outbound {
-	if o.set.Len() == 0 {
+	if !o.any() {
 		return policy.Outbound{}
 	}
 	if v, ok := o.cache[svc]; ok {
@@ -380,6 +382,3 @@ func bandwidthKbps(s string) uint64 {
 	}
 	return n
 }
-
-// ensure imports stay used when a file is trimmed.
-var _ = corev3.RoutingPriority_DEFAULT

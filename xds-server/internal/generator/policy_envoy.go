@@ -181,37 +181,18 @@ func loggingBackend(m *meshv1.Mesh, name string) *meshv1.Logging_Backend {
 }
 
 // addEnvoyDestination adds the clusters and endpoints traffic to svc
-// needs: the service's own (shared) without policies, else one cluster per
-// subset the TrafficRoute names, shaped by the caller's policies. A cluster
-// already added for another service is kept (first one wins, services are
-// visited in name order).
-func addEnvoyDestination(out Resources, s *Snapshot, svc string, o policy.Outbound, added map[string]bool) error {
-	if o.Empty() {
-		if added[svc] {
-			return nil
-		}
-		added[svc] = true
-		out.add(resourcev3.ClusterType, s.envoyShared.cluster(s, svc))
-		if cla := s.endpoints[svc]; cla != nil {
-			out.add(resourcev3.EndpointType, cla)
-		} else {
-			out.add(resourcev3.EndpointType, loadAssignment(svc, nil))
-		}
-		return nil
-	}
-	for _, ss := range subsetsOf(routeEntries(o, svc, isHTTP(s.Protocol(svc)))) {
+// needs: one per subset its TrafficRoute names (the service itself without
+// one). The cluster of a subset of service X is shaped by the policies the
+// caller has for X, whichever route leads there, so a name always means one
+// content; a cluster already added is not added again.
+func addEnvoyDestination(out Resources, s *Snapshot, svc string, sel *outboundSelector, added map[string]bool) error {
+	for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, isHTTP(s.Protocol(svc)))) {
 		name := ss.clusterName()
 		if added[name] {
 			continue
 		}
 		added[name] = true
-		c, err := s.memo("cluster|"+name+"|"+o.Key(), func() types.Resource {
-			c := newOutboundCluster(s, ss.service)
-			c.Name = name
-			c.EdsClusterConfig.ServiceName = name
-			applyClusterPolicies(c, o, s.Protocol(ss.service), false)
-			return c
-		})
+		c, err := policyCluster(s, ss, sel.get(ss.service), false)
 		if err != nil {
 			return err
 		}
@@ -223,6 +204,34 @@ func addEnvoyDestination(out Resources, s *Snapshot, svc string, o policy.Outbou
 		out.add(resourcev3.EndpointType, cla)
 	}
 	return nil
+}
+
+// policyCluster is the cluster of a subset shaped by the policies for its
+// service: the shared one when nothing applies.
+func policyCluster(s *Snapshot, ss subset, o policy.Outbound, proxyless bool) (*clusterv3.Cluster, error) {
+	if len(ss.tags) == 0 && o.Empty() {
+		if proxyless {
+			return s.grpcShared.cluster(s, ss.service), nil
+		}
+		return s.envoyShared.cluster(s, ss.service), nil
+	}
+	name := ss.clusterName()
+	r, err := s.memo("cluster|"+name+"|"+strconv.FormatBool(proxyless)+"|"+o.Key(), func() types.Resource {
+		var c *clusterv3.Cluster
+		if proxyless {
+			c = newGRPCCluster(s, ss.service)
+		} else {
+			c = newOutboundCluster(s, ss.service)
+		}
+		c.Name = name
+		c.EdsClusterConfig.ServiceName = name
+		applyClusterPolicies(c, o, s.Protocol(ss.service), proxyless)
+		return c
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r.(*clusterv3.Cluster), nil
 }
 
 var lbPolicies = map[string]clusterv3.Cluster_LbPolicy{
