@@ -21,9 +21,9 @@ import (
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
-// ConnectionTypes are the policy types selected per (source, destination).
-var ConnectionTypes = []*resource.Type{
-	resource.TrafficPermissionType,
+// OutboundTypes are the connection types that shape the caller's side
+// (what Outbound selects).
+var OutboundTypes = []*resource.Type{
 	resource.TrafficRouteType,
 	resource.RetryType,
 	resource.TimeoutType,
@@ -32,6 +32,11 @@ var ConnectionTypes = []*resource.Type{
 	resource.FaultInjectionType,
 	resource.TrafficLogType,
 }
+
+// ConnectionTypes are the policy types selected per (source, destination):
+// TrafficPermission (applied at the destination's inbound) and
+// OutboundTypes.
+var ConnectionTypes = append([]*resource.Type{resource.TrafficPermissionType}, OutboundTypes...)
 
 // DataplaneTypes are the policy types selected per dataplane.
 var DataplaneTypes = []*resource.Type{resource.TrafficTraceType, resource.ProxyTemplateType}
@@ -159,13 +164,37 @@ func (s *Set) Ranked(t *resource.Type, sources []map[string]string, dest map[str
 			out = append(out, resource.Candidate{Resource: p, Rank: r})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Rank.Compare(out[j].Rank); c != 0 {
-			return c > 0
-		}
-		return out[i].Resource.Meta.GetName() < out[j].Resource.Meta.GetName()
-	})
+	sortCandidates(out)
 	return out
+}
+
+// ByDestination returns the connection policies of type t whose
+// destinations select an inbound's tags, whatever their sources, most
+// specific destination first (ties by name): what an inbound enforces per
+// source itself (TrafficPermission → RBAC).
+func (s *Set) ByDestination(t *resource.Type, inboundTags map[string]string) []resource.Candidate {
+	var out []resource.Candidate
+	for _, p := range s.Of(t) {
+		cp, ok := p.Spec.(connectionPolicy)
+		if !ok {
+			continue
+		}
+		if r := resource.BestSelector(cp.GetDestinations(), inboundTags); r.Matched() {
+			out = append(out, resource.Candidate{Resource: p, Rank: r})
+		}
+	}
+	sortCandidates(out)
+	return out
+}
+
+// sortCandidates orders most specific first, ties by name.
+func sortCandidates(c []resource.Candidate) {
+	sort.SliceStable(c, func(i, j int) bool {
+		if cmp := c[i].Rank.Compare(c[j].Rank); cmp != 0 {
+			return cmp > 0
+		}
+		return c[i].Resource.Meta.GetName() < c[j].Resource.Meta.GetName()
+	})
 }
 
 // Best returns the policy of type t that applies (see Ranked), or nil.
@@ -196,17 +225,6 @@ type Outbound struct {
 	HealthCheck    *resource.Resource
 	FaultInjection *resource.Resource
 	TrafficLog     *resource.Resource
-}
-
-// OutboundTypes are the types Outbound selects.
-var OutboundTypes = []*resource.Type{
-	resource.TrafficRouteType,
-	resource.RetryType,
-	resource.TimeoutType,
-	resource.CircuitBreakerType,
-	resource.HealthCheckType,
-	resource.FaultInjectionType,
-	resource.TrafficLogType,
 }
 
 // Outbound selects the policies for traffic from a caller to a service.

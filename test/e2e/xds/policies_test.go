@@ -44,31 +44,20 @@ func calls(t *testing.T, control, target string, n int, deadline time.Duration) 
 	return out
 }
 
-const clientToAllYAML = `
-type: TrafficPermission
-mesh: default
-name: client-to-all
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: '*'
-`
+// clientPolicyYAML is a policy from the client to a destination service
+// with the given conf (YAML indented under conf:, or "" for none).
+func clientPolicyYAML(typ, name, dest, conf string) string {
+	y := fmt.Sprintf("\ntype: %s\nmesh: default\nname: %s\nsources:\n- match:\n    weft.io/service: client\ndestinations:\n- match:\n    weft.io/service: '%s'\n", typ, name, dest)
+	if conf != "" {
+		y += "conf:\n" + conf
+	}
+	return y
+}
+
+var clientToAllYAML = clientPolicyYAML("TrafficPermission", "client-to-all", "*", "")
 
 func routeYAML(v1, v2 int) string {
-	return fmt.Sprintf(`
-type: TrafficRoute
-mesh: default
-name: backend-split
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: backend
-conf:
-  split:
+	return clientPolicyYAML("TrafficRoute", "backend-split", "backend", fmt.Sprintf(`  split:
   - weight: %d
     destination:
       weft.io/service: backend
@@ -77,7 +66,7 @@ conf:
     destination:
       weft.io/service: backend
       version: v2
-`, v1, v2)
+`, v1, v2))
 }
 
 // TestProxylessPolicies: grpc-go clients and servers with weft-dp
@@ -161,21 +150,10 @@ func TestProxylessPolicies(t *testing.T) {
 	})
 
 	t.Run("FaultInjection abort 50%", func(t *testing.T) {
-		e.apply(`
-type: FaultInjection
-mesh: default
-name: backend-abort
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: backend
-conf:
-  abort:
+		e.apply(clientPolicyYAML("FaultInjection", "backend-abort", "backend", `  abort:
     percentage: 50
     httpStatus: 503
-`)
+`))
 		eventually(t, 10*time.Second, func() error {
 			if got := do("xds:///backend.mesh", 50); got["ERR Unavailable"] == 0 {
 				return fmt.Errorf("no fault yet: %v", got)
@@ -203,23 +181,12 @@ conf:
 		if before["ERR Unavailable"] < 30 {
 			t.Fatalf("flaky backend does not fail every other call: %v", before)
 		}
-		e.apply(`
-type: Retry
-mesh: default
-name: flaky-retry
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: flaky
-conf:
-  grpc:
+		e.apply(clientPolicyYAML("Retry", "flaky-retry", "flaky", `  grpc:
     numRetries: 2
     retryOn: [unavailable]
     backOff:
       baseInterval: 5ms
-`)
+`))
 		eventually(t, 10*time.Second, func() error {
 			if got := do("xds:///flaky.mesh", 20); got["flaky-1"] != 20 {
 				return fmt.Errorf("still failing: %v", got)
@@ -241,20 +208,9 @@ conf:
 		if d := time.Since(began); d < 3*time.Second {
 			t.Fatalf("slow backend answered in %s", d)
 		}
-		e.apply(`
-type: Timeout
-mesh: default
-name: slow-timeout
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: slow
-conf:
-  grpc:
+		e.apply(clientPolicyYAML("Timeout", "slow-timeout", "slow", `  grpc:
     maxStreamDuration: 500ms
-`)
+`))
 		eventually(t, 20*time.Second, func() error {
 			if got := do("xds:///slow.mesh", 1); got["ERR DeadlineExceeded"] != 1 {
 				return fmt.Errorf("not cut: %v", got)
@@ -276,18 +232,7 @@ conf:
 		if before["ERR Unavailable"] < 15 {
 			t.Fatalf("the failing endpoint does not fail: %v", before)
 		}
-		e.apply(`
-type: CircuitBreaker
-mesh: default
-name: od-outliers
-sources:
-- match:
-    weft.io/service: client
-destinations:
-- match:
-    weft.io/service: od
-conf:
-  interval: 1s
+		e.apply(clientPolicyYAML("CircuitBreaker", "od-outliers", "od", `  interval: 1s
   baseEjectionTime: 60s
   maxEjectionPercent: 50
   detectors:
@@ -295,7 +240,7 @@ conf:
       requestVolume: 5
       minimumHosts: 3
       factor: 1000
-`)
+`))
 		eventually(t, 30*time.Second, func() error {
 			if got := do("xds:///od.mesh", 30); got["ERR Unavailable"] != 0 {
 				return fmt.Errorf("not ejected: %v", got)

@@ -104,7 +104,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	}
 	added := map[string]bool{}
 	for _, svc := range sortedKeys(outbound) {
-		if err := addEnvoyDestination(out, s, svc, sel, added); err != nil {
+		if err := addDestination(out, s, svc, isHTTP(s.Protocol(svc)), sel, added, false); err != nil {
 			return nil, err
 		}
 	}

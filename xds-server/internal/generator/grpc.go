@@ -37,20 +37,7 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 	}
 	for _, svc := range s.services {
 		name := ClientListenerName(svc)
-		hcm := &hcmv3.HttpConnectionManager{
-			StatPrefix: name,
-			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-				ConfigSource:    adsSource(),
-				RouteConfigName: name,
-			}},
-			// grpc-go's RBAC filter is server-only: a client listener carrying
-			// it would be NACKed, so clients get the router alone.
-			HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
-		}
-		g.listeners = append(g.listeners, &listenerv3.Listener{
-			Name:        name,
-			ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
-		})
+		g.listeners = append(g.listeners, grpcClientListener(svc))
 		g.routes = append(g.routes, &routev3.RouteConfiguration{
 			Name: name,
 			VirtualHosts: []*routev3.VirtualHost{{

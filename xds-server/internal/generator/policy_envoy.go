@@ -180,19 +180,19 @@ func loggingBackend(m *meshv1.Mesh, name string) *meshv1.Logging_Backend {
 	return nil
 }
 
-// addEnvoyDestination adds the clusters and endpoints traffic to svc
-// needs: one per subset its TrafficRoute names (the service itself without
-// one). The cluster of a subset of service X is shaped by the policies the
-// caller has for X, whichever route leads there, so a name always means one
+// addDestination adds the clusters and endpoints traffic to svc needs:
+// one per subset its TrafficRoute names (the service itself without one).
+// The cluster of a subset of service X is shaped by the policies the caller
+// has for X, whichever route leads there, so a name always means one
 // content; a cluster already added is not added again.
-func addEnvoyDestination(out Resources, s *Snapshot, svc string, sel *outboundSelector, added map[string]bool) error {
-	for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, isHTTP(s.Protocol(svc)))) {
+func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outboundSelector, added map[string]bool, proxyless bool) error {
+	for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, http)) {
 		name := ss.clusterName()
 		if added[name] {
 			continue
 		}
 		added[name] = true
-		c, err := policyCluster(s, ss, sel.get(ss.service), false)
+		c, err := policyCluster(s, ss, sel.get(ss.service), proxyless)
 		if err != nil {
 			return err
 		}

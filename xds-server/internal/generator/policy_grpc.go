@@ -63,22 +63,8 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 			out.add(resourcev3.ListenerType, l)
 			out.add(resourcev3.RouteType, rc)
 		}
-		for _, ss := range subsetsOf(routeEntries(o, svc, true)) {
-			name := ss.clusterName()
-			if added[name] {
-				continue
-			}
-			added[name] = true
-			c, err := policyCluster(s, ss, sel.get(ss.service), true)
-			if err != nil {
-				return err
-			}
-			cla, err := s.subsetEndpoints(ss)
-			if err != nil {
-				return err
-			}
-			out.add(resourcev3.ClusterType, c)
-			out.add(resourcev3.EndpointType, cla)
+		if err := addDestination(out, s, svc, true, sel, added, true); err != nil {
+			return err
 		}
 	}
 	return nil
