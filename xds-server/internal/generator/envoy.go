@@ -66,7 +66,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		if addr == "" {
 			addr = "127.0.0.1"
 		}
-		l, err := envoyOutbound(s, sel.get(svc), nil, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true)
+		l, err := envoyOutbound(s, sel, nil, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true)
 		if err != nil {
 			return nil, fmt.Errorf("networking.outbound[%d]: %w", i, err)
 		}
@@ -78,7 +78,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		// hands intercepted connections to them by original destination.
 		sh := s.envoyShared
 		for _, svc := range sh.vipServices {
-			l, err := envoyOutbound(s, sel.get(svc), sh.vipListeners[svc], outboundListenerName(s.VIPs[svc], 80), s.VIPs[svc], 80, svc, false)
+			l, err := envoyOutbound(s, sel, sh.vipListeners[svc], outboundListenerName(s.VIPs[svc], 80), s.VIPs[svc], 80, svc, false)
 			if err != nil {
 				return nil, err
 			}
@@ -107,6 +107,9 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		if err := addDestination(out, s, svc, isHTTP(s.Protocol(svc)), sel, added, false); err != nil {
 			return nil, err
 		}
+	}
+	if err := applyTracing(out, s, sel.trace, sel.service); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -81,10 +81,21 @@ type outboundSelector struct {
 	set     *policy.Set
 	sources []map[string]string
 	cache   map[string]policy.Outbound
+	// trace is the TrafficTrace of the proxy (nil: none, or its backend
+	// is not in the mesh); service names the proxy in traces.
+	trace   *tracing
+	service string
 }
 
 func newOutboundSelector(s *Snapshot, p *Proxy) *outboundSelector {
-	return &outboundSelector{set: s.Policies, sources: policy.SourceTags(p.Dataplane), cache: map[string]policy.Outbound{}}
+	o := &outboundSelector{set: s.Policies, sources: policy.SourceTags(p.Dataplane), cache: map[string]policy.Outbound{}, service: p.Name}
+	if svcs := resource.DataplaneServices(p.Dataplane); len(svcs) > 0 {
+		o.service = svcs[0]
+	}
+	if s.Policies.Len(resource.TrafficTraceType) > 0 {
+		o.trace = resolveTracing(s.MeshSpec, s.Policies.Best(resource.TrafficTraceType, o.sources, nil))
+	}
+	return o
 }
 
 // any reports whether the mesh has a policy that shapes outbounds.

@@ -25,17 +25,29 @@ import (
 // envoyOutbound returns the outbound listener of a service as the policies
 // of the caller shape it; without policies it is the plain one (shared is
 // the mesh's shared VIP listener, or nil).
-func envoyOutbound(s *Snapshot, o policy.Outbound, shared *listenerv3.Listener, name, addr string, port uint32, svc string, bind bool) (*listenerv3.Listener, error) {
-	if o.Empty() {
+func envoyOutbound(s *Snapshot, sel *outboundSelector, shared *listenerv3.Listener, name, addr string, port uint32, svc string, bind bool) (*listenerv3.Listener, error) {
+	o, tr := sel.get(svc), sel.trace
+	if !isHTTP(s.Protocol(svc)) {
+		tr = nil // tracing is HTTP's
+	}
+	if o.Empty() && tr == nil {
 		if shared != nil {
 			return shared, nil
 		}
 		return envoyOutboundListener(s, name, addr, port, svc, bind), nil
 	}
-	r, err := s.memo("listener|"+name+"|"+svc+"|"+strconv.FormatBool(bind)+"|"+o.Key(), func() types.Resource {
+	key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + o.Key()
+	if tr != nil {
+		key += "|trace:" + tr.policy.Meta.GetName() + ":" + sel.service
+	}
+	r, err := s.memo(key, func() types.Resource {
 		l := envoyOutboundListener(s, name, addr, port, svc, bind)
 		if isHTTP(s.Protocol(svc)) {
-			l.FilterChains[0].Filters = []*listenerv3.Filter{hcmFilter(envoyPolicyHCM(s, o, name, svc))}
+			hcm := envoyPolicyHCM(s, o, name, svc)
+			if tr != nil {
+				hcm.Tracing = tr.hcmTracing(sel.service)
+			}
+			l.FilterChains[0].Filters = []*listenerv3.Filter{hcmFilter(hcm)}
 		} else {
 			l.FilterChains[0].Filters = []*listenerv3.Filter{envoyPolicyTCPProxy(s, o, name, svc)}
 		}
