@@ -111,6 +111,9 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	if err := applyTracing(out, s, sel.trace, sel.service); err != nil {
 		return nil, err
 	}
+	if err := applyProxyTemplate(out, s, sel); err != nil { // last: it sees everything
+		return nil, err
+	}
 	return out, nil
 }
 

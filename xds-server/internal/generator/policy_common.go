@@ -31,6 +31,8 @@ import (
 type policyPieces struct {
 	built sync.Map // key → types.Resource
 	lazy  sync.Map // types.Resource → struct{}
+	// templates: ProxyTemplate resource → *parsedTemplate
+	templates sync.Map
 	// endpointTags: service → its endpoints with their inbound tags, for
 	// subsets (filled by buildEndpoints, read-only afterwards).
 	endpointTags map[string][]taggedEndpoint
