@@ -254,34 +254,38 @@ func (m parsedMod) apply(out Resources) error {
 	return fmt.Errorf("unknown type %q", m.typ)
 }
 
-// filters adds (before the last, terminal filter), patches or removes
-// network filters by name.
-func (m parsedMod) filters(fs []*listenerv3.Filter) []*listenerv3.Filter {
+// modifyList runs an add, patch or remove on a list of named parts;
+// insert places an added part (a clone of the value).
+func modifyList[T proto.Message](m parsedMod, list []T, name func(T) string, insert func([]T, T) []T) []T {
 	if m.op == "add" {
-		f := proto.Clone(m.value).(*listenerv3.Filter)
-		if len(fs) == 0 {
-			return []*listenerv3.Filter{f}
-		}
-		return append(append(append([]*listenerv3.Filter(nil), fs[:len(fs)-1]...), f), fs[len(fs)-1])
+		return insert(list, proto.Clone(m.value).(T))
 	}
-	var out []*listenerv3.Filter
-	for _, f := range fs {
-		if m.name == "" || f.GetName() == m.name {
+	var out []T
+	for _, x := range list {
+		if m.name == "" || name(x) == m.name {
 			if m.op == "remove" {
 				continue
 			}
-			mergePatch(f, m.value)
+			mergePatch(x, m.value)
 		}
-		out = append(out, f)
+		out = append(out, x)
 	}
 	return out
 }
 
-// httpFilters adds (before the router), patches or removes HTTP filters
-// by name.
+// filters: an added network filter goes before the last (terminal) one.
+func (m parsedMod) filters(fs []*listenerv3.Filter) []*listenerv3.Filter {
+	return modifyList(m, fs, (*listenerv3.Filter).GetName, func(fs []*listenerv3.Filter, f *listenerv3.Filter) []*listenerv3.Filter {
+		if len(fs) == 0 {
+			return []*listenerv3.Filter{f}
+		}
+		return append(append(append([]*listenerv3.Filter(nil), fs[:len(fs)-1]...), f), fs[len(fs)-1])
+	})
+}
+
+// httpFilters: an added HTTP filter goes before the router.
 func (m parsedMod) httpFilters(fs []*hcmv3.HttpFilter) []*hcmv3.HttpFilter {
-	if m.op == "add" {
-		f := proto.Clone(m.value).(*hcmv3.HttpFilter)
+	return modifyList(m, fs, (*hcmv3.HttpFilter).GetName, func(fs []*hcmv3.HttpFilter, f *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
 		var out []*hcmv3.HttpFilter
 		for _, x := range fs {
 			if x.GetName() == "envoy.filters.http.router" {
@@ -290,35 +294,14 @@ func (m parsedMod) httpFilters(fs []*hcmv3.HttpFilter) []*hcmv3.HttpFilter {
 			out = append(out, x)
 		}
 		return out
-	}
-	var out []*hcmv3.HttpFilter
-	for _, f := range fs {
-		if m.name == "" || f.GetName() == m.name {
-			if m.op == "remove" {
-				continue
-			}
-			mergePatch(f, m.value)
-		}
-		out = append(out, f)
-	}
-	return out
+	})
 }
 
+// virtualHosts: an added virtual host goes last.
 func (m parsedMod) virtualHosts(vs []*routev3.VirtualHost) []*routev3.VirtualHost {
-	if m.op == "add" {
-		return append(vs, proto.Clone(m.value).(*routev3.VirtualHost))
-	}
-	var out []*routev3.VirtualHost
-	for _, v := range vs {
-		if m.name == "" || v.GetName() == m.name {
-			if m.op == "remove" {
-				continue
-			}
-			mergePatch(v, m.value)
-		}
-		out = append(out, v)
-	}
-	return out
+	return modifyList(m, vs, (*routev3.VirtualHost).GetName, func(vs []*routev3.VirtualHost, v *routev3.VirtualHost) []*routev3.VirtualHost {
+		return append(vs, v)
+	})
 }
 
 // mergePatch merges a patch into dst like proto.Merge (scalars replaced,
