@@ -58,11 +58,16 @@ func IsPolicy(t *resource.Type) bool {
 // read-only once built and safe for concurrent use.
 type Set struct {
 	byType map[*resource.Type][]*resource.Resource
+	// byDest indexes connection policies by the service their destination
+	// selectors name: a policy whose destinations all name services
+	// exactly is listed under each of them, any other under "" (it may
+	// match any service). Each list is sorted by name.
+	byDest map[*resource.Type]map[string][]*resource.Resource
 }
 
 // NewSet groups policies (of any types; non-policies are ignored) by type.
 func NewSet(policies ...[]*resource.Resource) *Set {
-	s := &Set{byType: map[*resource.Type][]*resource.Resource{}}
+	s := &Set{byType: map[*resource.Type][]*resource.Resource{}, byDest: map[*resource.Type]map[string][]*resource.Resource{}}
 	for _, list := range policies {
 		for _, r := range list {
 			if t := r.Type(); t != nil && IsPolicy(t) {
@@ -70,10 +75,56 @@ func NewSet(policies ...[]*resource.Resource) *Set {
 			}
 		}
 	}
-	for _, list := range s.byType {
+	for t, list := range s.byType {
 		sort.Slice(list, func(i, j int) bool { return list[i].Meta.GetName() < list[j].Meta.GetName() })
+		idx := map[string][]*resource.Resource{}
+		for _, r := range list {
+			for _, svc := range destinationServices(r) {
+				idx[svc] = append(idx[svc], r)
+			}
+		}
+		s.byDest[t] = idx
 	}
 	return s
+}
+
+// destinationServices are the index keys of a policy: the services its
+// destination selectors name exactly, or [""] when one may match any.
+func destinationServices(r *resource.Resource) []string {
+	cp, ok := r.Spec.(connectionPolicy)
+	if !ok {
+		return []string{""}
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, sel := range cp.GetDestinations() {
+		svc, ok := sel.GetMatch()[resource.ServiceTag]
+		if !ok || svc == resource.Wildcard {
+			return []string{""}
+		}
+		if !seen[svc] {
+			seen[svc] = true
+			out = append(out, svc)
+		}
+	}
+	if len(out) == 0 {
+		return []string{""}
+	}
+	return out
+}
+
+// candidates are the policies of type t that may match dest: by the index
+// when dest names a service, else all of them.
+func (s *Set) candidates(t *resource.Type, dest map[string]string) (exact, any []*resource.Resource) {
+	if s == nil {
+		return nil, nil
+	}
+	svc, ok := dest[resource.ServiceTag]
+	idx := s.byDest[t]
+	if !ok || idx == nil || svc == resource.Wildcard {
+		return nil, s.byType[t]
+	}
+	return idx[svc], idx[""]
 }
 
 // Of returns the policies of one type, sorted by name.
@@ -159,9 +210,12 @@ func Rank(p *resource.Resource, sources []map[string]string, dest map[string]str
 // (ties by name). For dataplane types dest is ignored.
 func (s *Set) Ranked(t *resource.Type, sources []map[string]string, dest map[string]string) []resource.Candidate {
 	var out []resource.Candidate
-	for _, p := range s.Of(t) {
-		if r := Rank(p, sources, dest); r.Matched() {
-			out = append(out, resource.Candidate{Resource: p, Rank: r})
+	exact, any := s.candidates(t, dest)
+	for _, list := range [][]*resource.Resource{exact, any} {
+		for _, p := range list {
+			if r := Rank(p, sources, dest); r.Matched() {
+				out = append(out, resource.Candidate{Resource: p, Rank: r})
+			}
 		}
 	}
 	sortCandidates(out)
@@ -201,14 +255,16 @@ func sortCandidates(c []resource.Candidate) {
 func (s *Set) Best(t *resource.Type, sources []map[string]string, dest map[string]string) *resource.Resource {
 	var best *resource.Resource
 	var bestRank resource.Rank
-	for _, p := range s.Of(t) {
-		r := Rank(p, sources, dest)
-		if !r.Matched() {
-			continue
-		}
-		// The list is sorted by name, so the first of equal ranks stays.
-		if best == nil || r.Compare(bestRank) > 0 {
-			best, bestRank = p, r
+	exact, any := s.candidates(t, dest)
+	for _, list := range [][]*resource.Resource{exact, any} {
+		for _, p := range list {
+			r := Rank(p, sources, dest)
+			if !r.Matched() {
+				continue
+			}
+			if c := r.Compare(bestRank); best == nil || c > 0 || (c == 0 && p.Meta.GetName() < best.Meta.GetName()) {
+				best, bestRank = p, r
+			}
 		}
 	}
 	return best

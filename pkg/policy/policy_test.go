@@ -1,6 +1,8 @@
 package policy_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -159,5 +161,45 @@ func TestKey(t *testing.T) {
 	}
 	if set.Len(resource.TimeoutType) != 0 || set.Len(resource.RetryType) != 2 {
 		t.Error("Len by type")
+	}
+}
+
+// TestIndexMatchesScan: Best and Ranked, which look only at the policies
+// indexed under the destination's service and the unindexed ones, agree
+// with a scan of every policy on random policy sets.
+func TestIndexMatchesScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(opts ...map[string]string) map[string]string { return opts[rng.IntN(len(opts))] }
+	sel := func() map[string]string {
+		return pick(tags(svc, "a"), tags(svc, "b"), tags(svc, "*"), tags(svc, "a", "version", "v1"), tags("version", "v1"), tags(svc, "c"))
+	}
+	for round := 0; round < 200; round++ {
+		var ps []*resource.Resource
+		for i := 0; i < 1+rng.IntN(8); i++ {
+			r := &meshv1.Retry{}
+			for j := 0; j < 1+rng.IntN(2); j++ {
+				r.Sources = append(r.Sources, &meshv1.Selector{Match: sel()})
+				r.Destinations = append(r.Destinations, &meshv1.Selector{Match: sel()})
+			}
+			ps = append(ps, &resource.Resource{Meta: &meshv1.Meta{Type: "Retry", Mesh: "m", Name: fmt.Sprintf("p%d-%d", rng.IntN(20), i)}, Spec: r})
+		}
+		set := policy.NewSet(ps)
+		src := []map[string]string{sel()}
+		for _, dest := range []string{"a", "b", "c", "d"} {
+			d := policy.Destination(dest)
+			var want *resource.Resource
+			var wantRank resource.Rank
+			for _, p := range set.Of(resource.RetryType) { // sorted by name: first of a tie stays
+				if r := policy.Rank(p, src, d); r.Matched() && (want == nil || r.Compare(wantRank) > 0) {
+					want, wantRank = p, r
+				}
+			}
+			if got := set.Best(resource.RetryType, src, d); got != want {
+				t.Fatalf("round %d, %v → %s: Best %s, scan %s", round, src, dest, nameOf(got), nameOf(want))
+			}
+			if r := set.Ranked(resource.RetryType, src, d); (len(r) == 0) != (want == nil) || (want != nil && r[0].Resource != want) {
+				t.Fatalf("round %d, %v → %s: Ranked disagrees", round, src, dest)
+			}
+		}
 	}
 }

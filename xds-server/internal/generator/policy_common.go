@@ -33,6 +33,8 @@ type policyPieces struct {
 	lazy  sync.Map // types.Resource → struct{}
 	// templates: ProxyTemplate resource → *parsedTemplate
 	templates sync.Map
+	// selectors: source signature → *outboundSelector
+	selectors sync.Map
 	// endpointTags: service → its endpoints with their inbound tags, for
 	// subsets (filled by buildEndpoints, read-only afterwards).
 	endpointTags map[string][]taggedEndpoint
@@ -77,42 +79,100 @@ func (s *Snapshot) memo(key string, build func() types.Resource) (types.Resource
 	return actual.(types.Resource), nil
 }
 
-// outboundSelector selects, once per destination service, the policies a
-// proxy's traffic to it gets.
+// outboundSelector is what policies select for one caller: per
+// destination service, its TrafficTrace and ProxyTemplate. Proxies with
+// the same tag sets select the same, so one selector is shared by them for
+// the snapshot's life (selections, keys and whole pieces cached in it).
 type outboundSelector struct {
 	set     *policy.Set
 	sources []map[string]string
-	cache   map[string]policy.Outbound
-	// trace is the TrafficTrace of the proxy (nil: none, or its backend
-	// is not in the mesh); service names the proxy in traces.
-	trace   *tracing
-	service string
+	// trace is the TrafficTrace (nil: none, or its backend is not in the
+	// mesh); service names the caller in traces.
+	trace    *tracing
+	template *resource.Resource
+	service  string
+
+	mu       sync.Mutex
+	selected map[string]selected         // destination service → selection
+	pieces   map[string][]types.Resource // cached pieces by key (see piece)
+}
+
+type selected struct {
+	o   policy.Outbound
+	key string // o.Key()
+}
+
+// sourceSignature names a caller's tag sets canonically.
+func sourceSignature(sets []map[string]string) string {
+	parts := make([]string, len(sets))
+	for i, tags := range sets {
+		kv := make([]string, 0, len(tags))
+		for _, k := range sortedKeys(tags) {
+			kv = append(kv, k+"="+tags[k])
+		}
+		parts[i] = strings.Join(kv, ",")
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ";")
 }
 
 func newOutboundSelector(s *Snapshot, p *Proxy) *outboundSelector {
-	o := &outboundSelector{set: s.Policies, sources: policy.SourceTags(p.Dataplane), cache: map[string]policy.Outbound{}, service: p.Name}
+	sources := policy.SourceTags(p.Dataplane)
+	sig := sourceSignature(sources)
+	if v, ok := s.pol.selectors.Load(sig); ok {
+		return v.(*outboundSelector)
+	}
+	o := &outboundSelector{set: s.Policies, sources: sources, selected: map[string]selected{}, pieces: map[string][]types.Resource{}, service: p.Name}
 	if svcs := resource.DataplaneServices(p.Dataplane); len(svcs) > 0 {
 		o.service = svcs[0]
 	}
 	if s.Policies.Len(resource.TrafficTraceType) > 0 {
-		o.trace = resolveTracing(s.MeshSpec, s.Policies.Best(resource.TrafficTraceType, o.sources, nil))
+		o.trace = resolveTracing(s.MeshSpec, s.Policies.Best(resource.TrafficTraceType, sources, nil))
 	}
-	return o
+	if s.Policies.Len(resource.ProxyTemplateType) > 0 {
+		o.template = s.Policies.Best(resource.ProxyTemplateType, sources, nil)
+	}
+	v, _ := s.pol.selectors.LoadOrStore(sig, o)
+	return v.(*outboundSelector)
 }
 
 // any reports whether the mesh has a policy that shapes outbounds.
 func (o *outboundSelector) any() bool { return o.set.Len(policy.OutboundTypes...) > 0 }
 
-func (o *outboundSelector) get(svc string) policy.Outbound {
+func (o *outboundSelector) lookup(svc string) selected {
 	if !o.any() {
-		return policy.Outbound{}
+		return selected{}
 	}
-	if v, ok := o.cache[svc]; ok {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if v, ok := o.selected[svc]; ok {
 		return v
 	}
-	v := o.set.Outbound(o.sources, svc)
-	o.cache[svc] = v
+	out := o.set.Outbound(o.sources, svc)
+	v := selected{o: out, key: out.Key()}
+	o.selected[svc] = v
 	return v
+}
+
+func (o *outboundSelector) get(svc string) policy.Outbound { return o.lookup(svc).o }
+
+// piece returns the resources cached under key for this caller, building
+// them on first use.
+func (o *outboundSelector) piece(key string, build func() ([]types.Resource, error)) ([]types.Resource, error) {
+	o.mu.Lock()
+	v, ok := o.pieces[key]
+	o.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err := build()
+	if err != nil {
+		return nil, err
+	}
+	o.mu.Lock()
+	o.pieces[key] = v
+	o.mu.Unlock()
+	return v, nil
 }
 
 // subset is a destination of a TrafficRoute: a service and, optionally,

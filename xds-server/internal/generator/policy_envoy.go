@@ -13,6 +13,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -26,7 +27,8 @@ import (
 // of the caller shape it; without policies it is the plain one (shared is
 // the mesh's shared VIP listener, or nil).
 func envoyOutbound(s *Snapshot, sel *outboundSelector, shared *listenerv3.Listener, name, addr string, port uint32, svc string, bind bool) (*listenerv3.Listener, error) {
-	o, tr := sel.get(svc), sel.trace
+	sl, tr := sel.lookup(svc), sel.trace
+	o := sl.o
 	if !isHTTP(s.Protocol(svc)) {
 		tr = nil // tracing is HTTP's
 	}
@@ -36,7 +38,7 @@ func envoyOutbound(s *Snapshot, sel *outboundSelector, shared *listenerv3.Listen
 		}
 		return envoyOutboundListener(s, name, addr, port, svc, bind), nil
 	}
-	key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + o.Key()
+	key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + sl.key
 	if tr != nil {
 		key += "|trace:" + tr.policy.Meta.GetName() + ":" + sel.service
 	}
@@ -198,22 +200,32 @@ func loggingBackend(m *meshv1.Mesh, name string) *meshv1.Logging_Backend {
 // has for X, whichever route leads there, so a name always means one
 // content; a cluster already added is not added again.
 func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outboundSelector, added map[string]bool, proxyless bool) error {
-	for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, http)) {
-		name := ss.clusterName()
+	pieces, err := sel.piece("dest|"+svc+"|"+strconv.FormatBool(proxyless), func() ([]types.Resource, error) {
+		var list []types.Resource
+		for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, http)) {
+			c, err := policyCluster(s, ss, sel.get(ss.service), proxyless)
+			if err != nil {
+				return nil, err
+			}
+			cla, err := s.subsetEndpoints(ss)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, c, cla)
+		}
+		return list, nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := 0; i < len(pieces); i += 2 {
+		name := cachev3.GetResourceName(pieces[i])
 		if added[name] {
 			continue
 		}
 		added[name] = true
-		c, err := policyCluster(s, ss, sel.get(ss.service), proxyless)
-		if err != nil {
-			return err
-		}
-		cla, err := s.subsetEndpoints(ss)
-		if err != nil {
-			return err
-		}
-		out.add(resourcev3.ClusterType, c)
-		out.add(resourcev3.EndpointType, cla)
+		out.add(resourcev3.ClusterType, pieces[i])
+		out.add(resourcev3.EndpointType, pieces[i+1])
 	}
 	return nil
 }

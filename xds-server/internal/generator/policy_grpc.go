@@ -2,6 +2,7 @@ package generator
 
 import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -38,10 +39,48 @@ func (g *grpcShared) cluster(s *Snapshot, svc string) *clusterv3.Cluster {
 // codes, max stream duration, fault delay/abort, success-rate outlier
 // detection, max_requests, ring hash) and nothing it would NACK.
 func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
+	// The client resources depend only on what the caller selects, so
+	// callers with the same tag sets share one list.
+	list, err := sel.piece("grpc-clients", func() ([]types.Resource, error) {
+		part := Resources{}
+		if err := buildGRPCClients(part, s, sel); err != nil {
+			return nil, err
+		}
+		var list []types.Resource
+		for _, typ := range TypeURLs {
+			list = append(list, part[typ]...)
+		}
+		return list, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, res := range list {
+		out.add(typeURLOf(res), res)
+	}
+	return nil
+}
+
+func typeURLOf(res types.Resource) string {
+	switch res.(type) {
+	case *clusterv3.Cluster:
+		return resourcev3.ClusterType
+	case *listenerv3.Listener:
+		return resourcev3.ListenerType
+	case *routev3.RouteConfiguration:
+		return resourcev3.RouteType
+	case *endpointv3.ClusterLoadAssignment:
+		return resourcev3.EndpointType
+	}
+	return resourcev3.SecretType
+}
+
+func buildGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 	sh := s.grpcShared
 	added := map[string]bool{}
 	for i, svc := range s.services {
-		o := sel.get(svc)
+		sl := sel.lookup(svc)
+		o := sl.o
 		if o.Empty() {
 			out.add(resourcev3.ListenerType, sh.listeners[i])
 			out.add(resourcev3.RouteType, sh.routes[i])
@@ -56,7 +95,7 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 				}
 				l = r.(*listenerv3.Listener)
 			}
-			rc, err := s.memo("grpc-route|"+svc+"|"+o.Key(), func() types.Resource { return grpcPolicyRoute(svc, o) })
+			rc, err := s.memo("grpc-route|"+svc+"|"+sl.key, func() types.Resource { return grpcPolicyRoute(svc, o) })
 			if err != nil {
 				return err
 			}

@@ -128,10 +128,7 @@ func (s *Snapshot) template(r *resource.Resource) *parsedTemplate {
 // invalid, fails the generation: the proxy keeps its previous
 // configuration, and the error names the template.
 func applyProxyTemplate(out Resources, s *Snapshot, sel *outboundSelector) error {
-	if s.Policies.Len(resource.ProxyTemplateType) == 0 {
-		return nil
-	}
-	tr := s.Policies.Best(resource.ProxyTemplateType, sel.sources, nil)
+	tr := sel.template
 	if tr == nil {
 		return nil
 	}
