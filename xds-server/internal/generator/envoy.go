@@ -49,7 +49,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		}
 	}
 	for i, in := range dp.GetNetworking().GetInbound() {
-		l, c, err := envoyInbound(s, dp, in, mtls, permissive)
+		l, c, err := envoyInbound(s, dp, in, mtls, permissive, sel.inboundTracing())
 		if err != nil {
 			return nil, fmt.Errorf("networking.inbound[%d]: %w", i, err)
 		}
@@ -102,13 +102,13 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 			})
 		}
 	}
-	added := map[string]bool{}
+	added := make(map[string]bool, 2*len(outbound))
 	for _, svc := range sortedKeys(outbound) {
 		if err := addDestination(out, s, svc, isHTTP(s.Protocol(svc)), sel, added, false); err != nil {
 			return nil, err
 		}
 	}
-	if err := applyTracing(out, s, sel.trace, sel.service); err != nil {
+	if err := addTracingCluster(out, s, sel.trace); err != nil {
 		return nil, err
 	}
 	if err := applyProxyTemplate(out, s, sel); err != nil { // last: it sees everything
@@ -163,7 +163,7 @@ func newOutboundCluster(s *Snapshot, svc string) *clusterv3.Cluster {
 	return c
 }
 
-func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound, mtls, permissive bool) (*listenerv3.Listener, *clusterv3.Cluster, error) {
+func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound, mtls, permissive bool, tracing *hcmv3.HttpConnectionManager_Tracing) (*listenerv3.Listener, *clusterv3.Cluster, error) {
 	addr := inboundAddress(dp, in)
 	if addr == "" {
 		return nil, nil, fmt.Errorf("no address")
@@ -194,7 +194,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 			rules = rbacRules(s, in.GetTags())
 		}
 		if isHTTP(protocol) {
-			return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{inboundHCM(name, clusterName, rules, protocol)}}
+			return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{inboundHCM(name, clusterName, rules, protocol, tracing)}}
 		}
 		var filters []*listenerv3.Filter
 		if rules != nil {
@@ -236,7 +236,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 	return l, cluster, nil
 }
 
-func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string) *listenerv3.Filter {
+func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string, tracing *hcmv3.HttpConnectionManager_Tracing) *listenerv3.Filter {
 	var filters []*hcmv3.HttpFilter
 	if rules != nil {
 		filters = append(filters, &hcmv3.HttpFilter{
@@ -258,6 +258,7 @@ func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string)
 			ValidateClusters: wrapperspb.Bool(false),
 		}},
 		HttpFilters: filters,
+		Tracing:     tracing, // TrafficTrace (policy_trace.go)
 	}
 	return hcmFilter(hcm)
 }

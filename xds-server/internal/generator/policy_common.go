@@ -29,8 +29,9 @@ import (
 // is built once per snapshot and selection (keyed by policy.Outbound.Key),
 // validated once, and treated like the shared pieces (digest cached).
 type policyPieces struct {
-	built sync.Map // key → types.Resource
-	lazy  sync.Map // types.Resource → struct{}
+	// built: key → types.Resource; what it holds is shared too: its
+	// digest is in Snapshot.digests (so isShared finds it there).
+	built sync.Map
 	// templates: ProxyTemplate resource → *parsedTemplate
 	templates sync.Map
 	// selectors: source signature → *outboundSelector
@@ -58,7 +59,7 @@ func (s *Snapshot) isShared(res types.Resource) bool {
 	if s.shared[res] {
 		return true
 	}
-	_, ok := s.pol.lazy.Load(res)
+	_, ok := s.digests.Load(res)
 	return ok
 }
 
@@ -74,8 +75,10 @@ func (s *Snapshot) memo(key string, build func() types.Resource) (types.Resource
 			return nil, fmt.Errorf("%s %q: %w", key[:strings.IndexByte(key, '|')], cachev3.GetResourceName(r), err)
 		}
 	}
-	actual, _ := s.pol.built.LoadOrStore(key, r)
-	s.pol.lazy.Store(actual, struct{}{})
+	actual, loaded := s.pol.built.LoadOrStore(key, r)
+	if !loaded {
+		s.digests.Store(actual, digestOf(actual.(types.Resource)))
+	}
 	return actual.(types.Resource), nil
 }
 
@@ -92,9 +95,16 @@ type outboundSelector struct {
 	template *resource.Resource
 	service  string
 
-	mu       sync.Mutex
-	selected map[string]selected         // destination service → selection
-	pieces   map[string][]types.Resource // cached pieces by key (see piece)
+	mu        sync.Mutex
+	selected  map[string]selected         // destination service → selection
+	pieces    map[pieceKey][]types.Resource // cached pieces (see piece)
+}
+
+// pieceKey names a cached piece of one caller's configuration (struct
+// keys: no string is built per proxy to look one up).
+type pieceKey struct {
+	kind, name, svc string
+	flag            bool
 }
 
 type selected struct {
@@ -122,7 +132,7 @@ func newOutboundSelector(s *Snapshot, p *Proxy) *outboundSelector {
 	if v, ok := s.pol.selectors.Load(sig); ok {
 		return v.(*outboundSelector)
 	}
-	o := &outboundSelector{set: s.Policies, sources: sources, selected: map[string]selected{}, pieces: map[string][]types.Resource{}, service: p.Name}
+	o := &outboundSelector{set: s.Policies, sources: sources, selected: map[string]selected{}, pieces: map[pieceKey][]types.Resource{}}
 	if svcs := resource.DataplaneServices(p.Dataplane); len(svcs) > 0 {
 		o.service = svcs[0]
 	}
@@ -158,7 +168,7 @@ func (o *outboundSelector) get(svc string) policy.Outbound { return o.lookup(svc
 
 // piece returns the resources cached under key for this caller, building
 // them on first use.
-func (o *outboundSelector) piece(key string, build func() ([]types.Resource, error)) ([]types.Resource, error) {
+func (o *outboundSelector) piece(key pieceKey, build func() ([]types.Resource, error)) ([]types.Resource, error) {
 	o.mu.Lock()
 	v, ok := o.pieces[key]
 	o.mu.Unlock()

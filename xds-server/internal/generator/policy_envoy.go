@@ -38,26 +38,36 @@ func envoyOutbound(s *Snapshot, sel *outboundSelector, shared *listenerv3.Listen
 		}
 		return envoyOutboundListener(s, name, addr, port, svc, bind), nil
 	}
-	key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + sl.key
-	if tr != nil {
-		key += "|trace:" + tr.policy.Meta.GetName() + ":" + sel.service
-	}
-	r, err := s.memo(key, func() types.Resource {
-		l := envoyOutboundListener(s, name, addr, port, svc, bind)
-		if isHTTP(s.Protocol(svc)) {
-			hcm := envoyPolicyHCM(s, o, name, svc)
-			if tr != nil {
-				hcm.Tracing = tr.hcmTracing(sel.service)
+	list, err := sel.piece(pieceKey{kind: "listener", name: name, svc: svc, flag: bind}, func() ([]types.Resource, error) {
+		key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + sl.key
+		if tr != nil {
+			key += "|trace:" + tr.backend.GetName()
+			if tr.namesService() {
+				key += ":" + sel.service
 			}
-			l.FilterChains[0].Filters = []*listenerv3.Filter{hcmFilter(hcm)}
-		} else {
-			l.FilterChains[0].Filters = []*listenerv3.Filter{envoyPolicyTCPProxy(s, o, name, svc)}
 		}
-		return l
+		r, err := s.memo(key, func() types.Resource {
+			l := envoyOutboundListener(s, name, addr, port, svc, bind)
+			if isHTTP(s.Protocol(svc)) {
+				hcm := envoyPolicyHCM(s, o, name, svc)
+				if tr != nil {
+					hcm.Tracing = tr.hcmTracing(sel.service)
+				}
+				l.FilterChains[0].Filters = []*listenerv3.Filter{hcmFilter(hcm)}
+			} else {
+				l.FilterChains[0].Filters = []*listenerv3.Filter{envoyPolicyTCPProxy(s, o, name, svc)}
+			}
+			return l
+		})
+		if err != nil {
+			return nil, err
+		}
+		return []types.Resource{r}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	r := list[0]
 	return r.(*listenerv3.Listener), nil
 }
 
@@ -200,7 +210,7 @@ func loggingBackend(m *meshv1.Mesh, name string) *meshv1.Logging_Backend {
 // has for X, whichever route leads there, so a name always means one
 // content; a cluster already added is not added again.
 func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outboundSelector, added map[string]bool, proxyless bool) error {
-	pieces, err := sel.piece("dest|"+svc+"|"+strconv.FormatBool(proxyless), func() ([]types.Resource, error) {
+	pieces, err := sel.piece(pieceKey{kind: "dest", svc: svc, flag: proxyless}, func() ([]types.Resource, error) {
 		var list []types.Resource
 		for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, http)) {
 			c, err := policyCluster(s, ss, sel.get(ss.service), proxyless)

@@ -41,7 +41,7 @@ func (g *grpcShared) cluster(s *Snapshot, svc string) *clusterv3.Cluster {
 func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 	// The client resources depend only on what the caller selects, so
 	// callers with the same tag sets share one list.
-	list, err := sel.piece("grpc-clients", func() ([]types.Resource, error) {
+	list, err := sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
 		part := Resources{}
 		if err := buildGRPCClients(part, s, sel); err != nil {
 			return nil, err

@@ -33,6 +33,10 @@ type tracing struct {
 
 func (t *tracing) clusterName() string { return "tracing:" + t.backend.GetName() }
 
+// namesService reports whether the tracing config carries the caller's
+// service (OpenTelemetry's service name; Zipkin takes Envoy's own).
+func (t *tracing) namesService() bool { return t.backend.GetType() != "zipkin" }
+
 // resolveTracing finds the backend of a TrafficTrace (its conf.backend,
 // else the mesh default) and parses its URL; nil when it names no backend
 // of the mesh or the URL has no host and port (nothing is traced then).
@@ -128,10 +132,10 @@ func (t *tracing) cluster(s *Snapshot) (types.Resource, error) {
 	})
 }
 
-// applyTracing adds a TrafficTrace to a proxy: the collector cluster, and
-// tracing on every inbound HTTP connection manager (outbound ones get it
-// when they are built, envoyPolicyHCM).
-func applyTracing(out Resources, s *Snapshot, t *tracing, service string) error {
+// addTracingCluster adds a TrafficTrace's collector cluster to a proxy
+// (the inbound and outbound HTTP connection managers get their tracing
+// when they are built).
+func addTracingCluster(out Resources, s *Snapshot, t *tracing) error {
 	if t == nil {
 		return nil
 	}
@@ -140,18 +144,16 @@ func applyTracing(out Resources, s *Snapshot, t *tracing, service string) error 
 		return err
 	}
 	out.add(resourcev3.ClusterType, c)
-	for i, res := range out[resourcev3.ListenerType] {
-		l := res.(*listenerv3.Listener)
-		if l.GetTrafficDirection() != corev3.TrafficDirection_INBOUND {
-			continue
-		}
-		traced, err := withHCM(l, func(h *hcmv3.HttpConnectionManager) { h.Tracing = t.hcmTracing(service) })
-		if err != nil {
-			return err
-		}
-		out[resourcev3.ListenerType][i] = traced
-	}
 	return nil
+}
+
+// inboundTracing is the tracing of the caller's inbound HTTP connection
+// managers, nil without a TrafficTrace.
+func (o *outboundSelector) inboundTracing() *hcmv3.HttpConnectionManager_Tracing {
+	if o.trace == nil {
+		return nil
+	}
+	return o.trace.hcmTracing(o.service)
 }
 
 // withHCM returns a copy of a listener whose HTTP connection managers are

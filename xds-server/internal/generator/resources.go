@@ -40,7 +40,7 @@ func (r Resources) Validate() error { return r.validate(nil) }
 
 func (r Resources) validate(skip func(types.Resource) bool) error {
 	for typ, list := range r {
-		seen := map[string]bool{}
+		seen := make(map[string]bool, len(list))
 		for _, res := range list {
 			name := cachev3.GetResourceName(res)
 			if seen[name] {
