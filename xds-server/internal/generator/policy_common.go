@@ -36,6 +36,9 @@ type policyPieces struct {
 	templates sync.Map
 	// selectors: source signature → *outboundSelector
 	selectors sync.Map
+	// grpcClients: the selections over every service → a proxyless
+	// client's resources
+	grpcClients sync.Map
 	// endpointTags: service → its endpoints with their inbound tags, for
 	// subsets (filled by buildEndpoints, read-only afterwards).
 	endpointTags map[string][]taggedEndpoint
@@ -95,9 +98,9 @@ type outboundSelector struct {
 	template *resource.Resource
 	service  string
 
-	mu        sync.Mutex
-	selected  map[string]selected         // destination service → selection
-	pieces    map[pieceKey][]types.Resource // cached pieces (see piece)
+	mu       sync.Mutex
+	selected map[string]selected           // destination service → selection
+	pieces   map[pieceKey][]types.Resource // cached pieces (see piece)
 }
 
 // pieceKey names a cached piece of one caller's configuration (struct

@@ -1,6 +1,8 @@
 package generator
 
 import (
+	"strings"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -42,6 +44,16 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 	// The client resources depend only on what the caller selects, so
 	// callers with the same tag sets share one list.
 	list, err := sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
+		// Callers with other tag sets often select the same policies:
+		// one list per distinct selection over the mesh's services.
+		var b strings.Builder
+		for _, svc := range s.services {
+			b.WriteString(sel.lookup(svc).key)
+			b.WriteByte(';')
+		}
+		if v, ok := s.pol.grpcClients.Load(b.String()); ok {
+			return v.([]types.Resource), nil
+		}
 		part := Resources{}
 		if err := buildGRPCClients(part, s, sel); err != nil {
 			return nil, err
@@ -50,7 +62,8 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 		for _, typ := range TypeURLs {
 			list = append(list, part[typ]...)
 		}
-		return list, nil
+		v, _ := s.pol.grpcClients.LoadOrStore(b.String(), list)
+		return v.([]types.Resource), nil
 	})
 	if err != nil {
 		return err
