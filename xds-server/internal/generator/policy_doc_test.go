@@ -61,17 +61,24 @@ func TestPolicyDocExamples(t *testing.T) {
 	}
 	dps := []*resource.Resource{
 		dp("web-1", "web", "http", nil, "backend"),
+		dp("client-1", "client", "grpc", nil, "backend"),
 		dp("backend-v1", "backend", "grpc", map[string]string{"version": "v1"}),
 		dp("backend-v2", "backend", "grpc", map[string]string{"version": "v2"}),
 	}
 	s := NewSnapshotWithPolicies("default", mesh, dps, nil, nil, policies)
-	for kind, want := range map[string][]string{
-		KindEnvoy: {"backend{version=v1}", "backend{version=v2}", "external-auth", "tracing:zipkin"},
-		KindGRPC:  {"backend{version=v1}", "backend{version=v2}"},
+	for _, tc := range []struct {
+		proxy, kind string
+		want        []string
+	}{
+		// web's own route (by zone) is more specific than the canary's '*'.
+		{"web-1", KindEnvoy, []string{"backend{weft.io/zone=zone-1}", "backend{weft.io/zone=zone-2}", "external-auth", "tracing:zipkin"}},
+		{"client-1", KindEnvoy, []string{"backend{version=v1}", "backend{version=v2}"}},
+		{"client-1", KindGRPC, []string{"backend{version=v1}", "backend{version=v2}"}},
 	} {
-		res, err := Generate(s, &Proxy{Mesh: "default", Name: "web-1", Kind: kind, Dataplane: s.Dataplanes["web-1"], Identity: identity})
+		kind, want := tc.kind, tc.want
+		res, err := Generate(s, &Proxy{Mesh: "default", Name: tc.proxy, Kind: kind, Dataplane: s.Dataplanes[tc.proxy], Identity: identity})
 		if err != nil {
-			t.Errorf("%s: %v", kind, err)
+			t.Errorf("%s %s: %v", tc.proxy, kind, err)
 			continue
 		}
 		clusters := map[string]bool{}
