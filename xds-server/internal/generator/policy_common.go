@@ -29,9 +29,12 @@ import (
 // is built once per snapshot and selection (keyed by policy.Outbound.Key),
 // validated once, and treated like the shared pieces (digest cached).
 type policyPieces struct {
-	// built: key → types.Resource; what it holds is shared too: its
-	// digest is in Snapshot.digests (so isShared finds it there).
-	built sync.Map
+	// built: key → types.Resource; what it holds is shared too, with its
+	// digest in lazy (a plain map: read on every generation, for every
+	// resource, so cheaper than a sync.Map).
+	built  sync.Map
+	lazyMu sync.RWMutex
+	lazy   map[types.Resource][32]byte
 	// templates: ProxyTemplate resource → *parsedTemplate
 	templates sync.Map
 	// selectors: source signature → *outboundSelector
@@ -62,8 +65,15 @@ func (s *Snapshot) isShared(res types.Resource) bool {
 	if s.shared[res] {
 		return true
 	}
-	_, ok := s.digests.Load(res)
+	_, ok := s.lazyDigest(res)
 	return ok
+}
+
+func (s *Snapshot) lazyDigest(res types.Resource) ([32]byte, bool) {
+	s.pol.lazyMu.RLock()
+	d, ok := s.pol.lazy[res]
+	s.pol.lazyMu.RUnlock()
+	return d, ok
 }
 
 // memo returns the piece built under key, building and validating it on
@@ -80,7 +90,13 @@ func (s *Snapshot) memo(key string, build func() types.Resource) (types.Resource
 	}
 	actual, loaded := s.pol.built.LoadOrStore(key, r)
 	if !loaded {
-		s.digests.Store(actual, digestOf(actual.(types.Resource)))
+		d := digestOf(actual.(types.Resource))
+		s.pol.lazyMu.Lock()
+		if s.pol.lazy == nil {
+			s.pol.lazy = map[types.Resource][32]byte{}
+		}
+		s.pol.lazy[actual.(types.Resource)] = d
+		s.pol.lazyMu.Unlock()
 	}
 	return actual.(types.Resource), nil
 }

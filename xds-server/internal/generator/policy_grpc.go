@@ -58,6 +58,9 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 		if err := buildGRPCClients(part, s, sel); err != nil {
 			return nil, err
 		}
+		// Grouped by type and sorted by name, so a proxy's lists are
+		// appended in runs and need no sorting.
+		part.sort()
 		var list []types.Resource
 		for _, typ := range TypeURLs {
 			list = append(list, part[typ]...)
@@ -68,8 +71,13 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 	if err != nil {
 		return err
 	}
-	for _, res := range list {
-		out.add(typeURLOf(res), res)
+	for start := 0; start < len(list); {
+		typ, end := typeURLOf(list[start]), start+1
+		for end < len(list) && typeURLOf(list[end]) == typ {
+			end++
+		}
+		out.add(typ, list[start:end:end]...)
+		start = end
 	}
 	return nil
 }

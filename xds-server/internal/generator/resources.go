@@ -31,7 +31,10 @@ func (r Resources) add(typeURL string, res ...types.Resource) {
 
 func (r Resources) sort() {
 	for _, list := range r {
-		sort.SliceStable(list, func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) })
+		less := func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) }
+		if !sort.SliceIsSorted(list, less) { // pieces are often added in order
+			sort.SliceStable(list, less)
+		}
 	}
 }
 

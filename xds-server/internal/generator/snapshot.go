@@ -63,11 +63,11 @@ func (s *Snapshot) share(res types.Resource) {
 }
 
 func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
+	if !s.shared[res] {
+		return s.lazyDigest(res)
+	}
 	if d, ok := s.digests.Load(res); ok {
 		return d.([32]byte), true
-	}
-	if !s.shared[res] {
-		return [32]byte{}, false
 	}
 	d := digestOf(res)
 	s.digests.Store(res, d)
