@@ -39,6 +39,9 @@ type policyPieces struct {
 	templates sync.Map
 	// selectors: source signature → *outboundSelector
 	selectors sync.Map
+	// dests: destKey → a destination's clusters and endpoints, shared by
+	// callers selecting the same policies for it
+	dests sync.Map
 	// grpcClients: the selections over every service → a proxyless
 	// client's resources
 	grpcClients sync.Map
@@ -76,16 +79,16 @@ func (s *Snapshot) lazyDigest(res types.Resource) ([32]byte, bool) {
 	return d, ok
 }
 
-// memo returns the piece built under key, building and validating it on
-// first use. Concurrent first uses may both build; one result wins.
-func (s *Snapshot) memo(key string, build func() types.Resource) (types.Resource, error) {
+// memo returns the piece built under key (a string or a comparable
+// struct), building and validating it on first use. Concurrent first uses may both build; one result wins.
+func (s *Snapshot) memo(key any, build func() types.Resource) (types.Resource, error) {
 	if r, ok := s.pol.built.Load(key); ok {
 		return r.(types.Resource), nil
 	}
 	r := build()
 	if v, ok := r.(interface{ ValidateAll() error }); ok {
 		if err := v.ValidateAll(); err != nil {
-			return nil, fmt.Errorf("%s %q: %w", key[:strings.IndexByte(key, '|')], cachev3.GetResourceName(r), err)
+			return nil, fmt.Errorf("%s %q: %w", typeURLOf(r)[strings.LastIndexByte(typeURLOf(r), '.')+1:], cachev3.GetResourceName(r), err)
 		}
 	}
 	actual, loaded := s.pol.built.LoadOrStore(key, r)

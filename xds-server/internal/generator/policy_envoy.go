@@ -39,14 +39,14 @@ func envoyOutbound(s *Snapshot, sel *outboundSelector, shared *listenerv3.Listen
 		return envoyOutboundListener(s, name, addr, port, svc, bind), nil
 	}
 	list, err := sel.piece(pieceKey{kind: "listener", name: name, svc: svc, flag: bind}, func() ([]types.Resource, error) {
-		key := "listener|" + name + "|" + svc + "|" + strconv.FormatBool(bind) + "|" + sl.key
+		lk := listenerKey{name: name, svc: svc, bind: bind, o: o}
 		if tr != nil {
-			key += "|trace:" + tr.backend.GetName()
+			lk.traceBackend = tr.backend
 			if tr.namesService() {
-				key += ":" + sel.service
+				lk.traceService = sel.service
 			}
 		}
-		r, err := s.memo(key, func() types.Resource {
+		r, err := s.memo(lk, func() types.Resource {
 			l := envoyOutboundListener(s, name, addr, port, svc, bind)
 			if isHTTP(s.Protocol(svc)) {
 				hcm := envoyPolicyHCM(s, o, name, svc)
@@ -211,6 +211,16 @@ func loggingBackend(m *meshv1.Mesh, name string) *meshv1.Logging_Backend {
 // content; a cluster already added is not added again.
 func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outboundSelector, added map[string]bool, proxyless bool) error {
 	pieces, err := sel.piece(pieceKey{kind: "dest", svc: svc, flag: proxyless}, func() ([]types.Resource, error) {
+		// When the route stays within svc, what is built depends only on
+		// the selection for svc: shared by every caller selecting it.
+		o := sel.get(svc)
+		key := destKey{svc: svc, proxyless: proxyless, http: http, o: o}
+		stays := routeStaysIn(o, svc)
+		if stays {
+			if v, ok := s.pol.dests.Load(key); ok {
+				return v.([]types.Resource), nil
+			}
+		}
 		var list []types.Resource
 		for _, ss := range subsetsOf(routeEntries(sel.get(svc), svc, http)) {
 			c, err := policyCluster(s, ss, sel.get(ss.service), proxyless)
@@ -222,6 +232,10 @@ func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outb
 				return nil, err
 			}
 			list = append(list, c, cla)
+		}
+		if stays {
+			v, _ := s.pol.dests.LoadOrStore(key, list)
+			return v.([]types.Resource), nil
 		}
 		return list, nil
 	})
@@ -238,6 +252,51 @@ func addDestination(out Resources, s *Snapshot, svc string, http bool, sel *outb
 		out.add(resourcev3.EndpointType, pieces[i+1])
 	}
 	return nil
+}
+
+// listenerKey names an outbound listener by what shapes it.
+type listenerKey struct {
+	name, svc    string
+	bind         bool
+	o            policy.Outbound
+	traceBackend *meshv1.Tracing_Backend
+	traceService string
+}
+
+// destKey names a destination's pieces by what shapes them.
+type destKey struct {
+	svc             string
+	proxyless, http bool
+	o               policy.Outbound
+}
+
+// routeStaysIn reports whether every destination of the selected route is
+// a subset of svc (or there is no route).
+func routeStaysIn(o policy.Outbound, svc string) bool {
+	if o.Route == nil {
+		return true
+	}
+	conf := o.Route.Spec.(*meshv1.TrafficRoute).GetConf()
+	in := func(split []*meshv1.TrafficRoute_Split, dest map[string]string) bool {
+		if len(dest) > 0 && dest[resource.ServiceTag] != svc {
+			return false
+		}
+		for _, sp := range split {
+			if sp.GetDestination()[resource.ServiceTag] != svc {
+				return false
+			}
+		}
+		return true
+	}
+	if !in(conf.GetSplit(), conf.GetDestination()) {
+		return false
+	}
+	for _, h := range conf.GetHttp() {
+		if !in(h.GetSplit(), h.GetDestination()) {
+			return false
+		}
+	}
+	return true
 }
 
 // policyCluster is the cluster of a subset shaped by the policies for its
