@@ -31,11 +31,30 @@ func (r Resources) add(typeURL string, res ...types.Resource) {
 
 func (r Resources) sort() {
 	for _, list := range r {
-		less := func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) }
-		if !sort.SliceIsSorted(list, less) { // pieces are often added in order
-			sort.SliceStable(list, less)
+		// Names are read once per resource, not once per comparison.
+		names := make([]string, len(list))
+		sorted := true
+		for i, res := range list {
+			names[i] = cachev3.GetResourceName(res)
+			sorted = sorted && (i == 0 || names[i-1] <= names[i])
 		}
+		if sorted { // pieces are often added in order
+			continue
+		}
+		sort.Stable(byName{names, list})
 	}
+}
+
+type byName struct {
+	names []string
+	list  []types.Resource
+}
+
+func (b byName) Len() int           { return len(b.list) }
+func (b byName) Less(i, j int) bool { return b.names[i] < b.names[j] }
+func (b byName) Swap(i, j int) {
+	b.names[i], b.names[j] = b.names[j], b.names[i]
+	b.list[i], b.list[j] = b.list[j], b.list[i]
 }
 
 // Validate runs every resource's ValidateAll and checks names are unique.
