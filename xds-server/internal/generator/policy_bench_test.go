@@ -2,10 +2,8 @@ package generator
 
 import (
 	"fmt"
-	"sort"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -75,23 +73,7 @@ func BenchmarkGenerateMeshPolicies(b *testing.B) {
 				others = benchPolicies(max(n/10, 1), dps, mesh, variant != "all")
 			}
 			b.Run(fmt.Sprintf("kind=%s/policies=%s", kind, variant), func(b *testing.B) {
-				b.ReportAllocs()
-				lat := make([]time.Duration, 0, n*b.N)
-				for i := 0; i < b.N; i++ {
-					s := NewSnapshotWithPolicies("bench", mesh, dps, tps, vips, others)
-					for _, d := range dps {
-						start := time.Now()
-						res, err := Generate(s, &Proxy{Mesh: "bench", Name: d.Meta.GetName(), Kind: kind, Dataplane: s.Dataplanes[d.Meta.GetName()], Identity: identity})
-						if err != nil {
-							b.Fatal(err)
-						}
-						s.Versions(res)
-						lat = append(lat, time.Since(start))
-					}
-				}
-				sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs/proxy")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs/proxy")
+				regenerateAll(b, kind, dps, func() *Snapshot { return NewSnapshotWithPolicies("bench", mesh, dps, tps, vips, others) })
 			})
 		}
 	}
