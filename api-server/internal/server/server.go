@@ -351,6 +351,16 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 	if err := checkBinding(ctx, r); err != nil {
 		return nil, err
 	}
+	if tg.t == resource.TrafficLogType || tg.t == resource.TrafficTraceType {
+		// The backend a policy names must be one of its mesh's.
+		if m, err := s.st.Get(ctx, resource.MeshType, "", tg.mesh); err == nil {
+			if err := resource.CheckPolicyReferences(r, m.Spec.(*meshv1.Mesh)); err != nil {
+				return nil, err
+			}
+		} else if !store.IsNotFound(err) {
+			return nil, err
+		}
+	}
 	if tg.t == resource.MeshType && s.cfg.MeshValidator != nil {
 		if err := s.cfg.MeshValidator(ctx, r); err != nil {
 			return nil, err

@@ -41,6 +41,7 @@ func isHTTP2(protocol string) bool { return protocol == "http2" || protocol == "
 func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	dp := p.Dataplane
+	sel := newOutboundSelector(s, p) // policies per destination (policy_envoy.go)
 	mtls, permissive := s.MTLS()
 	if mtls && p.Identity != nil {
 		for _, sec := range identitySecrets(p.Identity) {
@@ -48,7 +49,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		}
 	}
 	for i, in := range dp.GetNetworking().GetInbound() {
-		l, c, err := envoyInbound(s, dp, in, mtls, permissive)
+		l, c, err := envoyInbound(s, dp, in, mtls, permissive, sel.inboundTracing())
 		if err != nil {
 			return nil, fmt.Errorf("networking.inbound[%d]: %w", i, err)
 		}
@@ -65,7 +66,11 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		if addr == "" {
 			addr = "127.0.0.1"
 		}
-		out.add(resourcev3.ListenerType, envoyOutboundListener(s, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true))
+		l, err := envoyOutbound(s, sel, nil, outboundListenerName(addr, ob.GetPort()), addr, ob.GetPort(), svc, true)
+		if err != nil {
+			return nil, fmt.Errorf("networking.outbound[%d]: %w", i, err)
+		}
+		out.add(resourcev3.ListenerType, l)
 		outbound[svc] = true
 	}
 	if tp := dp.GetNetworking().GetTransparentProxying(); tp != nil {
@@ -73,7 +78,11 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		// hands intercepted connections to them by original destination.
 		sh := s.envoyShared
 		for _, svc := range sh.vipServices {
-			out.add(resourcev3.ListenerType, sh.vipListeners[svc])
+			l, err := envoyOutbound(s, sel, sh.vipListeners[svc], outboundListenerName(s.VIPs[svc], 80), s.VIPs[svc], 80, svc, false)
+			if err != nil {
+				return nil, err
+			}
+			out.add(resourcev3.ListenerType, l)
 			outbound[svc] = true
 		}
 		if port := tp.GetRedirectPortOutbound(); port != 0 {
@@ -93,13 +102,17 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 			})
 		}
 	}
+	added := make(map[string]bool, 2*len(outbound))
 	for _, svc := range sortedKeys(outbound) {
-		out.add(resourcev3.ClusterType, s.envoyShared.cluster(s, svc))
-		if cla := s.endpoints[svc]; cla != nil {
-			out.add(resourcev3.EndpointType, cla)
-		} else {
-			out.add(resourcev3.EndpointType, loadAssignment(svc, nil, nil))
+		if err := addDestination(out, s, svc, isHTTP(s.Protocol(svc)), sel, added, false); err != nil {
+			return nil, err
 		}
+	}
+	if err := addTracingCluster(out, s, sel.trace); err != nil {
+		return nil, err
+	}
+	if err := applyProxyTemplate(out, s, sel); err != nil { // last: it sees everything
+		return nil, err
 	}
 	return out, nil
 }
@@ -150,7 +163,7 @@ func newOutboundCluster(s *Snapshot, svc string) *clusterv3.Cluster {
 	return c
 }
 
-func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound, mtls, permissive bool) (*listenerv3.Listener, *clusterv3.Cluster, error) {
+func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound, mtls, permissive bool, tracing *hcmv3.HttpConnectionManager_Tracing) (*listenerv3.Listener, *clusterv3.Cluster, error) {
 	addr := inboundAddress(dp, in)
 	if addr == "" {
 		return nil, nil, fmt.Errorf("no address")
@@ -181,7 +194,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 			rules = rbacRules(s, in.GetTags())
 		}
 		if isHTTP(protocol) {
-			return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{inboundHCM(name, clusterName, rules, protocol)}}
+			return &listenerv3.FilterChain{Filters: []*listenerv3.Filter{inboundHCM(name, clusterName, rules, protocol, tracing)}}
 		}
 		var filters []*listenerv3.Filter
 		if rules != nil {
@@ -223,7 +236,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 	return l, cluster, nil
 }
 
-func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string) *listenerv3.Filter {
+func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string, tracing *hcmv3.HttpConnectionManager_Tracing) *listenerv3.Filter {
 	var filters []*hcmv3.HttpFilter
 	if rules != nil {
 		filters = append(filters, &hcmv3.HttpFilter{
@@ -245,6 +258,7 @@ func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string)
 			ValidateClusters: wrapperspb.Bool(false),
 		}},
 		HttpFilters: filters,
+		Tracing:     tracing, // TrafficTrace (policy_trace.go)
 	}
 	return hcmFilter(hcm)
 }

@@ -39,7 +39,7 @@ func Generate(s *Snapshot, p *Proxy) (Resources, error) {
 		return nil, fmt.Errorf("dataplane %s/%s: %w", p.Mesh, p.Name, err)
 	}
 	out.sort()
-	if err := out.validate(s.shared); err != nil {
+	if err := out.validate(s.isShared); err != nil {
 		return nil, fmt.Errorf("dataplane %s/%s: generated invalid config: %w", p.Mesh, p.Name, err)
 	}
 	return out, nil

@@ -35,23 +35,9 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 	if s.MeshSpec == nil {
 		return g
 	}
-	mtls, _ := s.MTLS()
 	for _, svc := range s.services {
 		name := ClientListenerName(svc)
-		hcm := &hcmv3.HttpConnectionManager{
-			StatPrefix: name,
-			RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-				ConfigSource:    adsSource(),
-				RouteConfigName: name,
-			}},
-			// grpc-go's RBAC filter is server-only: a client listener carrying
-			// it would be NACKed, so clients get the router alone.
-			HttpFilters: []*hcmv3.HttpFilter{routerFilter()},
-		}
-		g.listeners = append(g.listeners, &listenerv3.Listener{
-			Name:        name,
-			ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(hcm)},
-		})
+		g.listeners = append(g.listeners, grpcClientListener(svc))
 		g.routes = append(g.routes, &routev3.RouteConfiguration{
 			Name: name,
 			VirtualHosts: []*routev3.VirtualHost{{
@@ -60,10 +46,7 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 				Routes:  []*routev3.Route{routeTo(svc)},
 			}},
 		})
-		c := edsCluster(svc)
-		if mtls {
-			c.TransportSocket = tlsSocket(grpcUpstreamTLS(s.Mesh, svc))
-		}
+		c := newGRPCCluster(s, svc)
 		g.clusters = append(g.clusters, c)
 		g.endpoints = append(g.endpoints, s.endpoints[svc])
 		s.share(g.listeners[len(g.listeners)-1])
@@ -77,11 +60,17 @@ func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	mtls, _ := s.MTLS()
 	sh := s.grpcShared
-	for i := range sh.listeners {
-		out.add(resourcev3.ListenerType, sh.listeners[i])
-		out.add(resourcev3.RouteType, sh.routes[i])
-		out.add(resourcev3.ClusterType, sh.clusters[i])
-		out.add(resourcev3.EndpointType, sh.endpoints[i])
+	if sel := newOutboundSelector(s, p); sel.any() {
+		if err := addGRPCClients(out, s, sel); err != nil { // policy_grpc.go
+			return nil, err
+		}
+	} else {
+		for i := range sh.listeners {
+			out.add(resourcev3.ListenerType, sh.listeners[i])
+			out.add(resourcev3.RouteType, sh.routes[i])
+			out.add(resourcev3.ClusterType, sh.clusters[i])
+			out.add(resourcev3.EndpointType, sh.endpoints[i])
+		}
 	}
 	// weft-dp fetches the certificate over the same ADS as secrets and
 	// writes the files grpc-go's file_watcher provider reads.

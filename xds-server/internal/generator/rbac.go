@@ -19,7 +19,7 @@ import (
 // ALLOW set: everything is denied.
 func rbacRules(s *Snapshot, inboundTags map[string]string) *rbacv3.RBAC {
 	rules := &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW, Policies: map[string]*rbacv3.Policy{}}
-	for _, c := range destinationPolicies(s.TrafficPermissions, inboundTags) {
+	for _, c := range s.Policies.ByDestination(resource.TrafficPermissionType, inboundTags) {
 		tp := c.Resource.Spec.(*meshv1.TrafficPermission)
 		var principals []*rbacv3.Principal
 		seen := map[string]bool{}
@@ -41,28 +41,6 @@ func rbacRules(s *Snapshot, inboundTags map[string]string) *rbacv3.RBAC {
 		}
 	}
 	return rules
-}
-
-// destinationPolicies returns the permissions whose destinations select the
-// inbound, most specific first (ties by name), as resource ranking does.
-func destinationPolicies(tps []*resource.Resource, tags map[string]string) []resource.Candidate {
-	var out []resource.Candidate
-	for _, r := range tps {
-		tp, ok := r.Spec.(*meshv1.TrafficPermission)
-		if !ok {
-			continue
-		}
-		if rank := resource.BestSelector(tp.GetDestinations(), tags); rank.Matched() {
-			out = append(out, resource.Candidate{Resource: r, Rank: rank})
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Rank.Compare(out[j].Rank); c != 0 {
-			return c > 0
-		}
-		return out[i].Resource.Meta.GetName() < out[j].Resource.Meta.GetName()
-	})
-	return out
 }
 
 func sourcePrincipal(mesh string, match map[string]string) (*rbacv3.Principal, string) {

@@ -31,23 +31,45 @@ func (r Resources) add(typeURL string, res ...types.Resource) {
 
 func (r Resources) sort() {
 	for _, list := range r {
-		sort.SliceStable(list, func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) })
+		// Names are read once per resource, not once per comparison.
+		names := make([]string, len(list))
+		sorted := true
+		for i, res := range list {
+			names[i] = cachev3.GetResourceName(res)
+			sorted = sorted && (i == 0 || names[i-1] <= names[i])
+		}
+		if sorted { // pieces are often added in order
+			continue
+		}
+		sort.Stable(byName{names, list})
 	}
+}
+
+type byName struct {
+	names []string
+	list  []types.Resource
+}
+
+func (b byName) Len() int           { return len(b.list) }
+func (b byName) Less(i, j int) bool { return b.names[i] < b.names[j] }
+func (b byName) Swap(i, j int) {
+	b.names[i], b.names[j] = b.names[j], b.names[i]
+	b.list[i], b.list[j] = b.list[j], b.list[i]
 }
 
 // Validate runs every resource's ValidateAll and checks names are unique.
 func (r Resources) Validate() error { return r.validate(nil) }
 
-func (r Resources) validate(skip map[types.Resource]bool) error {
+func (r Resources) validate(skip func(types.Resource) bool) error {
 	for typ, list := range r {
-		seen := map[string]bool{}
+		seen := make(map[string]bool, len(list))
 		for _, res := range list {
 			name := cachev3.GetResourceName(res)
 			if seen[name] {
 				return fmt.Errorf("%s: duplicate resource %q", typ, name)
 			}
 			seen[name] = true
-			if skip[res] {
+			if skip != nil && skip(res) {
 				continue // validated once when built
 			}
 			if v, ok := res.(interface{ ValidateAll() error }); ok {

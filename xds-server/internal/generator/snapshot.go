@@ -15,6 +15,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 
 	"github.com/weftmesh/weft/pkg/ca"
+	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/sni"
 	"github.com/weftmesh/weft/pkg/xdsnames"
@@ -37,6 +38,9 @@ type Snapshot struct {
 	Dataplanes map[string]*meshv1.Dataplane
 	// TrafficPermissions sorted by name.
 	TrafficPermissions []*resource.Resource
+	// Policies are every policy of the mesh by type (pkg/policy decides
+	// which applies where).
+	Policies *policy.Set
 	// VIPs by service (released VIPs left out).
 	VIPs map[string]string
 
@@ -51,6 +55,8 @@ type Snapshot struct {
 	shared    map[types.Resource]bool
 	sharedErr error
 	digests   sync.Map // types.Resource → [32]byte
+	// policy-shaped pieces, built on first use (policy_*.go)
+	pol policyPieces
 }
 
 func (s *Snapshot) share(res types.Resource) {
@@ -59,7 +65,7 @@ func (s *Snapshot) share(res types.Resource) {
 
 func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
 	if !s.shared[res] {
-		return [32]byte{}, false
+		return s.lazyDigest(res)
 	}
 	if d, ok := s.digests.Load(res); ok {
 		return d.([32]byte), true
@@ -79,17 +85,23 @@ func FromView(mesh string, v *meshview.Mesh) *Snapshot {
 	if v == nil {
 		return NewSnapshot(mesh, nil, nil, nil, nil)
 	}
-	return newSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs, v.ZoneIngresses)
+	return newSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs, v.Policies, v.ZoneIngresses)
 }
 
 // NewSnapshot builds a mesh snapshot. mesh may be nil when the Mesh resource
 // is missing (proxies of such a mesh get no configuration).
 func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Resource, permissions []*resource.Resource, vips []*resource.Resource) *Snapshot {
-	return newSnapshot(meshName, mesh, dataplanes, permissions, vips, nil)
+	return newSnapshot(meshName, mesh, dataplanes, permissions, vips, nil, nil)
+}
+
+// NewSnapshotWithPolicies is NewSnapshot with the mesh's other policies
+// (TrafficRoute, Retry, …: any of policy.Types).
+func NewSnapshotWithPolicies(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, policies []*resource.Resource) *Snapshot {
+	return newSnapshot(meshName, mesh, dataplanes, permissions, vips, policies, nil)
 }
 
 // newSnapshot also takes other zones' ZoneIngresses (cross-zone endpoints).
-func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, ingresses []*resource.Resource) *Snapshot {
+func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, policies, ingresses []*resource.Resource) *Snapshot {
 	s := &Snapshot{
 		Mesh:       meshName,
 		MeshSpec:   mesh,
@@ -119,6 +131,7 @@ func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vi
 		}
 		s.VIPs[svc] = vip.GetIp()
 	}
+	s.Policies = policy.NewSet(permissions, policies)
 	s.buildEndpoints(ingresses)
 	s.grpcShared = buildGRPCShared(s)
 	s.envoyShared = buildEnvoyShared(s)
@@ -182,6 +195,7 @@ func (s *Snapshot) buildEndpoints(ingresses []*resource.Resource) {
 				zone = LocalZone
 			}
 			eps[svc] = append(eps[svc], endpointKey{zone: zone, addr: addr, port: in.GetPort()})
+			s.noteEndpointTags(svc, eps[svc][len(eps[svc])-1], in.GetTags())
 		}
 	}
 	remote := s.remoteEndpoints(ingresses, seen)

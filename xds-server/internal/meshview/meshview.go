@@ -23,6 +23,9 @@ type Mesh struct {
 	// ZoneIngresses are the other zones' ingresses that offer a service of
 	// this mesh (never this zone's own): the mesh's cross-zone endpoints.
 	ZoneIngresses []*resource.Resource
+	// Policies are the policies other than TrafficPermission
+	// (policy.Types), in no particular order.
+	Policies []*resource.Resource
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.

@@ -79,9 +79,9 @@ func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
 	mesh.Meta.Version = 1
 	fakes[resource.MeshType].Sync(mesh)
 	fakes[resource.DataplaneType].Sync(fakeDP("m", "a", 2))
-	fakes[resource.TrafficPermissionType].Sync()
-	fakes[resource.VirtualIPType].Sync()
-	fakes[resource.ZoneIngressType].Sync()
+	for _, typ := range watched[2:] {
+		fakes[typ].Sync()
+	}
 	<-m.Synced()
 	waitFor(t, "first view", func() bool { s := m.View("m"); return s != nil && s.Spec != nil && len(s.Dataplanes) == 1 })
 
@@ -91,6 +91,10 @@ func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
 	if s := m.View("m"); len(s.Dataplanes) != 1 || s.Spec == nil {
 		t.Fatalf("a TrafficPermission re-list changed other types: %d dataplanes", len(s.Dataplanes))
 	}
+	// The other policy types are watched too and reach the view.
+	fakes[resource.RetryType].Sync(resource.New(resource.RetryType, "m", "r"))
+	fakes[resource.ProxyTemplateType].Sync(resource.New(resource.ProxyTemplateType, "m", "pt"))
+	waitFor(t, "the policies", func() bool { return len(m.View("m").Policies) == 2 })
 	// The mesh is deleted (revision 5, with dp a) and made again with a
 	// new dataplane b (revision 7); the Dataplane stream is ahead.
 	fakes[resource.DataplaneType].Deliver(
@@ -141,8 +145,10 @@ func TestModelZoneIngresses(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	mesh := resource.New(resource.MeshType, "", "m")
 	fakes[resource.MeshType].Sync(mesh)
-	for _, typ := range []*resource.Type{resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType} {
-		fakes[typ].Sync()
+	for _, typ := range watched {
+		if typ != resource.MeshType && typ != resource.ZoneIngressType {
+			fakes[typ].Sync()
+		}
 	}
 	fakes[resource.ZoneIngressType].Sync(fakeIngress("zone-1.ingress", "zone-1", "local"))
 	<-m.Synced()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -43,18 +44,20 @@ func (c Change) Traceparent() string {
 	return ""
 }
 
-// relevant are the types generators read; the rest of the store (insights
-// written by the replicas themselves, secrets, other policies) is ignored.
-var relevant = map[*resource.Type]bool{
-	resource.MeshType:              true,
-	resource.DataplaneType:         true,
-	resource.TrafficPermissionType: true,
-	resource.VirtualIPType:         true,
-	resource.ZoneIngressType:       true,
-}
+// watched are the types generators read, in a fixed order: the mesh, its
+// dataplanes, VIPs, other zones' ZoneIngresses and every policy type
+// (policy.Types); the rest of the store (insights written by the replicas
+// themselves, secrets) is ignored.
+var watched = append([]*resource.Type{resource.MeshType, resource.DataplaneType, resource.VirtualIPType, resource.ZoneIngressType}, policy.Types...)
 
-// watched are the relevant types, in a fixed order.
-var watched = []*resource.Type{resource.MeshType, resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType, resource.ZoneIngressType}
+// relevant are the watched types as a set.
+var relevant = func() map[*resource.Type]bool {
+	m := map[*resource.Type]bool{}
+	for _, t := range watched {
+		m[t] = true
+	}
+	return m
+}()
 
 type meshState struct {
 	mesh *resource.Resource
@@ -411,6 +414,11 @@ func (m *Model) View(mesh string) *meshview.Mesh {
 			TrafficPermissions: values(ms.items[resource.TrafficPermissionType]),
 			VirtualIPs:         values(ms.items[resource.VirtualIPType]),
 			ZoneIngresses:      ingresses}
+		for _, t := range policy.Types {
+			if t != resource.TrafficPermissionType {
+				ms.view.Policies = append(ms.view.Policies, values(ms.items[t])...)
+			}
+		}
 	}
 	return ms.view
 }

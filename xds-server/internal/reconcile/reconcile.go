@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
@@ -289,7 +290,10 @@ func affects(c model.Change, p *proxy) bool {
 	case resource.VirtualIPType:
 		return p.transparent
 	}
-	return false
+	// Every other policy type (TrafficRoute, Retry, …, ProxyTemplate) may
+	// change any proxy of the mesh: as callers, as destinations, or as
+	// selected dataplanes.
+	return policy.IsPolicy(c.Type)
 }
 
 // Run consumes the model's changes and generates dirty proxies until ctx

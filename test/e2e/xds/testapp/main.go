@@ -4,19 +4,30 @@
 //	testapp server --port P   serves WhoAmI with xds.NewGRPCServer, replying
 //	                          with the caller's SPIFFE ID (and $TESTAPP_NAME
 //	                          after a space when set); prints SERVING.
+//	                          --name N replies N instead; --fail-every K fails
+//	                          every K-th call with Unavailable; --delay D
+//	                          answers after D.
 //	testapp client --target xds:///backend.mesh
 //	                          prints "CONTROL <addr>" and calls the target once
 //	                          per GET /call, answering "OK <id>" or
-//	                          "ERR <code> <message>".
+//	                          "ERR <code> <message>". GET /calls?n=N&target=T
+//	                          makes N calls (to T, default --target) one after
+//	                          the other and answers JSON {"<reply or code>":
+//	                          count, …}; &deadline=D sets each call's deadline
+//	                          (default 10s).
 package main
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,6 +46,14 @@ const method = "/weft.test.Echo/WhoAmI"
 
 type echoServer interface{}
 
+// Server behaviour (flags of "server").
+var (
+	replyName string
+	failEvery int64
+	delay     time.Duration
+	calls     atomic.Int64
+)
+
 var desc = grpc.ServiceDesc{
 	ServiceName: "weft.test.Echo",
 	HandlerType: (*echoServer)(nil),
@@ -44,6 +63,20 @@ var desc = grpc.ServiceDesc{
 			in := &wrapperspb.StringValue{}
 			if err := dec(in); err != nil {
 				return nil, err
+			}
+			n := calls.Add(1)
+			if failEvery > 0 && n%failEvery == 0 {
+				return nil, status.Errorf(codes.Unavailable, "%s fails call %d", replyName, n)
+			}
+			if delay > 0 {
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			if replyName != "" {
+				return wrapperspb.String(replyName), nil
 			}
 			if name := os.Getenv("TESTAPP_NAME"); name != "" {
 				return wrapperspb.String(peerID(ctx) + " " + name), nil
@@ -81,12 +114,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: testapp server --port P | client --target T")
 		os.Exit(2)
 	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	port := fs.Int("port", 0, "server port")
+	target := fs.String("target", "", "client target")
+	fs.StringVar(&replyName, "name", "", "reply this instead of the caller's identity")
+	fs.Int64Var(&failEvery, "fail-every", 0, "fail every k-th call with Unavailable")
+	fs.DurationVar(&delay, "delay", 0, "answer after this long")
+	_ = fs.Parse(os.Args[2:])
 	switch os.Args[1] {
 	case "server":
-		port, _ := strconv.Atoi(os.Args[3])
-		serve(port)
+		serve(*port)
 	case "client":
-		client(os.Args[3])
+		client(*target)
 	}
 }
 
@@ -138,6 +177,44 @@ func client(target string) {
 			return
 		}
 		fmt.Fprintf(w, "OK %s", out.GetValue())
+	})
+	var (
+		mu    sync.Mutex
+		conns = map[string]*grpc.ClientConn{target: conn}
+	)
+	http.HandleFunc("/calls", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		t := r.URL.Query().Get("target")
+		if t == "" {
+			t = target
+		}
+		deadline := 10 * time.Second
+		if d, err := time.ParseDuration(r.URL.Query().Get("deadline")); err == nil {
+			deadline = d
+		}
+		mu.Lock()
+		c := conns[t]
+		if c == nil {
+			if c, err = grpc.NewClient(t, grpc.WithTransportCredentials(creds)); err != nil {
+				mu.Unlock()
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			conns[t] = c
+		}
+		mu.Unlock()
+		counts := map[string]int{}
+		for i := 0; i < n && i < 100000; i++ {
+			ctx, cancel := context.WithTimeout(r.Context(), deadline)
+			out := &wrapperspb.StringValue{}
+			if err := c.Invoke(ctx, method, wrapperspb.String("hi"), out); err != nil {
+				counts["ERR "+status.Code(err).String()]++
+			} else {
+				counts[out.GetValue()]++
+			}
+			cancel()
+		}
+		_ = json.NewEncoder(w).Encode(counts)
 	})
 	_ = codes.OK
 	fail(http.Serve(lis, nil))
