@@ -92,6 +92,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Extra builders run after the built-in ones (tests, weftctl up).
 	Extra []Builder
+	// WebhookListener, when set, is used instead of listening on
+	// WebhookAddress (tests bind 127.0.0.1:0 first to know the URL).
+	WebhookListener net.Listener
 }
 
 // Modes, as the api-server's --mode.
@@ -288,13 +291,15 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 		a.admin.AddCheck("etcd", telemetry.EtcdCheck(a.cli))
 		a.deps.AddCheck = a.admin.AddCheck
 	}
-	if cfg.WebhookAddress != "" {
+	if cfg.WebhookAddress != "" || cfg.WebhookListener != nil {
 		tlsCfg, bundle, err := a.webhookTLS(ctx, st)
 		if err != nil {
 			return fail(err)
 		}
-		if a.webhookLn, err = net.Listen("tcp", cfg.WebhookAddress); err != nil {
-			return fail(fmt.Errorf("webhook listener %s: %w", cfg.WebhookAddress, err))
+		if a.webhookLn = cfg.WebhookListener; a.webhookLn == nil {
+			if a.webhookLn, err = net.Listen("tcp", cfg.WebhookAddress); err != nil {
+				return fail(fmt.Errorf("webhook listener %s: %w", cfg.WebhookAddress, err))
+			}
 		}
 		a.deps.Webhooks = http.NewServeMux()
 		a.deps.CABundle = bundle

@@ -50,6 +50,9 @@ func NewValidator(mode, zone, origin string, log *slog.Logger, reg prometheus.Re
 	return &Validator{Mode: mode, Zone: zone, Origin: origin, Log: log, reviews: telemetry.MustRegister(reg, c)}
 }
 
+// ReviewsMetric is the reviews counter (tests).
+func (v *Validator) ReviewsMetric() *prometheus.CounterVec { return v.reviews }
+
 // ServeHTTP handles POST ValidatePath.
 func (v *Validator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
