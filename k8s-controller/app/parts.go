@@ -71,17 +71,14 @@ func keepCurrent(ctx context.Context, d *Deps, what string, ensure func(context.
 	}
 }
 
-// ValidatingWebhook is the controller's webhook entry: every Weft kind, on
-// create and update.
+// ValidatingWebhook is the controller's webhook entry: every Weft kind
+// (resources "*" of the group, not their status), on create and update;
+// charts/k8s-controller/templates/webhook.yaml installs the same.
 func ValidatingWebhook(cfg *Config, caBundle []byte) admissionregistrationv1.ValidatingWebhook {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	scope := admissionregistrationv1.ClusterScope
 	timeout := int32(10)
-	var resources []string
-	for _, k := range crd.Kinds() {
-		resources = append(resources, k.Plural)
-	}
 	wh := admissionregistrationv1.ValidatingWebhook{
 		Name:                    "validate.weft.io",
 		ClientConfig:            admissionregistrationv1.WebhookClientConfig{CABundle: caBundle},
@@ -91,7 +88,7 @@ func ValidatingWebhook(cfg *Config, caBundle []byte) admissionregistrationv1.Val
 		AdmissionReviewVersions: []string{"v1"},
 		Rules: []admissionregistrationv1.RuleWithOperations{{
 			Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-			Rule:       admissionregistrationv1.Rule{APIGroups: []string{crd.Group}, APIVersions: []string{crd.Version}, Resources: resources, Scope: &scope},
+			Rule:       admissionregistrationv1.Rule{APIGroups: []string{crd.Group}, APIVersions: []string{crd.Version}, Resources: []string{"*"}, Scope: &scope},
 		}},
 	}
 	if cfg.WebhookURL != "" {
