@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
@@ -411,6 +412,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	return run.Main(ctx, args, stderr, run.Program{Name: ServiceName, Flags: cfg.RegisterFlags, Logging: &cfg.Logging, Validate: cfg.Validate,
 		Start: func(ctx context.Context, env run.Env) (run.Runner, error) {
 			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			// client-go logs through klog: into the service's log, once
+			// per process (tests and weftctl up leave klog alone).
+			klog.SetSlogLogger(env.Log.With("service", ServiceName, "component", "client-go"))
 			return New(ctx, cfg)
 		}})
 }
