@@ -100,9 +100,9 @@ type Config struct {
 
 // Modes, as the api-server's --mode.
 const (
-	ModeStandalone = "standalone"
-	ModeGlobal     = "global"
-	ModeZone       = "zone"
+	ModeStandalone = resource.ModeStandalone
+	ModeGlobal     = resource.ModeGlobal
+	ModeZone       = resource.ModeZone
 )
 
 // Default returns the default configuration.
@@ -185,13 +185,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Origin is what the controller writes as the origin of resources, as the
 // api-server does for its own writes in the same mode.
 func (c *Config) Origin() string {
-	switch c.Mode {
-	case ModeGlobal:
-		return "global"
-	case ModeZone:
-		return c.Zone
-	}
-	return ""
+	return resource.WriteOrigin(c.Mode, c.Zone)
 }
 
 // Deps is what every Builder gets: the clients, the store and its
