@@ -300,8 +300,10 @@ func (c *Controller) sync(ctx context.Context, k key) error {
 		return c.setStatus(ctx, kind, u, metav1.ConditionFalse, ReasonInvalid, "invalid "+kind.Kind+": "+err.Error(), causes)
 	}
 	// A CR moved to another mesh leaves its old copy behind.
-	if err := c.deleteOrphans(ctx, kind, k.name, want.Meta.GetMesh()); err != nil {
-		return err
+	if kind.Type.MeshScoped() {
+		if err := c.deleteOrphans(ctx, kind, k.name, want.Meta.GetMesh()); err != nil {
+			return err
+		}
 	}
 	result, err := c.write(ctx, want)
 	if err != nil {
@@ -341,12 +343,10 @@ func (c *Controller) write(ctx context.Context, want *resource.Resource) (string
 }
 
 // deleteOrphans removes the managed store copies named name of kind in
-// every mesh but keep ("" removes them all).
+// every mesh but keep ("" removes them all; a global kind's copy is always
+// removed: call it for those only when the CR is gone).
 func (c *Controller) deleteOrphans(ctx context.Context, kind crd.Kind, name, keep string) error {
 	if !kind.Type.MeshScoped() {
-		if keep != "" {
-			return nil
-		}
 		return c.deleteManaged(ctx, kind, "", name)
 	}
 	// The informer (metadata is enough) finds the meshes; deleteManaged
