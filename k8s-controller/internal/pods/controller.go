@@ -53,7 +53,7 @@ type Controller struct {
 	nss   corelisters.NamespaceLister
 
 	mu       sync.Mutex
-	written  map[string]string // pod key → mesh of the Dataplane written for it
+	written  map[string]string  // pod key → mesh of the Dataplane written for it
 	reported map[string]problem // pod key → the last problem logged for it
 
 	errors    *prometheus.CounterVec
