@@ -75,8 +75,8 @@ func MeshOf(pod *corev1.Pod, ns *corev1.Namespace) string {
 	if m := pod.Annotations[Mesh]; m != "" {
 		return m
 	}
-	if m := ns.GetAnnotations()[Mesh]; m != "" {
-		return m
+	if ns != nil && ns.Annotations[Mesh] != "" {
+		return ns.Annotations[Mesh]
 	}
 	return DefaultMesh
 }
