@@ -45,7 +45,7 @@ func DefaultPods() PodsConfig {
 // RegisterFlags binds the flags.
 func (c *PodsConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Dataplanes, "pod-dataplanes", c.Dataplanes, "turn the pods of the mesh into Dataplanes of this zone (ignored in global mode)")
-	fs.BoolVar(&c.Inject, "inject", c.Inject, "serve the sidecar injection webhook (needs --webhook-address)")
+	fs.BoolVar(&c.Inject, "inject", c.Inject, "serve the sidecar injection webhook (needs --webhook-address; ignored in global mode)")
 	fs.StringVar(&c.InjectConfigName, "inject-config-name", c.InjectConfigName, "name of the MutatingWebhookConfiguration whose caBundle (and URL) the controller keeps current")
 	fs.StringVar(&c.Image, "inject-image", c.Image, "weft-dp image of the injected sidecar and init container")
 	fs.StringVar(&c.CP, "inject-cp", c.CP, "xds-server address injected sidecars dial (weft-dp --cp)")
@@ -94,7 +94,7 @@ func buildPods(_ context.Context, d *Deps) ([]Component, error) {
 // buildInjector serves the injection webhook and keeps its configuration
 // current.
 func buildInjector(_ context.Context, d *Deps) ([]Component, error) {
-	if d.Webhooks == nil || !d.Config.Pods.Inject {
+	if d.Webhooks == nil || !d.Config.Pods.Inject || d.Config.Mode == ModeGlobal {
 		return nil, nil
 	}
 	nss := d.Kube.CoreV1().Namespaces()
