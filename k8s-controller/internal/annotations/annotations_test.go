@@ -24,7 +24,9 @@ func TestNamesPinned(t *testing.T) {
 }
 
 func TestInMeshAndMesh(t *testing.T) {
-	pod := func(ann map[string]string) *corev1.Pod { return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: ann}} }
+	pod := func(ann map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: ann}}
+	}
 	labelled := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{Injection: Enabled}}}
 	annotated := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{Injection: Enabled, Mesh: "payments"}}}
 	plain := &corev1.Namespace{}
