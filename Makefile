@@ -15,7 +15,7 @@ FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTB
 	dns-server/internal/dnsserver:FuzzHandlePacket dns-server/internal/dnsserver:FuzzFastPathMatchesSlowPath \
 	xds-server/internal/ads:FuzzAuthenticate xds-server/internal/ads:FuzzCheckRequest weft-dp/agent:FuzzParseSecrets \
 	pkg/xdsnames:FuzzParseNodeID pkg/token:FuzzVerify pkg/telemetry:FuzzSpanFromTraceparent \
-	k8s-controller/internal/webhook:FuzzReview pkg/tproxy:FuzzParsePorts
+	k8s-controller/internal/webhook:FuzzReview pkg/tproxy:FuzzParsePorts k8s-controller/internal/inject:FuzzMutate
 FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 10m
 

@@ -262,3 +262,24 @@ func TestInjectorServesReviews(t *testing.T) {
 		}
 	}
 }
+
+// FuzzMutate: whatever a pod's annotations say, Mutate returns an error or
+// a patch that applies to the pod.
+func FuzzMutate(f *testing.F) {
+	f.Add("enabled", "grpc", "80,443", "15021", "")
+	f.Add("", "envoy", "", "", "9090")
+	f.Add("enabled", "x", "0", "a,b", strings.Repeat("1,", 70))
+	f.Fuzz(func(t *testing.T, injection, proxyType, inbound, exclIn, exclOut string) {
+		pod := appPod()
+		pod.Annotations = map[string]string{annotations.Injection: injection, annotations.ProxyType: proxyType,
+			annotations.InboundPorts: inbound, annotations.ExcludeInboundPorts: exclIn, annotations.ExcludeOutboundPorts: exclOut}
+		ops, skip, err := Mutate(pod, enabledNS(), testCfg)
+		if err != nil || skip != "" {
+			return
+		}
+		got := apply(t, pod, ops)
+		if !slices.Contains(containerNames(got.Spec.Containers), SidecarName) {
+			t.Fatalf("no sidecar after the patch")
+		}
+	})
+}
