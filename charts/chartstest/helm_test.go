@@ -23,9 +23,9 @@ const (
 )
 
 // serviceCharts are the per-deployable charts; umbrella installs them.
-// (ingress-manager and k8s-controller get a chart, Dockerfile and unit when
+// (ingress-manager gets a chart, Dockerfile and unit when
 // their code lands, with every check below from the start.)
-var serviceCharts = []string{"api-server", "ca-service", "xds-server", "dns-server", "zone-sync"}
+var serviceCharts = []string{"api-server", "ca-service", "xds-server", "dns-server", "zone-sync", "k8s-controller"}
 
 const umbrella = "weft"
 

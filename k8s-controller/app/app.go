@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
@@ -101,9 +102,9 @@ type Config struct {
 
 // Modes, as the api-server's --mode.
 const (
-	ModeStandalone = "standalone"
-	ModeGlobal     = "global"
-	ModeZone       = "zone"
+	ModeStandalone = resource.ModeStandalone
+	ModeGlobal     = resource.ModeGlobal
+	ModeZone       = resource.ModeZone
 )
 
 // Default returns the default configuration.
@@ -188,13 +189,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Origin is what the controller writes as the origin of resources, as the
 // api-server does for its own writes in the same mode.
 func (c *Config) Origin() string {
-	switch c.Mode {
-	case ModeGlobal:
-		return "global"
-	case ModeZone:
-		return c.Zone
-	}
-	return ""
+	return resource.WriteOrigin(c.Mode, c.Zone)
 }
 
 // Deps is what every Builder gets: the clients, the store and its
@@ -415,6 +410,9 @@ func Main(ctx context.Context, args []string, stderr io.Writer) int {
 	return run.Main(ctx, args, stderr, run.Program{Name: ServiceName, Flags: cfg.RegisterFlags, Logging: &cfg.Logging, Validate: cfg.Validate,
 		Start: func(ctx context.Context, env run.Env) (run.Runner, error) {
 			cfg.Logger, cfg.TracerProvider = env.Log, env.Tracing.Provider
+			// client-go logs through klog: into the service's log, once
+			// per process (tests and weftctl up leave klog alone).
+			klog.SetSlogLogger(env.Log.With("service", ServiceName, "component", "client-go"))
 			return New(ctx, cfg)
 		}})
 }

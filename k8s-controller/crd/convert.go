@@ -92,15 +92,11 @@ func Causes(err error) []resource.Cause {
 	return []resource.Cause{{Message: err.Error()}}
 }
 
-// Writable says why kind k cannot be written on a control plane of mode
-// ("standalone", "global" or "zone"), or returns nil: the api-server's
-// ownership rule (docs/architecture.md, "Resource model and origin").
+// Writable says why kind k cannot be written on a control plane of mode,
+// or returns nil: the api-server's ownership rule (resource.OwnedElsewhere).
 func Writable(k Kind, mode, zone string) error {
-	switch {
-	case mode == "zone" && k.Type.Owner == resource.OwnerGlobal:
-		return fmt.Errorf("%s are owned by the global control plane: apply this change there, it syncs to zone %q", k.Type.Collection, zone)
-	case mode == "global" && k.Type.Owner == resource.OwnerZone:
-		return fmt.Errorf("%s are registered in zones, not on the global control plane: apply this change on the zone control plane", k.Type.Collection)
+	if why := resource.OwnedElsewhere(k.Type, mode, zone); why != "" {
+		return errors.New(why)
 	}
 	return nil
 }

@@ -35,10 +35,13 @@ package kubetest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -260,14 +263,17 @@ func (s *Server) writeCredentials() error {
 	if err != nil {
 		return err
 	}
-	saKey, err := ca.GenerateKey(ca.KeyECDSAP256, 0)
+	// SEC1 ("EC PRIVATE KEY"): the API server reads the public key of
+	// --service-account-key-file from a private key only in that form.
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	saPEM, err := ca.EncodeKey(saKey)
+	saDER, err := x509.MarshalECPrivateKey(saKey)
 	if err != nil {
 		return err
 	}
+	saPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER})
 	tok, err := randomToken()
 	if err != nil {
 		return err

@@ -29,9 +29,9 @@ import (
 
 // Modes of a control plane.
 const (
-	ModeStandalone = "standalone"
-	ModeGlobal     = "global"
-	ModeZone       = "zone"
+	ModeStandalone = resource.ModeStandalone
+	ModeGlobal     = resource.ModeGlobal
+	ModeZone       = resource.ModeZone
 )
 
 // RequestURLHeader carries the REST request URL from the gateway, so list
@@ -201,11 +201,8 @@ func (s *Server) authorizeWrite(ctx context.Context, tg target) error {
 	if hiddenSecret(tg.t, tg.name) {
 		return status.Errorf(codes.PermissionDenied, "global secrets named cp-* are internal to the control plane")
 	}
-	switch {
-	case s.cfg.Mode == ModeZone && tg.t.Owner == resource.OwnerGlobal:
-		return grpcx.OwnedElsewhere(fmt.Sprintf("%s are owned by the global control plane: apply this change there, it syncs to zone %q", tg.t.Collection, s.cfg.Zone))
-	case s.cfg.Mode == ModeGlobal && tg.t.Owner == resource.OwnerZone:
-		return grpcx.OwnedElsewhere(fmt.Sprintf("%s are registered in zones, not on the global control plane: apply this change on the zone control plane", tg.t.Collection))
+	if why := resource.OwnedElsewhere(tg.t, s.cfg.Mode, s.cfg.Zone); why != "" {
+		return grpcx.OwnedElsewhere(why)
 	}
 	return nil
 }
@@ -336,14 +333,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 		return nil, grpcx.InvalidArgument("resource does not match the URL", causes...)
 	}
 	r.Meta.Name, r.Meta.Mesh = tg.name, tg.mesh
-	switch s.cfg.Mode {
-	case ModeGlobal:
-		r.Meta.Origin = "global"
-	case ModeZone:
-		r.Meta.Origin = s.cfg.Zone
-	default:
-		r.Meta.Origin = ""
-	}
+	r.Meta.Origin = resource.WriteOrigin(s.cfg.Mode, s.cfg.Zone)
 	r.Meta.CreationTime, r.Meta.ModificationTime = nil, nil
 	if err := resource.ValidateWrite(r); err != nil {
 		return nil, err

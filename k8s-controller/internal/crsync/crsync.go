@@ -73,13 +73,15 @@ type key struct{ kind, name string }
 
 // Controller is the CR ↔ store sync.
 type Controller struct {
-	cfg     Config
-	kinds   map[string]crd.Kind
-	queue   workqueue.TypedRateLimitingInterface[key]
+	cfg   Config
+	kinds map[string]crd.Kind
+	queue workqueue.TypedRateLimitingInterface[key]
+	syncs *prometheus.CounterVec
+	// Set once by Run before any worker starts (listers are read without
+	// the lock afterwards); read by Ready under mu.
+	mu      sync.Mutex
 	listers map[string]cache.GenericLister
 	synced  map[string]cache.InformerSynced
-	syncs   *prometheus.CounterVec
-	mu      sync.Mutex
 	ready   bool
 }
 
@@ -88,7 +90,7 @@ func New(cfg Config) *Controller {
 	if cfg.Kinds == nil {
 		cfg.Kinds = crd.Kinds()
 	}
-	c := &Controller{cfg: cfg, kinds: map[string]crd.Kind{}, listers: map[string]cache.GenericLister{}, synced: map[string]cache.InformerSynced{}}
+	c := &Controller{cfg: cfg, kinds: map[string]crd.Kind{}}
 	for _, k := range cfg.Kinds {
 		c.kinds[k.Kind] = k
 	}
@@ -101,8 +103,14 @@ func New(cfg Config) *Controller {
 
 // Ready reports whether every kind's CR cache has synced.
 func (c *Controller) Ready() error {
+	c.mu.Lock()
+	synced, ready := c.synced, c.ready
+	c.mu.Unlock()
+	if synced == nil {
+		return errors.New("not started")
+	}
 	var missing []string
-	for kind, s := range c.synced {
+	for kind, s := range synced {
 		if !s() {
 			missing = append(missing, kind)
 		}
@@ -110,9 +118,7 @@ func (c *Controller) Ready() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("custom resources not listed yet (are the CRDs installed?): %s", strings.Join(missing, ", "))
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.ready {
+	if !ready {
 		return errors.New("the store copies have not been checked yet")
 	}
 	return nil
@@ -125,6 +131,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		workqueue.TypedRateLimitingQueueConfig[key]{Name: "weft-crs"})
 	defer c.queue.ShutDown()
 	factory := dynamicinformer.NewDynamicSharedInformerFactory(c.cfg.Dynamic, c.cfg.Resync)
+	listers, synced := map[string]cache.GenericLister{}, map[string]cache.InformerSynced{}
 	for _, k := range c.cfg.Kinds {
 		inf := factory.ForResource(k.GVR())
 		kind := k.Kind
@@ -141,9 +148,12 @@ func (c *Controller) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		c.listers[kind] = inf.Lister()
-		c.synced[kind] = inf.Informer().HasSynced
+		listers[kind] = inf.Lister()
+		synced[kind] = inf.Informer().HasSynced
 	}
+	c.mu.Lock()
+	c.listers, c.synced = listers, synced
+	c.mu.Unlock()
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	// The CRDs may be missing: wait, saying so once, without failing.
@@ -193,6 +203,8 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) syncedFuncs() []cache.InformerSynced {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := make([]cache.InformerSynced, 0, len(c.synced))
 	for _, s := range c.synced {
 		out = append(out, s)
@@ -288,8 +300,10 @@ func (c *Controller) sync(ctx context.Context, k key) error {
 		return c.setStatus(ctx, kind, u, metav1.ConditionFalse, ReasonInvalid, "invalid "+kind.Kind+": "+err.Error(), causes)
 	}
 	// A CR moved to another mesh leaves its old copy behind.
-	if err := c.deleteOrphans(ctx, kind, k.name, want.Meta.GetMesh()); err != nil {
-		return err
+	if kind.Type.MeshScoped() {
+		if err := c.deleteOrphans(ctx, kind, k.name, want.Meta.GetMesh()); err != nil {
+			return err
+		}
 	}
 	result, err := c.write(ctx, want)
 	if err != nil {
@@ -329,12 +343,10 @@ func (c *Controller) write(ctx context.Context, want *resource.Resource) (string
 }
 
 // deleteOrphans removes the managed store copies named name of kind in
-// every mesh but keep ("" removes them all).
+// every mesh but keep ("" removes them all; a global kind's copy is always
+// removed: call it for those only when the CR is gone).
 func (c *Controller) deleteOrphans(ctx context.Context, kind crd.Kind, name, keep string) error {
 	if !kind.Type.MeshScoped() {
-		if keep != "" {
-			return nil
-		}
 		return c.deleteManaged(ctx, kind, "", name)
 	}
 	// The informer (metadata is enough) finds the meshes; deleteManaged
