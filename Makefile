@@ -16,7 +16,8 @@ FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTB
 	xds-server/internal/ads:FuzzAuthenticate xds-server/internal/ads:FuzzCheckRequest weft-dp/agent:FuzzParseSecrets \
 	pkg/xdsnames:FuzzParseNodeID pkg/token:FuzzVerify pkg/telemetry:FuzzSpanFromTraceparent \
 	api-server/internal/gui:FuzzParseDataplaneQuery pkg/sni:FuzzParse ingress-manager/proxy:FuzzPeekServerName \
-	xds-server/internal/generator:FuzzProxyTemplate k8s-controller/internal/webhook:FuzzReview
+	xds-server/internal/generator:FuzzProxyTemplate k8s-controller/internal/webhook:FuzzReview \
+	pkg/tproxy:FuzzParsePorts k8s-controller/internal/inject:FuzzMutate
 FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 10m
 

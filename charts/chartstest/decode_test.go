@@ -70,6 +70,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &rbacv1.ClusterRoleBinding{}, nil
 	case "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration":
 		return &admissionregistrationv1.ValidatingWebhookConfiguration{}, nil
+	case "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration":
+		return &admissionregistrationv1.MutatingWebhookConfiguration{}, nil
 	}
 	return nil, fmt.Errorf("unexpected apiVersion %q kind %q", apiVersion, kind)
 }

@@ -81,6 +81,8 @@ type Config struct {
 	// the controller re-checks every CR against the store.
 	Resync  time.Duration
 	Logging telemetry.Logging
+	// Pods configures pods → Dataplanes and sidecar injection (pods.go).
+	Pods PodsConfig
 
 	// Set by programs, not flags.
 	// RestConfig, when set, is used instead of Kubeconfig (tests).
@@ -115,12 +117,13 @@ func Default() Config {
 		AdminAddress:      "127.0.0.1:5691",
 		Resync:            5 * time.Minute,
 		Logging:           telemetry.Logging{Level: "info", Format: "text"},
+		Pods:              DefaultPods(),
 	}
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	errs := []error{c.Etcd.Validate(), c.Logging.Validate()}
+	errs := []error{c.Etcd.Validate(), c.Logging.Validate(), c.Pods.Validate()}
 	switch c.Mode {
 	case ModeStandalone, ModeGlobal:
 		if c.Zone != "" && c.Mode == ModeGlobal {
@@ -177,6 +180,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebhookConfigName, "webhook-config-name", c.WebhookConfigName, "name of the ValidatingWebhookConfiguration whose caBundle (and URL) the controller keeps current")
 	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin listen address (/healthz, /readyz, /metrics; empty: off)")
 	fs.DurationVar(&c.Resync, "resync", c.Resync, "how often every CR is checked against the store again")
+	c.Pods.RegisterFlags(fs)
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)

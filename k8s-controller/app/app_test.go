@@ -161,6 +161,7 @@ func start(t *testing.T, mutate func(*app.Config)) *env {
 	cfg.WebhookListener = ln
 	cfg.WebhookURL = "https://" + ln.Addr().String()
 	cfg.WebhookConfigName = "weft-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	cfg.Pods.InjectConfigName = cfg.WebhookConfigName + "-inject"
 	cfg.AdminAddress = "127.0.0.1:0"
 	cfg.Resync = 2 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -181,6 +182,9 @@ func start(t *testing.T, mutate func(*app.Config)) *env {
 		defer dcancel()
 		if err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(dctx, cfg.WebhookConfigName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("delete webhook configuration: %v", err)
+		}
+		if err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(dctx, cfg.Pods.InjectConfigName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("delete injection webhook configuration: %v", err)
 		}
 		cancel()
 		select {

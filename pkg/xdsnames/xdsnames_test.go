@@ -23,6 +23,7 @@ func TestWireValues(t *testing.T) {
 		"CertFile":                   {CertFile, "cert.pem"},
 		"KeyFile":                    {KeyFile, "key.pem"},
 		"CAFile":                     {CAFile, "ca.pem"},
+		"GRPCBootstrapFile":          {GRPCBootstrapFile, "bootstrap.json"},
 		"ServerListenerNameTemplate": {ServerListenerNameTemplate, "grpc/server?xds.resource.listening_address=%s"},
 		"ServerListenerName":         {ServerListenerName("10.0.0.1", 8080), "grpc/server?xds.resource.listening_address=10.0.0.1:8080"},
 		"ServerListenerName(v6)":     {ServerListenerName("::1", 80), "grpc/server?xds.resource.listening_address=[::1]:80"},

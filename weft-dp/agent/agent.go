@@ -104,7 +104,9 @@ func (c *Config) NodeID() string { return xdsnames.NodeID(c.Mesh, c.Name) }
 func (c *Config) CertDir() string { return filepath.Join(c.Workdir, xdsnames.CertDir) }
 
 // GRPCBootstrapPath is the file GRPC_XDS_BOOTSTRAP must name.
-func (c *Config) GRPCBootstrapPath() string { return filepath.Join(c.Workdir, "bootstrap.json") }
+func (c *Config) GRPCBootstrapPath() string {
+	return filepath.Join(c.Workdir, xdsnames.GRPCBootstrapFile)
+}
 
 // GRPCBootstrap returns the grpc-go xDS bootstrap. The token rides in node
 // metadata: grpc-go's bootstrap call credentials are experimental and need

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	caapp "github.com/weftmesh/weft/ca-service/app"
+	"github.com/weftmesh/weft/k8s-controller/kubetest"
 	"github.com/weftmesh/weft/pkg/config"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
@@ -56,7 +57,9 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
-		return m.Run()
+		// kubetest.Main runs the tests and stops the kube-apiserver the
+		// hybrid test started, if it did.
+		return kubetest.Main(m)
 	}()
 	os.Exit(code)
 }

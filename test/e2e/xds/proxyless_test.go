@@ -70,16 +70,20 @@ func (e *env) startAgent(t *testing.T, ctx context.Context, cp, name string) str
 	return cfg.GRPCBootstrapPath()
 }
 
-// startWeftDP runs the weft-dp binary (`weft-dp run --proxy-type grpc`)
-// and waits for its bootstrap and certificate files.
-func (e *env) startWeftDP(t *testing.T, cp, name string) string {
+// startWeftDP runs the weft-dp binary (`weft-dp run --proxy-type grpc`,
+// plus extra flags) and waits for its bootstrap and certificate files.
+// tok is the dataplane token (empty: one bound to the registered Dataplane).
+func (e *env) startWeftDP(t *testing.T, cp, name, tok string, extra ...string) string {
 	dir := t.TempDir()
-	tok := filepath.Join(dir, "token")
-	if err := os.WriteFile(tok, []byte(e.dataplaneToken("default", name, time.Hour)), 0o600); err != nil {
+	if tok == "" {
+		tok = e.dataplaneToken("default", name, time.Hour)
+	}
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte(tok), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start(t, nil, "weft-dp", "run", "--cp", cp, "--cp-ca-file", e.cpRoot, "--mesh", "default", "--name", name,
-		"--token-file", tok, "--proxy-type", "grpc", "--workdir", dir, "--cert-refresh", "500ms", "--log-level", "warn")
+	start(t, nil, "weft-dp", append([]string{"run", "--cp", cp, "--cp-ca-file", e.cpRoot, "--mesh", "default", "--name", name,
+		"--token-file", tokFile, "--proxy-type", "grpc", "--workdir", dir, "--cert-refresh", "500ms", "--log-level", "warn"}, extra...)...)
 	eventually(t, 20*time.Second, func() error {
 		for _, f := range []string{"bootstrap.json", "certs/cert.pem", "certs/key.pem", "certs/ca.pem"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
@@ -118,7 +122,7 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 
 	// The backend's agent is the weft-dp binary; the client's runs the same
 	// code (package agent) in the test process.
-	backendBoot := e.startWeftDP(t, fwd.addr(), "backend-1")
+	backendBoot := e.startWeftDP(t, fwd.addr(), "backend-1", "")
 	clientBoot := e.startAgent(t, ctx, fwd.addr(), "client-1")
 
 	server := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + backendBoot}, "testapp", "server", "--port", fmt.Sprint(backendPort))

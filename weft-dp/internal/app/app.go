@@ -102,6 +102,8 @@ commands:
              run Envoy (--proxy-type envoy) or keep a proxyless gRPC app's
              certificates fresh (--proxy-type grpc)
   bootstrap  print the bootstrap for --proxy-type and exit
+  iptables   print (--print) or load (--apply) the transparent-proxy
+             iptables rules; the injected init container runs it
 `
 
 // Main runs a command and returns the exit code.
@@ -111,6 +113,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd := args[0]
+	if cmd == "iptables" {
+		return iptablesMain(ctx, args[1:], stdout, stderr)
+	}
 	if cmd != "run" && cmd != "bootstrap" {
 		fmt.Fprintf(stderr, "weft-dp: unknown command %q\n\n%s", cmd, usage)
 		return 2
