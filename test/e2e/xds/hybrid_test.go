@@ -128,7 +128,7 @@ func TestHybridPodAndVM(t *testing.T) {
 	// The pod's weft-dp (as injected, proxyless) and the server.
 	backendBoot := e.startWeftDP(t, replica.addr, backendName, "")
 	server := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + backendBoot}, "testapp", "server", "--port", fmt.Sprint(backendPort))
-	server.waitLine(t, servingRe, 30*time.Second)
+	server.WaitLine(t, servingRe, 30*time.Second)
 
 	// The client is a VM: weft-dp registers its Dataplane over REST.
 	dir := t.TempDir()
@@ -147,7 +147,7 @@ func TestHybridPodAndVM(t *testing.T) {
 	clientBoot := e.startWeftDP(t, replica.addr, "client-1", clientTok,
 		"--dataplane-file", dpFile, "--api-url", "http://"+api.HTTPAddr(), "--api-token-file", adminFile)
 	client := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + clientBoot, "GRPC_EXPERIMENTAL_XDS_SNI=true"}, "testapp", "client", "--target", "xds:///backend.mesh")
-	control := client.waitLine(t, controlRe, 30*time.Second)[1]
+	control := client.WaitLine(t, controlRe, 30*time.Second)[1]
 
 	// The VM calls the pod with mTLS; the pod sees the VM's identity.
 	eventually(t, 60*time.Second, func() error {
