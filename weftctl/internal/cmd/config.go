@@ -90,11 +90,15 @@ func runCPAdd(ctx context.Context, a *App, args []string) error {
 			return fmt.Errorf("verify control plane %s: it answers as %q, not Weft (pass --no-verify to skip)", *address, idx.Product)
 		}
 	}
-	if err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token, CACertFile: caFile}, *use); err != nil {
+	replaced, err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token, CACertFile: caFile}, *use)
+	if err != nil {
 		return err
 	}
 	if err := f.Save(path); err != nil {
 		return err
+	}
+	for _, r := range replaced {
+		fmt.Fprintf(a.Stdout, "removed control plane %q: it had the same address\n", r)
 	}
 	fmt.Fprintf(a.Stdout, "added control plane %q (%s)", *name, *address)
 	if f.Current == *name {
