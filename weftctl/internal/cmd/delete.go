@@ -22,7 +22,7 @@ func deleteCommand() *Command {
 
 func runDelete(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("delete")
-	mesh := meshFlag(fs)
+	mesh := meshFlagUsage(fs, "mesh of the resource (default \"default\")")
 	pos, err := a.Parse(fs, deleteUsage, args)
 	if err != nil {
 		return err
