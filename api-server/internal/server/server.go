@@ -593,6 +593,15 @@ func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.Generate
 	if err != nil {
 		return nil, err
 	}
+	// A token for a mesh that does not exist could never be used, and a
+	// typo in --mesh would only show when the dataplane connects.
+	switch _, err := s.st.Get(ctx, resource.MeshType, "", req.GetMesh()); {
+	case store.IsNotFound(err):
+		return nil, grpcx.InvalidArgument(fmt.Sprintf("mesh %q does not exist", req.GetMesh()),
+			resource.Cause{Field: "mesh", Message: "no such mesh: create it first (weftctl apply), or see weftctl get meshes"})
+	case err != nil:
+		return nil, err
+	}
 	c := token.Claims{Kind: token.KindDataplane, Mesh: req.GetMesh(), Tags: req.GetTags(), Unbound: req.GetUnbound()}
 	c.Subject = req.GetName()
 	if !c.Unbound {
