@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/weftctl/internal/apitest"
 	"github.com/weftmesh/weft/weftctl/internal/cmd"
 	"github.com/weftmesh/weft/weftctl/internal/config"
@@ -490,8 +491,63 @@ func TestInspectZones(t *testing.T) {
 			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
 		}
 	}
-	if r := h.run("", "inspect", "meshes"); r.code != 2 {
-		t.Fatalf("inspect meshes: exit %d", r.code)
+	if r := h.run("", "inspect", "nothing"); r.code != 2 {
+		t.Fatalf("inspect nothing: exit %d", r.code)
+	}
+	// Singular alias.
+	if r := h.ok("", "inspect", "zone"); !strings.Contains(r.stdout, "east") {
+		t.Fatalf("inspect zone:\n%s", r.stdout)
+	}
+}
+
+func wantTable(t *testing.T, stdout string, want [][]string) {
+	t.Helper()
+	got := lines(stdout)
+	if len(got) != len(want) {
+		t.Fatalf("stdout:\n%s", stdout)
+	}
+	for i := range got {
+		if strings.Join(fields(got[i]), " ") != strings.Join(want[i], " ") {
+			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestInspectMeshesAndServices(t *testing.T) {
+	h := newHarness(t)
+	seed(t, h)
+	h.ok("type: Dataplane\nmesh: demo\nname: db-2\nnetworking:\n  address: 10.0.0.10\n  inbound:\n  - port: 5432\n    tags: {weft.io/service: db, weft.io/zone: east}\n", "apply", "-f", "-")
+	h.srv.SetInsight(resource.DataplaneType, "demo", "db-1", `{"subscriptions":[{"id":"a","controlPlaneInstanceId":"xds-1","connectTime":"2026-01-02T04:00:00Z"}]}`)
+	vip := resource.New(resource.VirtualIPType, "demo", "db")
+	vip.Spec = &meshv1.VirtualIP{Service: "db", Ip: "240.0.0.7"}
+	h.srv.Put(vip)
+
+	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
+		{"default", "0/1", "1", "off"},
+		{"demo", "1/2", "0", "off"},
+	})
+	wantTable(t, h.ok("", "inspect", "mesh", "-o", "wide").stdout, [][]string{
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "POLICIES-BY-TYPE"},
+		{"default", "0/1", "1", "off", "traffic-permissions:1"},
+		{"demo", "1/2", "0", "off", "-"},
+	})
+	wantTable(t, h.ok("", "inspect", "services", "-m", "demo", "-o", "wide").stdout, [][]string{
+		{"MESH", "SERVICE", "INSTANCES", "ZONES", "VIP", "DATAPLANES"},
+		{"demo", "db", "1/2", "east:1,local:1", "240.0.0.7", "db-1,db-2"},
+		{"demo", "db-admin", "1/1", "local:1", "-", "db-1"},
+	})
+	wantTable(t, h.ok("", "inspect", "svc").stdout, [][]string{
+		{"MESH", "SERVICE", "INSTANCES", "ZONES", "VIP"},
+		{"default", "web", "0/1", "local:1", "-"},
+		{"demo", "db", "1/2", "east:1,local:1", "240.0.0.7"},
+		{"demo", "db-admin", "1/1", "local:1", "-"},
+	})
+	if r := h.run("", "inspect", "services", "-o", "yaml"); r.code != 2 {
+		t.Fatalf("inspect services -o yaml: exit %d", r.code)
+	}
+	if r := h.run("", "inspect", "services", "-m", "nope"); r.code != 1 || !strings.Contains(r.stderr, `mesh "nope" not found`) {
+		t.Fatalf("unknown mesh: %d %s", r.code, r.stderr)
 	}
 }
 

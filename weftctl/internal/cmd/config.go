@@ -11,7 +11,7 @@ import (
 
 func configCommand() *Command {
 	return &Command{Name: "config", Summary: "Manage weftctl's configuration file", Subcommands: []*Command{
-		{Name: "control-planes", Summary: "Control planes weftctl talks to", Subcommands: []*Command{
+		{Name: "control-planes", Aliases: []string{"control-plane", "cp"}, Summary: "Control planes weftctl talks to", Subcommands: []*Command{
 			{Name: "add", Summary: "Add (or with --overwrite, replace) a control plane", Run: runCPAdd},
 			{Name: "use", Summary: "Make a control plane current", Run: runCPUse},
 			{Name: "list", Summary: "List control planes", Run: runCPList},

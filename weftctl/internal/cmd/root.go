@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -48,6 +49,14 @@ type Command struct {
 	// Run runs the command. Groups leave it nil and set Subcommands.
 	Run         RunFunc
 	Subcommands []*Command
+	// Aliases are other names of the command (singular forms, short
+	// names): `inspect dataplane` is `inspect dataplanes`.
+	Aliases []string
+}
+
+// named reports whether name is the command's name or one of its aliases.
+func (c *Command) named(name string) bool {
+	return c.Name == name || slices.Contains(c.Aliases, name)
 }
 
 // builtins lists the top-level commands; App.Register adds more.
@@ -158,7 +167,7 @@ func (a *App) dispatch(ctx context.Context, path []string, c *Command, args []st
 		return flag.ErrHelp
 	}
 	for _, sub := range c.Subcommands {
-		if sub.Name == args[0] {
+		if sub.named(args[0]) {
 			return a.dispatch(ctx, append(path, sub.Name), sub, args[1:])
 		}
 	}
@@ -175,7 +184,11 @@ func (a *App) groupUsage(fs *flag.FlagSet, path []string, c *Command) {
 	subs := append([]*Command(nil), c.Subcommands...)
 	sort.SliceStable(subs, func(i, j int) bool { return subs[i].Name < subs[j].Name })
 	for _, s := range subs {
-		fmt.Fprintf(tw, "  %s\t%s\n", s.Name, s.Summary)
+		name := s.Name
+		if len(s.Aliases) > 0 {
+			name += " (" + strings.Join(s.Aliases, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", name, s.Summary)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nGlobal flags (accepted by every command):\n")
