@@ -35,11 +35,13 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
+	"github.com/weftmesh/weft/pkg/version"
 	"github.com/weftmesh/weft/proto/gen/openapi"
 )
 
-// Version is the Weft version reported by GET /.
-var Version = "0.1.0-dev"
+// Version is the Weft version reported by GET / (pkg/version, the one
+// weftctl prints too).
+var Version = version.Version
 
 // ServiceName is used for env overrides (WEFT_API_SERVER_*) and telemetry.
 const ServiceName = "api-server"

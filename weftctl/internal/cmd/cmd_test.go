@@ -709,7 +709,7 @@ func TestTargetPrecedence(t *testing.T) {
 func TestVersion(t *testing.T) {
 	h := newHarness(t)
 	r := h.ok("", "version")
-	if !strings.Contains(r.stdout, "Client: weftctl dev") || !strings.Contains(r.stdout, "Control plane: Weft 1.0.0-test, mode standalone") {
+	if !strings.Contains(r.stdout, "Client: weftctl "+cmd.Version) || !strings.Contains(r.stdout, "Control plane: Weft 1.0.0-test, mode standalone") {
 		t.Fatalf("stdout = %q", r.stdout)
 	}
 	r = h.ok("", "version", "--client")
