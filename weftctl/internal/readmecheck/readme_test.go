@@ -4,13 +4,11 @@ package readmecheck
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,24 +58,6 @@ func TestRunnableBlocksParse(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestREADMERunnableBlocks: with `weftctl` on PATH and `weftctl up` running
 // (on free ports, its data in ~/.weft/up of an empty HOME), every runnable
 // block of README.md runs, in order, each in its own bash with -euo
@@ -116,8 +96,13 @@ func TestREADMERunnableBlocks(t *testing.T) {
 	up := exec.Command(filepath.Join(bin, "weftctl"), "up", "--ephemeral-ports")
 	up.Env, up.Dir = env, tmp
 	up.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var upOut syncBuffer
-	up.Stdout, up.Stderr = &upOut, &upOut
+	logFile, err := os.Create(filepath.Join(tmp, "up.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	up.Stdout, up.Stderr = logFile, logFile
+	upOut := func() string { b, _ := os.ReadFile(logFile.Name()); return string(b) }
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,18 +115,18 @@ func TestREADMERunnableBlocks(t *testing.T) {
 		case <-time.After(time.Minute):
 			_ = syscall.Kill(-up.Process.Pid, syscall.SIGKILL)
 			<-exited
-			t.Errorf("weftctl up did not stop within a minute of SIGINT:\n%s", upOut.String())
+			t.Errorf("weftctl up did not stop within a minute of SIGINT:\n%s", upOut())
 		}
 	})
 	deadline := time.Now().Add(5 * time.Minute)
-	for !strings.Contains(upOut.String(), "weftctl config: control planes local-* added") {
+	for !strings.Contains(upOut(), "weftctl config: control planes local-* added") {
 		select {
 		case err := <-exited:
-			t.Fatalf("weftctl up exited: %v\n%s", err, upOut.String())
+			t.Fatalf("weftctl up exited: %v\n%s", err, upOut())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("weftctl up not ready within 5 minutes:\n%s", upOut.String())
+			t.Fatalf("weftctl up not ready within 5 minutes:\n%s", upOut())
 		}
 	}
 
