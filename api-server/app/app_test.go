@@ -370,4 +370,58 @@ func TestDataplanesWithInsights(t *testing.T) {
 	if got == nil || !strings.Contains(r.raw, `"controlPlaneInstanceId":"xds-7"`) {
 		t.Fatalf("web-2's insight missing: %s", r.raw)
 	}
+	// One item with its insight, in both URL forms.
+	for _, path := range []string{"/meshes/default/dataplanes+insights/web-2", "/meshes/default/dataplanes/web-2+insights"} {
+		one := c.must("GET", path, "", 200)
+		if one.body["name"] != "web-2" || !strings.Contains(one.raw, `"insight":{"type":"DataplaneInsight"`) {
+			t.Fatalf("%s: %s", path, one.raw)
+		}
+	}
+	if one := c.must("GET", "/meshes/default/dataplanes/web-1+insights", "", 200); strings.Contains(one.raw, "insight") {
+		t.Fatalf("web-1 has no insight: %s", one.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes+insights/nope", "", 404)
+	if r := c.do("GET", "/meshes/default/dataplanes+insights/web-2", "bad-token", ""); r.code != 401 {
+		t.Fatalf("bad token: %d %s", r.code, r.raw)
+	}
+}
+
+// Zones with insights carry their state, and when offline the reason.
+func TestZonesWithInsightsState(t *testing.T) {
+	c := start(t, "global", "")
+	c.must("PUT", "/zones/east", `{"type":"Zone"}`, 201)
+	c.must("PUT", "/zones/west", `{"type":"Zone","enabled":false}`, 201)
+	c.must("PUT", "/zones/north", `{"type":"Zone"}`, 201)
+	now := resource.Timestamp(time.Now())
+	for name, sub := range map[string]*meshv1.ZoneInsight_Subscription{
+		"east":  {Id: "1", ConnectTime: now},
+		"north": {Id: "2", ConnectTime: now, DisconnectTime: resource.Timestamp(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))},
+	} {
+		zi := resource.New(resource.ZoneInsightType, "", name)
+		zi.Spec = &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{sub}}
+		if _, err := c.st.Create(context.Background(), zi); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := c.must("GET", "/zones+insights", "", 200)
+	want := map[string][2]string{
+		"east":  {"online", ""},
+		"north": {"offline", "disconnected since 2026-01-02T03:04:05Z"},
+		"west":  {"offline", "disabled on global"},
+	}
+	for _, it := range r.body["items"].([]any) {
+		m := it.(map[string]any)
+		w := want[m["name"].(string)]
+		reason, _ := m["reason"].(string)
+		if m["state"] != w[0] || !strings.Contains(reason, w[1]) || (w[1] == "") != (reason == "") {
+			t.Errorf("%s: state %v reason %q, want %v %q", m["name"], m["state"], reason, w[0], w[1])
+		}
+	}
+	one := c.must("GET", "/zones/north+insights", "", 200)
+	if one.body["state"] != "offline" || !strings.Contains(one.raw, `"insight":{"type":"ZoneInsight"`) {
+		t.Fatalf("zones/north+insights: %s", one.raw)
+	}
+	if one := c.must("GET", "/zones+insights/west", "", 200); one.body["state"] != "offline" {
+		t.Fatalf("zones+insights/west: %s", one.raw)
+	}
 }

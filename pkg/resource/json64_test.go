@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -53,5 +54,29 @@ func TestInsightCountersAreNumbers(t *testing.T) {
 	dp.Spec = &meshv1.Dataplane{Networking: &meshv1.Dataplane_Networking{Address: "10.0.0.1"}}
 	if js, _ := resource.MarshalJSON(dp); !strings.Contains(string(js), `"networking":{"address":"10.0.0.1"}`) {
 		t.Fatalf("dataplane: %s", js)
+	}
+}
+
+func TestZoneState(t *testing.T) {
+	t0 := resource.Timestamp(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	t1 := resource.Timestamp(time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC))
+	enabled := &meshv1.Zone{}
+	disabled := &meshv1.Zone{Enabled: wrapperspb.Bool(false)}
+	open := &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{ConnectTime: t0, DisconnectTime: t1}, {ConnectTime: t1}}}
+	closed := &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{ConnectTime: t0, DisconnectTime: t1}}}
+	for _, tc := range []struct {
+		z            *meshv1.Zone
+		ins          *meshv1.ZoneInsight
+		state, cause string
+	}{
+		{enabled, open, resource.ZoneOnline, ""},
+		{disabled, open, resource.ZoneOffline, "disabled on global"},
+		{enabled, nil, resource.ZoneOffline, "never connected"},
+		{enabled, closed, resource.ZoneOffline, "disconnected since 2026-01-02T04:00:00Z"},
+	} {
+		state, reason := resource.ZoneState(tc.z, tc.ins)
+		if state != tc.state || !strings.Contains(reason, tc.cause) || (tc.cause == "") != (reason == "") {
+			t.Errorf("ZoneState(%v, %v) = %q, %q; want %q, %q", tc.z, tc.ins, state, reason, tc.state, tc.cause)
+		}
 	}
 }

@@ -68,6 +68,12 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if r.Method == http.MethodGet {
+			if mesh, coll, name, ok := insightPath(r.URL.Path); ok {
+				serveInsightItem(w, r, conn, mesh, coll, name)
+				return
+			}
+		}
 		mux.ServeHTTP(w, r)
 	}), nil
 }

@@ -25,8 +25,10 @@ Without -m it goes through every mesh.`
 const inspectZonesUsage = `Usage:
   weftctl inspect zones [-o table|yaml|json]
 
-Shows every zone with its sync status: online or offline, since when, and
-which global and zone control-plane instances hold the stream.`
+Shows every zone with its sync status: online or offline, since when,
+which global and zone control-plane instances hold the stream, and why an
+offline zone is offline (disabled on global, never connected, disconnected
+since T).`
 
 func inspectCommand() *Command {
 	return &Command{Name: "inspect", Summary: "Show resources with their live status", Subcommands: []*Command{
@@ -126,7 +128,7 @@ func runInspectZones(ctx context.Context, a *App, args []string) error {
 		return writeInsightItems(a.Stdout, *out, items)
 	}
 	now := a.Now()
-	tb := newTable(a.Stdout, "NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE")
+	tb := newTable(a.Stdout, "NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE", "REASON")
 	for _, it := range items {
 		ins := &meshv1.ZoneInsight{}
 		insErr := client.DecodeInsight(it.Insight, ins)
@@ -138,14 +140,22 @@ func runInspectZones(ctx context.Context, a *App, args []string) error {
 		}
 		st := subscriptionStatus(now, sub{connect: last.GetConnectTime(), disconnect: last.GetDisconnectTime(), instance: last.GetGlobalInstanceId()})
 		enabled := ""
-		if z, ok := it.Spec.(*meshv1.Zone); ok {
+		z, _ := it.Spec.(*meshv1.Zone)
+		if z != nil {
 			enabled = fmt.Sprint(z.GetEnabled() == nil || z.GetEnabled().GetValue())
 		}
-		status := st.status
-		if insErr != nil {
-			status = "unknown"
+		// The server's state and reason; the same rule computed here for
+		// servers that do not send them.
+		var server struct{ State, Reason string }
+		_ = json.Unmarshal(it.Item, &server)
+		status, reason := server.State, server.Reason
+		if status == "" {
+			status, reason = resource.ZoneState(z, ins)
 		}
-		tb.row(it.Meta.GetName(), enabled, status, st.since, st.instance, last.GetZoneInstanceId())
+		if insErr != nil {
+			status, reason = "unknown", "the insight cannot be read: "+insErr.Error()
+		}
+		tb.row(it.Meta.GetName(), enabled, status, st.since, st.instance, last.GetZoneInstanceId(), reason)
 	}
 	return tb.flush()
 }
