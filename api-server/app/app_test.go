@@ -425,3 +425,26 @@ func TestZonesWithInsightsState(t *testing.T) {
 		t.Fatalf("zones+insights/west: %s", one.raw)
 	}
 }
+
+// A mesh with online dataplanes is deleted only with force.
+func TestMeshDeleteNeedsForceWhileDataplanesOnline(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	ins := resource.New(resource.DataplaneInsightType, "default", "web-1")
+	ins.Spec = &meshv1.DataplaneInsight{Subscriptions: []*meshv1.DiscoverySubscription{{Id: "s", ConnectTime: resource.Timestamp(time.Now())}}}
+	if _, err := c.st.Create(context.Background(), ins); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must("DELETE", "/meshes/default", "", 409)
+	if !strings.Contains(r.raw, `has 1 online dataplane(s) (web-1)`) || !strings.Contains(r.raw, "?force=true") {
+		t.Fatalf("refusal: %s", r.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes/web-1", "", 200)
+	c.must("DELETE", "/meshes/default?force=true", "", 200)
+	c.must("GET", "/meshes/default", "", 404)
+	// Offline dataplanes do not block.
+	c.must("PUT", "/meshes/other", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/other/dataplanes/web-1", strings.Replace(dp, `"default"`, `"other"`, 1), 201)
+	c.must("DELETE", "/meshes/other", "", 200)
+}

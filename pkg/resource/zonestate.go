@@ -36,3 +36,17 @@ func ZoneState(z *meshv1.Zone, ins *meshv1.ZoneInsight) (state, reason string) {
 	}
 	return ZoneOnline, ""
 }
+
+// DataplaneOnline is the one rule for a dataplane being online: its latest
+// xDS subscription (by connect time) has connected and not disconnected.
+// Insights live under etcd leases, so a dead xds-server's proxies have
+// none and are offline.
+func DataplaneOnline(ins *meshv1.DataplaneInsight) bool {
+	var last *meshv1.DiscoverySubscription
+	for _, s := range ins.GetSubscriptions() {
+		if last == nil || !s.GetConnectTime().AsTime().Before(last.GetConnectTime().AsTime()) {
+			last = s
+		}
+	}
+	return last.GetConnectTime() != nil && last.GetDisconnectTime() == nil
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -401,6 +402,11 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	if err := s.authorizeWrite(ctx, tg); err != nil {
 		return nil, err
 	}
+	if tg.t == resource.MeshType && !req.GetForce() {
+		if err := s.meshHasOnlineDataplanes(ctx, tg.name); err != nil {
+			return nil, err
+		}
+	}
 	var opts []store.WriteOption
 	if tg.t == resource.SecretType {
 		meshVersion, err := s.secretInUse(ctx, tg.mesh, tg.name)
@@ -417,6 +423,32 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	}
 	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
 	return &apiv1.DeleteResponse{}, nil
+}
+
+// meshHasOnlineDataplanes refuses (409 IN_USE) to delete a mesh while
+// dataplanes in it are online (resource.DataplaneOnline): deleting it cuts
+// their configuration and certificates. force skips the check.
+func (s *Server) meshHasOnlineDataplanes(ctx context.Context, mesh string) error {
+	insights, _, err := s.st.ListAll(ctx, resource.DataplaneInsightType, mesh)
+	if err != nil {
+		return err
+	}
+	var online []string
+	for _, ins := range insights {
+		if di, ok := ins.Spec.(*meshv1.DataplaneInsight); ok && resource.DataplaneOnline(di) {
+			online = append(online, ins.Meta.GetName())
+		}
+	}
+	if len(online) == 0 {
+		return nil
+	}
+	sort.Strings(online)
+	names := online
+	if len(names) > 5 {
+		names = append(names[:5:5], "...")
+	}
+	return grpcx.InUse(fmt.Sprintf("mesh %q has %d online dataplane(s) (%s): stop them first, or delete it anyway with force (weftctl delete mesh %s --force; REST ?force=true)",
+		mesh, len(online), strings.Join(names, ", "), mesh))
 }
 
 // undecodableRepair reports whether the caller is an admin and the stored

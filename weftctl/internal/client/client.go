@@ -259,10 +259,20 @@ func (c *Client) Put(ctx context.Context, r *resource.Resource) (PutResult, erro
 
 // Delete deletes a resource.
 func (c *Client) Delete(ctx context.Context, t *resource.Type, mesh, name string) error {
+	return c.DeleteForce(ctx, t, mesh, name, false)
+}
+
+// DeleteForce deletes a resource; force deletes a Mesh even while
+// dataplanes in it are online (?force=true).
+func (c *Client) DeleteForce(ctx context.Context, t *resource.Type, mesh, name string, force bool) error {
 	if err := checkIdentity(t, mesh, name); err != nil {
 		return err
 	}
-	_, _, err := c.do(ctx, http.MethodDelete, c.url(nil, resourcePath(t, mesh, name)...), nil)
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
+	_, _, err := c.do(ctx, http.MethodDelete, c.url(q, resourcePath(t, mesh, name)...), nil)
 	return err
 }
 

@@ -425,8 +425,19 @@ func TestDelete(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "HTTP 404") {
 		t.Fatalf("second delete: %d %s", r.code, r.stderr)
 	}
-	// Deleting a mesh deletes what is in it.
+	if r := h.run("", "delete", "dp", "web-1", "--force"); r.code != 2 || !strings.Contains(r.stderr, "--force applies to meshes only") {
+		t.Fatalf("--force on a dataplane: %d %s", r.code, r.stderr)
+	}
+	// Deleting a mesh deletes what is in it; --force asks the server to do
+	// so even while dataplanes are online.
+	h.ok("", "delete", "mesh", "demo", "--force")
+	if reqs := h.srv.Requests(); reqs[len(reqs)-1].Method != "DELETE" || reqs[len(reqs)-1].Query.Get("force") != "true" {
+		t.Fatalf("delete --force sent %+v", reqs[len(reqs)-1])
+	}
 	h.ok("", "delete", "mesh", "default")
+	if reqs := h.srv.Requests(); reqs[len(reqs)-1].Query.Has("force") {
+		t.Fatalf("delete without --force sent %+v", reqs[len(reqs)-1])
+	}
 	if h.srv.Lookup(resource.DataplaneType, "default", "web-1") != nil {
 		t.Fatal("dataplane survived its mesh")
 	}

@@ -94,8 +94,7 @@ func online(it *client.InsightObject) bool {
 	if client.DecodeInsight(it.Insight, ins) != nil {
 		return false
 	}
-	s := lastDataplaneSub(ins)
-	return s.connect != nil && s.disconnect == nil
+	return resource.DataplaneOnline(ins)
 }
 
 func runInspectMeshes(ctx context.Context, a *App, args []string) error {

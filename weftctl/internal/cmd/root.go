@@ -327,6 +327,10 @@ func FormatError(err error) string {
 				b.WriteString("Hint: the mesh's enabled CA reads it; switch the mesh to another backend or secret first.\n")
 				break
 			}
+			if strings.Contains(ae.Details, "online dataplane(s)") {
+				b.WriteString("Hint: stop those dataplanes first, or pass --force to delete the mesh anyway.\n")
+				break
+			}
 			b.WriteString("Hint: it changed since the version you sent; get it again ('weftctl get TYPE NAME -o yaml') and reapply your change.\n")
 		case http.StatusServiceUnavailable:
 			b.WriteString("Hint: the control plane's store (etcd) is unavailable for now; retry shortly. If a write 'may have been applied', get the resource before retrying.\n")
