@@ -65,9 +65,10 @@ func startCfg(t *testing.T, mode, zone string, change func(*app.Config)) *cp {
 }
 
 type resp struct {
-	code int
-	body map[string]any
-	raw  string
+	code     int
+	body     map[string]any
+	raw      string
+	warnings []string
 }
 
 func (c *cp) do(method, path, tok, body string) resp {
@@ -82,7 +83,7 @@ func (c *cp) do(method, path, tok, body string) resp {
 	}
 	defer r.Body.Close()
 	raw, _ := io.ReadAll(r.Body)
-	out := resp{code: r.StatusCode, raw: string(raw)}
+	out := resp{code: r.StatusCode, raw: string(raw), warnings: r.Header.Values("Warning")}
 	_ = json.Unmarshal(raw, &out.body)
 	return out
 }
@@ -447,4 +448,29 @@ func TestMeshDeleteNeedsForceWhileDataplanesOnline(t *testing.T) {
 	c.must("PUT", "/meshes/other", `{"type":"Mesh"}`, 201)
 	c.must("PUT", "/meshes/other/dataplanes/web-1", strings.Replace(dp, `"default"`, `"other"`, 1), 201)
 	c.must("DELETE", "/meshes/other", "", 200)
+}
+
+// A selector tag key that no Dataplane has and that looks like a typo of
+// one is accepted with a warning (REST: a Warning header).
+func TestSelectorTypoWarning(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", strings.Replace(dp, `"weft.io/protocol":"http"`, `"weft.io/protocol":"http","team":"a"`, 1), 201)
+	tp := func(key string) string {
+		return `{"type":"TrafficPermission","sources":[{"match":{"` + key + `":"web"}}],"destinations":[{"match":{"weft.io/service":"*"}}]}`
+	}
+	r := c.must("PUT", "/meshes/default/traffic-permissions/typo", tp("weft.io/servce"), 201)
+	if len(r.warnings) != 1 || !strings.Contains(r.warnings[0], `sources[0].match[\"weft.io/servce\"]: no dataplane in mesh \"default\" has tag \"weft.io/servce\"`) ||
+		!strings.Contains(r.warnings[0], `did you mean \"weft.io/service\"?`) || !strings.HasPrefix(r.warnings[0], `299 - "`) {
+		t.Fatalf("warnings: %q", r.warnings)
+	}
+	c.must("GET", "/meshes/default/traffic-permissions/typo", "", 200) // accepted
+	if r := c.must("PUT", "/meshes/default/traffic-permissions/teem", tp("teem"), 201); len(r.warnings) != 1 || !strings.Contains(r.warnings[0], `did you mean \"team\"?`) {
+		t.Fatalf("teem: %q", r.warnings)
+	}
+	for _, key := range []string{"weft.io/service", "team", "datacenter"} {
+		if r := c.do("PUT", "/meshes/default/traffic-permissions/ok", c.admin, tp(key)); r.code/100 != 2 || len(r.warnings) != 0 {
+			t.Fatalf("%s: %d, unexpected warnings %q", key, r.code, r.warnings)
+		}
+	}
 }

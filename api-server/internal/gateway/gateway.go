@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -85,6 +86,10 @@ func setStatus(ctx context.Context, w http.ResponseWriter, _ proto.Message) erro
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok {
 		return nil
+	}
+	for _, warning := range md.HeaderMD.Get(server.WarningHeader) {
+		// RFC 7234 form, as Kubernetes sends it: 299 - "text".
+		w.Header().Add("Warning", `299 - `+strconv.Quote(warning))
 	}
 	if v := md.HeaderMD.Get(server.CreatedHeader); len(v) > 0 && strings.EqualFold(v[0], "true") {
 		w.WriteHeader(http.StatusCreated)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ const RequestURLHeader = "x-weft-request-url"
 
 // CreatedHeader marks a Put that created the resource (REST answers 201).
 const CreatedHeader = "weft-created"
+
+// WarningHeader carries warnings about an accepted write (REST: a Warning
+// header each, 299 - "text").
+const WarningHeader = "weft-warning"
 
 // Config is what the services need.
 type Config struct {
@@ -361,11 +366,68 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 	if err != nil {
 		return nil, err
 	}
+	if warnings := s.selectorTypos(ctx, r); len(warnings) > 0 {
+		_ = grpc.SetHeader(ctx, metadata.MD{WarningHeader: warnings})
+	}
 	if created {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(CreatedHeader, "true"))
 	}
 	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
 	return resource.ToAPI(out)
+}
+
+// maxWarnings bounds the warnings of one write.
+const maxWarnings = 10
+
+// selectorTypos warns about selector tag keys that no Dataplane of the mesh
+// has and that look like a typo of a key one has (or of a well-known tag):
+// `weft.io/servce` selects nothing, silently. The write is accepted. The
+// mesh's Dataplanes are read only when a key is not a well-known tag.
+func (s *Server) selectorTypos(ctx context.Context, r *resource.Resource) []string {
+	if !r.Type().MeshScoped() || r.Type() == resource.DataplaneType || r.Spec == nil {
+		return nil
+	}
+	tags := resource.SelectorTags(r.Spec)
+	var unusual []resource.SelectorTag
+	for _, t := range tags {
+		if !slices.Contains(resource.WellKnownTags, t.Key) {
+			unusual = append(unusual, t)
+		}
+	}
+	if len(unusual) == 0 {
+		return nil
+	}
+	dps, _, err := s.st.ListAll(ctx, resource.DataplaneType, r.Meta.GetMesh())
+	if err != nil {
+		s.log.WarnContext(ctx, "selector typo check skipped: cannot list dataplanes", "mesh", r.Meta.GetMesh(), "error", err)
+		return nil
+	}
+	has := map[string]bool{}
+	for _, k := range resource.WellKnownTags {
+		has[k] = true
+	}
+	for _, dp := range dps {
+		for _, in := range dp.Spec.(*meshv1.Dataplane).GetNetworking().GetInbound() {
+			for k := range in.GetTags() {
+				has[k] = true
+			}
+		}
+	}
+	known := make([]string, 0, len(has))
+	for k := range has {
+		known = append(known, k)
+	}
+	var out []string
+	for _, t := range unusual {
+		if has[t.Key] {
+			continue
+		}
+		if guess := resource.LikelyTypo(t.Key, known); guess != "" && len(out) < maxWarnings {
+			out = append(out, fmt.Sprintf("%s: no dataplane in mesh %s has tag %s, so this selector matches nothing; did you mean %s?",
+				t.Field, strconv.QuoteToASCII(r.Meta.GetMesh()), strconv.QuoteToASCII(t.Key), strconv.QuoteToASCII(guess)))
+		}
+	}
+	return out
 }
 
 // checkBinding refuses a Dataplane written by its own dataplane token that

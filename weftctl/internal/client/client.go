@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
@@ -37,6 +38,7 @@ type Client struct {
 	token     string
 	http      *http.Client
 	userAgent string
+	onWarning func(string)
 }
 
 // Option configures a Client.
@@ -47,6 +49,31 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// WithWarnings calls fn with the text of every Warning header of a
+// response (the server accepted the request but has something to say,
+// e.g. a selector that matches nothing).
+func WithWarnings(fn func(string)) Option { return func(c *Client) { c.onWarning = fn } }
+
+// maxWarnings bounds the warnings reported per response.
+const maxWarnings = 10
+
+// warningText returns the text of a Warning header value (299 - "text"),
+// or the value itself when it is not in that form.
+// Control characters are dropped: the text goes to a terminal.
+func warningText(v string) string {
+	if rest, ok := strings.CutPrefix(v, "299 - "); ok {
+		if s, err := strconv.Unquote(rest); err == nil {
+			v = s
+		}
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, v)
+}
 
 // New returns a client for the api-server at baseURL (e.g.
 // http://127.0.0.1:5681, possibly with a path prefix). token may be empty,
@@ -127,6 +154,14 @@ func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (in
 		return 0, nil, &TransportError{Method: method, URL: rawURL, Err: err}
 	}
 	defer resp.Body.Close()
+	if c.onWarning != nil {
+		for i, v := range resp.Header.Values("Warning") {
+			if i == maxWarnings {
+				break
+			}
+			c.onWarning(warningText(v))
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
 	if err != nil {
 		return 0, nil, &TransportError{Method: method, URL: rawURL, Err: fmt.Errorf("read response: %w", err)}

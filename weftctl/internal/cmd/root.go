@@ -454,7 +454,8 @@ func (a *App) newClient(t Target) (*client.Client, error) {
 		c.Transport = tr
 		hc = &c
 	}
-	return client.New(t.Address, t.Token, client.WithHTTPClient(hc), client.WithUserAgent("weftctl/"+Version))
+	return client.New(t.Address, t.Token, client.WithHTTPClient(hc), client.WithUserAgent("weftctl/"+Version),
+		client.WithWarnings(func(w string) { fmt.Fprintf(a.Stderr, "Warning: %s\n", w) }))
 }
 
 // loadCAs reads PEM CA certificates (at most 1 MiB).
