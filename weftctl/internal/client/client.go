@@ -15,8 +15,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"unicode"
 	"time"
+	"unicode"
 
 	"github.com/weftmesh/weft/pkg/resource"
 )
