@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -891,5 +892,45 @@ func TestTLSCertificateRealGenerator(t *testing.T) {
 	}
 	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode: %v %v", st.Mode(), err)
+	}
+}
+
+// The bash completion script completes commands, subcommands (after an
+// alias too) and resource types, skipping flags and their values; run by
+// bash itself.
+func TestCompletionBash(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash not installed")
+	}
+	h := newHarness(t)
+	script := h.ok("", "completion", "bash").stdout
+	for words, want := range map[string]string{
+		"weftctl insp":                 "inspect",
+		"weftctl inspect ":             "dataplanes meshes services zones",
+		"weftctl get traffic-p":        "traffic-permissions",
+		"weftctl -m demo get dp":       "",
+		"weftctl delete -m demo mes":   "meshes",
+		"weftctl config cp r":          "remove",
+		"weftctl --cp http://x ver":    "version",
+		"weftctl inspect dataplanes ":  "",
+		"weftctl generate --force dat": "dataplane-token",
+	} {
+		fields := strings.Split(words, " ")
+		quoted := make([]string, len(fields))
+		for i, f := range fields {
+			quoted[i] = "'" + f + "'"
+		}
+		prog := script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" + fmt.Sprint(len(fields)-1) + "; _weftctl; echo \"${COMPREPLY[*]}\"\n"
+		out, err := exec.Command(bash, "-c", prog).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%q: got %q (%v), want %q", words, out, err, want)
+		}
+	}
+	if r := h.run("", "completion", "fish"); r.code != 2 {
+		t.Fatalf("completion fish: exit %d", r.code)
+	}
+	if r := h.ok("", "completion", "zsh"); !strings.HasPrefix(r.stdout, "autoload -U +X bashcompinit") {
+		t.Fatalf("zsh: %s", r.stdout)
 	}
 }

@@ -72,6 +72,7 @@ func builtins() []*Command {
 		versionCommand(),
 		upCommand(),
 		adminCommand(),
+		completionCommand(),
 	}
 }
 
