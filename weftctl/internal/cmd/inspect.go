@@ -32,10 +32,10 @@ since T).`
 
 func inspectCommand() *Command {
 	return &Command{Name: "inspect", Summary: "Show resources with their live status", Subcommands: []*Command{
-		{Name: "dataplanes", Aliases: []string{"dataplane", "dp"}, Summary: "Dataplanes: online/offline, xds-server instance, certificate expiry", Run: runInspectDataplanes},
-		{Name: "zones", Aliases: []string{"zone"}, Summary: "Zones: online/offline, control-plane instances", Run: runInspectZones},
-		{Name: "meshes", Aliases: []string{"mesh"}, Summary: "Meshes: dataplanes online/total, policies, mTLS backend", Run: runInspectMeshes},
-		{Name: "services", Aliases: []string{"service", "svc"}, Summary: "Services: instances online/total per zone, virtual IP", Run: runInspectServices},
+		{Name: "dataplanes", Aliases: []string{"dataplane", "dp"}, Summary: "Dataplanes: online/offline, xds-server instance, certificate expiry", Run: watchable(runInspectDataplanes)},
+		{Name: "zones", Aliases: []string{"zone"}, Summary: "Zones: online/offline, control-plane instances", Run: watchable(runInspectZones)},
+		{Name: "meshes", Aliases: []string{"mesh"}, Summary: "Meshes: dataplanes online/total, policies, mTLS backend", Run: watchable(runInspectMeshes)},
+		{Name: "services", Aliases: []string{"service", "svc"}, Summary: "Services: instances online/total per zone, virtual IP", Run: watchable(runInspectServices)},
 	}}
 }
 
