@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/weftmesh/weft/api-server/internal/gateway"
+	"github.com/weftmesh/weft/api-server/internal/openapi"
 	"github.com/weftmesh/weft/api-server/internal/server"
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/config"
@@ -36,7 +37,6 @@ import (
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 	"github.com/weftmesh/weft/pkg/version"
-	"github.com/weftmesh/weft/proto/gen/openapi"
 )
 
 // Version is the Weft version reported by GET / (pkg/version, the one
@@ -237,10 +237,14 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	doc, err := openapi.Document(Version)
+	if err != nil {
+		return nil, fmt.Errorf("openapi document: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(doc)
 	})
 	mux.Handle("/", gw)
 	handler := telemetry.HTTPMetrics(reg, ServiceName, routeLabel, otelhttp.NewHandler(mux, "api-server.http",
