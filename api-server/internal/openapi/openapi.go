@@ -34,8 +34,8 @@ func Document(version string) ([]byte, error) {
 	}
 	b.schemas["Index"] = obj{"type": "object", "required": []string{"product", "version", "mode"}, "properties": obj{
 		"product": obj{"const": "Weft"}, "version": obj{"type": "string"},
-		"mode":    obj{"enum": []string{"standalone", "global", "zone"}},
-		"zone":    obj{"type": "string"}, "instanceId": obj{"type": "string"},
+		"mode": obj{"enum": []string{"standalone", "global", "zone"}},
+		"zone": obj{"type": "string"}, "instanceId": obj{"type": "string"},
 	}}
 	paths := obj{"/": obj{"get": op("The control plane", ref("Index"))}}
 	for _, t := range resource.Types() {
