@@ -313,6 +313,8 @@ func routeLabel(r *http.Request) string {
 		return "/meshes/{mesh}/" + known(parts[2])
 	case len(parts) == 4 && parts[0] == "meshes":
 		return "/meshes/{mesh}/" + known(parts[2]) + "/{name}"
+	case len(parts) == 5 && parts[0] == "meshes" && parts[2] == "dataplanes" && parts[4] == "policies":
+		return "/meshes/{mesh}/dataplanes/{name}/policies"
 	}
 	return "{unknown}"
 }

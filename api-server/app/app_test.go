@@ -474,3 +474,35 @@ func TestSelectorTypoWarning(t *testing.T) {
 		}
 	}
 }
+
+// GET .../dataplanes/{name}/policies lists the policies that apply to it
+// and how (as destination, as source, or selected).
+func TestDataplanePolicies(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	c.must("PUT", "/meshes/default/traffic-permissions/to-web", `{"type":"TrafficPermission","sources":[{"match":{"weft.io/service":"api"}}],"destinations":[{"match":{"weft.io/service":"web"}}]}`, 201)
+	c.must("PUT", "/meshes/default/timeouts/from-any", `{"type":"Timeout","sources":[{"match":{"weft.io/service":"*"}}],"destinations":[{"match":{"weft.io/service":"db"}}],"conf":{"connectTimeout":"1s"}}`, 201)
+	c.must("PUT", "/meshes/default/traffic-traces/web", `{"type":"TrafficTrace","selectors":[{"match":{"weft.io/service":"web"}}]}`, 201)
+	c.must("PUT", "/meshes/default/traffic-traces/other", `{"type":"TrafficTrace","selectors":[{"match":{"weft.io/service":"other"}}]}`, 201)
+	r := c.must("GET", "/meshes/default/dataplanes/web-1/policies", "", 200)
+	var got struct {
+		Total    int
+		Policies []struct{ Type, Name, Role, Service string }
+	}
+	if err := json.Unmarshal([]byte(r.raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Timeout/from-any/source/web", "TrafficPermission/to-web/destination/web", "TrafficTrace/web/selected/web"}
+	var have []string
+	for _, p := range got.Policies {
+		have = append(have, p.Type+"/"+p.Name+"/"+p.Role+"/"+p.Service)
+	}
+	if got.Total != 3 || strings.Join(have, " ") != strings.Join(want, " ") {
+		t.Fatalf("policies = %v (total %d), want %v\n%s", have, got.Total, want, r.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes/nope/policies", "", 404)
+	if r := c.do("GET", "/meshes/default/dataplanes/web-1/policies", "", ""); r.code != 401 {
+		t.Fatalf("no token: %d", r.code)
+	}
+}

@@ -91,7 +91,7 @@ func TestOpenAPIDescribesRealResponses(t *testing.T) {
 	for _, path := range []string{"/", "/meshes", "/meshes/default", "/meshes/default/dataplanes", "/dataplanes",
 		"/meshes/default/dataplanes/web-1", "/meshes/default/dataplanes+insights", "/meshes/default/dataplanes+insights/web-1",
 		"/meshes/default/dataplanes/web-1+insights", "/meshes/default/traffic-permissions", "/zones", "/zones+insights",
-		"/zones/east+insights", "/meshes/default/dataplanes/nope", "/meshes/nope/dataplanes"} {
+		"/zones/east+insights", "/meshes/default/dataplanes/nope", "/meshes/nope/dataplanes", "/meshes/default/dataplanes/web-1/policies"} {
 		check("GET", path, "")
 	}
 	if r := check("PUT", "/meshes/default/dataplanes/bad", `{"type":"Dataplane","networking":{"address":"10.0.0.1","inbound":[{"port":0,"tags":{}}]}}`); r.code != 400 {

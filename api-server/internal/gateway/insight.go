@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -39,14 +40,21 @@ func insightPath(path string) (mesh, collection, name string, ok bool) {
 	return mesh, collection, name, true
 }
 
-// serveInsightItem answers the GET of one item with its insight, shaped
-// like an item of the "+insights" listing. Both reads go through the gRPC
-// service with the caller's credentials (the same authorisation).
-func serveInsightItem(w http.ResponseWriter, r *http.Request, conn *grpc.ClientConn, mesh, collection, name string) {
+// outgoing is the context of a gRPC call made for the REST request r:
+// the caller's credentials and the request URL, as the gateway sends them.
+func outgoing(r *http.Request) context.Context {
 	ctx := metadata.AppendToOutgoingContext(r.Context(), server.RequestURLHeader, r.URL.RequestURI())
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", auth)
 	}
+	return ctx
+}
+
+// serveInsightItem answers the GET of one item with its insight, shaped
+// like an item of the "+insights" listing. Both reads go through the gRPC
+// service with the caller's credentials (the same authorisation).
+func serveInsightItem(w http.ResponseWriter, r *http.Request, conn *grpc.ClientConn, mesh, collection, name string) {
+	ctx := outgoing(r)
 	c := apiv1.NewResourceServiceClient(conn)
 	it, err := c.Get(ctx, &apiv1.GetRequest{Collection: collection, Mesh: mesh, Name: name})
 	if err != nil {

@@ -81,6 +81,15 @@ func Document(version string) ([]byte, error) {
 			paths[base+"/{name}+insights"] = obj{"get": one}
 		}
 	}
+	b.schemas["DataplanePolicies"] = obj{"type": "object", "required": []string{"mesh", "dataplane", "total", "policies"}, "properties": obj{
+		"mesh": obj{"type": "string"}, "dataplane": obj{"type": "string"}, "total": obj{"type": "integer"},
+		"policies": obj{"type": "array", "items": obj{"type": "object", "required": []string{"type", "name", "role", "service"}, "properties": obj{
+			"type": obj{"type": "string"}, "name": obj{"type": "string"},
+			"role": obj{"enum": []string{"destination", "source", "selected"}}, "service": obj{"type": "string"},
+		}}},
+	}}
+	paths["/meshes/{mesh}/dataplanes/{name}/policies"] = obj{"get": withParams(op("The policies that apply to a dataplane", ref("DataplanePolicies")),
+		[]any{param("mesh"), param("name")})}
 	tokenReq := obj{"type": "object"}
 	tokenResp := obj{"type": "object", "required": []string{"token", "expiresTime", "id"}, "properties": obj{
 		"token": obj{"type": "string"}, "expiresTime": obj{"type": "string", "format": "date-time"}, "id": obj{"type": "string"},
