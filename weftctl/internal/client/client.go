@@ -206,6 +206,29 @@ func (c *Client) Index(ctx context.Context) (*Index, error) {
 	return &idx, nil
 }
 
+// MatchedPolicy is one policy that applies to a dataplane.
+type MatchedPolicy struct {
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Service string `json:"service"`
+}
+
+// DataplanePolicies returns the policies that apply to dataplane
+// mesh/name (GET /meshes/{mesh}/dataplanes/{name}/policies).
+func (c *Client) DataplanePolicies(ctx context.Context, mesh, name string) ([]MatchedPolicy, error) {
+	if err := checkIdentity(resource.DataplaneType, mesh, name); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Policies []MatchedPolicy `json:"policies"`
+	}
+	if err := c.getJSON(ctx, c.url(nil, "meshes", mesh, resource.DataplaneType.Collection, name, "policies"), &out); err != nil {
+		return nil, err
+	}
+	return out.Policies, nil
+}
+
 // resourcePath returns the path segments of a resource or a collection.
 // name "" means the collection. mesh "" on a mesh-scoped type means across
 // meshes (collections only).

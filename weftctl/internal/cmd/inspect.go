@@ -17,10 +17,13 @@ import (
 
 const inspectDataplanesUsage = `Usage:
   weftctl inspect dataplanes [-m MESH] [-o table|yaml|json]
+  weftctl inspect dataplane NAME --policies [-m MESH] [-o table|yaml|json]
 
 Shows every dataplane with its connection status: online or offline, since
 when, which xds-server instance serves it, and when its certificate expires.
-Without -m it goes through every mesh.`
+Without -m it goes through every mesh. With NAME and --policies it shows
+the policies that apply to that dataplane (mesh "default" unless -m) and
+in which role: destination, source, or selected.`
 
 const inspectZonesUsage = `Usage:
   weftctl inspect zones [-o table|yaml|json]
@@ -43,12 +46,16 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("inspect dataplanes")
 	mesh := meshFlag(fs)
 	out := outputFlag(fs)
+	policies := fs.Bool("policies", false, "with NAME: the policies that apply to the dataplane")
 	pos, err := a.Parse(fs, inspectDataplanesUsage, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageErrorf("inspect dataplanes takes no arguments (got %q)", pos[0])
+	if len(pos) == 1 && *policies {
+		return inspectDataplanePolicies(ctx, a, *mesh, pos[0], *out)
+	}
+	if len(pos) > 0 || *policies {
+		return usageErrorf("inspect dataplanes takes NAME only with --policies (see 'weftctl inspect dataplanes --help')")
 	}
 	if err := checkFormat(*out); err != nil {
 		return err
@@ -215,4 +222,45 @@ func writeInsightItems(w io.Writer, format string, items []*client.InsightObject
 		objs[i] = &client.Object{Resource: it.Resource, Raw: json.RawMessage(it.Item)}
 	}
 	return writeObjects(w, format, objs, false)
+}
+
+// inspectDataplanePolicies prints the policies that apply to one dataplane.
+func inspectDataplanePolicies(ctx context.Context, a *App, mesh, name, out string) error {
+	if err := checkFormat(out); err != nil {
+		return err
+	}
+	if mesh == "" {
+		mesh = DefaultMesh
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	ps, err := c.DataplanePolicies(ctx, mesh, name)
+	if err != nil {
+		return fmt.Errorf("inspect dataplane %s/%s --policies: %w", mesh, name, err)
+	}
+	switch out {
+	case formatJSON, formatYAML:
+		if ps == nil {
+			ps = []client.MatchedPolicy{}
+		}
+		js, err := json.Marshal(struct {
+			Mesh      string                 `json:"mesh"`
+			Dataplane string                 `json:"dataplane"`
+			Policies  []client.MatchedPolicy `json:"policies"`
+		}{mesh, name, ps})
+		if err != nil {
+			return err
+		}
+		if out == formatJSON {
+			return writeJSON(a.Stdout, js)
+		}
+		return writeYAML(a.Stdout, js)
+	}
+	tb := newTable(a.Stdout, "TYPE", "NAME", "ROLE", "SERVICE")
+	for _, p := range ps {
+		tb.row(p.Type, p.Name, p.Role, p.Service)
+	}
+	return tb.flush()
 }
