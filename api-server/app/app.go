@@ -303,6 +303,8 @@ func routeLabel(r *http.Request) string {
 		return "/"
 	case len(parts) == 1 && parts[0] == "openapi.json":
 		return "/openapi.json"
+	case len(parts) == 1 && parts[0] == "global-insight":
+		return "/global-insight"
 	case len(parts) == 2 && parts[0] == "tokens":
 		return "/tokens/" + map[bool]string{true: parts[1], false: "{unknown}"}[parts[1] == "dataplane" || parts[1] == "zone" || parts[1] == "user"]
 	case len(parts) == 1:

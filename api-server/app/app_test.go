@@ -506,3 +506,28 @@ func TestDataplanePolicies(t *testing.T) {
 		t.Fatalf("no token: %d", r.code)
 	}
 }
+
+// A zone control plane shows its own link to global.
+func TestGlobalInsight(t *testing.T) {
+	c := start(t, "zone", "zone-1")
+	r := c.must("GET", "/global-insight", "", 200)
+	if r.body["zone"] != "zone-1" || r.body["state"] != "offline" || !strings.Contains(r.body["reason"].(string), "never connected") {
+		t.Fatalf("no link yet: %s", r.raw)
+	}
+	zi := resource.New(resource.ZoneInsightType, "", "zone-1")
+	zi.Spec = &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{Id: "s1", GlobalInstanceId: "g-1", ConnectTime: resource.Timestamp(time.Now())}}}
+	if _, err := c.st.Create(context.Background(), zi); err != nil {
+		t.Fatal(err)
+	}
+	r = c.must("GET", "/global-insight", "", 200)
+	if r.body["state"] != "online" || r.body["reason"] != nil || !strings.Contains(r.raw, `"globalInstanceId":"g-1"`) {
+		t.Fatalf("linked: %s", r.raw)
+	}
+	if r := c.do("GET", "/global-insight", "", ""); r.code != 401 {
+		t.Fatalf("no token: %d", r.code)
+	}
+	s := start(t, "standalone", "")
+	if r := s.must("GET", "/global-insight", "", 404); !strings.Contains(r.raw, "only a zone control plane") {
+		t.Fatalf("standalone: %s", r.raw)
+	}
+}

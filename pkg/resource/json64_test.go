@@ -72,7 +72,11 @@ func TestZoneState(t *testing.T) {
 		{enabled, open, resource.ZoneOnline, ""},
 		{disabled, open, resource.ZoneOffline, "disabled on global"},
 		{enabled, nil, resource.ZoneOffline, "never connected"},
-		{enabled, closed, resource.ZoneOffline, "disconnected since 2026-01-02T04:00:00Z"},
+		{enabled, closed, resource.ZoneOffline, "disconnected since 2026-01-02T04:00:00Z: check"},
+		{enabled, &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{ConnectTime: t0, DisconnectTime: t1, LastError: "zone \"east\" was disabled on global"}}},
+			resource.ZoneOffline, "disconnected since 2026-01-02T04:00:00Z: zone \"east\" was disabled on global"},
+		{enabled, &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{ConnectTime: t0, DisconnectTime: t0}, {DisconnectTime: t1, LastError: "invalid token: token is expired"}}},
+			resource.ZoneOffline, "refused since 2026-01-02T04:00:00Z: invalid token: token is expired"},
 	} {
 		state, reason := resource.ZoneState(tc.z, tc.ins)
 		if state != tc.state || !strings.Contains(reason, tc.cause) || (tc.cause == "") != (reason == "") {

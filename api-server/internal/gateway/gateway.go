@@ -74,6 +74,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 				serveInsightItem(w, r, conn, mesh, coll, name)
 				return
 			}
+			if r.URL.Path == GlobalInsightPath {
+				serveGlobalInsight(w, r, conn)
+				return
+			}
 			if mesh, name, ok := policiesPath(r.URL.Path); ok {
 				servePolicies(w, r, conn, mesh, name)
 				return
