@@ -90,6 +90,11 @@ func Document(version string) ([]byte, error) {
 	}}
 	paths["/meshes/{mesh}/dataplanes/{name}/policies"] = obj{"get": withParams(op("The policies that apply to a dataplane", ref("DataplanePolicies")),
 		[]any{param("mesh"), param("name")})}
+	b.schemas["GlobalInsight"] = obj{"type": "object", "required": []string{"zone", "state"}, "properties": obj{
+		"zone": obj{"type": "string"}, "state": obj{"enum": []string{resource.ZoneOnline, resource.ZoneOffline}},
+		"reason": obj{"type": "string"}, "insight": ref(resource.ZoneInsightType.Name),
+	}}
+	paths["/global-insight"] = obj{"get": op("On a zone control plane: its link to global", ref("GlobalInsight"))}
 	tokenReq := obj{"type": "object"}
 	tokenResp := obj{"type": "object", "required": []string{"token", "expiresTime", "id"}, "properties": obj{
 		"token": obj{"type": "string"}, "expiresTime": obj{"type": "string", "format": "date-time"}, "id": obj{"type": "string"},

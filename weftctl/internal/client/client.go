@@ -206,6 +206,25 @@ func (c *Client) Index(ctx context.Context) (*Index, error) {
 	return &idx, nil
 }
 
+// GlobalInsight is a zone control plane's link to global
+// (GET /global-insight).
+type GlobalInsight struct {
+	Zone    string          `json:"zone"`
+	State   string          `json:"state"`
+	Reason  string          `json:"reason"`
+	Insight json.RawMessage `json:"insight"`
+}
+
+// GlobalInsight returns the control plane's link to global (zone mode
+// only; 404 elsewhere).
+func (c *Client) GlobalInsight(ctx context.Context) (*GlobalInsight, error) {
+	var gi GlobalInsight
+	if err := c.getJSON(ctx, c.url(nil, "global-insight"), &gi); err != nil {
+		return nil, err
+	}
+	return &gi, nil
+}
+
 // MatchedPolicy is one policy that applies to a dataplane.
 type MatchedPolicy struct {
 	Type    string `json:"type"`

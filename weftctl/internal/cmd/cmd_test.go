@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -932,5 +934,27 @@ func TestCompletionBash(t *testing.T) {
 	}
 	if r := h.ok("", "completion", "zsh"); !strings.HasPrefix(r.stdout, "autoload -U +X bashcompinit") {
 		t.Fatalf("zsh: %s", r.stdout)
+	}
+}
+
+func TestInspectGlobal(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/global-insight" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"zone":"zone-1","state":"offline","reason":"refused since 2026-01-02T04:00:05Z: invalid token: token is expired",
+			"insight":{"type":"ZoneInsight","name":"zone-1","subscriptions":[{"id":"a","globalInstanceId":"g-1","connectTime":"2026-01-01T00:00:00Z","disconnectTime":"2026-01-01T01:00:00Z"},
+			{"id":"refused-1","disconnectTime":"2026-01-02T04:00:05Z","lastError":"invalid token: token is expired"}]}}`))
+	}))
+	defer srv.Close()
+	h := newHarness(t)
+	r := h.ok("", "--cp", srv.URL, "--token", "t", "inspect", "global")
+	wantTable(t, r.stdout, [][]string{
+		{"ZONE", "STATE", "SINCE", "GLOBAL-INSTANCE", "REASON"},
+		{"zone-1", "offline", "4m", "-", "refused", "since", "2026-01-02T04:00:05Z:", "invalid", "token:", "token", "is", "expired"},
+	})
+	if r := h.ok("", "--cp", srv.URL, "--token", "t", "inspect", "global", "-o", "json"); !strings.Contains(r.stdout, `"lastError": "invalid token: token is expired"`) {
+		t.Fatalf("json:\n%s", r.stdout)
 	}
 }

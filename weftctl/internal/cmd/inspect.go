@@ -39,6 +39,7 @@ func inspectCommand() *Command {
 		{Name: "zones", Aliases: []string{"zone"}, Summary: "Zones: online/offline, control-plane instances", Run: watchable(runInspectZones)},
 		{Name: "meshes", Aliases: []string{"mesh"}, Summary: "Meshes: dataplanes online/total, policies, mTLS backend", Run: watchable(runInspectMeshes)},
 		{Name: "services", Aliases: []string{"service", "svc"}, Summary: "Services: instances online/total per zone, virtual IP", Run: watchable(runInspectServices)},
+		{Name: "global", Summary: "On a zone: its link to global (state, reason)", Run: watchable(runInspectGlobal)},
 	}}
 }
 

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -251,4 +252,61 @@ func dataplaneZone(dp *meshv1.Dataplane, origin string) string {
 		return origin
 	}
 	return "local"
+}
+
+const inspectGlobalUsage = `Usage:
+  weftctl inspect global [-o table|yaml|json]
+
+On a zone control plane: its link to global, from GET /global-insight —
+STATE (online or offline), SINCE, GLOBAL-INSTANCE and, when offline, the
+REASON (never connected, refused since T with global's answer, e.g. an
+expired zone token, or disconnected since T).`
+
+func runInspectGlobal(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("inspect global")
+	out := outputFlag(fs)
+	pos, err := a.Parse(fs, inspectGlobalUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("inspect global takes no arguments (got %q)", pos[0])
+	}
+	if err := checkFormat(*out); err != nil {
+		return err
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	gi, err := c.GlobalInsight(ctx)
+	if err != nil {
+		return fmt.Errorf("inspect global: %w", err)
+	}
+	if *out != formatTable {
+		js, err := json.Marshal(gi)
+		if err != nil {
+			return err
+		}
+		if *out == formatJSON {
+			return writeJSON(a.Stdout, js)
+		}
+		return writeYAML(a.Stdout, js)
+	}
+	ins := &meshv1.ZoneInsight{}
+	_ = client.DecodeInsight(gi.Insight, ins)
+	var last *meshv1.ZoneInsight_Subscription
+	for _, s := range ins.GetSubscriptions() {
+		last = s // the zone appends its streams in order
+	}
+	when := ""
+	switch {
+	case last.GetDisconnectTime() != nil:
+		when = since(a.Now(), last.GetDisconnectTime().AsTime())
+	case last.GetConnectTime() != nil:
+		when = since(a.Now(), last.GetConnectTime().AsTime())
+	}
+	tb := newTable(a.Stdout, "ZONE", "STATE", "SINCE", "GLOBAL-INSTANCE", "REASON")
+	tb.row(gi.Zone, gi.State, when, last.GetGlobalInstanceId(), gi.Reason)
+	return tb.flush()
 }

@@ -136,6 +136,9 @@ func TestAgainstRealAPIServer(t *testing.T) {
 		{"default", "0/1", "1", "off"},
 	})
 	h.ok("", "inspect", "services")
+	if r := h.run("", "inspect", "global"); r.code != 1 || !strings.Contains(r.stderr, "only a zone control plane has a link to global") {
+		t.Fatalf("inspect global on standalone: %d %s", r.code, r.stderr)
+	}
 	for _, args := range [][]string{
 		{"generate", "dataplane-token", "--mesh", "default", "--name", "web-1", "--valid-for", "1h"},
 		{"generate", "zone-token", "--zone", "east"},
