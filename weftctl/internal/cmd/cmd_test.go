@@ -909,7 +909,7 @@ func TestCompletionBash(t *testing.T) {
 	script := h.ok("", "completion", "bash").stdout
 	for words, want := range map[string]string{
 		"weftctl insp":                 "inspect",
-		"weftctl inspect ":             "dataplanes meshes services zones",
+		"weftctl inspect ":             "dataplanes global meshes services zones",
 		"weftctl get traffic-p":        "traffic-permissions",
 		"weftctl -m demo get dp":       "",
 		"weftctl delete -m demo mes":   "meshes",
