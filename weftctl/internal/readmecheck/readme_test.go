@@ -67,6 +67,11 @@ func TestREADMERunnableBlocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds weftctl and runs a control plane")
 	}
+	for _, tool := range []string{"bash", "curl", "jq"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("README.md's runnable blocks need %s: apt-get install %s (CI: .ci/install-test-deps)", tool, tool)
+		}
+	}
 	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	if err != nil {
 		t.Fatal(err)
