@@ -475,6 +475,10 @@ func TestInspectDataplanes(t *testing.T) {
 			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
 		}
 	}
+	wantTable(t, h.ok("", "inspect", "dp", "-m", "demo", "-o", "wide").stdout, [][]string{
+		{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND", "ADDRESS", "ZONE"},
+		{"demo", "db-1", "offline", "-", "-", "db,db-admin", "-", "-", "10.0.0.9", "local"},
+	})
 	r = h.ok("", "inspect", "dataplanes", "-m", "demo", "-o", "json")
 	if !strings.Contains(r.stdout, `"db-1"`) || strings.Contains(r.stdout, "web-1") {
 		t.Fatalf("json:\n%s", r.stdout)

@@ -16,7 +16,7 @@ import (
 )
 
 const inspectDataplanesUsage = `Usage:
-  weftctl inspect dataplanes [-m MESH] [-o table|yaml|json]
+  weftctl inspect dataplanes [-m MESH] [-o table|wide|yaml|json]
   weftctl inspect dataplane NAME --policies [-m MESH] [-o table|yaml|json]
 
 Shows every dataplane with its connection status: online or offline, since
@@ -58,6 +58,10 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 	if len(pos) > 0 || *policies {
 		return usageErrorf("inspect dataplanes takes NAME only with --policies (see 'weftctl inspect dataplanes --help')")
 	}
+	wide := *out == formatWide
+	if wide {
+		*out = formatTable
+	}
 	if err := checkFormat(*out); err != nil {
 		return err
 	}
@@ -88,14 +92,19 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 		return writeInsightItems(a.Stdout, *out, items)
 	}
 	now := a.Now()
-	tb := newTable(a.Stdout, "MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND")
+	headers := []string{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND"}
+	if wide {
+		headers = append(headers, "ADDRESS", "ZONE")
+	}
+	tb := newTable(a.Stdout, headers...)
 	for _, it := range items {
 		ins := &meshv1.DataplaneInsight{}
 		insErr := client.DecodeInsight(it.Insight, ins)
 		st := subscriptionStatus(now, lastDataplaneSub(ins))
-		services := ""
+		services, address, zone := "", "", ""
 		if dp, ok := it.Spec.(*meshv1.Dataplane); ok {
 			services = strings.Join(dataplaneServices(dp), ",")
+			address, zone = dp.GetNetworking().GetAddress(), dataplaneZone(dp, it.Meta.GetOrigin())
 		}
 		expiry := ""
 		if t := ins.GetMtls().GetCertificateExpirationTime(); t != nil {
@@ -105,8 +114,12 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 		if insErr != nil {
 			status = "unknown"
 		}
-		tb.row(it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
-			ins.GetMtls().GetIssuedBackend())
+		row := []string{it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
+			ins.GetMtls().GetIssuedBackend()}
+		if wide {
+			row = append(row, address, zone)
+		}
+		tb.row(row...)
 	}
 	return tb.flush()
 }
