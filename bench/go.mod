@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/weftmesh/weft/api-server v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	github.com/weftmesh/weft/zone-sync v0.0.0
@@ -61,6 +62,7 @@ require (
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -80,3 +82,5 @@ replace (
 	github.com/weftmesh/weft/proto => ../proto
 	github.com/weftmesh/weft/zone-sync => ../zone-sync
 )
+
+replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager

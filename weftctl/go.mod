@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/miekg/dns v1.1.73
 	github.com/weftmesh/weft/api-server v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -21,6 +22,7 @@ require (
 	github.com/envoyproxy/go-control-plane/ratelimit v0.1.0 // indirect
 	github.com/envoyproxy/protoc-gen-validate v1.3.3 // indirect
 	github.com/planetscale/vtprotobuf v0.6.1-0.20240319094008-0393e58bdf10 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 )
 
 require (
@@ -102,3 +104,5 @@ replace github.com/weftmesh/weft/xds-server => ../xds-server
 replace github.com/weftmesh/weft/dns-server => ../dns-server
 
 replace github.com/weftmesh/weft/weft-dp => ../weft-dp
+
+replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager

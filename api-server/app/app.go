@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/weftmesh/weft/api-server/internal/gateway"
+	"github.com/weftmesh/weft/api-server/internal/gui"
 	"github.com/weftmesh/weft/api-server/internal/openapi"
 	"github.com/weftmesh/weft/api-server/internal/server"
 	"github.com/weftmesh/weft/pkg/ca"
@@ -147,6 +148,7 @@ type App struct {
 	conn      *grpc.ClientConn
 	closeCli  func()
 	keys      *token.Keys
+	gui       *gui.GUI
 }
 
 // New builds the server and binds its listeners.
@@ -247,9 +249,16 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 		_, _ = w.Write(doc)
 	})
 	mux.Handle("/", gw)
-	handler := telemetry.HTTPMetrics(reg, ServiceName, routeLabel, otelhttp.NewHandler(mux, "api-server.http",
+	// The web GUI: embedded assets and its read-only summary API, behind
+	// the same authentication as the API.
+	a.gui = gui.New(store.NewInformers(st), gui.Config{Auth: auth, Mode: cfg.Mode, Zone: cfg.Zone, Log: log})
+	mux.Handle(gui.Prefix, a.gui)
+	mux.Handle("GET /gui", http.RedirectHandler(gui.Prefix, http.StatusMovedPermanently))
+	// StripToken is outermost: no access log, span or metric sees the
+	// token of a GUI sign-in link.
+	handler := gui.StripToken(telemetry.HTTPMetrics(reg, ServiceName, routeLabel, otelhttp.NewHandler(mux, "api-server.http",
 		otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(telemetry.Propagator()),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + routeLabel(r) })))
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + routeLabel(r) }))))
 	a.httpSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	if a.grpcLn, err = net.Listen("tcp", cfg.GRPCAddress); err != nil {
@@ -305,6 +314,8 @@ func routeLabel(r *http.Request) string {
 		return "/openapi.json"
 	case len(parts) == 1 && parts[0] == "global-insight":
 		return "/global-insight"
+	case parts[0] == "gui":
+		return gui.RouteLabel(r.URL.Path)
 	case len(parts) == 2 && parts[0] == "tokens":
 		return "/tokens/" + map[bool]string{true: parts[1], false: "{unknown}"}[parts[1] == "dataplane" || parts[1] == "zone" || parts[1] == "user"]
 	case len(parts) == 1:
@@ -367,6 +378,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Add("grpc-inproc", run.GRPC(a.inprocSrv, a.inproc))
 	g.Add("http", run.HTTP(a.httpSrv, a.httpLn))
 	g.Add("admin", a.admin.Serve)
+	g.Add("gui", a.gui.Run)
 	a.log.Info("api-server serving", "grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "admin", a.AdminAddr(), "mode", a.cfg.Mode, "zone", a.cfg.Zone)
 	return g.Run(ctx)
 }

@@ -220,13 +220,80 @@ func TestPagination(t *testing.T) {
 			t.Fatalf("total: %s", r.raw)
 		}
 		seen += len(r.body["items"].([]any))
-		path = r.body["next"].(string)
+		// Like Kuma: the next page's full URL, or null on the last page.
+		next, ok := r.body["next"].(string)
+		if !ok {
+			if r.body["next"] != nil {
+				t.Fatalf("next is neither a URL nor null: %s", r.raw)
+			}
+			break
+		}
+		if !strings.HasPrefix(next, c.base+"/meshes/default/dataplanes?") {
+			t.Fatalf("next %q is not a full URL on %s", next, c.base)
+		}
+		path = strings.TrimPrefix(next, c.base)
 		if pages > 5 {
 			t.Fatal("pagination does not end")
 		}
 	}
 	if seen != 7 {
 		t.Fatalf("saw %d of 7", seen)
+	}
+}
+
+// A REST body in Kuma's shapes is stored in Weft's canonical form; one
+// that does not decode gets every problem with its field path and line.
+func TestKumaShapesAndDecodeCauses(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh","mtls":{"enabledBackend":"ca-1","backends":[{"name":"ca-1","type":"builtin","conf":{"caCert":{"RSAbits":2048}}}]}}`, 201)
+	mesh := c.must("GET", "/meshes/default", "", 200)
+	// protojson spaces its output at random: compare without spaces.
+	if raw := strings.ReplaceAll(mesh.raw, " ", ""); !strings.Contains(raw, `"builtin":{"caCert":{"keyType":"rsa","rsaBits":2048}}`) || strings.Contains(raw, "conf") {
+		t.Fatalf("mesh not canonical: %s", mesh.raw)
+	}
+	route := `{"type":"TrafficRoute","sources":[{"match":{"weft.io/service":"web"}}],"destinations":[{"match":{"weft.io/service":"api"}}],` +
+		`"conf":[{"weight":100,"destination":{"weft.io/service":"api"}}]}`
+	c.must("PUT", "/meshes/default/traffic-routes/r", route, 201)
+	got := c.must("GET", "/meshes/default/traffic-routes/r", "", 200)
+	if !strings.Contains(strings.ReplaceAll(got.raw, " ", ""), `"conf":{"split":[{"weight":100`) {
+		t.Fatalf("route not canonical: %s", got.raw)
+	}
+
+	bad := "{\n  \"type\": \"Dataplane\",\n  \"networking\": {\n    \"address\": 10,\n    \"bogus\": 1\n  }\n}"
+	r := c.do("PUT", "/meshes/default/dataplanes/d", c.admin, bad)
+	if r.code != 400 {
+		t.Fatalf("got %d: %s", r.code, r.raw)
+	}
+	want := map[string]float64{"networking.address": 4, "networking.bogus": 5}
+	list, _ := r.body["causes"].([]any)
+	if len(list) != len(want) {
+		t.Fatalf("causes: %s", r.raw)
+	}
+	for _, it := range list {
+		m := it.(map[string]any)
+		if line, _ := m["line"].(float64); line != want[m["field"].(string)] || strings.HasPrefix(m["message"].(string), "line ") {
+			t.Errorf("cause %v: want line %v", m, want[m["field"].(string)])
+		}
+	}
+}
+
+// Kuma's path for zone ingresses, /zone-ingresses, is an alias of
+// /zoneingresses.
+func TestZoneIngressesAlias(t *testing.T) {
+	c := start(t, "standalone", "")
+	zi := `{"type":"ZoneIngress","networking":{"address":"10.0.0.9","port":10001}}`
+	c.must("PUT", "/zone-ingresses/zi-1", zi, 201)
+	got := c.must("GET", "/zoneingresses/zi-1", "", 200)
+	if got.body["name"] != "zi-1" {
+		t.Fatalf("get: %s", got.raw)
+	}
+	list := c.must("GET", "/zone-ingresses", "", 200)
+	if list.body["total"].(float64) != 1 || list.body["next"] != nil {
+		t.Fatalf("list: %s", list.raw)
+	}
+	c.must("DELETE", "/zone-ingresses/zi-1", "", 200)
+	if r := c.do("GET", "/zoneingresses/zi-1", c.admin, ""); r.code != 404 {
+		t.Fatalf("after delete: %d %s", r.code, r.raw)
 	}
 }
 

@@ -25,7 +25,7 @@ const (
 // serviceCharts are the per-deployable charts; umbrella installs them.
 // (ingress-manager and k8s-controller get a chart, Dockerfile and unit when
 // their code lands, with every check below from the start.)
-var serviceCharts = []string{"api-server", "ca-service", "xds-server", "dns-server", "zone-sync"}
+var serviceCharts = []string{"api-server", "ca-service", "xds-server", "dns-server", "zone-sync", "ingress-manager"}
 
 const umbrella = "weft"
 

@@ -175,7 +175,7 @@ func Status(err error) error {
 	case errors.As(err, &ve):
 		return InvalidArgument("validation failed", ve.Causes...)
 	case errors.As(err, &de):
-		return InvalidArgument("could not decode the resource", resource.Cause{Field: de.Field, Message: de.Err.Error()})
+		return InvalidArgument("could not decode the resource", de.AllCauses()...)
 	case errors.As(err, &te):
 		return status.Error(codes.Unauthenticated, te.Error())
 	case store.IsMeshNotFound(err):
@@ -263,7 +263,7 @@ func InvalidArgument(msg string, causes ...resource.Cause) error {
 	st := status.New(codes.InvalidArgument, msg)
 	br := &errdetails.BadRequest{}
 	for _, c := range causes {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: c.Field, Description: c.Message})
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: c.Field, Description: c.Description()})
 	}
 	if len(causes) > 0 {
 		if ds, err := st.WithDetails(br); err == nil {

@@ -3,7 +3,6 @@ package resource
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"sigs.k8s.io/yaml"
 
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
@@ -34,12 +32,19 @@ var metaKeys = map[string]bool{
 func IsMetaKey(k string) bool { return metaKeys[k] }
 
 // DecodeError is a document that could not be read into a resource.
+// Causes lists every problem found, each with its field path and, for YAML
+// and JSON documents, its line; Field and Err describe a single problem
+// found before the document could be read at all.
 type DecodeError struct {
-	Field string
-	Err   error
+	Field  string
+	Err    error
+	Causes []Cause
 }
 
 func (e *DecodeError) Error() string {
+	if len(e.Causes) > 0 {
+		return joinCauses(e.Causes)
+	}
 	if e.Field == "" {
 		return e.Err.Error()
 	}
@@ -48,102 +53,184 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// AllCauses returns the problems as causes: Causes, or Field and Err as one.
+func (e *DecodeError) AllCauses() []Cause {
+	if len(e.Causes) > 0 {
+		return e.Causes
+	}
+	msg := ""
+	if e.Err != nil {
+		msg = e.Err.Error()
+	}
+	return []Cause{{Field: e.Field, Message: msg}}
+}
+
+// DecodeOptions changes how documents are read.
+type DecodeOptions struct {
+	// FromKuma rewrites Kuma's tag keys (kuma.io/service, kuma.io/protocol,
+	// kuma.io/zone, ...) to Weft's (weft.io/...) wherever tags are read:
+	// what "weftctl apply --from-kuma" and "weftctl convert --from-kuma" do.
+	// Kuma's other input shapes are always accepted.
+	FromKuma bool
+
+	// lineOffset is added to every cause's line: the line the document
+	// starts on in a multi-document stream.
+	lineOffset int
+}
+
+type decodeOptions = DecodeOptions
+
 // Unmarshal decodes one flat YAML or JSON document into a resource. The
 // document must name its type unless want is given; unknown fields are
 // errors. Metadata other than type, mesh, name, version and labels is
 // ignored: the store owns it.
 func Unmarshal(doc []byte, want *Type) (*Resource, error) {
+	return DecodeOptions{}.Unmarshal(doc, want)
+}
+
+// Unmarshal decodes one flat YAML or JSON document into a resource: Kuma's
+// input shapes are normalised to Weft's canonical form, and every problem
+// is reported at once as a *DecodeError with field paths and lines.
+func (o DecodeOptions) Unmarshal(doc []byte, want *Type) (*Resource, error) {
 	if len(doc) > MaxDocumentSize {
 		return nil, &DecodeError{Err: fmt.Errorf("document is %d bytes, more than the limit of %d", len(doc), MaxDocumentSize)}
 	}
 	// JSON (what REST clients send) skips the YAML parser: it is valid YAML,
-	// but parsing it as YAML costs several times more.
+	// but parsing it as YAML costs several times more. Only when the
+	// document has problems is it parsed again as YAML, for their lines.
 	if t := bytes.TrimLeft(doc, " \t\r\n"); len(t) > 0 && t[0] == '{' && json.Valid(t) {
-		return unmarshalJSON(t, want)
+		tree, err := parseJSON(t)
+		if err != nil {
+			return nil, &DecodeError{Err: fmt.Errorf("not valid JSON: %w", err)}
+		}
+		r, causes := o.decodeTree(tree, want)
+		if len(causes) == 0 {
+			return r, nil
+		}
+		if lined, err := parseYAML(doc); err == nil {
+			if _, withLines := o.decodeTree(lined, want); len(withLines) == len(causes) {
+				causes = withLines
+			}
+		}
+		return nil, &DecodeError{Causes: o.offset(causes)}
 	}
-	js, err := yaml.YAMLToJSON(doc)
+	tree, err := parseYAML(doc)
 	if err != nil {
 		return nil, &DecodeError{Err: fmt.Errorf("not valid YAML or JSON: %w", err)}
 	}
-	return unmarshalJSON(js, want)
+	r, causes := o.decodeTree(tree, want)
+	if len(causes) > 0 {
+		return nil, &DecodeError{Causes: o.offset(causes)}
+	}
+	return r, nil
 }
 
-func unmarshalJSON(js []byte, want *Type) (*Resource, error) {
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(js))
-	if err := dec.Decode(&fields); err != nil {
-		return nil, &DecodeError{Err: fmt.Errorf("a resource must be an object: %w", err)}
+func (o DecodeOptions) offset(causes []Cause) []Cause {
+	if o.lineOffset == 0 {
+		return causes
 	}
-	if fields == nil {
-		return nil, &DecodeError{Err: errors.New("a resource must be an object, not null")}
+	for i := range causes {
+		if causes[i].Line > 0 {
+			causes[i].Line += o.lineOffset
+		}
+	}
+	return causes
+}
+
+// decodeTree reads a parsed document; it returns the resource or every
+// problem found.
+func (o *DecodeOptions) decodeTree(n *node, want *Type) (*Resource, []Cause) {
+	v := NewValidator()
+	if n.kind != kindObject {
+		v.addLine(n.line, "a resource must be an object, not %s", n.kind)
+		return nil, *v.causes
+	}
+	str := func(k string) string {
+		val := n.get(k)
+		if val == nil || val.kind == kindNull {
+			return ""
+		}
+		if val.kind != kindString {
+			v.Field(k).addLine(val.line, "must be a string, not %s", val.kind)
+			return ""
+		}
+		return val.text
 	}
 	meta := &meshv1.Meta{}
-	str := func(k string) (string, error) {
-		raw, ok := fields[k]
-		if !ok || string(raw) == "null" {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", &DecodeError{Field: k, Err: errors.New("must be a string")}
-		}
-		return s, nil
-	}
-	typeName, err := str("type")
-	if err != nil {
-		return nil, err
-	}
 	t := want
-	if typeName != "" {
+	typeNode := n.get("type")
+	if typeName := str("type"); typeName != "" {
 		found, ok := ByName(typeName)
-		if !ok {
-			return nil, &DecodeError{Field: "type", Err: fmt.Errorf("unknown type %q", typeName)}
+		switch {
+		case !ok && KumaOnlyTypes[typeName] != "":
+			v.Field("type").addLine(typeNode.line, "%s is a Kuma type Weft does not support: %s (docs/kuma-compatibility.md)", typeName, KumaOnlyTypes[typeName])
+		case !ok:
+			v.Field("type").addLine(typeNode.line, "unknown type %q", typeName)
+		case want != nil && found != want && !(found == DataplaneType && want == ZoneIngressType):
+			v.Field("type").addLine(typeNode.line, "is %s, expected %s", found.Name, want.Name)
+		default:
+			t = found
 		}
-		if want != nil && found != want {
-			return nil, &DecodeError{Field: "type", Err: fmt.Errorf("is %s, expected %s", found.Name, want.Name)}
-		}
-		t = found
+	} else if t == nil && len(*v.causes) == 0 {
+		v.Field("type").addLine(n.line, "must be set")
 	}
-	if t == nil {
-		return nil, &DecodeError{Field: "type", Err: errors.New("must be set")}
+	if len(*v.causes) > 0 || t == nil {
+		return nil, *v.causes
 	}
-	meta.Type = t.Name
-	if meta.Mesh, err = str("mesh"); err != nil {
-		return nil, err
-	}
-	if meta.Name, err = str("name"); err != nil {
-		return nil, err
-	}
-	if meta.Origin, err = str("origin"); err != nil {
-		return nil, err
-	}
-	if raw, ok := fields["version"]; ok && string(raw) != "null" {
+	meta.Mesh = str("mesh")
+	meta.Name = str("name")
+	meta.Origin = str("origin")
+	if val := n.get("version"); val != nil && val.kind != kindNull {
 		// Accept a number or a numeric string: JSON clients lose int64
 		// precision only past 2^53, far beyond etcd revisions in practice.
-		s := strings.Trim(string(raw), `"`)
-		if s != "" {
-			v, err := strconv.ParseInt(s, 10, 64)
-			if err != nil || v < 0 {
-				return nil, &DecodeError{Field: "version", Err: errors.New("must be a non-negative integer")}
+		if s := val.text; s != "" {
+			ver, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || ver < 0 || (val.kind != kindNumber && val.kind != kindString) {
+				v.Field("version").addLine(val.line, "must be a non-negative integer")
 			}
-			meta.Version = v
+			meta.Version = ver
 		}
 	}
-	if raw, ok := fields["labels"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &meta.Labels); err != nil {
-			return nil, &DecodeError{Field: "labels", Err: errors.New("must be a map of strings")}
+	if val := n.get("labels"); val != nil && val.kind != kindNull {
+		lv := v.Field("labels")
+		if val.kind != kindObject {
+			lv.addLine(val.line, "must be a map of strings, not %s", val.kind)
+		} else {
+			meta.Labels = map[string]string{}
+			for i, k := range val.keys {
+				if lval := val.vals[i]; lval.kind != kindString {
+					lv.Key(k).addLine(lval.line, "must be a string, not %s", lval.kind)
+				} else {
+					meta.Labels[k] = lval.text
+				}
+			}
 		}
 	}
-	spec := map[string]json.RawMessage{}
-	for k, v := range fields {
+	spec := obj(n.line)
+	for i, k := range n.keys {
 		if !metaKeys[k] {
-			spec[k] = v
+			spec.keys = append(spec.keys, k)
+			spec.vals = append(spec.vals, n.vals[i])
 		}
 	}
-	specJSON, _ := json.Marshal(spec)
+	before := t
+	t = normaliseKuma(t, meta, spec, v)
+	if want != nil && t != want {
+		line := n.line
+		if typeNode != nil {
+			line = typeNode.line
+		}
+		v.Field("type").addLine(line, "a Kuma %s with networking.ingress is a %s in Weft, expected %s: write it to %s", before.Name, t.Name, want.Name, t.Collection)
+	}
+	meta.Type = t.Name
 	msg := t.NewSpec()
-	if err := protojson.Unmarshal(specJSON, msg); err != nil {
-		return nil, &DecodeError{Err: fmt.Errorf("%s: %s", t.Name, cleanProtoJSONError(err))}
+	checkMessage(v, spec, msg.ProtoReflect().Descriptor(), o)
+	if len(*v.causes) > 0 {
+		return nil, *v.causes
+	}
+	if err := protojson.Unmarshal(spec.appendJSON(nil), msg); err != nil {
+		v.addLine(n.line, "%s: %s", t.Name, cleanProtoJSONError(err))
+		return nil, *v.causes
 	}
 	return &Resource{Meta: meta, Spec: msg}, nil
 }
@@ -159,7 +246,12 @@ func cleanProtoJSONError(err error) string {
 
 // UnmarshalAll decodes a stream of YAML documents separated by "---" (or a
 // single JSON document or JSON array) into resources.
-func UnmarshalAll(r io.Reader) ([]*Resource, error) {
+func UnmarshalAll(r io.Reader) ([]*Resource, error) { return DecodeOptions{}.UnmarshalAll(r) }
+
+// UnmarshalAll decodes a stream of YAML documents separated by "---" (or a
+// single JSON document or JSON array) into resources. Lines in errors are
+// lines of the whole stream.
+func (o DecodeOptions) UnmarshalAll(r io.Reader) ([]*Resource, error) {
 	data, err := io.ReadAll(io.LimitReader(r, 64*MaxDocumentSize+1))
 	if err != nil {
 		return nil, err
@@ -175,7 +267,7 @@ func UnmarshalAll(r io.Reader) ([]*Resource, error) {
 		}
 		var out []*Resource
 		for i, it := range items {
-			res, err := Unmarshal(it, nil)
+			res, err := o.Unmarshal(it, nil)
 			if err != nil {
 				return nil, fmt.Errorf("item %d: %w", i, err)
 			}
@@ -184,11 +276,16 @@ func UnmarshalAll(r io.Reader) ([]*Resource, error) {
 		return out, nil
 	}
 	var out []*Resource
+	line := 0
 	for i, doc := range splitYAML(data) {
+		start := line
+		line += bytes.Count(doc, []byte("\n")) + 1 // the document and its "---"
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		res, err := Unmarshal(doc, nil)
+		do := o
+		do.lineOffset = start
+		res, err := do.Unmarshal(doc, nil)
 		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}

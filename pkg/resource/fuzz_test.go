@@ -18,6 +18,11 @@ func FuzzUnmarshal(f *testing.F) {
 		`{"type":"TrafficPermission","mesh":"m","name":"x","sources":[{"match":{"weft.io/service":"*"}}],"destinations":[{"match":{"weft.io/service":"*"}}]}`,
 		`{"type":"Secret","mesh":"m","name":"s","data":"aGVsbG8="}`,
 		`{"type":"Mesh","version":"12","labels":{"a":"b"}}`,
+		"type: TrafficRoute\nmesh: m\nname: r\nconf:\n- weight: 1\n  destination: {kuma.io/service: a}\n",
+		"type: Dataplane\nmesh: m\nname: i\nnetworking:\n  address: 1.2.3.4\n  ingress: {availableServices: [{tags: {a: b}}]}\n  inbound: [{port: 1}]\n",
+		"type: Mesh\nname: m\nmtls:\n  backends:\n  - {name: a, type: builtin, mode: STRICT, conf: {caCert: {RSAbits: 2048}}}\ntracing: {backends: [{name: z, type: datadog, conf: {port: 1}}]}\n",
+		"type: ProxyTemplate\nmesh: m\nname: p\nconf: {modifications: [{cluster: {operation: add}}, {httpFilter: 3}]}\n",
+		"type: TrafficRoute\nmesh: m\nname: r\nconf: {loadBalancer: {ringHash: {}}}\n",
 		"- a\n- b", "null", "", "{", `{"type":7}`, "&a [*a, *a]",
 	} {
 		f.Add([]byte(s))

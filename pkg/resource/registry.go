@@ -139,6 +139,20 @@ func ByCollection(c string) (*Type, bool) {
 	return t, ok
 }
 
+// collectionAliases are REST path elements that name a type besides its
+// collection: Kuma's spelling of it.
+var collectionAliases = map[string]*Type{"zone-ingresses": ZoneIngressType}
+
+// ByRESTCollection finds a type by its collection or a REST alias of it
+// ("zone-ingresses", Kuma's path for zoneingresses).
+func ByRESTCollection(c string) (*Type, bool) {
+	if t, ok := ByCollection(c); ok {
+		return t, true
+	}
+	t, ok := collectionAliases[c]
+	return t, ok
+}
+
 // Lookup finds a type by collection, type name, or the aliases people type
 // on a command line ("dp", "tp", singular collections).
 func Lookup(s string) (*Type, bool) {

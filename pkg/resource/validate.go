@@ -90,6 +90,7 @@ func attachValidators() {
 				c.Field("http").Field("expectedStatuses").Index(i).Addf("must be in 100..599")
 			}
 		}
+		validateHealthCheckExtras(c, conf)
 	}
 	CircuitBreakerType.validate = func(m proto.Message, v *Validator) {
 		p := m.(*meshv1.CircuitBreaker)
@@ -104,10 +105,26 @@ func attachValidators() {
 		if p.GetConf().GetMaxEjectionPercent() > 100 {
 			c.Field("maxEjectionPercent").Addf("must be in 0..100")
 		}
+		validateDetectorExtras(c, p.GetConf().GetDetectors())
 	}
 	FaultInjectionType.validate = func(m proto.Message, v *Validator) {
 		p := m.(*meshv1.FaultInjection)
 		checkSourcesDestinations(v, p.GetSources(), p.GetDestinations())
+		// Faults are HTTP filters: like Kuma, the destination must say it
+		// speaks HTTP.
+		for i, d := range p.GetDestinations() {
+			switch proto := d.GetMatch()[ProtocolTag]; proto {
+			case "http", "http2", "grpc":
+			case "":
+				if d.GetMatch()[kumaTagPrefix+"protocol"] == "" {
+					v.Field("destinations").Index(i).Field("match").Addf("mandatory tag %q is missing: faults apply to HTTP traffic (http, http2 or grpc)", ProtocolTag)
+				}
+			default:
+				if validProtocols[proto] {
+					v.Field("destinations").Index(i).Field("match").Key(ProtocolTag).Addf("must be http, http2 or grpc: faults apply to HTTP traffic, not %s", proto)
+				}
+			}
+		}
 		c := v.Field("conf")
 		conf := p.GetConf()
 		if conf.GetDelay() == nil && conf.GetAbort() == nil && conf.GetResponseBandwidth() == nil {
@@ -172,22 +189,7 @@ func attachValidators() {
 		checkDuration(c.Field("grpc").Field("maxStreamDuration"), conf.GetGrpc().GetMaxStreamDuration())
 	}
 	ProxyTemplateType.validate = func(m proto.Message, v *Validator) {
-		p := m.(*meshv1.ProxyTemplate)
-		checkSelectors(v.Field("selectors"), p.GetSelectors(), true)
-		for i, mod := range p.GetConf().GetModifications() {
-			mv := v.Field("conf").Field("modifications").Index(i)
-			if !modTypes[mod.GetType()] {
-				mv.Field("type").Addf("must be one of cluster, listener, networkFilter, httpFilter, virtualHost")
-			}
-			if mod.GetOperation() != "add" && mod.GetOperation() != "patch" && mod.GetOperation() != "remove" {
-				mv.Field("operation").Addf("must be one of add, patch, remove")
-			}
-		}
-		for i, r := range p.GetConf().GetResources() {
-			if r.GetName() == "" {
-				v.Field("conf").Field("resources").Index(i).Field("name").Addf("must not be empty")
-			}
-		}
+		validateProxyTemplate(m.(*meshv1.ProxyTemplate), v)
 	}
 	SecretType.validate = func(m proto.Message, v *Validator) {
 		if len(m.(*meshv1.Secret).GetData()) == 0 {
@@ -201,10 +203,7 @@ func attachValidators() {
 	}
 }
 
-var (
-	grpcRetryOn = map[string]bool{"cancelled": true, "deadline_exceeded": true, "internal": true, "resource_exhausted": true, "unavailable": true}
-	modTypes    = map[string]bool{"cluster": true, "listener": true, "networkFilter": true, "httpFilter": true, "virtualHost": true}
-)
+var grpcRetryOn = map[string]bool{"cancelled": true, "deadline_exceeded": true, "internal": true, "resource_exhausted": true, "unavailable": true}
 
 func requiredDuration(v *Validator, s string) {
 	if s == "" {
@@ -235,9 +234,25 @@ func checkSelectors(v *Validator, sels []*meshv1.Selector, required bool) {
 	}
 }
 
+// checkSourcesDestinations checks a policy's selectors; like Kuma, every
+// selector of these policies must name the service (weft.io/service, "*"
+// for all).
 func checkSourcesDestinations(v *Validator, src, dst []*meshv1.Selector) {
 	checkSelectors(v.Field("sources"), src, true)
 	checkSelectors(v.Field("destinations"), dst, true)
+	requireService(v.Field("sources"), src)
+	requireService(v.Field("destinations"), dst)
+}
+
+func requireService(v *Validator, sels []*meshv1.Selector) {
+	for i, s := range sels {
+		if len(s.GetMatch()) == 0 {
+			continue // "must have at least one tag" already
+		}
+		if _, ok := s.GetMatch()[ServiceTag]; !ok && s.GetMatch()[kumaTagPrefix+"service"] == "" {
+			v.Index(i).Field("match").Addf("mandatory tag %q is missing", ServiceTag)
+		}
+	}
 }
 
 func validateMesh(m *meshv1.Mesh, v *Validator) {
@@ -293,23 +308,28 @@ func validateMesh(m *meshv1.Mesh, v *Validator) {
 	default:
 		mt.Field("mode").Addf("must be strict or permissive")
 	}
-	checkBackendNames(v.Field("logging"), m.GetLogging().GetDefaultBackend(), len(m.GetLogging().GetBackends()), func(i int) (string, string, []string) {
+	checkBackendNames(v.Field("logging"), "defaultBackend", m.GetLogging().GetDefaultBackend(), len(m.GetLogging().GetBackends()), func(i int) (string, string, []string) {
 		b := m.GetLogging().GetBackends()[i]
 		return b.GetName(), b.GetType(), []string{"file", "tcp"}
 	})
-	checkBackendNames(v.Field("tracing"), m.GetTracing().GetDefaultBackend(), len(m.GetTracing().GetBackends()), func(i int) (string, string, []string) {
+	checkBackendNames(v.Field("tracing"), "defaultBackend", m.GetTracing().GetDefaultBackend(), len(m.GetTracing().GetBackends()), func(i int) (string, string, []string) {
 		b := m.GetTracing().GetBackends()[i]
 		checkPercentage(v.Field("tracing").Field("backends").Index(i).Field("sampling"), b.GetSampling())
+		switch b.GetApiVersion() {
+		case "", "httpJson", "httpProto":
+		default:
+			v.Field("tracing").Field("backends").Index(i).Field("apiVersion").Addf("must be httpJson or httpProto")
+		}
 		return b.GetName(), b.GetType(), []string{"zipkin", "otel"}
 	})
-	checkBackendNames(v.Field("metrics"), m.GetMetrics().GetEnabledBackend(), len(m.GetMetrics().GetBackends()), func(i int) (string, string, []string) {
+	checkBackendNames(v.Field("metrics"), "enabledBackend", m.GetMetrics().GetEnabledBackend(), len(m.GetMetrics().GetBackends()), func(i int) (string, string, []string) {
 		b := m.GetMetrics().GetBackends()[i]
 		checkPort(v.Field("metrics").Field("backends").Index(i).Field("port"), b.GetPort(), false)
 		return b.GetName(), b.GetType(), []string{"prometheus"}
 	})
 }
 
-func checkBackendNames(v *Validator, def string, n int, get func(int) (name, typ string, types []string)) {
+func checkBackendNames(v *Validator, defField, def string, n int, get func(int) (name, typ string, types []string)) {
 	names := map[string]bool{}
 	for i := 0; i < n; i++ {
 		name, typ, types := get(i)
@@ -328,7 +348,7 @@ func checkBackendNames(v *Validator, def string, n int, get func(int) (name, typ
 		}
 	}
 	if def != "" && !names[def] {
-		v.Addf("default backend %q is not defined in backends", def)
+		v.Field(defField).Addf("backend %q is not defined in backends", def)
 	}
 }
 
@@ -393,18 +413,18 @@ func validateDataplane(dp *meshv1.Dataplane, v *Validator) {
 		n.Addf("must be set")
 		return
 	}
-	checkAddress(n.Field("address"), net.GetAddress(), true)
-	checkAddress(n.Field("advertisedAddress"), net.GetAdvertisedAddress(), false)
+	checkIP(n.Field("address"), net.GetAddress(), true)
+	checkIP(n.Field("advertisedAddress"), net.GetAdvertisedAddress(), false)
 	gw := net.GetGateway()
 	if gw == nil && len(net.GetInbound()) == 0 {
-		n.Field("inbound").Addf("must have at least one inbound unless the dataplane is a gateway")
+		n.Addf("has to contain at least one inbound or a gateway")
 	}
 	if gw != nil {
 		if len(net.GetInbound()) > 0 {
 			n.Field("inbound").Addf("must be empty for a gateway")
 		}
 		gv := n.Field("gateway").Field("tags")
-		if gw.GetTags()[ServiceTag] == "" {
+		if _, ok := gw.GetTags()[ServiceTag]; !ok && gw.GetTags()[kumaTagPrefix+"service"] == "" {
 			gv.Addf("must contain %s", ServiceTag)
 		}
 		checkTags(gv, gw.GetTags(), false)
@@ -421,22 +441,18 @@ func validateDataplane(dp *meshv1.Dataplane, v *Validator) {
 		}
 		ports[in.GetPort()] = true
 		checkPort(iv.Field("servicePort"), in.GetServicePort(), false)
-		checkAddress(iv.Field("serviceAddress"), in.GetServiceAddress(), false)
-		checkAddress(iv.Field("address"), in.GetAddress(), false)
+		checkIP(iv.Field("serviceAddress"), in.GetServiceAddress(), false)
+		checkIP(iv.Field("address"), in.GetAddress(), false)
 		tv := iv.Field("tags")
-		if in.GetTags()[ServiceTag] == "" {
-			tv.Key(ServiceTag).Addf("tag is required")
-		}
+		checkServiceTag(tv, in.GetTags())
 		checkTags(tv, in.GetTags(), false)
 	}
 	for i, out := range net.GetOutbound() {
 		ov := n.Field("outbound").Index(i)
 		checkPort(ov.Field("port"), out.GetPort(), true)
-		checkAddress(ov.Field("address"), out.GetAddress(), false)
+		checkIP(ov.Field("address"), out.GetAddress(), false)
 		tv := ov.Field("tags")
-		if out.GetTags()[ServiceTag] == "" {
-			tv.Key(ServiceTag).Addf("tag is required")
-		}
+		checkServiceTag(tv, out.GetTags())
 		checkTags(tv, out.GetTags(), false)
 	}
 	if tp := net.GetTransparentProxying(); tp != nil {
@@ -445,6 +461,21 @@ func validateDataplane(dp *meshv1.Dataplane, v *Validator) {
 		checkPort(tv.Field("redirectPortOutbound"), tp.GetRedirectPortOutbound(), true)
 	}
 	checkPort(n.Field("admin").Field("port"), net.GetAdmin().GetPort(), false)
+}
+
+// checkIP checks a Dataplane address: an IP, as in Kuma. The addresses
+// become EDS endpoints and listener addresses, which Envoy and grpc-go use
+// as given, without resolving names.
+func checkIP(v *Validator, addr string, required bool) {
+	if addr == "" {
+		if required {
+			v.Addf("must not be empty")
+		}
+		return
+	}
+	if netpkg.ParseIP(addr) == nil {
+		v.Addf("%q must be a valid IP address", addr)
+	}
 }
 
 func checkAddress(v *Validator, addr string, required bool) {
@@ -476,9 +507,7 @@ func validateZoneIngress(zi *meshv1.ZoneIngress, v *Validator) {
 	for i, s := range zi.GetAvailableServices() {
 		sv := v.Field("availableServices").Index(i)
 		CheckLabel(sv.Field("mesh"), s.GetMesh())
-		if s.GetTags()[ServiceTag] == "" {
-			sv.Field("tags").Key(ServiceTag).Addf("tag is required")
-		}
+		checkServiceTag(sv.Field("tags"), s.GetTags())
 		checkTags(sv.Field("tags"), s.GetTags(), false)
 	}
 }
@@ -499,7 +528,7 @@ func validateTrafficRoute(p *meshv1.TrafficRoute, v *Validator) {
 	}
 	checkSplit(c.Field("split"), conf.GetSplit())
 	if len(conf.GetDestination()) > 0 {
-		checkDestination(c.Field("destination"), conf.GetDestination())
+		checkRouteDestination(c.Field("destination"), conf.GetDestination())
 	}
 	switch conf.GetLoadBalancer().GetType() {
 	case "", "round_robin", "least_request", "random", "ring_hash", "maglev":
@@ -518,6 +547,7 @@ func validateTrafficRoute(p *meshv1.TrafficRoute, v *Validator) {
 		if len(h.GetDestination()) > 0 {
 			checkDestination(hv.Field("destination"), h.GetDestination())
 		}
+		validateModify(hv.Field("modify"), h)
 	}
 }
 
@@ -533,8 +563,23 @@ func checkSplit(v *Validator, split []*meshv1.TrafficRoute_Split) {
 }
 
 func checkDestination(v *Validator, d map[string]string) {
-	if d[ServiceTag] == "" {
-		v.Key(ServiceTag).Addf("tag is required")
-	}
+	checkServiceTag(v, d)
 	checkTags(v, d, false)
+}
+
+// checkRouteDestination checks conf.destination, where weft.io/service "*"
+// means the service the request was for (Kuma's default route,
+// route-all-default, is written so).
+func checkRouteDestination(v *Validator, d map[string]string) {
+	if d[ServiceTag] != "*" {
+		checkDestination(v, d)
+		return
+	}
+	rest := make(map[string]string, len(d))
+	for k, val := range d {
+		if k != ServiceTag {
+			rest[k] = val
+		}
+	}
+	checkTags(v, rest, false)
 }

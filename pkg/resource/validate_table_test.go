@@ -13,6 +13,8 @@ const (
 	anySrc = `"sources":[{"match":{"weft.io/service":"*"}}]`
 	anyDst = `"destinations":[{"match":{"weft.io/service":"*"}}]`
 	srcDst = anySrc + "," + anyDst
+	// srcDstHTTP is srcDst to an HTTP destination, which faults need.
+	srcDstHTTP = anySrc + `,"destinations":[{"match":{"weft.io/service":"*","weft.io/protocol":"http"}}]`
 )
 
 // validCase is one document and the exact field paths Validate must report
@@ -63,19 +65,19 @@ func TestValidateRules(t *testing.T) {
 		{"mtls mode", `{"type":"Mesh","name":"m","mtls":{"mode":"lax"}}`, []string{"mtls.mode"}},
 		{"mtls permissive ok", `{"type":"Mesh","name":"m","mtls":{"mode":"permissive"}}`, nil},
 		{"logging backend type", `{"type":"Mesh","name":"m","logging":{"backends":[{"name":"l","type":"syslog"}]}}`, []string{"logging.backends[0].type"}},
-		{"logging duplicate and default", `{"type":"Mesh","name":"m","logging":{"defaultBackend":"x","backends":[{"name":"l","type":"file"},{"name":"l","type":"tcp"}]}}`, []string{"logging", "logging.backends[1].name"}},
+		{"logging duplicate and default", `{"type":"Mesh","name":"m","logging":{"defaultBackend":"x","backends":[{"name":"l","type":"file"},{"name":"l","type":"tcp"}]}}`, []string{"logging.backends[1].name", "logging.defaultBackend"}},
 		{"tracing sampling", `{"type":"Mesh","name":"m","tracing":{"defaultBackend":"z","backends":[{"name":"z","type":"zipkin","sampling":101}]}}`, []string{"tracing.backends[0].sampling"}},
 		{"tracing name", `{"type":"Mesh","name":"m","tracing":{"backends":[{"name":"","type":"otel"}]}}`, []string{"tracing.backends[0].name"}},
 		{"metrics port and type", `{"type":"Mesh","name":"m","metrics":{"enabledBackend":"p","backends":[{"name":"p","type":"statsd","port":70000}]}}`, []string{"metrics.backends[0].port", "metrics.backends[0].type"}},
-		{"metrics enabled undefined", `{"type":"Mesh","name":"m","metrics":{"enabledBackend":"p"}}`, []string{"metrics"}},
+		{"metrics enabled undefined", `{"type":"Mesh","name":"m","metrics":{"enabledBackend":"p"}}`, []string{"metrics.enabledBackend"}},
 
 		// Dataplane.
 		{"dataplane valid", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","inbound":[{"port":80,"tags":{"weft.io/service":"web","weft.io/protocol":"http"}}],"outbound":[{"port":9000,"tags":{"weft.io/service":"api"}}]}}`, nil},
 		{"no networking", `{"type":"Dataplane","mesh":"m","name":"d"}`, []string{"networking"}},
 		{"no address", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address"}},
-		{"hostname address ok", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"web.default.svc","inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, nil},
+		{"hostname address refused", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"web.default.svc","inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address"}},
 		{"bad address", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"not an address","advertisedAddress":"-x-","inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.address", "networking.advertisedAddress"}},
-		{"no inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1"}}`, []string{"networking.inbound"}},
+		{"no inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1"}}`, []string{"networking"}},
 		{"gateway valid", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"type":"builtin","tags":{"weft.io/service":"edge"}}}}`, nil},
 		{"gateway with inbound", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"tags":{"weft.io/service":"edge"}},"inbound":[{"port":80,"tags":{"weft.io/service":"web"}}]}}`, []string{"networking.inbound"}},
 		{"gateway without service", `{"type":"Dataplane","mesh":"m","name":"d","networking":{"address":"10.0.0.1","gateway":{"tags":{"a":"b"}}}}`, []string{"networking.gateway.tags"}},
@@ -131,9 +133,10 @@ func TestValidateRules(t *testing.T) {
 			[]string{"conf.baseEjectionTime", "conf.interval", "conf.maxEjectionPercent"}},
 
 		// FaultInjection.
-		{"fault valid", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDst + `,"conf":{"delay":{"percentage":50,"value":"5s"},"abort":{"percentage":10,"httpStatus":503},"responseBandwidth":{"percentage":1,"limit":"100kbps"}}}`, nil},
-		{"fault empty", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDst + `}`, []string{"conf"}},
-		{"fault problems", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDst + `,"conf":{"delay":{"percentage":-1},"abort":{"percentage":200,"httpStatus":42},"responseBandwidth":{"limit":"fast"}}}`,
+		{"fault valid", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDstHTTP + `,"conf":{"delay":{"percentage":50,"value":"5s"},"abort":{"percentage":10,"httpStatus":503},"responseBandwidth":{"percentage":1,"limit":"100kbps"}}}`, nil},
+		{"fault empty", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDstHTTP + `}`, []string{"conf"}},
+		{"fault not http", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDst + `,"conf":{"delay":{"percentage":50,"value":"5s"}}}`, []string{"destinations[0].match"}},
+		{"fault problems", `{"type":"FaultInjection","mesh":"m","name":"f",` + srcDstHTTP + `,"conf":{"delay":{"percentage":-1},"abort":{"percentage":200,"httpStatus":42},"responseBandwidth":{"limit":"fast"}}}`,
 			[]string{"conf.abort.httpStatus", "conf.abort.percentage", "conf.delay.percentage", "conf.delay.value", "conf.responseBandwidth.limit"}},
 
 		// TrafficLog, TrafficTrace.
@@ -153,9 +156,9 @@ func TestValidateRules(t *testing.T) {
 			[]string{"conf.grpc.maxStreamDuration", "conf.grpc.streamIdleTimeout", "conf.http.idleTimeout", "conf.tcp.idleTimeout"}},
 
 		// ProxyTemplate.
-		{"proxy template valid", `{"type":"ProxyTemplate","mesh":"m","name":"p","selectors":[{"match":{"weft.io/service":"*"}}],"conf":{"modifications":[{"type":"cluster","operation":"patch"}],"resources":[{"name":"x"}]}}`, nil},
+		{"proxy template valid", `{"type":"ProxyTemplate","mesh":"m","name":"p","selectors":[{"match":{"weft.io/service":"*"}}],"conf":{"modifications":[{"type":"cluster","operation":"patch","value":"connectTimeout: 5s"}],"resources":[{"name":"x","version":"v1","resource":"'@type': type.googleapis.com/envoy.config.cluster.v3.Cluster"}]}}`, nil},
 		{"proxy template problems", `{"type":"ProxyTemplate","mesh":"m","name":"p","selectors":[{"match":{"weft.io/service":"*"}}],"conf":{"modifications":[{"type":"route","operation":"replace"}],"resources":[{"name":""}]}}`,
-			[]string{"conf.modifications[0].operation", "conf.modifications[0].type", "conf.resources[0].name"}},
+			[]string{"conf.modifications[0]", "conf.resources[0].name", "conf.resources[0].resource", "conf.resources[0].version"}},
 
 		// Secrets.
 		{"secret empty", `{"type":"Secret","mesh":"m","name":"s"}`, []string{"data"}},

@@ -3,6 +3,7 @@ package resource
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +13,45 @@ import (
 type Cause struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Line is the 1-based line of the YAML (or JSON) document the problem
+	// is on, when the cause comes from decoding a document; 0 otherwise.
+	Line int `json:"line,omitempty"`
+}
+
+// Description is the message with the line leading it ("line 3: ..."):
+// how a cause travels in a gRPC BadRequest field violation, which has no
+// line of its own. CauseFromDescription reads it back.
+func (c Cause) Description() string {
+	if c.Line > 0 {
+		return "line " + strconv.Itoa(c.Line) + ": " + c.Message
+	}
+	return c.Message
+}
+
+// CauseFromDescription is the cause of a field violation made with
+// Description.
+func CauseFromDescription(field, desc string) Cause {
+	c := Cause{Field: field, Message: desc}
+	if rest, ok := strings.CutPrefix(desc, "line "); ok {
+		if num, msg, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil && n > 0 {
+				c.Line, c.Message = n, msg
+			}
+		}
+	}
+	return c
+}
+
+// String formats a cause as "field: message" with its line when known.
+func (c Cause) String() string {
+	s := c.Message
+	if c.Field != "" {
+		s = c.Field + ": " + s
+	}
+	if c.Line > 0 {
+		s = "line " + strconv.Itoa(c.Line) + ": " + s
+	}
+	return s
 }
 
 // ValidationError lists every problem found in a resource at once.
@@ -20,15 +60,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Causes))
-	for i, c := range e.Causes {
-		if c.Field == "" {
-			parts[i] = c.Message
-		} else {
-			parts[i] = c.Field + ": " + c.Message
-		}
-	}
-	return "invalid resource: " + strings.Join(parts, "; ")
+	return "invalid resource: " + joinCauses(e.Causes)
 }
 
 // Validator collects causes under a field path.
@@ -64,6 +96,19 @@ func (v *Validator) Addf(format string, args ...any) {
 	*v.causes = append(*v.causes, Cause{Field: v.path, Message: fmt.Sprintf(format, args...)})
 }
 
+// addLine records a problem at this validator's path, on a document line.
+func (v *Validator) addLine(line int, format string, args ...any) {
+	*v.causes = append(*v.causes, Cause{Field: v.path, Message: fmt.Sprintf(format, args...), Line: line})
+}
+
+func joinCauses(causes []Cause) string {
+	parts := make([]string, len(causes))
+	for i, c := range causes {
+		parts[i] = c.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
 // Err returns the collected problems, or nil.
 func (v *Validator) Err() error {
 	if len(*v.causes) == 0 {
@@ -76,6 +121,8 @@ var (
 	nameRe  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	labelRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	tagKey  = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$`)
+	// tagValue is Kuma's character set for tag values.
+	tagValue = regexp.MustCompile(`^[A-Za-z0-9.\-_:]+$`)
 )
 
 // CheckName validates a resource name: lowercase DNS-compatible, ≤ 253.
@@ -145,23 +192,51 @@ func checkDuration(v *Validator, s string) {
 }
 
 func checkTags(v *Validator, tags map[string]string, allowWildcard bool) {
-	for k, val := range tags {
+	for _, k := range sortedKeys(tags) {
+		val := tags[k]
 		kv := v.Key(k)
-		if !tagKey.MatchString(k) || len(k) > 253 {
-			kv.Addf("tag name %q is not valid", k)
-		}
-		if val == "" {
+		switch {
+		case strings.HasPrefix(k, kumaTagPrefix):
+			kv.Addf("%s tags are Kuma's: write %s%s (weftctl apply --from-kuma rewrites them)", kumaTagPrefix, weftTagPrefix, strings.TrimPrefix(k, kumaTagPrefix))
+			continue
+		case !tagKey.MatchString(k) || len(k) > 253:
+			kv.Addf("tag name %q is not valid: letters, digits, '.', '-', '_' and '/', starting and ending with a letter or digit", k)
+			continue
+		case val == "":
 			kv.Addf("tag value must not be empty")
+			continue
+		case val == "*":
+			if !allowWildcard {
+				kv.Addf("wildcard is not allowed here")
+			}
+			continue
+		case len(val) > 253 || !tagValue.MatchString(val):
+			kv.Addf("tag value %q must consist of letters, digits, '.', '-', '_' and ':'", val)
+			continue
 		}
-		if val == "*" && !allowWildcard {
-			kv.Addf("wildcard is not allowed here")
-		}
-		if k == ServiceTag && val != "*" && !IsLabel(val) {
+		if k == ServiceTag && !IsLabel(val) {
 			kv.Addf("service name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", val)
 		}
-		if k == ProtocolTag && !validProtocols[val] && !(allowWildcard && val == "*") {
+		if k == ProtocolTag && !validProtocols[val] {
 			kv.Addf("protocol %q is not one of tcp, http, http2, grpc", val)
 		}
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkServiceTag reports a missing weft.io/service tag (an empty or Kuma
+// one is checkTags' to report: one problem, one cause).
+func checkServiceTag(v *Validator, tags map[string]string) {
+	if _, ok := tags[ServiceTag]; !ok && tags[kumaTagPrefix+"service"] == "" {
+		v.Key(ServiceTag).Addf("tag is required")
 	}
 }
 

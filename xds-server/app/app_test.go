@@ -330,6 +330,15 @@ destinations:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Only what the stream subscribed to (listeners) was sent and counted.
+	if !strings.Contains(body, `weft_xds_pushes_total{type="Listener"}`) {
+		t.Error("metrics lack weft_xds_pushes_total for listeners")
+	}
+	for _, never := range []string{"Cluster", "ClusterLoadAssignment", "RouteConfiguration", "Secret"} {
+		if strings.Contains(body, `weft_xds_pushes_total{type="`+never+`"}`) {
+			t.Errorf("weft_xds_pushes_total counts %s responses the proxy never subscribed to", never)
+		}
+	}
 }
 
 func TestDeltaADS(t *testing.T) {
@@ -423,9 +432,9 @@ func get(t *testing.T, url string) string {
 
 func TestConfigValidate(t *testing.T) {
 	c := Default()
-	c.Address, c.InsightTTL, c.InstanceID = "", 0, ""
+	c.Address, c.InsightTTL, c.InstanceID, c.Zone = "", 0, "", "Zone_1"
 	err := c.Validate()
-	for _, want := range []string{"address", "insight-ttl", "instance-id"} {
+	for _, want := range []string{"address", "insight-ttl", "instance-id", "zone"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}

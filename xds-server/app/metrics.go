@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "weft_xds_generation_errors_total", Help: "Generations that failed (e.g. the Dataplane does not exist yet), by kind.",
 		}, []string{"kind"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_xds_pushes_total", Help: "New resource versions put in the cache for a proxy, by type.",
+			Name: "weft_xds_pushes_total", Help: "Responses written to proxy streams (SotW and delta), by type. Versions a proxy never subscribed to are not counted.",
 		}, []string{"type"}),
 	}
 	m.connected = telemetry.MustRegister(reg, m.connected)
@@ -71,7 +71,11 @@ func (m *metrics) Generated(_, kind string, d time.Duration, err error) {
 	}
 }
 
-func (m *metrics) Pushed(_, typeURL, _ string) { m.pushes.WithLabelValues(shortType(typeURL)).Inc() }
+// Pushed is a new version put in the cache for a proxy; it is counted when a
+// stream actually sends it (Sent), since a proxy may never subscribe to it.
+func (m *metrics) Pushed(_, _, _ string) {}
+
+func (m *metrics) Sent(typeURL string) { m.pushes.WithLabelValues(shortType(typeURL)).Inc() }
 
 func (m *metrics) ConnectedChanged(kind string, delta int) {
 	m.connected.WithLabelValues(kind).Add(float64(delta))

@@ -91,7 +91,7 @@ func ErrorBody(st *status.Status) (int, Error) {
 	for _, d := range st.Details() {
 		if br, ok := d.(*errdetails.BadRequest); ok {
 			for _, v := range br.GetFieldViolations() {
-				e.Causes = append(e.Causes, resource.Cause{Field: v.GetField(), Message: v.GetDescription()})
+				e.Causes = append(e.Causes, resource.CauseFromDescription(v.GetField(), v.GetDescription()))
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"net/url"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -35,7 +36,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 			WriteError(w, code, details)
 		}),
 		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
-			return metadata.Pairs(server.RequestURLHeader, r.URL.RequestURI())
+			return metadata.Pairs(server.RequestURLHeader, requestURL(r))
 		}),
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithForwardResponseOption(setStatus),
@@ -85,6 +86,23 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 		}
 		mux.ServeHTTP(w, r)
 	}), nil
+}
+
+// requestURL is the request's full URL, for list responses' next links:
+// the scheme the request came over and the Host it named; only the path
+// when the Host is not a plain host[:port].
+func requestURL(r *http.Request) string {
+	if r.Host == "" || len(r.Host) > 255 || strings.ContainsAny(r.Host, "/?#@\\ ") {
+		return r.URL.RequestURI()
+	}
+	if _, err := url.Parse("http://" + r.Host + "/"); err != nil {
+		return r.URL.RequestURI()
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
 }
 
 var tooLarge = fmt.Sprintf("request body is too large: the limit is %d bytes", MaxBodySize)

@@ -73,7 +73,11 @@ func flatList(l *apiv1.ListResponse) ([]byte, error) {
 		}
 		b.Write(js)
 	}
-	next, _ := json.Marshal(l.GetNext())
+	// Like Kuma: the next page's full URL, or null on the last page.
+	next := []byte("null")
+	if l.GetNext() != "" {
+		next, _ = json.Marshal(l.GetNext())
+	}
 	nextOff, _ := json.Marshal(l.GetNextOffset())
 	fmt.Fprintf(&b, `],"next":%s,"nextOffset":%s}`, next, nextOff)
 	return b.Bytes(), nil

@@ -200,7 +200,7 @@ func (b *builder) list(t *resource.Type, insights bool) obj {
 	}
 	return obj{"type": "object", "required": []string{"total", "items"}, "properties": obj{
 		"total": obj{"type": "integer"}, "items": obj{"type": "array", "items": item},
-		"next": obj{"type": "string"}, "nextOffset": obj{"type": "string"},
+		"next": obj{"type": []string{"string", "null"}, "description": "full URL of the next page, null on the last"}, "nextOffset": obj{"type": "string"},
 	}}
 }
 

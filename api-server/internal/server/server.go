@@ -148,7 +148,7 @@ func resolve(collection, mesh, name string, needName bool) (target, error) {
 	if base, ok := strings.CutSuffix(c, "+insights"); ok {
 		c, insights = base, true
 	}
-	t, ok := resource.ByCollection(c)
+	t, ok := resource.ByRESTCollection(c)
 	if !ok {
 		t, ok = resource.ByName(c)
 	}

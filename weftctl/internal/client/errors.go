@@ -13,6 +13,8 @@ import (
 type Cause struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	// Line is the line of the sent document the problem is on, when known.
+	Line int `json:"line,omitempty"`
 }
 
 // APIError is an error response from the api-server:
@@ -35,6 +37,9 @@ func (e *APIError) Error() string {
 	}
 	for _, c := range e.Causes {
 		b.WriteString("; ")
+		if c.Line > 0 {
+			fmt.Fprintf(&b, "line %d: ", c.Line)
+		}
 		if c.Field != "" {
 			b.WriteString(c.Field)
 			b.WriteString(": ")

@@ -18,7 +18,7 @@ import (
 )
 
 const applyUsage = `Usage:
-  weftctl apply -f FILE|DIR|- [-f ...] [--dry-run]
+  weftctl apply -f FILE|DIR|- [-f ...] [--dry-run] [--from-kuma]
 
 Creates or updates the resources in multi-document YAML ("---" separated) or
 JSON (one object or an array). Every document is decoded and validated before
@@ -30,11 +30,17 @@ that update conditional: it fails with a conflict if the resource changed since.
 --dry-run only decodes and validates, prints the resources as they would be
 sent (YAML), and contacts no control plane.
 
+Kuma's universal YAML shapes are always accepted and normalised (see
+docs/kuma-compatibility.md); --from-kuma also rewrites Kuma's tag keys
+(kuma.io/service, kuma.io/protocol, ...) to Weft's (weft.io/...).
+'weftctl convert --from-kuma FILE' prints what would be applied.
+
 Examples:
   weftctl apply -f mesh.yaml -f dataplanes/
   cat dp.yaml | weftctl apply -f -
   weftctl get dp web-1 -o yaml | sed s/8080/8081/ | weftctl apply -f -
-  weftctl apply -f policies.yaml --dry-run`
+  weftctl apply -f policies.yaml --dry-run
+  weftctl apply --from-kuma -f kuma-resources.yaml`
 
 func applyCommand() *Command {
 	return &Command{Name: "apply", Summary: "Create or update resources from YAML/JSON files", Run: runApply}
@@ -58,6 +64,7 @@ func runApply(ctx context.Context, a *App, args []string) error {
 	fs.Var(&files, "f", "`FILE`, directory (its *.yaml, *.yml, *.json) or - for stdin; repeatable")
 	fs.Var(&files, "file", "`FILE`: same as -f")
 	dryRun := fs.Bool("dry-run", false, "validate and print the resources without applying them")
+	fromKuma := fs.Bool("from-kuma", false, "rewrite Kuma's kuma.io/ tag keys to weft.io/")
 	pos, err := a.Parse(fs, applyUsage, args)
 	if err != nil {
 		return err
@@ -68,32 +75,13 @@ func runApply(ctx context.Context, a *App, args []string) error {
 	if len(files) == 0 {
 		return usageErrorf("apply needs -f FILE (or -f - for stdin)")
 	}
-	inputs, err := a.readInputs(files)
+	inputs, err := a.readValidInputs(files, resource.DecodeOptions{FromKuma: *fromKuma})
 	if err != nil {
 		return err
 	}
-	if len(inputs) == 0 {
-		return errors.New("no resources found in the input")
-	}
-	if !a.validateInputs(inputs) {
-		return errReported
-	}
-	// Meshes first: everything else in a mesh needs it to exist.
-	sort.SliceStable(inputs, func(i, j int) bool {
-		return inputs[i].res.Type() == resource.MeshType && inputs[j].res.Type() != resource.MeshType
-	})
 	if *dryRun {
-		for i, in := range inputs {
-			js, err := resource.MarshalJSON(in.res)
-			if err != nil {
-				return err
-			}
-			if i > 0 {
-				fmt.Fprintln(a.Stdout, "---")
-			}
-			if err := writeYAML(a.Stdout, js); err != nil {
-				return err
-			}
+		if err := a.printInputs(inputs); err != nil {
+			return err
 		}
 		fmt.Fprintf(a.Stderr, "%d resource(s) valid; nothing applied (dry run)\n", len(inputs))
 		return nil
@@ -146,9 +134,45 @@ func applyOne(ctx context.Context, c *client.Client, r *resource.Resource) (stri
 	return res.String(), nil
 }
 
+// readValidInputs decodes and validates every file (printing every
+// problem), meshes first: everything else in a mesh needs it to exist.
+func (a *App) readValidInputs(files []string, opts resource.DecodeOptions) ([]input, error) {
+	inputs, err := a.readInputs(files, opts)
+	if err != nil {
+		return nil, err
+	}
+	if len(inputs) == 0 {
+		return nil, errors.New("no resources found in the input")
+	}
+	if !a.validateInputs(inputs) {
+		return nil, errReported
+	}
+	sort.SliceStable(inputs, func(i, j int) bool {
+		return inputs[i].res.Type() == resource.MeshType && inputs[j].res.Type() != resource.MeshType
+	})
+	return inputs, nil
+}
+
+// printInputs prints resources as "---"-separated YAML in the canonical form.
+func (a *App) printInputs(inputs []input) error {
+	for i, in := range inputs {
+		js, err := resource.MarshalJSON(in.res)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			fmt.Fprintln(a.Stdout, "---")
+		}
+		if err := writeYAML(a.Stdout, js); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readInputs decodes every file; the first unreadable or undecodable
 // document stops everything.
-func (a *App) readInputs(files []string) ([]input, error) {
+func (a *App) readInputs(files []string, opts resource.DecodeOptions) ([]input, error) {
 	var out []input
 	stdinUsed := false
 	for _, f := range files {
@@ -157,7 +181,7 @@ func (a *App) readInputs(files []string) ([]input, error) {
 				return nil, usageErrorf("-f - (stdin) can be given only once")
 			}
 			stdinUsed = true
-			res, err := resource.UnmarshalAll(a.Stdin)
+			res, err := opts.UnmarshalAll(a.Stdin)
 			if err != nil {
 				return nil, fmt.Errorf("stdin: %w", err)
 			}
@@ -171,7 +195,7 @@ func (a *App) readInputs(files []string) ([]input, error) {
 			return nil, err
 		}
 		for _, p := range paths {
-			res, err := decodeFile(p)
+			res, err := decodeFile(p, opts)
 			if err != nil {
 				return nil, err
 			}
@@ -212,13 +236,13 @@ func expandPath(p string) ([]string, error) {
 	return out, nil
 }
 
-func decodeFile(p string) ([]*resource.Resource, error) {
+func decodeFile(p string, opts resource.DecodeOptions) ([]*resource.Resource, error) {
 	fh, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	res, err := resource.UnmarshalAll(io.Reader(fh))
+	res, err := opts.UnmarshalAll(io.Reader(fh))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}

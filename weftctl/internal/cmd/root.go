@@ -20,6 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/weftctl/internal/client"
 	"github.com/weftmesh/weft/weftctl/internal/config"
 )
@@ -63,6 +64,7 @@ func (c *Command) named(name string) bool {
 func builtins() []*Command {
 	return []*Command{
 		applyCommand(),
+		convertCommand(),
 		getCommand(),
 		deleteCommand(),
 		inspectCommand(),
@@ -312,11 +314,7 @@ func FormatError(err error) string {
 		}
 		fmt.Fprintf(&b, " (HTTP %d)\n", ae.StatusCode)
 		for _, c := range ae.Causes {
-			if c.Field != "" {
-				fmt.Fprintf(&b, "  * %s: %s\n", c.Field, c.Message)
-			} else {
-				fmt.Fprintf(&b, "  * %s\n", c.Message)
-			}
+			fmt.Fprintf(&b, "  * %s\n", resource.Cause{Field: c.Field, Message: c.Message, Line: c.Line})
 		}
 		switch ae.StatusCode {
 		case http.StatusUnauthorized:
@@ -337,6 +335,15 @@ func FormatError(err error) string {
 			b.WriteString("Hint: the control plane's store (etcd) is unavailable for now; retry shortly. If a write 'may have been applied', get the resource before retrying.\n")
 		case http.StatusMethodNotAllowed:
 			b.WriteString("Hint: it is owned by another control plane (global or a zone); change it there.\n")
+		}
+		return b.String()
+	}
+	var de *resource.DecodeError
+	if errors.As(err, &de) && len(de.Causes) > 0 {
+		// "FILE: document N: " and then every problem on its own line.
+		fmt.Fprintf(&b, "Error: %scould not be decoded\n", strings.TrimSuffix(err.Error(), de.Error()))
+		for _, c := range de.Causes {
+			fmt.Fprintf(&b, "  * %s\n", c)
 		}
 		return b.String()
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,6 +23,7 @@ import (
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
 	dnsapp "github.com/weftmesh/weft/dns-server/app"
+	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -311,6 +313,31 @@ var components = []component{
 	{"zone-sync", startZoneSync},
 	{"xds-server", startXDSServer},
 	{"dns-server", startDNSServer},
+	{"ingress-manager", startIngress},
+}
+
+// startIngress runs each zone's ingress-manager with the built-in data
+// path: it keeps the zone's ZoneIngress (advertising its own listen
+// address, on loopback) and routes other zones' connections by SNI.
+func startIngress(ctx context.Context, p *plane, _ []*plane) error {
+	if p.mode != "zone" {
+		return nil
+	}
+	cfg := ingressapp.Default()
+	cfg.Zone, cfg.Address, cfg.AdminAddress = p.zone, p.addr(portIngress), p.addr(portIngAdmin)
+	cfg.Etcd.Client, cfg.Logger = p.cli, p.log
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "ingress-manager"); err != nil {
+		return err
+	}
+	a, err := ingressapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.IngressAddress = a.Addr()
+	p.ep.AdminAddresses["ingress-manager"] = a.AdminAddr()
+	p.add("ingress-manager", a.Run)
+	return nil
 }
 
 // startXDSServer serves ADS over TLS from the control-plane CA; it reaches
@@ -321,7 +348,7 @@ func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
 		return nil
 	}
 	cfg := xdsapp.Default()
-	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID, cfg.Zone = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name, p.zone
 	cfg.TLSHostnames = []string{"localhost", p.host}
 	cfg.CA.Address = p.ep.CAAddress
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
@@ -484,6 +511,7 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 		fmt.Fprintf(w, "\n  %s (%s)\n", ep.Name, ep.Mode)
 		fmt.Fprintf(w, "    REST API      %s\n", ep.APIURL)
 		fmt.Fprintf(w, "    gRPC API      %s\n", ep.GRPCAddress)
+		fmt.Fprintf(w, "    web GUI       %s/gui/\n", ep.APIURL)
 		for _, kv := range [][2]string{{"xDS (ADS)", ep.XDSAddress}, {"CA", ep.CAAddress}, {"DNS", ep.DNSAddress},
 			{"zone-sync", ep.ZoneSyncAddress}, {"ingress", ep.IngressAddress}, {"CA cert", ep.CACertFile}} {
 			if kv[1] != "" {
@@ -500,6 +528,8 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 	}
 	fmt.Fprintf(w, "\nAdmin tokens are also in %s and your weftctl config (local-<name>).\n", file)
 	fmt.Fprintf(w, "\nTry:  curl -H \"Authorization: Bearer $(jq -r '.controlPlanes[0].adminToken' %s)\" %s/meshes\n", file, eps.ControlPlanes[0].APIURL)
+	fmt.Fprintf(w, "\nWeb GUI sign-in link (stores the token in that browser tab and removes it from the address bar):\n  %s/gui/?token=%s\n",
+		eps.ControlPlanes[0].APIURL, url.QueryEscape(eps.ControlPlanes[0].AdminToken))
 	fmt.Fprintln(w, "Ctrl-C stops everything; data is kept.")
 }
 

@@ -24,6 +24,8 @@ import (
 type Metrics interface {
 	Acked(typeURL string, latencySeconds float64)
 	Nacked(typeURL string)
+	// Sent counts a response written to a stream.
+	Sent(typeURL string)
 }
 
 // Callbacks implements go-control-plane's server callbacks.
@@ -190,6 +192,7 @@ func (c *Callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 // OnStreamResponse records a response sent.
 func (c *Callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 	c.ins.Sent(sotwKey(id), resp.GetTypeUrl(), resp.GetVersionInfo(), len(resp.GetResources()))
+	c.metrics.Sent(resp.GetTypeUrl())
 }
 
 // OnStreamDeltaRequest accounts delta ACKs and NACKs.
@@ -211,6 +214,7 @@ func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 // OnStreamDeltaResponse records a delta response sent.
 func (c *Callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 	c.ins.Sent(deltaKey(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
+	c.metrics.Sent(resp.GetTypeUrl())
 }
 
 // OnFetchRequest refuses REST/unary fetches: they carry no stream identity.

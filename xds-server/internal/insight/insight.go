@@ -39,9 +39,15 @@ type Recorder struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
-	dirty   map[string]bool // "mesh/name"
+	byDP    map[string]map[string]*stream // "mesh/name" → stream id → stream
+	dirty   map[string]bool               // "mesh/name"
 	lease   clientv3.LeaseID
 	kick    chan struct{}
+
+	// written is what this replica last stored per "mesh/name", so a
+	// rewrite is one conditional put (store.WithCurrent), not a
+	// create-conflict-read-update. Only the flush loop touches it.
+	written map[string]*resource.Resource
 }
 
 type stream struct {
@@ -52,7 +58,8 @@ type stream struct {
 // New returns a recorder for replica instance; ttl is the lease TTL.
 func New(st *store.Store, instance string, ttl time.Duration, log *slog.Logger, certInfo func(mesh, name string) (CertInfo, bool)) *Recorder {
 	return &Recorder{st: st, instance: instance, ttl: ttl, interval: 200 * time.Millisecond, log: log, certInfo: certInfo,
-		streams: map[string]*stream{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+		streams: map[string]*stream{}, byDP: map[string]map[string]*stream{}, dirty: map[string]bool{},
+		kick: make(chan struct{}, 1), written: map[string]*resource.Resource{}}
 }
 
 func dpKey(mesh, name string) string { return mesh + "/" + name }
@@ -69,10 +76,16 @@ func (r *Recorder) markLocked(mesh, name string) {
 func (r *Recorder) Opened(id, mesh, name, kind string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.streams[id] = &stream{mesh: mesh, name: name, sub: &meshv1.DiscoverySubscription{
+	s := &stream{mesh: mesh, name: name, sub: &meshv1.DiscoverySubscription{
 		Id: r.instance + "/" + id, ControlPlaneInstanceId: r.instance, ConnectTime: timestamppb.Now(),
 		ProxyKind: kind, Types: map[string]*meshv1.SyncTypeStatus{},
 	}}
+	r.streams[id] = s
+	k := dpKey(mesh, name)
+	if r.byDP[k] == nil {
+		r.byDP[k] = map[string]*stream{}
+	}
+	r.byDP[k][id] = s
 	r.markLocked(mesh, name)
 }
 
@@ -85,6 +98,11 @@ func (r *Recorder) Closed(id string) {
 		return
 	}
 	delete(r.streams, id)
+	k := dpKey(s.mesh, s.name)
+	delete(r.byDP[k], id)
+	if len(r.byDP[k]) == 0 {
+		delete(r.byDP, k)
+	}
 	r.markLocked(s.mesh, s.name)
 }
 
@@ -180,6 +198,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			r.dirty[dpKey(s.mesh, s.name)] = true // rewrite under the new lease
 		}
 		r.mu.Unlock()
+		clear(r.written) // values under the old lease may be gone
 		r.loop(ctx, ka)
 		cancel()
 	}
@@ -215,6 +234,9 @@ func (r *Recorder) loop(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveR
 			return
 		case _, ok := <-ka:
 			if !ok {
+				if ctx.Err() != nil {
+					return // shutting down: the keep-alive ended with ctx
+				}
 				r.log.Warn("insight lease lost, re-granting")
 				return
 			}
@@ -224,35 +246,40 @@ func (r *Recorder) loop(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveR
 	}
 }
 
-func (r *Recorder) flush(ctx context.Context) {
+type job struct {
+	mesh, name string
+	subs       []*meshv1.DiscoverySubscription
+}
+
+// collect takes the dirty set and copies what each dirty dataplane's
+// streams say. It runs under the lock the ADS callbacks (Sent, Acked) also
+// need, so its cost is proportional to the dirty dataplanes' own streams,
+// never to every stream on the replica.
+func (r *Recorder) collect() ([]job, clientv3.LeaseID) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if len(r.dirty) == 0 {
-		r.mu.Unlock()
-		return
+		return nil, 0
 	}
 	dirty := r.dirty
 	r.dirty = map[string]bool{}
-	lease := r.lease
-	type job struct {
-		mesh, name string
-		subs       []*meshv1.DiscoverySubscription
-	}
-	var jobs []job
+	jobs := make([]job, 0, len(dirty))
 	for k := range dirty {
 		var j job
-		for _, s := range r.streams {
-			if dpKey(s.mesh, s.name) == k {
-				j.mesh, j.name = s.mesh, s.name
-				j.subs = append(j.subs, proto.Clone(s.sub).(*meshv1.DiscoverySubscription))
-			}
+		for _, s := range r.byDP[k] {
+			j.mesh, j.name = s.mesh, s.name
+			j.subs = append(j.subs, proto.Clone(s.sub).(*meshv1.DiscoverySubscription))
 		}
 		if j.mesh == "" {
-			mesh, name, _ := cut(k)
-			j.mesh, j.name = mesh, name
+			j.mesh, j.name, _ = cut(k)
 		}
 		jobs = append(jobs, j)
 	}
-	r.mu.Unlock()
+	return jobs, r.lease
+}
+
+func (r *Recorder) flush(ctx context.Context) {
+	jobs, lease := r.collect()
 	for _, j := range jobs {
 		if err := r.write(ctx, j.mesh, j.name, j.subs, lease); err != nil && ctx.Err() == nil {
 			r.log.Debug("write insight", "dataplane", dpKey(j.mesh, j.name), "err", err)
@@ -273,7 +300,9 @@ func cut(k string) (string, string, bool) {
 }
 
 func (r *Recorder) write(ctx context.Context, mesh, name string, subs []*meshv1.DiscoverySubscription, lease clientv3.LeaseID) error {
+	k := dpKey(mesh, name)
 	if len(subs) == 0 {
+		delete(r.written, k)
 		// Gone from this replica: remove the insight unless another replica
 		// wrote it since.
 		cur, err := r.st.Get(ctx, resource.DataplaneInsightType, mesh, name)
@@ -306,6 +335,22 @@ func (r *Recorder) write(ctx context.Context, mesh, name string, subs []*meshv1.
 	}
 	res := resource.New(resource.DataplaneInsightType, mesh, name)
 	res.Spec = ins
-	_, _, err := r.st.Upsert(ctx, res, store.WithLease(lease))
-	return err
+	var (
+		out *resource.Resource
+		err error
+	)
+	if prev := r.written[k]; prev != nil {
+		out, err = r.st.Update(ctx, res, store.WithLease(lease), store.WithCurrent(prev))
+		if store.IsNotFound(err) {
+			out, _, err = r.st.Upsert(ctx, res, store.WithLease(lease))
+		}
+	} else {
+		out, _, err = r.st.Upsert(ctx, res, store.WithLease(lease))
+	}
+	if err != nil {
+		delete(r.written, k)
+		return err
+	}
+	r.written[k] = out
+	return nil
 }

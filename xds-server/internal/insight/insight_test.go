@@ -1,9 +1,13 @@
 package insight
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +39,8 @@ func TestLeaseLostAndRegained(t *testing.T) {
 	if _, err := st.Create(ctx, resource.New(resource.MeshType, "", "m")); err != nil {
 		t.Fatal(err)
 	}
-	rec := New(st, "replica-1", 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), func(string, string) (CertInfo, bool) {
+	logs := &lockedBuffer{}
+	rec := New(st, "replica-1", 5*time.Second, slog.New(slog.NewTextHandler(logs, nil)), func(string, string) (CertInfo, bool) {
 		return CertInfo{NotAfter: time.Unix(2000000000, 0), Issued: time.Unix(1900000000, 0), Regenerations: 3, Backend: "ca-1"}, true
 	})
 	done := make(chan struct{})
@@ -89,5 +94,94 @@ func TestLeaseLostAndRegained(t *testing.T) {
 	<-done
 	if get2, err := st.Get(context.Background(), resource.DataplaneInsightType, "m", "web-1"); !store.IsNotFound(err) {
 		t.Fatalf("insight survived a clean stop: %v %v", get2, err)
+	}
+	// The revoke above lost the lease once; the clean stop must not be
+	// reported as another loss.
+	if n := strings.Count(logs.String(), "insight lease lost"); n != 1 {
+		t.Fatalf("%d 'insight lease lost' logs, want 1 (the revoke; not the clean stop):\n%s", n, logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestStreamsGroupedByDataplane: each insight carries exactly its own
+// dataplane's streams, and closing one of two streams keeps the other.
+func TestStreamsGroupedByDataplane(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := store.New(etcdtest.Client(t, nil))
+	if _, err := st.Create(ctx, resource.New(resource.MeshType, "", "m")); err != nil {
+		t.Fatal(err)
+	}
+	rec := New(st, "replica-1", 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), func(string, string) (CertInfo, bool) { return CertInfo{}, false })
+	done := make(chan struct{})
+	go func() { _ = rec.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	rec.Opened("s1", "m", "web-1", "envoy")
+	rec.Opened("s2", "m", "web-1", "envoy")
+	rec.Opened("s3", "m", "web-2", "grpc")
+	subs := func(name string) []string {
+		r, err := st.Get(ctx, resource.DataplaneInsightType, "m", name)
+		if err != nil {
+			return nil
+		}
+		var ids []string
+		for _, s := range r.Spec.(*meshv1.DataplaneInsight).GetSubscriptions() {
+			ids = append(ids, s.GetId())
+		}
+		return ids
+	}
+	same := func(a []string, b ...string) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+	waitFor(t, "both insights", func() bool {
+		return same(subs("web-1"), "replica-1/s1", "replica-1/s2") && same(subs("web-2"), "replica-1/s3")
+	})
+	rec.Closed("s1")
+	rec.Acked("s2", "t", "v9") // a rewrite of a known value: one conditional put
+	waitFor(t, "web-1 keeps its other stream", func() bool { return same(subs("web-1"), "replica-1/s2") })
+	if !same(subs("web-2"), "replica-1/s3") {
+		t.Fatalf("web-2 insight changed: %v", subs("web-2"))
+	}
+}
+
+// BenchmarkCollectAllDirty is the recorder's time under its lock after a
+// mesh-wide change: every one of N single-stream dataplanes is dirty.
+func BenchmarkCollectAllDirty(b *testing.B) {
+	for _, n := range []int{1000, 5000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			rec := New(nil, "r", time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			for i := 0; i < n; i++ {
+				id := fmt.Sprint("s", i)
+				rec.Opened(id, "m", fmt.Sprint("dp-", i), "envoy")
+				rec.Acked(id, "type.googleapis.com/envoy.config.cluster.v3.Cluster", "v1")
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				rec.mu.Lock()
+				for k := range rec.byDP {
+					rec.dirty[k] = true
+				}
+				rec.mu.Unlock()
+				b.StartTimer()
+				if jobs, _ := rec.collect(); len(jobs) != n {
+					b.Fatalf("%d jobs, want %d", len(jobs), n)
+				}
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ package meshv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -833,10 +834,17 @@ type Tracing_Backend struct {
 	// "zipkin" or "otel".
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
 	// Percentage of requests sampled, 0..100.
-	Sampling      float64 `protobuf:"fixed64,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
-	Url           string  `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Sampling float64 `protobuf:"fixed64,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
+	Url      string  `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	// Zipkin: 128-bit trace ids (Kuma's conf.traceId128bit).
+	TraceId_128Bit bool `protobuf:"varint,5,opt,name=trace_id_128bit,json=traceId128bit,proto3" json:"trace_id_128bit,omitempty"`
+	// Zipkin: "httpJson" (default) or "httpProto" (Kuma's conf.apiVersion).
+	ApiVersion string `protobuf:"bytes,6,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	// Zipkin: share span context between client and server spans; defaults
+	// to true (Kuma's conf.sharedSpanContext).
+	SharedSpanContext *wrapperspb.BoolValue `protobuf:"bytes,7,opt,name=shared_span_context,json=sharedSpanContext,proto3" json:"shared_span_context,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Tracing_Backend) Reset() {
@@ -897,14 +905,38 @@ func (x *Tracing_Backend) GetUrl() string {
 	return ""
 }
 
+func (x *Tracing_Backend) GetTraceId_128Bit() bool {
+	if x != nil {
+		return x.TraceId_128Bit
+	}
+	return false
+}
+
+func (x *Tracing_Backend) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *Tracing_Backend) GetSharedSpanContext() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.SharedSpanContext
+	}
+	return nil
+}
+
 type Metrics_Backend struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// "prometheus".
-	Type          string            `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Port          uint32            `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
-	Path          string            `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
-	Tags          map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Type string            `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Port uint32            `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Path string            `protobuf:"bytes,4,opt,name=path,proto3" json:"path,omitempty"`
+	Tags map[string]string `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Serve metrics in plaintext even when the mesh has mTLS (Kuma's
+	// conf.skipMTLS).
+	SkipMtls      bool `protobuf:"varint,6,opt,name=skip_mtls,json=skipMTLS,proto3" json:"skip_mtls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,11 +1006,18 @@ func (x *Metrics_Backend) GetTags() map[string]string {
 	return nil
 }
 
+func (x *Metrics_Backend) GetSkipMtls() bool {
+	if x != nil {
+		return x.SkipMtls
+	}
+	return false
+}
+
 var File_weft_mesh_v1_mesh_proto protoreflect.FileDescriptor
 
 const file_weft_mesh_v1_mesh_proto_rawDesc = "" +
 	"\n" +
-	"\x17weft/mesh/v1/mesh.proto\x12\fweft.mesh.v1\"\xd3\x02\n" +
+	"\x17weft/mesh/v1/mesh.proto\x12\fweft.mesh.v1\x1a\x1egoogle/protobuf/wrappers.proto\"\xd3\x02\n" +
 	"\x04Mesh\x12+\n" +
 	"\x04mtls\x18\x01 \x01(\v2\x17.weft.mesh.v1.Mesh.MtlsR\x04mtls\x12/\n" +
 	"\alogging\x18\x02 \x01(\v2\x15.weft.mesh.v1.LoggingR\alogging\x12/\n" +
@@ -1026,24 +1065,29 @@ const file_weft_mesh_v1_mesh_proto_rawDesc = "" +
 	"\x06format\x18\x02 \x01(\tR\x06format\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12\x18\n" +
-	"\aaddress\x18\x05 \x01(\tR\aaddress\"\xce\x01\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\"\xe4\x02\n" +
 	"\aTracing\x12'\n" +
 	"\x0fdefault_backend\x18\x01 \x01(\tR\x0edefaultBackend\x129\n" +
-	"\bbackends\x18\x02 \x03(\v2\x1d.weft.mesh.v1.Tracing.BackendR\bbackends\x1a_\n" +
+	"\bbackends\x18\x02 \x03(\v2\x1d.weft.mesh.v1.Tracing.BackendR\bbackends\x1a\xf4\x01\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
 	"\bsampling\x18\x03 \x01(\x01R\bsampling\x12\x10\n" +
-	"\x03url\x18\x04 \x01(\tR\x03url\"\xbf\x02\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12&\n" +
+	"\x0ftrace_id_128bit\x18\x05 \x01(\bR\rtraceId128bit\x12\x1f\n" +
+	"\vapi_version\x18\x06 \x01(\tR\n" +
+	"apiVersion\x12J\n" +
+	"\x13shared_span_context\x18\a \x01(\v2\x1a.google.protobuf.BoolValueR\x11sharedSpanContext\"\xdc\x02\n" +
 	"\aMetrics\x12'\n" +
 	"\x0fenabled_backend\x18\x01 \x01(\tR\x0eenabledBackend\x129\n" +
-	"\bbackends\x18\x02 \x03(\v2\x1d.weft.mesh.v1.Metrics.BackendR\bbackends\x1a\xcf\x01\n" +
+	"\bbackends\x18\x02 \x03(\v2\x1d.weft.mesh.v1.Metrics.BackendR\bbackends\x1a\xec\x01\n" +
 	"\aBackend\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x12\n" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12;\n" +
-	"\x04tags\x18\x05 \x03(\v2'.weft.mesh.v1.Metrics.Backend.TagsEntryR\x04tags\x1a7\n" +
+	"\x04tags\x18\x05 \x03(\v2'.weft.mesh.v1.Metrics.Backend.TagsEntryR\x04tags\x12\x1b\n" +
+	"\tskip_mtls\x18\x06 \x01(\bR\bskipMTLS\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B;Z9github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1;meshv1b\x06proto3"
@@ -1078,6 +1122,7 @@ var file_weft_mesh_v1_mesh_proto_goTypes = []any{
 	(*Tracing_Backend)(nil),                                  // 13: weft.mesh.v1.Tracing.Backend
 	(*Metrics_Backend)(nil),                                  // 14: weft.mesh.v1.Metrics.Backend
 	nil,                                                      // 15: weft.mesh.v1.Metrics.Backend.TagsEntry
+	(*wrapperspb.BoolValue)(nil),                             // 16: google.protobuf.BoolValue
 }
 var file_weft_mesh_v1_mesh_proto_depIdxs = []int32{
 	6,  // 0: weft.mesh.v1.Mesh.mtls:type_name -> weft.mesh.v1.Mesh.Mtls
@@ -1095,12 +1140,13 @@ var file_weft_mesh_v1_mesh_proto_depIdxs = []int32{
 	11, // 12: weft.mesh.v1.CertificateAuthorityBackend.BuiltinConfig.ca_cert:type_name -> weft.mesh.v1.CertificateAuthorityBackend.BuiltinConfig.CaCert
 	2,  // 13: weft.mesh.v1.CertificateAuthorityBackend.ProvidedConfig.cert:type_name -> weft.mesh.v1.DataSource
 	2,  // 14: weft.mesh.v1.CertificateAuthorityBackend.ProvidedConfig.key:type_name -> weft.mesh.v1.DataSource
-	15, // 15: weft.mesh.v1.Metrics.Backend.tags:type_name -> weft.mesh.v1.Metrics.Backend.TagsEntry
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 15: weft.mesh.v1.Tracing.Backend.shared_span_context:type_name -> google.protobuf.BoolValue
+	15, // 16: weft.mesh.v1.Metrics.Backend.tags:type_name -> weft.mesh.v1.Metrics.Backend.TagsEntry
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_weft_mesh_v1_mesh_proto_init() }

@@ -9,6 +9,7 @@ package meshv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	wrapperspb "google.golang.org/protobuf/types/known/wrapperspb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -698,10 +699,11 @@ func (x *TrafficRoute_LoadBalancer) GetType() string {
 }
 
 type TrafficRoute_Http struct {
-	state         protoimpl.MessageState   `protogen:"open.v1"`
-	Match         *TrafficRoute_Http_Match `protobuf:"bytes,1,opt,name=match,proto3" json:"match,omitempty"`
-	Split         []*TrafficRoute_Split    `protobuf:"bytes,2,rep,name=split,proto3" json:"split,omitempty"`
-	Destination   map[string]string        `protobuf:"bytes,3,rep,name=destination,proto3" json:"destination,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	Match         *TrafficRoute_Http_Match  `protobuf:"bytes,1,opt,name=match,proto3" json:"match,omitempty"`
+	Split         []*TrafficRoute_Split     `protobuf:"bytes,2,rep,name=split,proto3" json:"split,omitempty"`
+	Destination   map[string]string         `protobuf:"bytes,3,rep,name=destination,proto3" json:"destination,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Modify        *TrafficRoute_Http_Modify `protobuf:"bytes,4,opt,name=modify,proto3" json:"modify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -753,6 +755,13 @@ func (x *TrafficRoute_Http) GetSplit() []*TrafficRoute_Split {
 func (x *TrafficRoute_Http) GetDestination() map[string]string {
 	if x != nil {
 		return x.Destination
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http) GetModify() *TrafficRoute_Http_Modify {
+	if x != nil {
+		return x.Modify
 	}
 	return nil
 }
@@ -885,6 +894,76 @@ func (x *TrafficRoute_Http_Match) GetHeaders() map[string]*TrafficRoute_Http_Mat
 	return nil
 }
 
+// Modify rewrites requests and responses of the route (Kuma's
+// http[].modify).
+type TrafficRoute_Http_Modify struct {
+	state           protoimpl.MessageState            `protogen:"open.v1"`
+	Path            *TrafficRoute_Http_Modify_Path    `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Host            *TrafficRoute_Http_Modify_Host    `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	RequestHeaders  *TrafficRoute_Http_Modify_Headers `protobuf:"bytes,3,opt,name=request_headers,json=requestHeaders,proto3" json:"request_headers,omitempty"`
+	ResponseHeaders *TrafficRoute_Http_Modify_Headers `protobuf:"bytes,4,opt,name=response_headers,json=responseHeaders,proto3" json:"response_headers,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify) Reset() {
+	*x = TrafficRoute_Http_Modify{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1}
+}
+
+func (x *TrafficRoute_Http_Modify) GetPath() *TrafficRoute_Http_Modify_Path {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify) GetHost() *TrafficRoute_Http_Modify_Host {
+	if x != nil {
+		return x.Host
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify) GetRequestHeaders() *TrafficRoute_Http_Modify_Headers {
+	if x != nil {
+		return x.RequestHeaders
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify) GetResponseHeaders() *TrafficRoute_Http_Modify_Headers {
+	if x != nil {
+		return x.ResponseHeaders
+	}
+	return nil
+}
+
 type TrafficRoute_Http_Match_StringMatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Match:
@@ -899,7 +978,7 @@ type TrafficRoute_Http_Match_StringMatch struct {
 
 func (x *TrafficRoute_Http_Match_StringMatch) Reset() {
 	*x = TrafficRoute_Http_Match_StringMatch{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[17]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +990,7 @@ func (x *TrafficRoute_Http_Match_StringMatch) String() string {
 func (*TrafficRoute_Http_Match_StringMatch) ProtoMessage() {}
 
 func (x *TrafficRoute_Http_Match_StringMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[17]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,6 +1062,378 @@ func (*TrafficRoute_Http_Match_StringMatch_Exact) isTrafficRoute_Http_Match_Stri
 
 func (*TrafficRoute_Http_Match_StringMatch_Regex) isTrafficRoute_Http_Match_StringMatch_Match() {}
 
+type TrafficRoute_Http_Modify_Regex struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pattern       string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	Substitution  string                 `protobuf:"bytes,2,opt,name=substitution,proto3" json:"substitution,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Regex) Reset() {
+	*x = TrafficRoute_Http_Modify_Regex{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Regex) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Regex) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Regex) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Regex.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Regex) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 0}
+}
+
+func (x *TrafficRoute_Http_Modify_Regex) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *TrafficRoute_Http_Modify_Regex) GetSubstitution() string {
+	if x != nil {
+		return x.Substitution
+	}
+	return ""
+}
+
+type TrafficRoute_Http_Modify_Path struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Type:
+	//
+	//	*TrafficRoute_Http_Modify_Path_RewritePrefix
+	//	*TrafficRoute_Http_Modify_Path_Regex
+	Type          isTrafficRoute_Http_Modify_Path_Type `protobuf_oneof:"type"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Path) Reset() {
+	*x = TrafficRoute_Http_Modify_Path{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Path) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Path) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Path) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Path.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Path) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 1}
+}
+
+func (x *TrafficRoute_Http_Modify_Path) GetType() isTrafficRoute_Http_Modify_Path_Type {
+	if x != nil {
+		return x.Type
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify_Path) GetRewritePrefix() string {
+	if x != nil {
+		if x, ok := x.Type.(*TrafficRoute_Http_Modify_Path_RewritePrefix); ok {
+			return x.RewritePrefix
+		}
+	}
+	return ""
+}
+
+func (x *TrafficRoute_Http_Modify_Path) GetRegex() *TrafficRoute_Http_Modify_Regex {
+	if x != nil {
+		if x, ok := x.Type.(*TrafficRoute_Http_Modify_Path_Regex); ok {
+			return x.Regex
+		}
+	}
+	return nil
+}
+
+type isTrafficRoute_Http_Modify_Path_Type interface {
+	isTrafficRoute_Http_Modify_Path_Type()
+}
+
+type TrafficRoute_Http_Modify_Path_RewritePrefix struct {
+	RewritePrefix string `protobuf:"bytes,1,opt,name=rewrite_prefix,json=rewritePrefix,proto3,oneof"`
+}
+
+type TrafficRoute_Http_Modify_Path_Regex struct {
+	Regex *TrafficRoute_Http_Modify_Regex `protobuf:"bytes,2,opt,name=regex,proto3,oneof"`
+}
+
+func (*TrafficRoute_Http_Modify_Path_RewritePrefix) isTrafficRoute_Http_Modify_Path_Type() {}
+
+func (*TrafficRoute_Http_Modify_Path_Regex) isTrafficRoute_Http_Modify_Path_Type() {}
+
+type TrafficRoute_Http_Modify_Host struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Type:
+	//
+	//	*TrafficRoute_Http_Modify_Host_Value
+	//	*TrafficRoute_Http_Modify_Host_FromPath
+	Type          isTrafficRoute_Http_Modify_Host_Type `protobuf_oneof:"type"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Host) Reset() {
+	*x = TrafficRoute_Http_Modify_Host{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Host) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Host) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Host) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Host.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Host) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 2}
+}
+
+func (x *TrafficRoute_Http_Modify_Host) GetType() isTrafficRoute_Http_Modify_Host_Type {
+	if x != nil {
+		return x.Type
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify_Host) GetValue() string {
+	if x != nil {
+		if x, ok := x.Type.(*TrafficRoute_Http_Modify_Host_Value); ok {
+			return x.Value
+		}
+	}
+	return ""
+}
+
+func (x *TrafficRoute_Http_Modify_Host) GetFromPath() *TrafficRoute_Http_Modify_Regex {
+	if x != nil {
+		if x, ok := x.Type.(*TrafficRoute_Http_Modify_Host_FromPath); ok {
+			return x.FromPath
+		}
+	}
+	return nil
+}
+
+type isTrafficRoute_Http_Modify_Host_Type interface {
+	isTrafficRoute_Http_Modify_Host_Type()
+}
+
+type TrafficRoute_Http_Modify_Host_Value struct {
+	Value string `protobuf:"bytes,1,opt,name=value,proto3,oneof"`
+}
+
+type TrafficRoute_Http_Modify_Host_FromPath struct {
+	FromPath *TrafficRoute_Http_Modify_Regex `protobuf:"bytes,2,opt,name=from_path,json=fromPath,proto3,oneof"`
+}
+
+func (*TrafficRoute_Http_Modify_Host_Value) isTrafficRoute_Http_Modify_Host_Type() {}
+
+func (*TrafficRoute_Http_Modify_Host_FromPath) isTrafficRoute_Http_Modify_Host_Type() {}
+
+type TrafficRoute_Http_Modify_Headers struct {
+	state         protoimpl.MessageState                     `protogen:"open.v1"`
+	Add           []*TrafficRoute_Http_Modify_Headers_Add    `protobuf:"bytes,1,rep,name=add,proto3" json:"add,omitempty"`
+	Remove        []*TrafficRoute_Http_Modify_Headers_Remove `protobuf:"bytes,2,rep,name=remove,proto3" json:"remove,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Headers) Reset() {
+	*x = TrafficRoute_Http_Modify_Headers{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Headers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Headers) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Headers) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Headers.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Headers) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 3}
+}
+
+func (x *TrafficRoute_Http_Modify_Headers) GetAdd() []*TrafficRoute_Http_Modify_Headers_Add {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *TrafficRoute_Http_Modify_Headers) GetRemove() []*TrafficRoute_Http_Modify_Headers_Remove {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+type TrafficRoute_Http_Modify_Headers_Add struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Append        bool                   `protobuf:"varint,3,opt,name=append,proto3" json:"append,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) Reset() {
+	*x = TrafficRoute_Http_Modify_Headers_Add{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Headers_Add) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Headers_Add.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Headers_Add) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 3, 0}
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Add) GetAppend() bool {
+	if x != nil {
+		return x.Append
+	}
+	return false
+}
+
+type TrafficRoute_Http_Modify_Headers_Remove struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Remove) Reset() {
+	*x = TrafficRoute_Http_Modify_Headers_Remove{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Remove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficRoute_Http_Modify_Headers_Remove) ProtoMessage() {}
+
+func (x *TrafficRoute_Http_Modify_Headers_Remove) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficRoute_Http_Modify_Headers_Remove.ProtoReflect.Descriptor instead.
+func (*TrafficRoute_Http_Modify_Headers_Remove) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{1, 2, 1, 3, 1}
+}
+
+func (x *TrafficRoute_Http_Modify_Headers_Remove) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 type HealthCheck_Conf struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Interval           string                 `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
@@ -991,13 +1442,24 @@ type HealthCheck_Conf struct {
 	HealthyThreshold   uint32                 `protobuf:"varint,4,opt,name=healthy_threshold,json=healthyThreshold,proto3" json:"healthy_threshold,omitempty"`
 	Tcp                *HealthCheck_Conf_Tcp  `protobuf:"bytes,5,opt,name=tcp,proto3" json:"tcp,omitempty"`
 	Http               *HealthCheck_Conf_Http `protobuf:"bytes,6,opt,name=http,proto3" json:"http,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Kuma 1.x fields, with Envoy's meaning (docs/kuma-compatibility.md).
+	InitialJitter         string `protobuf:"bytes,7,opt,name=initial_jitter,json=initialJitter,proto3" json:"initial_jitter,omitempty"`
+	IntervalJitter        string `protobuf:"bytes,8,opt,name=interval_jitter,json=intervalJitter,proto3" json:"interval_jitter,omitempty"`
+	IntervalJitterPercent uint32 `protobuf:"varint,9,opt,name=interval_jitter_percent,json=intervalJitterPercent,proto3" json:"interval_jitter_percent,omitempty"`
+	// Percentage, 0..100.
+	HealthyPanicThreshold        *wrapperspb.DoubleValue `protobuf:"bytes,10,opt,name=healthy_panic_threshold,json=healthyPanicThreshold,proto3" json:"healthy_panic_threshold,omitempty"`
+	FailTrafficOnPanic           *wrapperspb.BoolValue   `protobuf:"bytes,11,opt,name=fail_traffic_on_panic,json=failTrafficOnPanic,proto3" json:"fail_traffic_on_panic,omitempty"`
+	NoTrafficInterval            string                  `protobuf:"bytes,12,opt,name=no_traffic_interval,json=noTrafficInterval,proto3" json:"no_traffic_interval,omitempty"`
+	EventLogPath                 string                  `protobuf:"bytes,13,opt,name=event_log_path,json=eventLogPath,proto3" json:"event_log_path,omitempty"`
+	AlwaysLogHealthCheckFailures *wrapperspb.BoolValue   `protobuf:"bytes,14,opt,name=always_log_health_check_failures,json=alwaysLogHealthCheckFailures,proto3" json:"always_log_health_check_failures,omitempty"`
+	ReuseConnection              *wrapperspb.BoolValue   `protobuf:"bytes,15,opt,name=reuse_connection,json=reuseConnection,proto3" json:"reuse_connection,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *HealthCheck_Conf) Reset() {
 	*x = HealthCheck_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[20]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1471,7 @@ func (x *HealthCheck_Conf) String() string {
 func (*HealthCheck_Conf) ProtoMessage() {}
 
 func (x *HealthCheck_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[20]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,6 +1529,69 @@ func (x *HealthCheck_Conf) GetHttp() *HealthCheck_Conf_Http {
 	return nil
 }
 
+func (x *HealthCheck_Conf) GetInitialJitter() string {
+	if x != nil {
+		return x.InitialJitter
+	}
+	return ""
+}
+
+func (x *HealthCheck_Conf) GetIntervalJitter() string {
+	if x != nil {
+		return x.IntervalJitter
+	}
+	return ""
+}
+
+func (x *HealthCheck_Conf) GetIntervalJitterPercent() uint32 {
+	if x != nil {
+		return x.IntervalJitterPercent
+	}
+	return 0
+}
+
+func (x *HealthCheck_Conf) GetHealthyPanicThreshold() *wrapperspb.DoubleValue {
+	if x != nil {
+		return x.HealthyPanicThreshold
+	}
+	return nil
+}
+
+func (x *HealthCheck_Conf) GetFailTrafficOnPanic() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.FailTrafficOnPanic
+	}
+	return nil
+}
+
+func (x *HealthCheck_Conf) GetNoTrafficInterval() string {
+	if x != nil {
+		return x.NoTrafficInterval
+	}
+	return ""
+}
+
+func (x *HealthCheck_Conf) GetEventLogPath() string {
+	if x != nil {
+		return x.EventLogPath
+	}
+	return ""
+}
+
+func (x *HealthCheck_Conf) GetAlwaysLogHealthCheckFailures() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.AlwaysLogHealthCheckFailures
+	}
+	return nil
+}
+
+func (x *HealthCheck_Conf) GetReuseConnection() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.ReuseConnection
+	}
+	return nil
+}
+
 type HealthCheck_Conf_Tcp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Send          string                 `protobuf:"bytes,1,opt,name=send,proto3" json:"send,omitempty"`
@@ -1077,7 +1602,7 @@ type HealthCheck_Conf_Tcp struct {
 
 func (x *HealthCheck_Conf_Tcp) Reset() {
 	*x = HealthCheck_Conf_Tcp{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[21]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1614,7 @@ func (x *HealthCheck_Conf_Tcp) String() string {
 func (*HealthCheck_Conf_Tcp) ProtoMessage() {}
 
 func (x *HealthCheck_Conf_Tcp) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[21]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,16 +1645,17 @@ func (x *HealthCheck_Conf_Tcp) GetReceive() []string {
 }
 
 type HealthCheck_Conf_Http struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Path             string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	ExpectedStatuses []uint32               `protobuf:"varint,2,rep,packed,name=expected_statuses,json=expectedStatuses,proto3" json:"expected_statuses,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state               protoimpl.MessageState                     `protogen:"open.v1"`
+	Path                string                                     `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	ExpectedStatuses    []uint32                                   `protobuf:"varint,2,rep,packed,name=expected_statuses,json=expectedStatuses,proto3" json:"expected_statuses,omitempty"`
+	RequestHeadersToAdd []*HealthCheck_Conf_Http_HeaderValueOption `protobuf:"bytes,3,rep,name=request_headers_to_add,json=requestHeadersToAdd,proto3" json:"request_headers_to_add,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HealthCheck_Conf_Http) Reset() {
 	*x = HealthCheck_Conf_Http{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[22]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1667,7 @@ func (x *HealthCheck_Conf_Http) String() string {
 func (*HealthCheck_Conf_Http) ProtoMessage() {}
 
 func (x *HealthCheck_Conf_Http) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[22]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1171,6 +1697,118 @@ func (x *HealthCheck_Conf_Http) GetExpectedStatuses() []uint32 {
 	return nil
 }
 
+func (x *HealthCheck_Conf_Http) GetRequestHeadersToAdd() []*HealthCheck_Conf_Http_HeaderValueOption {
+	if x != nil {
+		return x.RequestHeadersToAdd
+	}
+	return nil
+}
+
+type HealthCheck_Conf_Http_HeaderValueOption struct {
+	state  protoimpl.MessageState                               `protogen:"open.v1"`
+	Header *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// Defaults to true.
+	Append        *wrapperspb.BoolValue `protobuf:"bytes,2,opt,name=append,proto3" json:"append,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption) Reset() {
+	*x = HealthCheck_Conf_Http_HeaderValueOption{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck_Conf_Http_HeaderValueOption) ProtoMessage() {}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck_Conf_Http_HeaderValueOption.ProtoReflect.Descriptor instead.
+func (*HealthCheck_Conf_Http_HeaderValueOption) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{2, 0, 1, 0}
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption) GetHeader() *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption) GetAppend() *wrapperspb.BoolValue {
+	if x != nil {
+		return x.Append
+	}
+	return nil
+}
+
+type HealthCheck_Conf_Http_HeaderValueOption_HeaderValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) Reset() {
+	*x = HealthCheck_Conf_Http_HeaderValueOption_HeaderValue{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) ProtoMessage() {}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck_Conf_Http_HeaderValueOption_HeaderValue.ProtoReflect.Descriptor instead.
+func (*HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{2, 0, 1, 0, 0}
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *HealthCheck_Conf_Http_HeaderValueOption_HeaderValue) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type CircuitBreaker_Conf struct {
 	state                       protoimpl.MessageState          `protogen:"open.v1"`
 	Interval                    string                          `protobuf:"bytes,1,opt,name=interval,proto3" json:"interval,omitempty"`
@@ -1185,7 +1823,7 @@ type CircuitBreaker_Conf struct {
 
 func (x *CircuitBreaker_Conf) Reset() {
 	*x = CircuitBreaker_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[23]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1835,7 @@ func (x *CircuitBreaker_Conf) String() string {
 func (*CircuitBreaker_Conf) ProtoMessage() {}
 
 func (x *CircuitBreaker_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[23]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,13 +1899,14 @@ type CircuitBreaker_Conf_Detectors struct {
 	GatewayErrors     *CircuitBreaker_Conf_Detectors_Errors            `protobuf:"bytes,2,opt,name=gateway_errors,json=gatewayErrors,proto3" json:"gateway_errors,omitempty"`
 	LocalErrors       *CircuitBreaker_Conf_Detectors_Errors            `protobuf:"bytes,3,opt,name=local_errors,json=localErrors,proto3" json:"local_errors,omitempty"`
 	StandardDeviation *CircuitBreaker_Conf_Detectors_StandardDeviation `protobuf:"bytes,4,opt,name=standard_deviation,json=standardDeviation,proto3" json:"standard_deviation,omitempty"`
+	Failure           *CircuitBreaker_Conf_Detectors_Failure           `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CircuitBreaker_Conf_Detectors) Reset() {
 	*x = CircuitBreaker_Conf_Detectors{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[24]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1918,7 @@ func (x *CircuitBreaker_Conf_Detectors) String() string {
 func (*CircuitBreaker_Conf_Detectors) ProtoMessage() {}
 
 func (x *CircuitBreaker_Conf_Detectors) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[24]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,6 +1962,13 @@ func (x *CircuitBreaker_Conf_Detectors) GetStandardDeviation() *CircuitBreaker_C
 	return nil
 }
 
+func (x *CircuitBreaker_Conf_Detectors) GetFailure() *CircuitBreaker_Conf_Detectors_Failure {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
 type CircuitBreaker_Conf_Thresholds struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	MaxConnections     uint32                 `protobuf:"varint,1,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
@@ -1335,7 +1981,7 @@ type CircuitBreaker_Conf_Thresholds struct {
 
 func (x *CircuitBreaker_Conf_Thresholds) Reset() {
 	*x = CircuitBreaker_Conf_Thresholds{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[25]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1993,7 @@ func (x *CircuitBreaker_Conf_Thresholds) String() string {
 func (*CircuitBreaker_Conf_Thresholds) ProtoMessage() {}
 
 func (x *CircuitBreaker_Conf_Thresholds) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[25]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +2046,7 @@ type CircuitBreaker_Conf_Detectors_Errors struct {
 
 func (x *CircuitBreaker_Conf_Detectors_Errors) Reset() {
 	*x = CircuitBreaker_Conf_Detectors_Errors{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[26]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +2058,7 @@ func (x *CircuitBreaker_Conf_Detectors_Errors) String() string {
 func (*CircuitBreaker_Conf_Detectors_Errors) ProtoMessage() {}
 
 func (x *CircuitBreaker_Conf_Detectors_Errors) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[26]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1439,14 +2085,14 @@ type CircuitBreaker_Conf_Detectors_StandardDeviation struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RequestVolume uint32                 `protobuf:"varint,1,opt,name=request_volume,json=requestVolume,proto3" json:"request_volume,omitempty"`
 	MinimumHosts  uint32                 `protobuf:"varint,2,opt,name=minimum_hosts,json=minimumHosts,proto3" json:"minimum_hosts,omitempty"`
-	Factor        uint32                 `protobuf:"varint,3,opt,name=factor,proto3" json:"factor,omitempty"`
+	Factor        float64                `protobuf:"fixed64,4,opt,name=factor,proto3" json:"factor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) Reset() {
 	*x = CircuitBreaker_Conf_Detectors_StandardDeviation{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[27]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +2104,7 @@ func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) String() string {
 func (*CircuitBreaker_Conf_Detectors_StandardDeviation) ProtoMessage() {}
 
 func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[27]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1488,9 +2134,70 @@ func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) GetMinimumHosts() uint
 	return 0
 }
 
-func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) GetFactor() uint32 {
+func (x *CircuitBreaker_Conf_Detectors_StandardDeviation) GetFactor() float64 {
 	if x != nil {
 		return x.Factor
+	}
+	return 0
+}
+
+type CircuitBreaker_Conf_Detectors_Failure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RequestVolume uint32                 `protobuf:"varint,1,opt,name=request_volume,json=requestVolume,proto3" json:"request_volume,omitempty"`
+	MinimumHosts  uint32                 `protobuf:"varint,2,opt,name=minimum_hosts,json=minimumHosts,proto3" json:"minimum_hosts,omitempty"`
+	// Failure percentage, 0..100.
+	Threshold     uint32 `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) Reset() {
+	*x = CircuitBreaker_Conf_Detectors_Failure{}
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CircuitBreaker_Conf_Detectors_Failure) ProtoMessage() {}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CircuitBreaker_Conf_Detectors_Failure.ProtoReflect.Descriptor instead.
+func (*CircuitBreaker_Conf_Detectors_Failure) Descriptor() ([]byte, []int) {
+	return file_weft_mesh_v1_policies_proto_rawDescGZIP(), []int{3, 0, 0, 2}
+}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) GetRequestVolume() uint32 {
+	if x != nil {
+		return x.RequestVolume
+	}
+	return 0
+}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) GetMinimumHosts() uint32 {
+	if x != nil {
+		return x.MinimumHosts
+	}
+	return 0
+}
+
+func (x *CircuitBreaker_Conf_Detectors_Failure) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
 	}
 	return 0
 }
@@ -1506,7 +2213,7 @@ type FaultInjection_Conf struct {
 
 func (x *FaultInjection_Conf) Reset() {
 	*x = FaultInjection_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[28]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +2225,7 @@ func (x *FaultInjection_Conf) String() string {
 func (*FaultInjection_Conf) ProtoMessage() {}
 
 func (x *FaultInjection_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[28]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +2272,7 @@ type FaultInjection_Conf_Delay struct {
 
 func (x *FaultInjection_Conf_Delay) Reset() {
 	*x = FaultInjection_Conf_Delay{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[29]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +2284,7 @@ func (x *FaultInjection_Conf_Delay) String() string {
 func (*FaultInjection_Conf_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Conf_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[29]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +2324,7 @@ type FaultInjection_Conf_Abort struct {
 
 func (x *FaultInjection_Conf_Abort) Reset() {
 	*x = FaultInjection_Conf_Abort{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[30]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +2336,7 @@ func (x *FaultInjection_Conf_Abort) String() string {
 func (*FaultInjection_Conf_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Conf_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[30]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +2377,7 @@ type FaultInjection_Conf_ResponseBandwidth struct {
 
 func (x *FaultInjection_Conf_ResponseBandwidth) Reset() {
 	*x = FaultInjection_Conf_ResponseBandwidth{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[31]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +2389,7 @@ func (x *FaultInjection_Conf_ResponseBandwidth) String() string {
 func (*FaultInjection_Conf_ResponseBandwidth) ProtoMessage() {}
 
 func (x *FaultInjection_Conf_ResponseBandwidth) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[31]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +2429,7 @@ type TrafficLog_Conf struct {
 
 func (x *TrafficLog_Conf) Reset() {
 	*x = TrafficLog_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[32]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2441,7 @@ func (x *TrafficLog_Conf) String() string {
 func (*TrafficLog_Conf) ProtoMessage() {}
 
 func (x *TrafficLog_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[32]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +2474,7 @@ type TrafficTrace_Conf struct {
 
 func (x *TrafficTrace_Conf) Reset() {
 	*x = TrafficTrace_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[33]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1779,7 +2486,7 @@ func (x *TrafficTrace_Conf) String() string {
 func (*TrafficTrace_Conf) ProtoMessage() {}
 
 func (x *TrafficTrace_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[33]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +2520,7 @@ type Retry_Conf struct {
 
 func (x *Retry_Conf) Reset() {
 	*x = Retry_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[34]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2532,7 @@ func (x *Retry_Conf) String() string {
 func (*Retry_Conf) ProtoMessage() {}
 
 func (x *Retry_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[34]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2579,7 @@ type Retry_Conf_BackOff struct {
 
 func (x *Retry_Conf_BackOff) Reset() {
 	*x = Retry_Conf_BackOff{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[35]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2591,7 @@ func (x *Retry_Conf_BackOff) String() string {
 func (*Retry_Conf_BackOff) ProtoMessage() {}
 
 func (x *Retry_Conf_BackOff) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[35]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2633,7 @@ type Retry_Conf_Http struct {
 
 func (x *Retry_Conf_Http) Reset() {
 	*x = Retry_Conf_Http{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[36]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2645,7 @@ func (x *Retry_Conf_Http) String() string {
 func (*Retry_Conf_Http) ProtoMessage() {}
 
 func (x *Retry_Conf_Http) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[36]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2698,7 @@ type Retry_Conf_Tcp struct {
 
 func (x *Retry_Conf_Tcp) Reset() {
 	*x = Retry_Conf_Tcp{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[37]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2710,7 @@ func (x *Retry_Conf_Tcp) String() string {
 func (*Retry_Conf_Tcp) ProtoMessage() {}
 
 func (x *Retry_Conf_Tcp) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[37]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2746,7 @@ type Retry_Conf_Grpc struct {
 
 func (x *Retry_Conf_Grpc) Reset() {
 	*x = Retry_Conf_Grpc{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[38]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2758,7 @@ func (x *Retry_Conf_Grpc) String() string {
 func (*Retry_Conf_Grpc) ProtoMessage() {}
 
 func (x *Retry_Conf_Grpc) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[38]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2814,7 @@ type Timeout_Conf struct {
 
 func (x *Timeout_Conf) Reset() {
 	*x = Timeout_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[39]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2826,7 @@ func (x *Timeout_Conf) String() string {
 func (*Timeout_Conf) ProtoMessage() {}
 
 func (x *Timeout_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[39]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2879,7 @@ type Timeout_Conf_Tcp struct {
 
 func (x *Timeout_Conf_Tcp) Reset() {
 	*x = Timeout_Conf_Tcp{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[40]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2891,7 @@ func (x *Timeout_Conf_Tcp) String() string {
 func (*Timeout_Conf_Tcp) ProtoMessage() {}
 
 func (x *Timeout_Conf_Tcp) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[40]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2924,7 @@ type Timeout_Conf_Http struct {
 
 func (x *Timeout_Conf_Http) Reset() {
 	*x = Timeout_Conf_Http{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[41]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2936,7 @@ func (x *Timeout_Conf_Http) String() string {
 func (*Timeout_Conf_Http) ProtoMessage() {}
 
 func (x *Timeout_Conf_Http) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[41]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2269,7 +2976,7 @@ type Timeout_Conf_Grpc struct {
 
 func (x *Timeout_Conf_Grpc) Reset() {
 	*x = Timeout_Conf_Grpc{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[42]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2281,7 +2988,7 @@ func (x *Timeout_Conf_Grpc) String() string {
 func (*Timeout_Conf_Grpc) ProtoMessage() {}
 
 func (x *Timeout_Conf_Grpc) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[42]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +3030,7 @@ type ProxyTemplate_Resource struct {
 
 func (x *ProxyTemplate_Resource) Reset() {
 	*x = ProxyTemplate_Resource{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[43]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2335,7 +3042,7 @@ func (x *ProxyTemplate_Resource) String() string {
 func (*ProxyTemplate_Resource) ProtoMessage() {}
 
 func (x *ProxyTemplate_Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[43]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +3083,8 @@ type ProxyTemplate_Modification struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "cluster", "listener", "networkFilter", "httpFilter", "virtualHost".
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	// "add", "patch" or "remove".
+	// "add", "patch" or "remove"; networkFilter and httpFilter also
+	// "addFirst", "addLast", "addBefore", "addAfter".
 	Operation string                            `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
 	Match     *ProxyTemplate_Modification_Match `protobuf:"bytes,3,opt,name=match,proto3" json:"match,omitempty"`
 	// Envoy resource (or fragment for patch) in YAML or JSON.
@@ -2387,7 +3095,7 @@ type ProxyTemplate_Modification struct {
 
 func (x *ProxyTemplate_Modification) Reset() {
 	*x = ProxyTemplate_Modification{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[44]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +3107,7 @@ func (x *ProxyTemplate_Modification) String() string {
 func (*ProxyTemplate_Modification) ProtoMessage() {}
 
 func (x *ProxyTemplate_Modification) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[44]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +3162,7 @@ type ProxyTemplate_Conf struct {
 
 func (x *ProxyTemplate_Conf) Reset() {
 	*x = ProxyTemplate_Conf{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[45]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +3174,7 @@ func (x *ProxyTemplate_Conf) String() string {
 func (*ProxyTemplate_Conf) ProtoMessage() {}
 
 func (x *ProxyTemplate_Conf) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[45]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2504,16 +3212,20 @@ func (x *ProxyTemplate_Conf) GetModifications() []*ProxyTemplate_Modification {
 }
 
 type ProxyTemplate_Modification_Match struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Origin        string                 `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Origin string                 `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
+	// networkFilter and httpFilter: the listener to change.
+	ListenerName string `protobuf:"bytes,3,opt,name=listener_name,json=listenerName,proto3" json:"listener_name,omitempty"`
+	// virtualHost: the route configuration to change.
+	RouteConfigurationName string `protobuf:"bytes,4,opt,name=route_configuration_name,json=routeConfigurationName,proto3" json:"route_configuration_name,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *ProxyTemplate_Modification_Match) Reset() {
 	*x = ProxyTemplate_Modification_Match{}
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[46]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +3237,7 @@ func (x *ProxyTemplate_Modification_Match) String() string {
 func (*ProxyTemplate_Modification_Match) ProtoMessage() {}
 
 func (x *ProxyTemplate_Modification_Match) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_mesh_v1_policies_proto_msgTypes[46]
+	mi := &file_weft_mesh_v1_policies_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2555,14 +3267,28 @@ func (x *ProxyTemplate_Modification_Match) GetOrigin() string {
 	return ""
 }
 
+func (x *ProxyTemplate_Modification_Match) GetListenerName() string {
+	if x != nil {
+		return x.ListenerName
+	}
+	return ""
+}
+
+func (x *ProxyTemplate_Modification_Match) GetRouteConfigurationName() string {
+	if x != nil {
+		return x.RouteConfigurationName
+	}
+	return ""
+}
+
 var File_weft_mesh_v1_policies_proto protoreflect.FileDescriptor
 
 const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\n" +
-	"\x1bweft/mesh/v1/policies.proto\x12\fweft.mesh.v1\x1a\x17weft/mesh/v1/meta.proto\"\x81\x01\n" +
+	"\x1bweft/mesh/v1/policies.proto\x12\fweft.mesh.v1\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x17weft/mesh/v1/meta.proto\"\x81\x01\n" +
 	"\x11TrafficPermission\x120\n" +
 	"\asources\x18\x01 \x03(\v2\x16.weft.mesh.v1.SelectorR\asources\x12:\n" +
-	"\fdestinations\x18\x02 \x03(\v2\x16.weft.mesh.v1.SelectorR\fdestinations\"\xb1\v\n" +
+	"\fdestinations\x18\x02 \x03(\v2\x16.weft.mesh.v1.SelectorR\fdestinations\"\xf5\x12\n" +
 	"\fTrafficRoute\x120\n" +
 	"\asources\x18\x01 \x03(\v2\x16.weft.mesh.v1.SelectorR\asources\x12:\n" +
 	"\fdestinations\x18\x02 \x03(\v2\x16.weft.mesh.v1.SelectorR\fdestinations\x123\n" +
@@ -2574,11 +3300,12 @@ const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\"\n" +
 	"\fLoadBalancer\x12\x12\n" +
-	"\x04type\x18\x01 \x01(\tR\x04type\x1a\xca\x05\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x1a\x8e\r\n" +
 	"\x04Http\x12;\n" +
 	"\x05match\x18\x01 \x01(\v2%.weft.mesh.v1.TrafficRoute.Http.MatchR\x05match\x126\n" +
 	"\x05split\x18\x02 \x03(\v2 .weft.mesh.v1.TrafficRoute.SplitR\x05split\x12R\n" +
-	"\vdestination\x18\x03 \x03(\v20.weft.mesh.v1.TrafficRoute.Http.DestinationEntryR\vdestination\x1a\xb8\x03\n" +
+	"\vdestination\x18\x03 \x03(\v20.weft.mesh.v1.TrafficRoute.Http.DestinationEntryR\vdestination\x12>\n" +
+	"\x06modify\x18\x04 \x01(\v2&.weft.mesh.v1.TrafficRoute.Http.ModifyR\x06modify\x1a\xb8\x03\n" +
 	"\x05Match\x12E\n" +
 	"\x04path\x18\x01 \x01(\v21.weft.mesh.v1.TrafficRoute.Http.Match.StringMatchR\x04path\x12I\n" +
 	"\x06method\x18\x02 \x01(\v21.weft.mesh.v1.TrafficRoute.Http.Match.StringMatchR\x06method\x12L\n" +
@@ -2590,7 +3317,32 @@ const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\x05match\x1am\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12G\n" +
-	"\x05value\x18\x02 \x01(\v21.weft.mesh.v1.TrafficRoute.Http.Match.StringMatchR\x05value:\x028\x01\x1a>\n" +
+	"\x05value\x18\x02 \x01(\v21.weft.mesh.v1.TrafficRoute.Http.Match.StringMatchR\x05value:\x028\x01\x1a\x81\a\n" +
+	"\x06Modify\x12?\n" +
+	"\x04path\x18\x01 \x01(\v2+.weft.mesh.v1.TrafficRoute.Http.Modify.PathR\x04path\x12?\n" +
+	"\x04host\x18\x02 \x01(\v2+.weft.mesh.v1.TrafficRoute.Http.Modify.HostR\x04host\x12W\n" +
+	"\x0frequest_headers\x18\x03 \x01(\v2..weft.mesh.v1.TrafficRoute.Http.Modify.HeadersR\x0erequestHeaders\x12Y\n" +
+	"\x10response_headers\x18\x04 \x01(\v2..weft.mesh.v1.TrafficRoute.Http.Modify.HeadersR\x0fresponseHeaders\x1aE\n" +
+	"\x05Regex\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\x12\"\n" +
+	"\fsubstitution\x18\x02 \x01(\tR\fsubstitution\x1a}\n" +
+	"\x04Path\x12'\n" +
+	"\x0erewrite_prefix\x18\x01 \x01(\tH\x00R\rrewritePrefix\x12D\n" +
+	"\x05regex\x18\x02 \x01(\v2,.weft.mesh.v1.TrafficRoute.Http.Modify.RegexH\x00R\x05regexB\x06\n" +
+	"\x04type\x1as\n" +
+	"\x04Host\x12\x16\n" +
+	"\x05value\x18\x01 \x01(\tH\x00R\x05value\x12K\n" +
+	"\tfrom_path\x18\x02 \x01(\v2,.weft.mesh.v1.TrafficRoute.Http.Modify.RegexH\x00R\bfromPathB\x06\n" +
+	"\x04type\x1a\x85\x02\n" +
+	"\aHeaders\x12D\n" +
+	"\x03add\x18\x01 \x03(\v22.weft.mesh.v1.TrafficRoute.Http.Modify.Headers.AddR\x03add\x12M\n" +
+	"\x06remove\x18\x02 \x03(\v25.weft.mesh.v1.TrafficRoute.Http.Modify.Headers.RemoveR\x06remove\x1aG\n" +
+	"\x03Add\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x12\x16\n" +
+	"\x06append\x18\x03 \x01(\bR\x06append\x1a\x1c\n" +
+	"\x06Remove\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x1a>\n" +
 	"\x10DestinationEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a\xd5\x02\n" +
@@ -2601,28 +3353,46 @@ const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\x04http\x18\x04 \x03(\v2\x1f.weft.mesh.v1.TrafficRoute.HttpR\x04http\x1a>\n" +
 	"\x10DestinationEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\v\n" +
 	"\vHealthCheck\x120\n" +
 	"\asources\x18\x01 \x03(\v2\x16.weft.mesh.v1.SelectorR\asources\x12:\n" +
 	"\fdestinations\x18\x02 \x03(\v2\x16.weft.mesh.v1.SelectorR\fdestinations\x122\n" +
-	"\x04conf\x18\x03 \x01(\v2\x1e.weft.mesh.v1.HealthCheck.ConfR\x04conf\x1a\x87\x03\n" +
+	"\x04conf\x18\x03 \x01(\v2\x1e.weft.mesh.v1.HealthCheck.ConfR\x04conf\x1a\xfe\t\n" +
 	"\x04Conf\x12\x1a\n" +
 	"\binterval\x18\x01 \x01(\tR\binterval\x12\x18\n" +
 	"\atimeout\x18\x02 \x01(\tR\atimeout\x12/\n" +
 	"\x13unhealthy_threshold\x18\x03 \x01(\rR\x12unhealthyThreshold\x12+\n" +
 	"\x11healthy_threshold\x18\x04 \x01(\rR\x10healthyThreshold\x124\n" +
 	"\x03tcp\x18\x05 \x01(\v2\".weft.mesh.v1.HealthCheck.Conf.TcpR\x03tcp\x127\n" +
-	"\x04http\x18\x06 \x01(\v2#.weft.mesh.v1.HealthCheck.Conf.HttpR\x04http\x1a3\n" +
+	"\x04http\x18\x06 \x01(\v2#.weft.mesh.v1.HealthCheck.Conf.HttpR\x04http\x12%\n" +
+	"\x0einitial_jitter\x18\a \x01(\tR\rinitialJitter\x12'\n" +
+	"\x0finterval_jitter\x18\b \x01(\tR\x0eintervalJitter\x126\n" +
+	"\x17interval_jitter_percent\x18\t \x01(\rR\x15intervalJitterPercent\x12T\n" +
+	"\x17healthy_panic_threshold\x18\n" +
+	" \x01(\v2\x1c.google.protobuf.DoubleValueR\x15healthyPanicThreshold\x12M\n" +
+	"\x15fail_traffic_on_panic\x18\v \x01(\v2\x1a.google.protobuf.BoolValueR\x12failTrafficOnPanic\x12.\n" +
+	"\x13no_traffic_interval\x18\f \x01(\tR\x11noTrafficInterval\x12$\n" +
+	"\x0eevent_log_path\x18\r \x01(\tR\feventLogPath\x12b\n" +
+	" always_log_health_check_failures\x18\x0e \x01(\v2\x1a.google.protobuf.BoolValueR\x1calwaysLogHealthCheckFailures\x12E\n" +
+	"\x10reuse_connection\x18\x0f \x01(\v2\x1a.google.protobuf.BoolValueR\x0freuseConnection\x1a3\n" +
 	"\x03Tcp\x12\x12\n" +
 	"\x04send\x18\x01 \x01(\tR\x04send\x12\x18\n" +
-	"\areceive\x18\x02 \x03(\tR\areceive\x1aG\n" +
+	"\areceive\x18\x02 \x03(\tR\areceive\x1a\x8f\x03\n" +
 	"\x04Http\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12+\n" +
-	"\x11expected_statuses\x18\x02 \x03(\rR\x10expectedStatuses\"\xf1\t\n" +
+	"\x11expected_statuses\x18\x02 \x03(\rR\x10expectedStatuses\x12j\n" +
+	"\x16request_headers_to_add\x18\x03 \x03(\v25.weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOptionR\x13requestHeadersToAdd\x1a\xd9\x01\n" +
+	"\x11HeaderValueOption\x12Y\n" +
+	"\x06header\x18\x01 \x01(\v2A.weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption.HeaderValueR\x06header\x122\n" +
+	"\x06append\x18\x02 \x01(\v2\x1a.google.protobuf.BoolValueR\x06append\x1a5\n" +
+	"\vHeaderValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xbb\v\n" +
 	"\x0eCircuitBreaker\x120\n" +
 	"\asources\x18\x01 \x03(\v2\x16.weft.mesh.v1.SelectorR\asources\x12:\n" +
 	"\fdestinations\x18\x02 \x03(\v2\x16.weft.mesh.v1.SelectorR\fdestinations\x125\n" +
-	"\x04conf\x18\x03 \x01(\v2!.weft.mesh.v1.CircuitBreaker.ConfR\x04conf\x1a\xb9\b\n" +
+	"\x04conf\x18\x03 \x01(\v2!.weft.mesh.v1.CircuitBreaker.ConfR\x04conf\x1a\x83\n" +
+	"\n" +
 	"\x04Conf\x12\x1a\n" +
 	"\binterval\x18\x01 \x01(\tR\binterval\x12,\n" +
 	"\x12base_ejection_time\x18\x02 \x01(\tR\x10baseEjectionTime\x120\n" +
@@ -2631,18 +3401,23 @@ const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\tdetectors\x18\x05 \x01(\v2+.weft.mesh.v1.CircuitBreaker.Conf.DetectorsR\tdetectors\x12L\n" +
 	"\n" +
 	"thresholds\x18\x06 \x01(\v2,.weft.mesh.v1.CircuitBreaker.Conf.ThresholdsR\n" +
-	"thresholds\x1a\xa7\x04\n" +
+	"thresholds\x1a\xf1\x05\n" +
 	"\tDetectors\x12U\n" +
 	"\ftotal_errors\x18\x01 \x01(\v22.weft.mesh.v1.CircuitBreaker.Conf.Detectors.ErrorsR\vtotalErrors\x12Y\n" +
 	"\x0egateway_errors\x18\x02 \x01(\v22.weft.mesh.v1.CircuitBreaker.Conf.Detectors.ErrorsR\rgatewayErrors\x12U\n" +
 	"\flocal_errors\x18\x03 \x01(\v22.weft.mesh.v1.CircuitBreaker.Conf.Detectors.ErrorsR\vlocalErrors\x12l\n" +
-	"\x12standard_deviation\x18\x04 \x01(\v2=.weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviationR\x11standardDeviation\x1a*\n" +
+	"\x12standard_deviation\x18\x04 \x01(\v2=.weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviationR\x11standardDeviation\x12M\n" +
+	"\afailure\x18\x05 \x01(\v23.weft.mesh.v1.CircuitBreaker.Conf.Detectors.FailureR\afailure\x1a*\n" +
 	"\x06Errors\x12 \n" +
-	"\vconsecutive\x18\x01 \x01(\rR\vconsecutive\x1aw\n" +
+	"\vconsecutive\x18\x01 \x01(\rR\vconsecutive\x1a}\n" +
 	"\x11StandardDeviation\x12%\n" +
 	"\x0erequest_volume\x18\x01 \x01(\rR\rrequestVolume\x12#\n" +
 	"\rminimum_hosts\x18\x02 \x01(\rR\fminimumHosts\x12\x16\n" +
-	"\x06factor\x18\x03 \x01(\rR\x06factor\x1a\xab\x01\n" +
+	"\x06factor\x18\x04 \x01(\x01R\x06factorJ\x04\b\x03\x10\x04\x1as\n" +
+	"\aFailure\x12%\n" +
+	"\x0erequest_volume\x18\x01 \x01(\rR\rrequestVolume\x12#\n" +
+	"\rminimum_hosts\x18\x02 \x01(\rR\fminimumHosts\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\rR\tthreshold\x1a\xab\x01\n" +
 	"\n" +
 	"Thresholds\x12'\n" +
 	"\x0fmax_connections\x18\x01 \x01(\rR\x0emaxConnections\x120\n" +
@@ -2727,22 +3502,24 @@ const file_weft_mesh_v1_policies_proto_rawDesc = "" +
 	"\fidle_timeout\x18\x02 \x01(\tR\vidleTimeout\x1af\n" +
 	"\x04Grpc\x12.\n" +
 	"\x13stream_idle_timeout\x18\x01 \x01(\tR\x11streamIdleTimeout\x12.\n" +
-	"\x13max_stream_duration\x18\x02 \x01(\tR\x11maxStreamDuration\"\xdc\x04\n" +
+	"\x13max_stream_duration\x18\x02 \x01(\tR\x11maxStreamDuration\"\xbc\x05\n" +
 	"\rProxyTemplate\x124\n" +
 	"\tselectors\x18\x01 \x03(\v2\x16.weft.mesh.v1.SelectorR\tselectors\x124\n" +
 	"\x04conf\x18\x02 \x01(\v2 .weft.mesh.v1.ProxyTemplate.ConfR\x04conf\x1aT\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
-	"\bresource\x18\x03 \x01(\tR\bresource\x1a\xd1\x01\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x1a\xb1\x02\n" +
 	"\fModification\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\tR\toperation\x12D\n" +
 	"\x05match\x18\x03 \x01(\v2..weft.mesh.v1.ProxyTemplate.Modification.MatchR\x05match\x12\x14\n" +
-	"\x05value\x18\x04 \x01(\tR\x05value\x1a3\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\x1a\x92\x01\n" +
 	"\x05Match\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06origin\x18\x02 \x01(\tR\x06origin\x1a\xb4\x01\n" +
+	"\x06origin\x18\x02 \x01(\tR\x06origin\x12#\n" +
+	"\rlistener_name\x18\x03 \x01(\tR\flistenerName\x128\n" +
+	"\x18route_configuration_name\x18\x04 \x01(\tR\x16routeConfigurationName\x1a\xb4\x01\n" +
 	"\x04Conf\x12\x18\n" +
 	"\aimports\x18\x01 \x03(\tR\aimports\x12B\n" +
 	"\tresources\x18\x02 \x03(\v2$.weft.mesh.v1.ProxyTemplate.ResourceR\tresources\x12N\n" +
@@ -2760,7 +3537,7 @@ func file_weft_mesh_v1_policies_proto_rawDescGZIP() []byte {
 	return file_weft_mesh_v1_policies_proto_rawDescData
 }
 
-var file_weft_mesh_v1_policies_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_weft_mesh_v1_policies_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_weft_mesh_v1_policies_proto_goTypes = []any{
 	(*TrafficPermission)(nil),                   // 0: weft.mesh.v1.TrafficPermission
 	(*TrafficRoute)(nil),                        // 1: weft.mesh.v1.TrafficRoute
@@ -2778,106 +3555,135 @@ var file_weft_mesh_v1_policies_proto_goTypes = []any{
 	(*TrafficRoute_Conf)(nil),                   // 13: weft.mesh.v1.TrafficRoute.Conf
 	nil,                                         // 14: weft.mesh.v1.TrafficRoute.Split.DestinationEntry
 	(*TrafficRoute_Http_Match)(nil),             // 15: weft.mesh.v1.TrafficRoute.Http.Match
-	nil,                                         // 16: weft.mesh.v1.TrafficRoute.Http.DestinationEntry
-	(*TrafficRoute_Http_Match_StringMatch)(nil), // 17: weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
-	nil,                                    // 18: weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry
-	nil,                                    // 19: weft.mesh.v1.TrafficRoute.Conf.DestinationEntry
-	(*HealthCheck_Conf)(nil),               // 20: weft.mesh.v1.HealthCheck.Conf
-	(*HealthCheck_Conf_Tcp)(nil),           // 21: weft.mesh.v1.HealthCheck.Conf.Tcp
-	(*HealthCheck_Conf_Http)(nil),          // 22: weft.mesh.v1.HealthCheck.Conf.Http
-	(*CircuitBreaker_Conf)(nil),            // 23: weft.mesh.v1.CircuitBreaker.Conf
-	(*CircuitBreaker_Conf_Detectors)(nil),  // 24: weft.mesh.v1.CircuitBreaker.Conf.Detectors
-	(*CircuitBreaker_Conf_Thresholds)(nil), // 25: weft.mesh.v1.CircuitBreaker.Conf.Thresholds
-	(*CircuitBreaker_Conf_Detectors_Errors)(nil),            // 26: weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
-	(*CircuitBreaker_Conf_Detectors_StandardDeviation)(nil), // 27: weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviation
-	(*FaultInjection_Conf)(nil),                             // 28: weft.mesh.v1.FaultInjection.Conf
-	(*FaultInjection_Conf_Delay)(nil),                       // 29: weft.mesh.v1.FaultInjection.Conf.Delay
-	(*FaultInjection_Conf_Abort)(nil),                       // 30: weft.mesh.v1.FaultInjection.Conf.Abort
-	(*FaultInjection_Conf_ResponseBandwidth)(nil),           // 31: weft.mesh.v1.FaultInjection.Conf.ResponseBandwidth
-	(*TrafficLog_Conf)(nil),                                 // 32: weft.mesh.v1.TrafficLog.Conf
-	(*TrafficTrace_Conf)(nil),                               // 33: weft.mesh.v1.TrafficTrace.Conf
-	(*Retry_Conf)(nil),                                      // 34: weft.mesh.v1.Retry.Conf
-	(*Retry_Conf_BackOff)(nil),                              // 35: weft.mesh.v1.Retry.Conf.BackOff
-	(*Retry_Conf_Http)(nil),                                 // 36: weft.mesh.v1.Retry.Conf.Http
-	(*Retry_Conf_Tcp)(nil),                                  // 37: weft.mesh.v1.Retry.Conf.Tcp
-	(*Retry_Conf_Grpc)(nil),                                 // 38: weft.mesh.v1.Retry.Conf.Grpc
-	(*Timeout_Conf)(nil),                                    // 39: weft.mesh.v1.Timeout.Conf
-	(*Timeout_Conf_Tcp)(nil),                                // 40: weft.mesh.v1.Timeout.Conf.Tcp
-	(*Timeout_Conf_Http)(nil),                               // 41: weft.mesh.v1.Timeout.Conf.Http
-	(*Timeout_Conf_Grpc)(nil),                               // 42: weft.mesh.v1.Timeout.Conf.Grpc
-	(*ProxyTemplate_Resource)(nil),                          // 43: weft.mesh.v1.ProxyTemplate.Resource
-	(*ProxyTemplate_Modification)(nil),                      // 44: weft.mesh.v1.ProxyTemplate.Modification
-	(*ProxyTemplate_Conf)(nil),                              // 45: weft.mesh.v1.ProxyTemplate.Conf
-	(*ProxyTemplate_Modification_Match)(nil),                // 46: weft.mesh.v1.ProxyTemplate.Modification.Match
-	(*Selector)(nil),                                        // 47: weft.mesh.v1.Selector
+	(*TrafficRoute_Http_Modify)(nil),            // 16: weft.mesh.v1.TrafficRoute.Http.Modify
+	nil,                                         // 17: weft.mesh.v1.TrafficRoute.Http.DestinationEntry
+	(*TrafficRoute_Http_Match_StringMatch)(nil), // 18: weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
+	nil,                                             // 19: weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry
+	(*TrafficRoute_Http_Modify_Regex)(nil),          // 20: weft.mesh.v1.TrafficRoute.Http.Modify.Regex
+	(*TrafficRoute_Http_Modify_Path)(nil),           // 21: weft.mesh.v1.TrafficRoute.Http.Modify.Path
+	(*TrafficRoute_Http_Modify_Host)(nil),           // 22: weft.mesh.v1.TrafficRoute.Http.Modify.Host
+	(*TrafficRoute_Http_Modify_Headers)(nil),        // 23: weft.mesh.v1.TrafficRoute.Http.Modify.Headers
+	(*TrafficRoute_Http_Modify_Headers_Add)(nil),    // 24: weft.mesh.v1.TrafficRoute.Http.Modify.Headers.Add
+	(*TrafficRoute_Http_Modify_Headers_Remove)(nil), // 25: weft.mesh.v1.TrafficRoute.Http.Modify.Headers.Remove
+	nil,                           // 26: weft.mesh.v1.TrafficRoute.Conf.DestinationEntry
+	(*HealthCheck_Conf)(nil),      // 27: weft.mesh.v1.HealthCheck.Conf
+	(*HealthCheck_Conf_Tcp)(nil),  // 28: weft.mesh.v1.HealthCheck.Conf.Tcp
+	(*HealthCheck_Conf_Http)(nil), // 29: weft.mesh.v1.HealthCheck.Conf.Http
+	(*HealthCheck_Conf_Http_HeaderValueOption)(nil),             // 30: weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption
+	(*HealthCheck_Conf_Http_HeaderValueOption_HeaderValue)(nil), // 31: weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption.HeaderValue
+	(*CircuitBreaker_Conf)(nil),                                 // 32: weft.mesh.v1.CircuitBreaker.Conf
+	(*CircuitBreaker_Conf_Detectors)(nil),                       // 33: weft.mesh.v1.CircuitBreaker.Conf.Detectors
+	(*CircuitBreaker_Conf_Thresholds)(nil),                      // 34: weft.mesh.v1.CircuitBreaker.Conf.Thresholds
+	(*CircuitBreaker_Conf_Detectors_Errors)(nil),                // 35: weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
+	(*CircuitBreaker_Conf_Detectors_StandardDeviation)(nil),     // 36: weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviation
+	(*CircuitBreaker_Conf_Detectors_Failure)(nil),               // 37: weft.mesh.v1.CircuitBreaker.Conf.Detectors.Failure
+	(*FaultInjection_Conf)(nil),                                 // 38: weft.mesh.v1.FaultInjection.Conf
+	(*FaultInjection_Conf_Delay)(nil),                           // 39: weft.mesh.v1.FaultInjection.Conf.Delay
+	(*FaultInjection_Conf_Abort)(nil),                           // 40: weft.mesh.v1.FaultInjection.Conf.Abort
+	(*FaultInjection_Conf_ResponseBandwidth)(nil),               // 41: weft.mesh.v1.FaultInjection.Conf.ResponseBandwidth
+	(*TrafficLog_Conf)(nil),                                     // 42: weft.mesh.v1.TrafficLog.Conf
+	(*TrafficTrace_Conf)(nil),                                   // 43: weft.mesh.v1.TrafficTrace.Conf
+	(*Retry_Conf)(nil),                                          // 44: weft.mesh.v1.Retry.Conf
+	(*Retry_Conf_BackOff)(nil),                                  // 45: weft.mesh.v1.Retry.Conf.BackOff
+	(*Retry_Conf_Http)(nil),                                     // 46: weft.mesh.v1.Retry.Conf.Http
+	(*Retry_Conf_Tcp)(nil),                                      // 47: weft.mesh.v1.Retry.Conf.Tcp
+	(*Retry_Conf_Grpc)(nil),                                     // 48: weft.mesh.v1.Retry.Conf.Grpc
+	(*Timeout_Conf)(nil),                                        // 49: weft.mesh.v1.Timeout.Conf
+	(*Timeout_Conf_Tcp)(nil),                                    // 50: weft.mesh.v1.Timeout.Conf.Tcp
+	(*Timeout_Conf_Http)(nil),                                   // 51: weft.mesh.v1.Timeout.Conf.Http
+	(*Timeout_Conf_Grpc)(nil),                                   // 52: weft.mesh.v1.Timeout.Conf.Grpc
+	(*ProxyTemplate_Resource)(nil),                              // 53: weft.mesh.v1.ProxyTemplate.Resource
+	(*ProxyTemplate_Modification)(nil),                          // 54: weft.mesh.v1.ProxyTemplate.Modification
+	(*ProxyTemplate_Conf)(nil),                                  // 55: weft.mesh.v1.ProxyTemplate.Conf
+	(*ProxyTemplate_Modification_Match)(nil),                    // 56: weft.mesh.v1.ProxyTemplate.Modification.Match
+	(*Selector)(nil),                                            // 57: weft.mesh.v1.Selector
+	(*wrapperspb.DoubleValue)(nil),                              // 58: google.protobuf.DoubleValue
+	(*wrapperspb.BoolValue)(nil),                                // 59: google.protobuf.BoolValue
 }
 var file_weft_mesh_v1_policies_proto_depIdxs = []int32{
-	47, // 0: weft.mesh.v1.TrafficPermission.sources:type_name -> weft.mesh.v1.Selector
-	47, // 1: weft.mesh.v1.TrafficPermission.destinations:type_name -> weft.mesh.v1.Selector
-	47, // 2: weft.mesh.v1.TrafficRoute.sources:type_name -> weft.mesh.v1.Selector
-	47, // 3: weft.mesh.v1.TrafficRoute.destinations:type_name -> weft.mesh.v1.Selector
+	57, // 0: weft.mesh.v1.TrafficPermission.sources:type_name -> weft.mesh.v1.Selector
+	57, // 1: weft.mesh.v1.TrafficPermission.destinations:type_name -> weft.mesh.v1.Selector
+	57, // 2: weft.mesh.v1.TrafficRoute.sources:type_name -> weft.mesh.v1.Selector
+	57, // 3: weft.mesh.v1.TrafficRoute.destinations:type_name -> weft.mesh.v1.Selector
 	13, // 4: weft.mesh.v1.TrafficRoute.conf:type_name -> weft.mesh.v1.TrafficRoute.Conf
-	47, // 5: weft.mesh.v1.HealthCheck.sources:type_name -> weft.mesh.v1.Selector
-	47, // 6: weft.mesh.v1.HealthCheck.destinations:type_name -> weft.mesh.v1.Selector
-	20, // 7: weft.mesh.v1.HealthCheck.conf:type_name -> weft.mesh.v1.HealthCheck.Conf
-	47, // 8: weft.mesh.v1.CircuitBreaker.sources:type_name -> weft.mesh.v1.Selector
-	47, // 9: weft.mesh.v1.CircuitBreaker.destinations:type_name -> weft.mesh.v1.Selector
-	23, // 10: weft.mesh.v1.CircuitBreaker.conf:type_name -> weft.mesh.v1.CircuitBreaker.Conf
-	47, // 11: weft.mesh.v1.FaultInjection.sources:type_name -> weft.mesh.v1.Selector
-	47, // 12: weft.mesh.v1.FaultInjection.destinations:type_name -> weft.mesh.v1.Selector
-	28, // 13: weft.mesh.v1.FaultInjection.conf:type_name -> weft.mesh.v1.FaultInjection.Conf
-	47, // 14: weft.mesh.v1.TrafficLog.sources:type_name -> weft.mesh.v1.Selector
-	47, // 15: weft.mesh.v1.TrafficLog.destinations:type_name -> weft.mesh.v1.Selector
-	32, // 16: weft.mesh.v1.TrafficLog.conf:type_name -> weft.mesh.v1.TrafficLog.Conf
-	47, // 17: weft.mesh.v1.TrafficTrace.selectors:type_name -> weft.mesh.v1.Selector
-	33, // 18: weft.mesh.v1.TrafficTrace.conf:type_name -> weft.mesh.v1.TrafficTrace.Conf
-	47, // 19: weft.mesh.v1.Retry.sources:type_name -> weft.mesh.v1.Selector
-	47, // 20: weft.mesh.v1.Retry.destinations:type_name -> weft.mesh.v1.Selector
-	34, // 21: weft.mesh.v1.Retry.conf:type_name -> weft.mesh.v1.Retry.Conf
-	47, // 22: weft.mesh.v1.Timeout.sources:type_name -> weft.mesh.v1.Selector
-	47, // 23: weft.mesh.v1.Timeout.destinations:type_name -> weft.mesh.v1.Selector
-	39, // 24: weft.mesh.v1.Timeout.conf:type_name -> weft.mesh.v1.Timeout.Conf
-	47, // 25: weft.mesh.v1.ProxyTemplate.selectors:type_name -> weft.mesh.v1.Selector
-	45, // 26: weft.mesh.v1.ProxyTemplate.conf:type_name -> weft.mesh.v1.ProxyTemplate.Conf
+	57, // 5: weft.mesh.v1.HealthCheck.sources:type_name -> weft.mesh.v1.Selector
+	57, // 6: weft.mesh.v1.HealthCheck.destinations:type_name -> weft.mesh.v1.Selector
+	27, // 7: weft.mesh.v1.HealthCheck.conf:type_name -> weft.mesh.v1.HealthCheck.Conf
+	57, // 8: weft.mesh.v1.CircuitBreaker.sources:type_name -> weft.mesh.v1.Selector
+	57, // 9: weft.mesh.v1.CircuitBreaker.destinations:type_name -> weft.mesh.v1.Selector
+	32, // 10: weft.mesh.v1.CircuitBreaker.conf:type_name -> weft.mesh.v1.CircuitBreaker.Conf
+	57, // 11: weft.mesh.v1.FaultInjection.sources:type_name -> weft.mesh.v1.Selector
+	57, // 12: weft.mesh.v1.FaultInjection.destinations:type_name -> weft.mesh.v1.Selector
+	38, // 13: weft.mesh.v1.FaultInjection.conf:type_name -> weft.mesh.v1.FaultInjection.Conf
+	57, // 14: weft.mesh.v1.TrafficLog.sources:type_name -> weft.mesh.v1.Selector
+	57, // 15: weft.mesh.v1.TrafficLog.destinations:type_name -> weft.mesh.v1.Selector
+	42, // 16: weft.mesh.v1.TrafficLog.conf:type_name -> weft.mesh.v1.TrafficLog.Conf
+	57, // 17: weft.mesh.v1.TrafficTrace.selectors:type_name -> weft.mesh.v1.Selector
+	43, // 18: weft.mesh.v1.TrafficTrace.conf:type_name -> weft.mesh.v1.TrafficTrace.Conf
+	57, // 19: weft.mesh.v1.Retry.sources:type_name -> weft.mesh.v1.Selector
+	57, // 20: weft.mesh.v1.Retry.destinations:type_name -> weft.mesh.v1.Selector
+	44, // 21: weft.mesh.v1.Retry.conf:type_name -> weft.mesh.v1.Retry.Conf
+	57, // 22: weft.mesh.v1.Timeout.sources:type_name -> weft.mesh.v1.Selector
+	57, // 23: weft.mesh.v1.Timeout.destinations:type_name -> weft.mesh.v1.Selector
+	49, // 24: weft.mesh.v1.Timeout.conf:type_name -> weft.mesh.v1.Timeout.Conf
+	57, // 25: weft.mesh.v1.ProxyTemplate.selectors:type_name -> weft.mesh.v1.Selector
+	55, // 26: weft.mesh.v1.ProxyTemplate.conf:type_name -> weft.mesh.v1.ProxyTemplate.Conf
 	14, // 27: weft.mesh.v1.TrafficRoute.Split.destination:type_name -> weft.mesh.v1.TrafficRoute.Split.DestinationEntry
 	15, // 28: weft.mesh.v1.TrafficRoute.Http.match:type_name -> weft.mesh.v1.TrafficRoute.Http.Match
 	10, // 29: weft.mesh.v1.TrafficRoute.Http.split:type_name -> weft.mesh.v1.TrafficRoute.Split
-	16, // 30: weft.mesh.v1.TrafficRoute.Http.destination:type_name -> weft.mesh.v1.TrafficRoute.Http.DestinationEntry
-	10, // 31: weft.mesh.v1.TrafficRoute.Conf.split:type_name -> weft.mesh.v1.TrafficRoute.Split
-	19, // 32: weft.mesh.v1.TrafficRoute.Conf.destination:type_name -> weft.mesh.v1.TrafficRoute.Conf.DestinationEntry
-	11, // 33: weft.mesh.v1.TrafficRoute.Conf.load_balancer:type_name -> weft.mesh.v1.TrafficRoute.LoadBalancer
-	12, // 34: weft.mesh.v1.TrafficRoute.Conf.http:type_name -> weft.mesh.v1.TrafficRoute.Http
-	17, // 35: weft.mesh.v1.TrafficRoute.Http.Match.path:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
-	17, // 36: weft.mesh.v1.TrafficRoute.Http.Match.method:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
-	18, // 37: weft.mesh.v1.TrafficRoute.Http.Match.headers:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry
-	17, // 38: weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry.value:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
-	21, // 39: weft.mesh.v1.HealthCheck.Conf.tcp:type_name -> weft.mesh.v1.HealthCheck.Conf.Tcp
-	22, // 40: weft.mesh.v1.HealthCheck.Conf.http:type_name -> weft.mesh.v1.HealthCheck.Conf.Http
-	24, // 41: weft.mesh.v1.CircuitBreaker.Conf.detectors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors
-	25, // 42: weft.mesh.v1.CircuitBreaker.Conf.thresholds:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Thresholds
-	26, // 43: weft.mesh.v1.CircuitBreaker.Conf.Detectors.total_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
-	26, // 44: weft.mesh.v1.CircuitBreaker.Conf.Detectors.gateway_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
-	26, // 45: weft.mesh.v1.CircuitBreaker.Conf.Detectors.local_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
-	27, // 46: weft.mesh.v1.CircuitBreaker.Conf.Detectors.standard_deviation:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviation
-	29, // 47: weft.mesh.v1.FaultInjection.Conf.delay:type_name -> weft.mesh.v1.FaultInjection.Conf.Delay
-	30, // 48: weft.mesh.v1.FaultInjection.Conf.abort:type_name -> weft.mesh.v1.FaultInjection.Conf.Abort
-	31, // 49: weft.mesh.v1.FaultInjection.Conf.response_bandwidth:type_name -> weft.mesh.v1.FaultInjection.Conf.ResponseBandwidth
-	36, // 50: weft.mesh.v1.Retry.Conf.http:type_name -> weft.mesh.v1.Retry.Conf.Http
-	37, // 51: weft.mesh.v1.Retry.Conf.tcp:type_name -> weft.mesh.v1.Retry.Conf.Tcp
-	38, // 52: weft.mesh.v1.Retry.Conf.grpc:type_name -> weft.mesh.v1.Retry.Conf.Grpc
-	35, // 53: weft.mesh.v1.Retry.Conf.Http.back_off:type_name -> weft.mesh.v1.Retry.Conf.BackOff
-	35, // 54: weft.mesh.v1.Retry.Conf.Grpc.back_off:type_name -> weft.mesh.v1.Retry.Conf.BackOff
-	40, // 55: weft.mesh.v1.Timeout.Conf.tcp:type_name -> weft.mesh.v1.Timeout.Conf.Tcp
-	41, // 56: weft.mesh.v1.Timeout.Conf.http:type_name -> weft.mesh.v1.Timeout.Conf.Http
-	42, // 57: weft.mesh.v1.Timeout.Conf.grpc:type_name -> weft.mesh.v1.Timeout.Conf.Grpc
-	46, // 58: weft.mesh.v1.ProxyTemplate.Modification.match:type_name -> weft.mesh.v1.ProxyTemplate.Modification.Match
-	43, // 59: weft.mesh.v1.ProxyTemplate.Conf.resources:type_name -> weft.mesh.v1.ProxyTemplate.Resource
-	44, // 60: weft.mesh.v1.ProxyTemplate.Conf.modifications:type_name -> weft.mesh.v1.ProxyTemplate.Modification
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	17, // 30: weft.mesh.v1.TrafficRoute.Http.destination:type_name -> weft.mesh.v1.TrafficRoute.Http.DestinationEntry
+	16, // 31: weft.mesh.v1.TrafficRoute.Http.modify:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify
+	10, // 32: weft.mesh.v1.TrafficRoute.Conf.split:type_name -> weft.mesh.v1.TrafficRoute.Split
+	26, // 33: weft.mesh.v1.TrafficRoute.Conf.destination:type_name -> weft.mesh.v1.TrafficRoute.Conf.DestinationEntry
+	11, // 34: weft.mesh.v1.TrafficRoute.Conf.load_balancer:type_name -> weft.mesh.v1.TrafficRoute.LoadBalancer
+	12, // 35: weft.mesh.v1.TrafficRoute.Conf.http:type_name -> weft.mesh.v1.TrafficRoute.Http
+	18, // 36: weft.mesh.v1.TrafficRoute.Http.Match.path:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
+	18, // 37: weft.mesh.v1.TrafficRoute.Http.Match.method:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
+	19, // 38: weft.mesh.v1.TrafficRoute.Http.Match.headers:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry
+	21, // 39: weft.mesh.v1.TrafficRoute.Http.Modify.path:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Path
+	22, // 40: weft.mesh.v1.TrafficRoute.Http.Modify.host:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Host
+	23, // 41: weft.mesh.v1.TrafficRoute.Http.Modify.request_headers:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Headers
+	23, // 42: weft.mesh.v1.TrafficRoute.Http.Modify.response_headers:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Headers
+	18, // 43: weft.mesh.v1.TrafficRoute.Http.Match.HeadersEntry.value:type_name -> weft.mesh.v1.TrafficRoute.Http.Match.StringMatch
+	20, // 44: weft.mesh.v1.TrafficRoute.Http.Modify.Path.regex:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Regex
+	20, // 45: weft.mesh.v1.TrafficRoute.Http.Modify.Host.from_path:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Regex
+	24, // 46: weft.mesh.v1.TrafficRoute.Http.Modify.Headers.add:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Headers.Add
+	25, // 47: weft.mesh.v1.TrafficRoute.Http.Modify.Headers.remove:type_name -> weft.mesh.v1.TrafficRoute.Http.Modify.Headers.Remove
+	28, // 48: weft.mesh.v1.HealthCheck.Conf.tcp:type_name -> weft.mesh.v1.HealthCheck.Conf.Tcp
+	29, // 49: weft.mesh.v1.HealthCheck.Conf.http:type_name -> weft.mesh.v1.HealthCheck.Conf.Http
+	58, // 50: weft.mesh.v1.HealthCheck.Conf.healthy_panic_threshold:type_name -> google.protobuf.DoubleValue
+	59, // 51: weft.mesh.v1.HealthCheck.Conf.fail_traffic_on_panic:type_name -> google.protobuf.BoolValue
+	59, // 52: weft.mesh.v1.HealthCheck.Conf.always_log_health_check_failures:type_name -> google.protobuf.BoolValue
+	59, // 53: weft.mesh.v1.HealthCheck.Conf.reuse_connection:type_name -> google.protobuf.BoolValue
+	30, // 54: weft.mesh.v1.HealthCheck.Conf.Http.request_headers_to_add:type_name -> weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption
+	31, // 55: weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption.header:type_name -> weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption.HeaderValue
+	59, // 56: weft.mesh.v1.HealthCheck.Conf.Http.HeaderValueOption.append:type_name -> google.protobuf.BoolValue
+	33, // 57: weft.mesh.v1.CircuitBreaker.Conf.detectors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors
+	34, // 58: weft.mesh.v1.CircuitBreaker.Conf.thresholds:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Thresholds
+	35, // 59: weft.mesh.v1.CircuitBreaker.Conf.Detectors.total_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
+	35, // 60: weft.mesh.v1.CircuitBreaker.Conf.Detectors.gateway_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
+	35, // 61: weft.mesh.v1.CircuitBreaker.Conf.Detectors.local_errors:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Errors
+	36, // 62: weft.mesh.v1.CircuitBreaker.Conf.Detectors.standard_deviation:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.StandardDeviation
+	37, // 63: weft.mesh.v1.CircuitBreaker.Conf.Detectors.failure:type_name -> weft.mesh.v1.CircuitBreaker.Conf.Detectors.Failure
+	39, // 64: weft.mesh.v1.FaultInjection.Conf.delay:type_name -> weft.mesh.v1.FaultInjection.Conf.Delay
+	40, // 65: weft.mesh.v1.FaultInjection.Conf.abort:type_name -> weft.mesh.v1.FaultInjection.Conf.Abort
+	41, // 66: weft.mesh.v1.FaultInjection.Conf.response_bandwidth:type_name -> weft.mesh.v1.FaultInjection.Conf.ResponseBandwidth
+	46, // 67: weft.mesh.v1.Retry.Conf.http:type_name -> weft.mesh.v1.Retry.Conf.Http
+	47, // 68: weft.mesh.v1.Retry.Conf.tcp:type_name -> weft.mesh.v1.Retry.Conf.Tcp
+	48, // 69: weft.mesh.v1.Retry.Conf.grpc:type_name -> weft.mesh.v1.Retry.Conf.Grpc
+	45, // 70: weft.mesh.v1.Retry.Conf.Http.back_off:type_name -> weft.mesh.v1.Retry.Conf.BackOff
+	45, // 71: weft.mesh.v1.Retry.Conf.Grpc.back_off:type_name -> weft.mesh.v1.Retry.Conf.BackOff
+	50, // 72: weft.mesh.v1.Timeout.Conf.tcp:type_name -> weft.mesh.v1.Timeout.Conf.Tcp
+	51, // 73: weft.mesh.v1.Timeout.Conf.http:type_name -> weft.mesh.v1.Timeout.Conf.Http
+	52, // 74: weft.mesh.v1.Timeout.Conf.grpc:type_name -> weft.mesh.v1.Timeout.Conf.Grpc
+	56, // 75: weft.mesh.v1.ProxyTemplate.Modification.match:type_name -> weft.mesh.v1.ProxyTemplate.Modification.Match
+	53, // 76: weft.mesh.v1.ProxyTemplate.Conf.resources:type_name -> weft.mesh.v1.ProxyTemplate.Resource
+	54, // 77: weft.mesh.v1.ProxyTemplate.Conf.modifications:type_name -> weft.mesh.v1.ProxyTemplate.Modification
+	78, // [78:78] is the sub-list for method output_type
+	78, // [78:78] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_weft_mesh_v1_policies_proto_init() }
@@ -2886,10 +3692,18 @@ func file_weft_mesh_v1_policies_proto_init() {
 		return
 	}
 	file_weft_mesh_v1_meta_proto_init()
-	file_weft_mesh_v1_policies_proto_msgTypes[17].OneofWrappers = []any{
+	file_weft_mesh_v1_policies_proto_msgTypes[18].OneofWrappers = []any{
 		(*TrafficRoute_Http_Match_StringMatch_Prefix)(nil),
 		(*TrafficRoute_Http_Match_StringMatch_Exact)(nil),
 		(*TrafficRoute_Http_Match_StringMatch_Regex)(nil),
+	}
+	file_weft_mesh_v1_policies_proto_msgTypes[21].OneofWrappers = []any{
+		(*TrafficRoute_Http_Modify_Path_RewritePrefix)(nil),
+		(*TrafficRoute_Http_Modify_Path_Regex)(nil),
+	}
+	file_weft_mesh_v1_policies_proto_msgTypes[22].OneofWrappers = []any{
+		(*TrafficRoute_Http_Modify_Host_Value)(nil),
+		(*TrafficRoute_Http_Modify_Host_FromPath)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2897,7 +3711,7 @@ func file_weft_mesh_v1_policies_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_mesh_v1_policies_proto_rawDesc), len(file_weft_mesh_v1_policies_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   47,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

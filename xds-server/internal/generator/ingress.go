@@ -1,0 +1,125 @@
+package generator
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
+)
+
+// IngressListenerName is the Envoy ingress's listener.
+func IngressListenerName(addr string, port uint32) string { return "ingress:" + hostPort(addr, port) }
+
+// GenerateIngress is the configuration of an Envoy zone ingress listening
+// on addr:port, for the meshes of this zone (snapshots): TLS is never
+// terminated. The tls_inspector reads the server name; one filter chain per
+// name the ingress accepts — each local service (`sni.Service`) and each
+// full tag set its inbounds carry (`sni.Format`) — forwards with tcp_proxy
+// to an EDS cluster of the matching healthy local endpoints (never another
+// zone's: an ingress does not forward across zones again). A name with no
+// chain matches nothing and Envoy closes the connection. This is the
+// configuration the built-in ingress (ingress-manager) implements itself.
+func GenerateIngress(snaps []*Snapshot, addr string, port uint32) (Resources, error) {
+	out := Resources{}
+	l := &listenerv3.Listener{
+		Name:    IngressListenerName(addr, port),
+		Address: socketAddress(addr, port),
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       "envoy.filters.listener.tls_inspector",
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+		}},
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Mesh < snaps[j].Mesh })
+	for _, s := range snaps {
+		if s == nil || s.MeshSpec == nil {
+			continue
+		}
+		for _, sub := range ingressSubsets(s) {
+			name, err := sni.Format(s.Mesh, sub.service, sub.tags)
+			if err != nil {
+				continue // a tag set too long to name cannot be asked for either
+			}
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             name,
+				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{name}, TransportProtocol: "tls"},
+				Filters:          []*listenerv3.Filter{tcpProxyFilter(name, name)},
+			})
+			out.add(resourcev3.ClusterType, edsCluster(name)) // plain TCP: the bytes are the caller's TLS
+			out.add(resourcev3.EndpointType, loadAssignment(name, sub.endpoints, nil))
+		}
+	}
+	out.add(resourcev3.ListenerType, l)
+	out.sort()
+	if err := out.Validate(); err != nil {
+		return nil, fmt.Errorf("ingress %s: generated invalid config: %w", net.JoinHostPort(addr, strconv.Itoa(int(port))), err)
+	}
+	return out, nil
+}
+
+type ingressSubset struct {
+	service   string
+	tags      map[string]string // nil: the whole service
+	endpoints []endpointKey
+}
+
+// ingressSubsets lists, per local service, the whole service and each
+// distinct tag set of its inbounds, with their healthy endpoints, sorted by
+// service then tag set.
+func ingressSubsets(s *Snapshot) []ingressSubset {
+	byKey := map[string]*ingressSubset{}
+	names := slices.Sorted(maps.Keys(s.Dataplanes))
+	for _, n := range names {
+		dp := s.Dataplanes[n]
+		for _, in := range dp.GetNetworking().GetInbound() {
+			svc := in.GetTags()[resource.ServiceTag]
+			if svc == "" {
+				continue
+			}
+			tags := maps.Clone(in.GetTags())
+			delete(tags, resource.ServiceTag)
+			ready := in.GetHealth() == nil || in.GetHealth().GetReady()
+			zone := in.GetTags()[resource.ZoneTag]
+			for _, sub := range []map[string]string{nil, tags} {
+				if sub != nil && len(sub) == 0 {
+					continue // the same as the whole service
+				}
+				key := svc + "\x00" + tagString(sub)
+				e := byKey[key]
+				if e == nil {
+					e = &ingressSubset{service: svc, tags: sub}
+					byKey[key] = e
+				}
+				if ready {
+					e.endpoints = append(e.endpoints, endpointKey{zone: zone, addr: inboundAddress(dp, in), port: in.GetPort()})
+				}
+			}
+		}
+	}
+	keys := slices.Sorted(maps.Keys(byKey))
+	out := make([]ingressSubset, 0, len(keys))
+	for _, k := range keys {
+		sortEndpoints(byKey[k].endpoints)
+		out = append(out, *byKey[k])
+	}
+	return out
+}
+
+func tagString(tags map[string]string) string {
+	var b []byte
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		b = append(b, k...)
+		b = append(b, 0)
+		b = append(b, tags[k]...)
+		b = append(b, 0)
+	}
+	return string(b)
+}

@@ -1,0 +1,79 @@
+package generator
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+)
+
+// TestIngressGolden: the Envoy zone ingress's configuration, golden and
+// ValidateAll-clean (GenerateIngress validates).
+func TestIngressGolden(t *testing.T) {
+	const in, golden = "testdata/ingress/01.input.yaml", "testdata/ingress/01.golden.yaml"
+	data, err := os.ReadFile(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(data), "\n---\n")
+	var hdr struct {
+		Ingress struct {
+			Address string `json:"address"`
+			Port    uint32 `json:"port"`
+		} `json:"ingress"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &hdr); err != nil {
+		t.Fatal(err)
+	}
+	meshes := map[string]*meshv1.Mesh{}
+	dps := map[string][]*resource.Resource{}
+	for _, d := range docs[1:] {
+		r, err := resource.Unmarshal([]byte(d), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r.Type() {
+		case resource.MeshType:
+			meshes[r.Meta.GetName()] = r.Spec.(*meshv1.Mesh)
+		case resource.DataplaneType:
+			dps[r.Meta.GetMesh()] = append(dps[r.Meta.GetMesh()], r)
+		}
+	}
+	var snaps []*Snapshot
+	for m, list := range dps {
+		snaps = append(snaps, NewSnapshot(m, meshes[m], list, nil, nil))
+	}
+	res, err := GenerateIngress(snaps, hdr.Ingress.Address, hdr.Ingress.Port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := normalise(t, res)
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("ingress config differs from %s (run with -update):\n%s", golden, got)
+	}
+	// Every chain is named by what pkg/sni parses back to its service.
+	l := res[resourcev3.ListenerType][0].(*listenerv3.Listener)
+	for _, c := range l.GetFilterChains() {
+		n, err := sni.Parse(c.GetFilterChainMatch().GetServerNames()[0])
+		if err != nil || !strings.HasPrefix(c.GetName(), n.Service+".") {
+			t.Errorf("chain %q: %+v, %v", c.GetName(), n, err)
+		}
+	}
+}
