@@ -27,6 +27,7 @@ import (
 
 	"github.com/weftmesh/weft/api-server/internal/gateway"
 	"github.com/weftmesh/weft/api-server/internal/gui"
+	"github.com/weftmesh/weft/api-server/internal/openapi"
 	"github.com/weftmesh/weft/api-server/internal/server"
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/config"
@@ -36,11 +37,12 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
-	"github.com/weftmesh/weft/proto/gen/openapi"
+	"github.com/weftmesh/weft/pkg/version"
 )
 
-// Version is the Weft version reported by GET /.
-var Version = "0.1.0-dev"
+// Version is the Weft version reported by GET / (pkg/version, the one
+// weftctl prints too).
+var Version = version.Version
 
 // ServiceName is used for env overrides (WEFT_API_SERVER_*) and telemetry.
 const ServiceName = "api-server"
@@ -237,10 +239,14 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	doc, err := openapi.Document(Version)
+	if err != nil {
+		return nil, fmt.Errorf("openapi document: %w", err)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(doc)
 	})
 	mux.Handle("/", gw)
 	// The web GUI: embedded assets and its read-only summary API, behind
@@ -306,6 +312,8 @@ func routeLabel(r *http.Request) string {
 		return "/"
 	case len(parts) == 1 && parts[0] == "openapi.json":
 		return "/openapi.json"
+	case len(parts) == 1 && parts[0] == "global-insight":
+		return "/global-insight"
 	case parts[0] == "gui":
 		return gui.RouteLabel(r.URL.Path)
 	case len(parts) == 2 && parts[0] == "tokens":
@@ -318,6 +326,8 @@ func routeLabel(r *http.Request) string {
 		return "/meshes/{mesh}/" + known(parts[2])
 	case len(parts) == 4 && parts[0] == "meshes":
 		return "/meshes/{mesh}/" + known(parts[2]) + "/{name}"
+	case len(parts) == 5 && parts[0] == "meshes" && parts[2] == "dataplanes" && parts[4] == "policies":
+		return "/meshes/{mesh}/dataplanes/{name}/policies"
 	}
 	return "{unknown}"
 }

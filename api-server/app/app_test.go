@@ -65,9 +65,10 @@ func startCfg(t *testing.T, mode, zone string, change func(*app.Config)) *cp {
 }
 
 type resp struct {
-	code int
-	body map[string]any
-	raw  string
+	code     int
+	body     map[string]any
+	raw      string
+	warnings []string
 }
 
 func (c *cp) do(method, path, tok, body string) resp {
@@ -82,7 +83,7 @@ func (c *cp) do(method, path, tok, body string) resp {
 	}
 	defer r.Body.Close()
 	raw, _ := io.ReadAll(r.Body)
-	out := resp{code: r.StatusCode, raw: string(raw)}
+	out := resp{code: r.StatusCode, raw: string(raw), warnings: r.Header.Values("Warning")}
 	_ = json.Unmarshal(raw, &out.body)
 	return out
 }
@@ -365,8 +366,8 @@ func TestOwnershipByMode(t *testing.T) {
 func TestOpenAPIAndUnknownRoutes(t *testing.T) {
 	c := start(t, "standalone", "")
 	r := c.do("GET", "/openapi.json", "", "")
-	if r.code != 200 || r.body["swagger"] == nil {
-		t.Fatalf("openapi: %d", r.code)
+	if r.code != 200 || r.body["openapi"] != "3.1.0" || r.body["info"].(map[string]any)["title"] != "Weft API" || r.body["info"].(map[string]any)["version"] != app.Version {
+		t.Fatalf("openapi: %d %.300s", r.code, r.raw)
 	}
 	c.must("GET", "/no-such-things", "", 404)
 	c.must("GET", "/a/b/c/d/e", "", 404)
@@ -436,5 +437,164 @@ func TestDataplanesWithInsights(t *testing.T) {
 	got, _ := items[1].(map[string]any)["insight"].(map[string]any)
 	if got == nil || !strings.Contains(r.raw, `"controlPlaneInstanceId":"xds-7"`) {
 		t.Fatalf("web-2's insight missing: %s", r.raw)
+	}
+	// One item with its insight, in both URL forms.
+	for _, path := range []string{"/meshes/default/dataplanes+insights/web-2", "/meshes/default/dataplanes/web-2+insights"} {
+		one := c.must("GET", path, "", 200)
+		if one.body["name"] != "web-2" || !strings.Contains(one.raw, `"insight":{"type":"DataplaneInsight"`) {
+			t.Fatalf("%s: %s", path, one.raw)
+		}
+	}
+	if one := c.must("GET", "/meshes/default/dataplanes/web-1+insights", "", 200); strings.Contains(one.raw, "insight") {
+		t.Fatalf("web-1 has no insight: %s", one.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes+insights/nope", "", 404)
+	if r := c.do("GET", "/meshes/default/dataplanes+insights/web-2", "bad-token", ""); r.code != 401 {
+		t.Fatalf("bad token: %d %s", r.code, r.raw)
+	}
+}
+
+// Zones with insights carry their state, and when offline the reason.
+func TestZonesWithInsightsState(t *testing.T) {
+	c := start(t, "global", "")
+	c.must("PUT", "/zones/east", `{"type":"Zone"}`, 201)
+	c.must("PUT", "/zones/west", `{"type":"Zone","enabled":false}`, 201)
+	c.must("PUT", "/zones/north", `{"type":"Zone"}`, 201)
+	now := resource.Timestamp(time.Now())
+	for name, sub := range map[string]*meshv1.ZoneInsight_Subscription{
+		"east":  {Id: "1", ConnectTime: now},
+		"north": {Id: "2", ConnectTime: now, DisconnectTime: resource.Timestamp(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))},
+	} {
+		zi := resource.New(resource.ZoneInsightType, "", name)
+		zi.Spec = &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{sub}}
+		if _, err := c.st.Create(context.Background(), zi); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := c.must("GET", "/zones+insights", "", 200)
+	want := map[string][2]string{
+		"east":  {"online", ""},
+		"north": {"offline", "disconnected since 2026-01-02T03:04:05Z"},
+		"west":  {"offline", "disabled on global"},
+	}
+	for _, it := range r.body["items"].([]any) {
+		m := it.(map[string]any)
+		w := want[m["name"].(string)]
+		reason, _ := m["reason"].(string)
+		if m["state"] != w[0] || !strings.Contains(reason, w[1]) || (w[1] == "") != (reason == "") {
+			t.Errorf("%s: state %v reason %q, want %v %q", m["name"], m["state"], reason, w[0], w[1])
+		}
+	}
+	one := c.must("GET", "/zones/north+insights", "", 200)
+	if one.body["state"] != "offline" || !strings.Contains(one.raw, `"insight":{"type":"ZoneInsight"`) {
+		t.Fatalf("zones/north+insights: %s", one.raw)
+	}
+	if one := c.must("GET", "/zones+insights/west", "", 200); one.body["state"] != "offline" {
+		t.Fatalf("zones+insights/west: %s", one.raw)
+	}
+}
+
+// A mesh with online dataplanes is deleted only with force.
+func TestMeshDeleteNeedsForceWhileDataplanesOnline(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	ins := resource.New(resource.DataplaneInsightType, "default", "web-1")
+	ins.Spec = &meshv1.DataplaneInsight{Subscriptions: []*meshv1.DiscoverySubscription{{Id: "s", ConnectTime: resource.Timestamp(time.Now())}}}
+	if _, err := c.st.Create(context.Background(), ins); err != nil {
+		t.Fatal(err)
+	}
+	r := c.must("DELETE", "/meshes/default", "", 409)
+	if !strings.Contains(r.raw, `has 1 online dataplane(s) (web-1)`) || !strings.Contains(r.raw, "?force=true") {
+		t.Fatalf("refusal: %s", r.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes/web-1", "", 200)
+	c.must("DELETE", "/meshes/default?force=true", "", 200)
+	c.must("GET", "/meshes/default", "", 404)
+	// Offline dataplanes do not block.
+	c.must("PUT", "/meshes/other", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/other/dataplanes/web-1", strings.Replace(dp, `"default"`, `"other"`, 1), 201)
+	c.must("DELETE", "/meshes/other", "", 200)
+}
+
+// A selector tag key that no Dataplane has and that looks like a typo of
+// one is accepted with a warning (REST: a Warning header).
+func TestSelectorTypoWarning(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", strings.Replace(dp, `"weft.io/protocol":"http"`, `"weft.io/protocol":"http","team":"a"`, 1), 201)
+	tp := func(key string) string {
+		return `{"type":"TrafficPermission","sources":[{"match":{"` + key + `":"web"}}],"destinations":[{"match":{"weft.io/service":"*"}}]}`
+	}
+	r := c.must("PUT", "/meshes/default/traffic-permissions/typo", tp("weft.io/servce"), 201)
+	if len(r.warnings) != 1 || !strings.Contains(r.warnings[0], `sources[0].match[\"weft.io/servce\"]: no dataplane in mesh \"default\" has tag \"weft.io/servce\"`) ||
+		!strings.Contains(r.warnings[0], `did you mean \"weft.io/service\"?`) || !strings.HasPrefix(r.warnings[0], `299 - "`) {
+		t.Fatalf("warnings: %q", r.warnings)
+	}
+	c.must("GET", "/meshes/default/traffic-permissions/typo", "", 200) // accepted
+	if r := c.must("PUT", "/meshes/default/traffic-permissions/teem", tp("teem"), 201); len(r.warnings) != 1 || !strings.Contains(r.warnings[0], `did you mean \"team\"?`) {
+		t.Fatalf("teem: %q", r.warnings)
+	}
+	for _, key := range []string{"weft.io/service", "team", "datacenter"} {
+		if r := c.do("PUT", "/meshes/default/traffic-permissions/ok", c.admin, tp(key)); r.code/100 != 2 || len(r.warnings) != 0 {
+			t.Fatalf("%s: %d, unexpected warnings %q", key, r.code, r.warnings)
+		}
+	}
+}
+
+// GET .../dataplanes/{name}/policies lists the policies that apply to it
+// and how (as destination, as source, or selected).
+func TestDataplanePolicies(t *testing.T) {
+	c := start(t, "standalone", "")
+	c.must("PUT", "/meshes/default", `{"type":"Mesh"}`, 201)
+	c.must("PUT", "/meshes/default/dataplanes/web-1", dp, 201)
+	c.must("PUT", "/meshes/default/traffic-permissions/to-web", `{"type":"TrafficPermission","sources":[{"match":{"weft.io/service":"api"}}],"destinations":[{"match":{"weft.io/service":"web"}}]}`, 201)
+	c.must("PUT", "/meshes/default/timeouts/from-any", `{"type":"Timeout","sources":[{"match":{"weft.io/service":"*"}}],"destinations":[{"match":{"weft.io/service":"db"}}],"conf":{"connectTimeout":"1s"}}`, 201)
+	c.must("PUT", "/meshes/default/traffic-traces/web", `{"type":"TrafficTrace","selectors":[{"match":{"weft.io/service":"web"}}]}`, 201)
+	c.must("PUT", "/meshes/default/traffic-traces/other", `{"type":"TrafficTrace","selectors":[{"match":{"weft.io/service":"other"}}]}`, 201)
+	r := c.must("GET", "/meshes/default/dataplanes/web-1/policies", "", 200)
+	var got struct {
+		Total    int
+		Policies []struct{ Type, Name, Role, Service string }
+	}
+	if err := json.Unmarshal([]byte(r.raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"Timeout/from-any/source/web", "TrafficPermission/to-web/destination/web", "TrafficTrace/web/selected/web"}
+	var have []string
+	for _, p := range got.Policies {
+		have = append(have, p.Type+"/"+p.Name+"/"+p.Role+"/"+p.Service)
+	}
+	if got.Total != 3 || strings.Join(have, " ") != strings.Join(want, " ") {
+		t.Fatalf("policies = %v (total %d), want %v\n%s", have, got.Total, want, r.raw)
+	}
+	c.must("GET", "/meshes/default/dataplanes/nope/policies", "", 404)
+	if r := c.do("GET", "/meshes/default/dataplanes/web-1/policies", "", ""); r.code != 401 {
+		t.Fatalf("no token: %d", r.code)
+	}
+}
+
+// A zone control plane shows its own link to global.
+func TestGlobalInsight(t *testing.T) {
+	c := start(t, "zone", "zone-1")
+	r := c.must("GET", "/global-insight", "", 200)
+	if r.body["zone"] != "zone-1" || r.body["state"] != "offline" || !strings.Contains(r.body["reason"].(string), "never connected") {
+		t.Fatalf("no link yet: %s", r.raw)
+	}
+	zi := resource.New(resource.ZoneInsightType, "", "zone-1")
+	zi.Spec = &meshv1.ZoneInsight{Subscriptions: []*meshv1.ZoneInsight_Subscription{{Id: "s1", GlobalInstanceId: "g-1", ConnectTime: resource.Timestamp(time.Now())}}}
+	if _, err := c.st.Create(context.Background(), zi); err != nil {
+		t.Fatal(err)
+	}
+	r = c.must("GET", "/global-insight", "", 200)
+	if r.body["state"] != "online" || r.body["reason"] != nil || !strings.Contains(r.raw, `"globalInstanceId":"g-1"`) {
+		t.Fatalf("linked: %s", r.raw)
+	}
+	if r := c.do("GET", "/global-insight", "", ""); r.code != 401 {
+		t.Fatalf("no token: %d", r.code)
+	}
+	s := start(t, "standalone", "")
+	if r := s.must("GET", "/global-insight", "", 404); !strings.Contains(r.raw, "only a zone control plane") {
+		t.Fatalf("standalone: %s", r.raw)
 	}
 }

@@ -64,6 +64,7 @@ func TestDataplaneTokenIsBoundToItsServices(t *testing.T) {
 		`{"mesh":"default","name":"new-1"}`:                                 "services",
 		`{"mesh":"default","name":"new-1","services":["Bad_Name"]}`:         "services[0]",
 		`{"mesh":"default","name":"new-1","services":["a"],"unbound":true}`: "unbound",
+		`{"mesh":"nope","name":"new-1","services":["web"]}`:                 "mesh",
 	} {
 		r := c.do("POST", "/tokens/dataplane", c.admin, body)
 		if r.code != 400 || causes(r)[field] == "" {

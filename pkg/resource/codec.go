@@ -344,6 +344,9 @@ func MarshalJSON(r *Resource) ([]byte, error) {
 	writeKV("name", m.GetName())
 	if r.Spec != nil {
 		spec, err := specMarshal.Marshal(r.Spec)
+		if err == nil {
+			spec, err = numbers64(r.Spec.ProtoReflect().Descriptor(), spec)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("marshal %s: %w", r.Key(), err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,19 @@ func TestZoneDisabledAndDeleted(t *testing.T) {
 		return nil
 	})
 	t.Logf("disabled: %v", z.App.LastError())
+	// The zone records its link in its own etcd (GET /global-insight on
+	// its api-server): offline, with global's answer.
+	apptest.Eventually(t, wait, func() error {
+		zi, err := z.Store.Get(ctx, resource.ZoneInsightType, "", "zone-1")
+		if err != nil {
+			return err
+		}
+		state, reason := resource.LinkState(zi.Spec.(*meshv1.ZoneInsight))
+		if state != resource.ZoneOffline || !strings.Contains(reason, "disabled on global") {
+			return fmt.Errorf("link %s: %s", state, reason)
+		}
+		return nil
+	})
 	// Away (refused) is not gone: global keeps the zone's resources.
 	if _, err := g.Store.Get(ctx, resource.DataplaneType, "default", "zone-1.web-1"); err != nil {
 		t.Fatalf("global dropped a disabled zone's dataplane: %v", err)
@@ -61,6 +75,13 @@ func TestZoneDisabledAndDeleted(t *testing.T) {
 	apptest.Eventually(t, wait, func() error {
 		if !z.App.Connected() {
 			return errors.New("not reconnected")
+		}
+		zi, err := z.Store.Get(ctx, resource.ZoneInsightType, "", "zone-1")
+		if err != nil {
+			return err
+		}
+		if state, reason := resource.LinkState(zi.Spec.(*meshv1.ZoneInsight)); state != resource.ZoneOnline {
+			return fmt.Errorf("link %s: %s", state, reason)
 		}
 		return nil
 	})

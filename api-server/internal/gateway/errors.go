@@ -124,7 +124,16 @@ func writeStatus(w http.ResponseWriter, st *status.Status) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
+	writeJSON(w, body)
+}
+
+// writeJSON encodes v without HTML escaping: error details quote commands
+// such as 'authorization: Bearer <token>', which must read as written, not
+// as \u003ctoken\u003e (the body is application/json, never HTML).
+func writeJSON(w http.ResponseWriter, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 // WriteError writes a REST error outside the gateway (routing, body limits).
@@ -135,5 +144,5 @@ func WriteError(w http.ResponseWriter, code int, details string) {
 	if t == "" {
 		t = http.StatusText(code)
 	}
-	_ = json.NewEncoder(w).Encode(Error{Title: t, Details: details})
+	writeJSON(w, Error{Title: t, Details: details})
 }

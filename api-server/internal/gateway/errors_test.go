@@ -52,3 +52,21 @@ func TestTransportErrorsAreNotSentVerbatim(t *testing.T) {
 		}
 	}
 }
+
+// The 401 body quotes the header to send as written: <token>, not
+// \u003ctoken\u003e.
+func TestErrorBodyIsNotHTMLEscaped(t *testing.T) {
+	h := errorHandler(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := httptest.NewRecorder()
+	h(context.Background(), nil, nil, w, httptest.NewRequest("GET", "/meshes", nil),
+		status.Error(codes.Unauthenticated, "missing bearer token: send 'authorization: Bearer <token>'"))
+	body, _ := io.ReadAll(w.Result().Body)
+	if w.Code != 401 || !strings.Contains(string(body), `Bearer <token>`) || strings.Contains(string(body), `\u003c`) {
+		t.Fatalf("%d %s", w.Code, body)
+	}
+	w = httptest.NewRecorder()
+	WriteError(w, 404, "no route for <this>")
+	if body, _ := io.ReadAll(w.Result().Body); !strings.Contains(string(body), "<this>") {
+		t.Fatalf("WriteError: %s", body)
+	}
+}

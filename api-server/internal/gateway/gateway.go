@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -69,6 +70,20 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if r.Method == http.MethodGet {
+			if mesh, coll, name, ok := insightPath(r.URL.Path); ok {
+				serveInsightItem(w, r, conn, mesh, coll, name)
+				return
+			}
+			if r.URL.Path == GlobalInsightPath {
+				serveGlobalInsight(w, r, conn)
+				return
+			}
+			if mesh, name, ok := policiesPath(r.URL.Path); ok {
+				servePolicies(w, r, conn, mesh, name)
+				return
+			}
+		}
 		mux.ServeHTTP(w, r)
 	}), nil
 }
@@ -97,6 +112,10 @@ func setStatus(ctx context.Context, w http.ResponseWriter, _ proto.Message) erro
 	md, ok := runtime.ServerMetadataFromContext(ctx)
 	if !ok {
 		return nil
+	}
+	for _, warning := range md.HeaderMD.Get(server.WarningHeader) {
+		// RFC 7234 form, as Kubernetes sends it: 299 - "text".
+		w.Header().Add("Warning", `299 - `+strconv.Quote(warning))
 	}
 	if v := md.HeaderMD.Get(server.CreatedHeader); len(v) > 0 && strings.EqualFold(v[0], "true") {
 		w.WriteHeader(http.StatusCreated)

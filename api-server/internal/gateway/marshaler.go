@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/resource"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 // MaxBodySize bounds a request body.
@@ -62,19 +63,13 @@ func flatList(l *apiv1.ListResponse) ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		js, err := flat(it)
+		var ins *apiv1.Resource
+		if i < len(l.GetInsights()) {
+			ins = l.GetInsights()[i]
+		}
+		js, err := withInsight(it, ins, len(l.GetInsights()) > 0)
 		if err != nil {
 			return nil, err
-		}
-		if i < len(l.GetInsights()) {
-			if ins := l.GetInsights()[i]; ins.GetMeta() != nil {
-				ijs, err := flat(ins)
-				if err != nil {
-					return nil, err
-				}
-				js = append(js[:len(js)-1], `,"insight":`...)
-				js = append(append(js, ijs...), '}')
-			}
 		}
 		b.Write(js)
 	}
@@ -86,6 +81,50 @@ func flatList(l *apiv1.ListResponse) ([]byte, error) {
 	nextOff, _ := json.Marshal(l.GetNextOffset())
 	fmt.Fprintf(&b, `],"next":%s,"nextOffset":%s}`, next, nextOff)
 	return b.Bytes(), nil
+}
+
+// withInsight renders an item of a "+insights" listing (or GET): the flat
+// item with its insight under "insight" (an absent insight is an empty
+// Resource), and for zones their "state" and "reason"
+// (resource.ZoneState). joined is false for plain listings.
+func withInsight(it, ins *apiv1.Resource, joined bool) ([]byte, error) {
+	js, err := flat(it)
+	if err != nil || !joined {
+		return js, err
+	}
+	var insight *resource.Resource
+	if ins.GetMeta() != nil {
+		if insight, err = resource.FromAPI(ins, nil); err != nil {
+			return nil, err
+		}
+		ijs, err := resource.MarshalJSON(insight)
+		if err != nil {
+			return nil, err
+		}
+		js = append(js[:len(js)-1], `,"insight":`...)
+		js = append(append(js, ijs...), '}')
+	}
+	if it.GetMeta().GetType() == resource.ZoneType.Name {
+		z, err := resource.FromAPI(it, resource.ZoneType)
+		if err != nil {
+			return nil, err
+		}
+		var zi *meshv1.ZoneInsight
+		if insight != nil {
+			zi, _ = insight.Spec.(*meshv1.ZoneInsight)
+		}
+		zone, _ := z.Spec.(*meshv1.Zone)
+		state, reason := resource.ZoneState(zone, zi)
+		sj, _ := json.Marshal(state)
+		js = append(js[:len(js)-1], `,"state":`...)
+		js = append(js, sj...)
+		if reason != "" {
+			rj, _ := json.Marshal(reason)
+			js = append(append(js, `,"reason":`...), rj...)
+		}
+		js = append(js, '}')
+	}
+	return js, nil
 }
 
 // NewDecoder decodes request bodies. A resource body is passed through as

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,10 @@ const RequestURLHeader = "x-weft-request-url"
 
 // CreatedHeader marks a Put that created the resource (REST answers 201).
 const CreatedHeader = "weft-created"
+
+// WarningHeader carries warnings about an accepted write (REST: a Warning
+// header each, 299 - "text").
+const WarningHeader = "weft-warning"
 
 // Config is what the services need.
 type Config struct {
@@ -360,11 +366,68 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 	if err != nil {
 		return nil, err
 	}
+	if warnings := s.selectorTypos(ctx, r); len(warnings) > 0 {
+		_ = grpc.SetHeader(ctx, metadata.MD{WarningHeader: warnings})
+	}
 	if created {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(CreatedHeader, "true"))
 	}
 	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
 	return resource.ToAPI(out)
+}
+
+// maxWarnings bounds the warnings of one write.
+const maxWarnings = 10
+
+// selectorTypos warns about selector tag keys that no Dataplane of the mesh
+// has and that look like a typo of a key one has (or of a well-known tag):
+// `weft.io/servce` selects nothing, silently. The write is accepted. The
+// mesh's Dataplanes are read only when a key is not a well-known tag.
+func (s *Server) selectorTypos(ctx context.Context, r *resource.Resource) []string {
+	if !r.Type().MeshScoped() || r.Type() == resource.DataplaneType || r.Spec == nil {
+		return nil
+	}
+	tags := resource.SelectorTags(r.Spec)
+	var unusual []resource.SelectorTag
+	for _, t := range tags {
+		if !slices.Contains(resource.WellKnownTags, t.Key) {
+			unusual = append(unusual, t)
+		}
+	}
+	if len(unusual) == 0 {
+		return nil
+	}
+	dps, _, err := s.st.ListAll(ctx, resource.DataplaneType, r.Meta.GetMesh())
+	if err != nil {
+		s.log.WarnContext(ctx, "selector typo check skipped: cannot list dataplanes", "mesh", r.Meta.GetMesh(), "error", err)
+		return nil
+	}
+	has := map[string]bool{}
+	for _, k := range resource.WellKnownTags {
+		has[k] = true
+	}
+	for _, dp := range dps {
+		for _, in := range dp.Spec.(*meshv1.Dataplane).GetNetworking().GetInbound() {
+			for k := range in.GetTags() {
+				has[k] = true
+			}
+		}
+	}
+	known := make([]string, 0, len(has))
+	for k := range has {
+		known = append(known, k)
+	}
+	var out []string
+	for _, t := range unusual {
+		if has[t.Key] {
+			continue
+		}
+		if guess := resource.LikelyTypo(t.Key, known); guess != "" && len(out) < maxWarnings {
+			out = append(out, fmt.Sprintf("%s: no dataplane in mesh %s has tag %s, so this selector matches nothing; did you mean %s?",
+				t.Field, strconv.QuoteToASCII(r.Meta.GetMesh()), strconv.QuoteToASCII(t.Key), strconv.QuoteToASCII(guess)))
+		}
+	}
+	return out
 }
 
 // checkBinding refuses a Dataplane written by its own dataplane token that
@@ -401,6 +464,11 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	if err := s.authorizeWrite(ctx, tg); err != nil {
 		return nil, err
 	}
+	if tg.t == resource.MeshType && !req.GetForce() {
+		if err := s.meshHasOnlineDataplanes(ctx, tg.name); err != nil {
+			return nil, err
+		}
+	}
 	var opts []store.WriteOption
 	if tg.t == resource.SecretType {
 		meshVersion, err := s.secretInUse(ctx, tg.mesh, tg.name)
@@ -417,6 +485,32 @@ func (s *Server) Delete(ctx context.Context, req *apiv1.DeleteRequest) (*apiv1.D
 	}
 	s.log.InfoContext(ctx, "resource deleted", "key", resource.Key(tg.t.Name, tg.mesh, tg.name), "by", who(ctx))
 	return &apiv1.DeleteResponse{}, nil
+}
+
+// meshHasOnlineDataplanes refuses (409 IN_USE) to delete a mesh while
+// dataplanes in it are online (resource.DataplaneOnline): deleting it cuts
+// their configuration and certificates. force skips the check.
+func (s *Server) meshHasOnlineDataplanes(ctx context.Context, mesh string) error {
+	insights, _, err := s.st.ListAll(ctx, resource.DataplaneInsightType, mesh)
+	if err != nil {
+		return err
+	}
+	var online []string
+	for _, ins := range insights {
+		if di, ok := ins.Spec.(*meshv1.DataplaneInsight); ok && resource.DataplaneOnline(di) {
+			online = append(online, ins.Meta.GetName())
+		}
+	}
+	if len(online) == 0 {
+		return nil
+	}
+	sort.Strings(online)
+	names := online
+	if len(names) > 5 {
+		names = append(names[:5:5], "...")
+	}
+	return grpcx.InUse(fmt.Sprintf("mesh %q has %d online dataplane(s) (%s): stop them first, or delete it anyway with force (weftctl delete mesh %s --force; REST ?force=true)",
+		mesh, len(online), strings.Join(names, ", "), mesh))
 }
 
 // undecodableRepair reports whether the caller is an admin and the stored
@@ -591,6 +685,15 @@ func (s *Server) GenerateDataplaneToken(ctx context.Context, req *apiv1.Generate
 	}
 	d, err := validity("validFor", req.GetValidFor(), defaultDataplaneValidity)
 	if err != nil {
+		return nil, err
+	}
+	// A token for a mesh that does not exist could never be used, and a
+	// typo in --mesh would only show when the dataplane connects.
+	switch _, err := s.st.Get(ctx, resource.MeshType, "", req.GetMesh()); {
+	case store.IsNotFound(err):
+		return nil, grpcx.InvalidArgument(fmt.Sprintf("mesh %q does not exist", req.GetMesh()),
+			resource.Cause{Field: "mesh", Message: "no such mesh: create it first (weftctl apply), or see weftctl get meshes"})
+	case err != nil:
 		return nil, err
 	}
 	c := token.Claims{Kind: token.KindDataplane, Mesh: req.GetMesh(), Tags: req.GetTags(), Unbound: req.GetUnbound()}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/weftmesh/weft/pkg/resource"
 )
@@ -37,6 +38,7 @@ type Client struct {
 	token     string
 	http      *http.Client
 	userAgent string
+	onWarning func(string)
 }
 
 // Option configures a Client.
@@ -47,6 +49,31 @@ func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// WithWarnings calls fn with the text of every Warning header of a
+// response (the server accepted the request but has something to say,
+// e.g. a selector that matches nothing).
+func WithWarnings(fn func(string)) Option { return func(c *Client) { c.onWarning = fn } }
+
+// maxWarnings bounds the warnings reported per response.
+const maxWarnings = 10
+
+// warningText returns the text of a Warning header value (299 - "text"),
+// or the value itself when it is not in that form.
+// Control characters are dropped: the text goes to a terminal.
+func warningText(v string) string {
+	if rest, ok := strings.CutPrefix(v, "299 - "); ok {
+		if s, err := strconv.Unquote(rest); err == nil {
+			v = s
+		}
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, v)
+}
 
 // New returns a client for the api-server at baseURL (e.g.
 // http://127.0.0.1:5681, possibly with a path prefix). token may be empty,
@@ -127,6 +154,14 @@ func (c *Client) do(ctx context.Context, method, rawURL string, body []byte) (in
 		return 0, nil, &TransportError{Method: method, URL: rawURL, Err: err}
 	}
 	defer resp.Body.Close()
+	if c.onWarning != nil {
+		for i, v := range resp.Header.Values("Warning") {
+			if i == maxWarnings {
+				break
+			}
+			c.onWarning(warningText(v))
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseSize+1))
 	if err != nil {
 		return 0, nil, &TransportError{Method: method, URL: rawURL, Err: fmt.Errorf("read response: %w", err)}
@@ -169,6 +204,48 @@ func (c *Client) Index(ctx context.Context) (*Index, error) {
 		return nil, err
 	}
 	return &idx, nil
+}
+
+// GlobalInsight is a zone control plane's link to global
+// (GET /global-insight).
+type GlobalInsight struct {
+	Zone    string          `json:"zone"`
+	State   string          `json:"state"`
+	Reason  string          `json:"reason"`
+	Insight json.RawMessage `json:"insight"`
+}
+
+// GlobalInsight returns the control plane's link to global (zone mode
+// only; 404 elsewhere).
+func (c *Client) GlobalInsight(ctx context.Context) (*GlobalInsight, error) {
+	var gi GlobalInsight
+	if err := c.getJSON(ctx, c.url(nil, "global-insight"), &gi); err != nil {
+		return nil, err
+	}
+	return &gi, nil
+}
+
+// MatchedPolicy is one policy that applies to a dataplane.
+type MatchedPolicy struct {
+	Type    string `json:"type"`
+	Name    string `json:"name"`
+	Role    string `json:"role"`
+	Service string `json:"service"`
+}
+
+// DataplanePolicies returns the policies that apply to dataplane
+// mesh/name (GET /meshes/{mesh}/dataplanes/{name}/policies).
+func (c *Client) DataplanePolicies(ctx context.Context, mesh, name string) ([]MatchedPolicy, error) {
+	if err := checkIdentity(resource.DataplaneType, mesh, name); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Policies []MatchedPolicy `json:"policies"`
+	}
+	if err := c.getJSON(ctx, c.url(nil, "meshes", mesh, resource.DataplaneType.Collection, name, "policies"), &out); err != nil {
+		return nil, err
+	}
+	return out.Policies, nil
 }
 
 // resourcePath returns the path segments of a resource or a collection.
@@ -259,10 +336,20 @@ func (c *Client) Put(ctx context.Context, r *resource.Resource) (PutResult, erro
 
 // Delete deletes a resource.
 func (c *Client) Delete(ctx context.Context, t *resource.Type, mesh, name string) error {
+	return c.DeleteForce(ctx, t, mesh, name, false)
+}
+
+// DeleteForce deletes a resource; force deletes a Mesh even while
+// dataplanes in it are online (?force=true).
+func (c *Client) DeleteForce(ctx context.Context, t *resource.Type, mesh, name string, force bool) error {
 	if err := checkIdentity(t, mesh, name); err != nil {
 		return err
 	}
-	_, _, err := c.do(ctx, http.MethodDelete, c.url(nil, resourcePath(t, mesh, name)...), nil)
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
+	_, _, err := c.do(ctx, http.MethodDelete, c.url(q, resourcePath(t, mesh, name)...), nil)
 	return err
 }
 

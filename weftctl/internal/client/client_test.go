@@ -548,3 +548,29 @@ func TestAPIErrorString(t *testing.T) {
 		t.Fatalf("gateway shape = %+v", g)
 	}
 }
+
+// Warning headers of a response reach the WithWarnings callback as text,
+// control characters dropped.
+func TestWarnings(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Warning", `299 - "sources[0].match[\"weft.io/servce\"]: did you mean \"weft.io/service\"?"`)
+		w.Header().Add("Warning", "plain\tred")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"type":"Mesh","name":"default"}`))
+	}))
+	defer srv.Close()
+	var got []string
+	c, err := client.New(srv.URL, "t", client.WithWarnings(func(s string) { got = append(got, s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := resource.New(resource.MeshType, "", "default")
+	m.Spec = &meshv1.Mesh{}
+	if _, err := c.Put(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`sources[0].match["weft.io/servce"]: did you mean "weft.io/service"?`, "plainred"}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("warnings = %q, want %q", got, want)
+	}
+}

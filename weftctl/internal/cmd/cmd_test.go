@@ -8,13 +8,17 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/weftctl/internal/apitest"
 	"github.com/weftmesh/weft/weftctl/internal/cmd"
 	"github.com/weftmesh/weft/weftctl/internal/config"
@@ -424,8 +428,19 @@ func TestDelete(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "HTTP 404") {
 		t.Fatalf("second delete: %d %s", r.code, r.stderr)
 	}
-	// Deleting a mesh deletes what is in it.
+	if r := h.run("", "delete", "dp", "web-1", "--force"); r.code != 2 || !strings.Contains(r.stderr, "--force applies to meshes only") {
+		t.Fatalf("--force on a dataplane: %d %s", r.code, r.stderr)
+	}
+	// Deleting a mesh deletes what is in it; --force asks the server to do
+	// so even while dataplanes are online.
+	h.ok("", "delete", "mesh", "demo", "--force")
+	if reqs := h.srv.Requests(); reqs[len(reqs)-1].Method != "DELETE" || reqs[len(reqs)-1].Query.Get("force") != "true" {
+		t.Fatalf("delete --force sent %+v", reqs[len(reqs)-1])
+	}
 	h.ok("", "delete", "mesh", "default")
+	if reqs := h.srv.Requests(); reqs[len(reqs)-1].Query.Has("force") {
+		t.Fatalf("delete without --force sent %+v", reqs[len(reqs)-1])
+	}
 	if h.srv.Lookup(resource.DataplaneType, "default", "web-1") != nil {
 		t.Fatal("dataplane survived its mesh")
 	}
@@ -460,6 +475,10 @@ func TestInspectDataplanes(t *testing.T) {
 			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
 		}
 	}
+	wantTable(t, h.ok("", "inspect", "dp", "-m", "demo", "-o", "wide").stdout, [][]string{
+		{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND", "ADDRESS", "ZONE"},
+		{"demo", "db-1", "offline", "-", "-", "db,db-admin", "-", "-", "10.0.0.9", "local"},
+	})
 	r = h.ok("", "inspect", "dataplanes", "-m", "demo", "-o", "json")
 	if !strings.Contains(r.stdout, `"db-1"`) || strings.Contains(r.stdout, "web-1") {
 		t.Fatalf("json:\n%s", r.stdout)
@@ -477,21 +496,76 @@ func TestInspectZones(t *testing.T) {
 	h.srv.SetInsight(resource.ZoneType, "", "west", `{"subscriptions":[{"globalInstanceId":"g-1","zoneInstanceId":"z-2","connectTime":"2026-01-01T00:00:00Z","disconnectTime":"2026-01-02T04:00:05Z"}]}`)
 	r := h.ok("", "inspect", "zones")
 	want := [][]string{
-		{"NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE"},
-		{"east", "true", "online", "1h", "g-1", "z-1"},
-		{"west", "false", "offline", "4m", "g-1", "z-2"},
+		{"NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE", "REASON"},
+		{"east", "true", "online", "1h", "g-1", "z-1", "-"},
+		{"west", "false", "offline", "4m", "g-1", "z-2", "disabled", "on", "global"},
 	}
 	got := lines(r.stdout)
 	if len(got) != len(want) {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
 	for i := range got {
+		if f := fields(got[i]); len(f) < len(want[i]) || strings.Join(f[:len(want[i])], " ") != strings.Join(want[i], " ") {
+			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if r := h.run("", "inspect", "nothing"); r.code != 2 {
+		t.Fatalf("inspect nothing: exit %d", r.code)
+	}
+	// Singular alias.
+	if r := h.ok("", "inspect", "zone"); !strings.Contains(r.stdout, "east") {
+		t.Fatalf("inspect zone:\n%s", r.stdout)
+	}
+}
+
+func wantTable(t *testing.T, stdout string, want [][]string) {
+	t.Helper()
+	got := lines(stdout)
+	if len(got) != len(want) {
+		t.Fatalf("stdout:\n%s", stdout)
+	}
+	for i := range got {
 		if strings.Join(fields(got[i]), " ") != strings.Join(want[i], " ") {
 			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
 		}
 	}
-	if r := h.run("", "inspect", "meshes"); r.code != 2 {
-		t.Fatalf("inspect meshes: exit %d", r.code)
+}
+
+func TestInspectMeshesAndServices(t *testing.T) {
+	h := newHarness(t)
+	seed(t, h)
+	h.ok("type: Dataplane\nmesh: demo\nname: db-2\nnetworking:\n  address: 10.0.0.10\n  inbound:\n  - port: 5432\n    tags: {weft.io/service: db, weft.io/zone: east}\n", "apply", "-f", "-")
+	h.srv.SetInsight(resource.DataplaneType, "demo", "db-1", `{"subscriptions":[{"id":"a","controlPlaneInstanceId":"xds-1","connectTime":"2026-01-02T04:00:00Z"}]}`)
+	vip := resource.New(resource.VirtualIPType, "demo", "db")
+	vip.Spec = &meshv1.VirtualIP{Service: "db", Ip: "240.0.0.7"}
+	h.srv.Put(vip)
+
+	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
+		{"default", "0/1", "1", "off"},
+		{"demo", "1/2", "0", "off"},
+	})
+	wantTable(t, h.ok("", "inspect", "mesh", "-o", "wide").stdout, [][]string{
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "POLICIES-BY-TYPE"},
+		{"default", "0/1", "1", "off", "traffic-permissions:1"},
+		{"demo", "1/2", "0", "off", "-"},
+	})
+	wantTable(t, h.ok("", "inspect", "services", "-m", "demo", "-o", "wide").stdout, [][]string{
+		{"MESH", "SERVICE", "INSTANCES", "ZONES", "VIP", "DATAPLANES"},
+		{"demo", "db", "1/2", "east:1,local:1", "240.0.0.7", "db-1,db-2"},
+		{"demo", "db-admin", "1/1", "local:1", "-", "db-1"},
+	})
+	wantTable(t, h.ok("", "inspect", "svc").stdout, [][]string{
+		{"MESH", "SERVICE", "INSTANCES", "ZONES", "VIP"},
+		{"default", "web", "0/1", "local:1", "-"},
+		{"demo", "db", "1/2", "east:1,local:1", "240.0.0.7"},
+		{"demo", "db-admin", "1/1", "local:1", "-"},
+	})
+	if r := h.run("", "inspect", "services", "-o", "yaml"); r.code != 2 {
+		t.Fatalf("inspect services -o yaml: exit %d", r.code)
+	}
+	if r := h.run("", "inspect", "services", "-m", "nope"); r.code != 1 || !strings.Contains(r.stderr, `mesh "nope" not found`) {
+		t.Fatalf("unknown mesh: %d %s", r.code, r.stderr)
 	}
 }
 
@@ -653,7 +727,7 @@ func TestTargetPrecedence(t *testing.T) {
 func TestVersion(t *testing.T) {
 	h := newHarness(t)
 	r := h.ok("", "version")
-	if !strings.Contains(r.stdout, "Client: weftctl dev") || !strings.Contains(r.stdout, "Control plane: Weft 1.0.0-test, mode standalone") {
+	if !strings.Contains(r.stdout, "Client: weftctl "+cmd.Version) || !strings.Contains(r.stdout, "Control plane: Weft 1.0.0-test, mode standalone") {
 		t.Fatalf("stdout = %q", r.stdout)
 	}
 	r = h.ok("", "version", "--client")
@@ -824,5 +898,67 @@ func TestTLSCertificateRealGenerator(t *testing.T) {
 	}
 	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key file mode: %v %v", st.Mode(), err)
+	}
+}
+
+// The bash completion script completes commands, subcommands (after an
+// alias too) and resource types, skipping flags and their values; run by
+// bash itself.
+func TestCompletionBash(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash not installed")
+	}
+	h := newHarness(t)
+	script := h.ok("", "completion", "bash").stdout
+	for words, want := range map[string]string{
+		"weftctl insp":                 "inspect",
+		"weftctl inspect ":             "dataplanes global meshes services zones",
+		"weftctl get traffic-p":        "traffic-permissions",
+		"weftctl -m demo get dp":       "",
+		"weftctl delete -m demo mes":   "meshes",
+		"weftctl config cp r":          "remove",
+		"weftctl --cp http://x ver":    "version",
+		"weftctl inspect dataplanes ":  "",
+		"weftctl generate --force dat": "dataplane-token",
+	} {
+		fields := strings.Split(words, " ")
+		quoted := make([]string, len(fields))
+		for i, f := range fields {
+			quoted[i] = "'" + f + "'"
+		}
+		prog := script + "\nCOMP_WORDS=(" + strings.Join(quoted, " ") + "); COMP_CWORD=" + fmt.Sprint(len(fields)-1) + "; _weftctl; echo \"${COMPREPLY[*]}\"\n"
+		out, err := exec.Command(bash, "-c", prog).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("%q: got %q (%v), want %q", words, out, err, want)
+		}
+	}
+	if r := h.run("", "completion", "fish"); r.code != 2 {
+		t.Fatalf("completion fish: exit %d", r.code)
+	}
+	if r := h.ok("", "completion", "zsh"); !strings.HasPrefix(r.stdout, "autoload -U +X bashcompinit") {
+		t.Fatalf("zsh: %s", r.stdout)
+	}
+}
+
+func TestInspectGlobal(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/global-insight" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"zone":"zone-1","state":"offline","reason":"refused since 2026-01-02T04:00:05Z: invalid token: token is expired",
+			"insight":{"type":"ZoneInsight","name":"zone-1","subscriptions":[{"id":"a","globalInstanceId":"g-1","connectTime":"2026-01-01T00:00:00Z","disconnectTime":"2026-01-01T01:00:00Z"},
+			{"id":"refused-1","disconnectTime":"2026-01-02T04:00:05Z","lastError":"invalid token: token is expired"}]}}`))
+	}))
+	defer srv.Close()
+	h := newHarness(t)
+	r := h.ok("", "--cp", srv.URL, "--token", "t", "inspect", "global")
+	wantTable(t, r.stdout, [][]string{
+		{"ZONE", "STATE", "SINCE", "GLOBAL-INSTANCE", "REASON"},
+		{"zone-1", "offline", "4m", "-", "refused", "since", "2026-01-02T04:00:05Z:", "invalid", "token:", "token", "is", "expired"},
+	})
+	if r := h.ok("", "--cp", srv.URL, "--token", "t", "inspect", "global", "-o", "json"); !strings.Contains(r.stdout, `"lastError": "invalid token: token is expired"`) {
+		t.Fatalf("json:\n%s", r.stdout)
 	}
 }

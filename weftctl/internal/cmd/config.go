@@ -11,7 +11,7 @@ import (
 
 func configCommand() *Command {
 	return &Command{Name: "config", Summary: "Manage weftctl's configuration file", Subcommands: []*Command{
-		{Name: "control-planes", Summary: "Control planes weftctl talks to", Subcommands: []*Command{
+		{Name: "control-planes", Aliases: []string{"control-plane", "cp"}, Summary: "Control planes weftctl talks to", Subcommands: []*Command{
 			{Name: "add", Summary: "Add (or with --overwrite, replace) a control plane", Run: runCPAdd},
 			{Name: "use", Summary: "Make a control plane current", Run: runCPUse},
 			{Name: "list", Summary: "List control planes", Run: runCPList},
@@ -90,11 +90,15 @@ func runCPAdd(ctx context.Context, a *App, args []string) error {
 			return fmt.Errorf("verify control plane %s: it answers as %q, not Weft (pass --no-verify to skip)", *address, idx.Product)
 		}
 	}
-	if err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token, CACertFile: caFile}, *use); err != nil {
+	replaced, err := f.Put(config.ControlPlane{Name: *name, Address: *address, Token: a.Token, CACertFile: caFile}, *use)
+	if err != nil {
 		return err
 	}
 	if err := f.Save(path); err != nil {
 		return err
+	}
+	for _, r := range replaced {
+		fmt.Fprintf(a.Stdout, "removed control plane %q: it had the same address\n", r)
 	}
 	fmt.Fprintf(a.Stdout, "added control plane %q (%s)", *name, *address)
 	if f.Current == *name {

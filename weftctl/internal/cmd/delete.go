@@ -3,18 +3,22 @@ package cmd
 import (
 	"context"
 	"fmt"
+
+	"github.com/weftmesh/weft/pkg/resource"
 )
 
 const deleteUsage = `Usage:
-  weftctl delete TYPE NAME [-m MESH]
+  weftctl delete TYPE NAME [-m MESH] [--force]
 
 Deletes one resource (in mesh "default" unless -m is given). Deleting a mesh
-deletes every resource in it.
+deletes every resource in it; while dataplanes in it are online the control
+plane refuses (409) unless --force is given.
 
 Examples:
   weftctl delete dataplane web-1 -m demo
   weftctl delete traffic-permission allow-all
-  weftctl delete mesh demo`
+  weftctl delete mesh demo
+  weftctl delete mesh demo --force`
 
 func deleteCommand() *Command {
 	return &Command{Name: "delete", Summary: "Delete a resource", Run: runDelete}
@@ -22,7 +26,8 @@ func deleteCommand() *Command {
 
 func runDelete(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("delete")
-	mesh := meshFlag(fs)
+	mesh := meshFlagUsage(fs, "mesh of the resource (default \"default\")")
+	force := fs.Bool("force", false, "delete a mesh even while dataplanes in it are online")
 	pos, err := a.Parse(fs, deleteUsage, args)
 	if err != nil {
 		return err
@@ -45,7 +50,10 @@ func runDelete(ctx context.Context, a *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Delete(ctx, t, m, pos[1]); err != nil {
+	if *force && t != resource.MeshType {
+		return usageErrorf("--force applies to meshes only")
+	}
+	if err := c.DeleteForce(ctx, t, m, pos[1], *force); err != nil {
 		return fmt.Errorf("delete %s: %w", t.Name+" "+displayName(m, pos[1]), err)
 	}
 	fmt.Fprintf(a.Stdout, "deleted %s %s\n", t.Name, displayName(m, pos[1]))

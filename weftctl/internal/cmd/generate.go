@@ -112,9 +112,10 @@ func runRevokeSigningKey(ctx context.Context, a *App, args []string) error {
 
 const dataplaneTokenUsage = `Usage:
   weftctl generate dataplane-token --name NAME [--mesh MESH] [--service S ...] [--unbound]
-                                   [--tag k=v ...] [--valid-for 24h]
+                                   [--tag k=v ...] [--valid-for 1y]
 
-Prints a token for dataplane MESH/NAME. Needs an admin token.
+Prints a token for dataplane MESH/NAME, valid for 1 year unless --valid-for
+says otherwise. Needs an admin token.
 
 The token is bound to services: its dataplane may register (inbounds,
 gateway) and be certified only as those weft.io/service values. Without
@@ -128,9 +129,10 @@ Example:
   weftctl generate dataplane-token --mesh default --name web-2 --service web > web-2.token`
 
 const zoneTokenUsage = `Usage:
-  weftctl generate zone-token --zone ZONE [--valid-for 24h]
+  weftctl generate zone-token --zone ZONE [--valid-for 1y]
 
-Prints a token a zone control plane uses to connect to global. Needs an admin token.
+Prints a token a zone control plane uses to connect to global, valid for 1
+year unless --valid-for says otherwise. Needs an admin token.
 
 Example:
   weftctl generate zone-token --zone east --valid-for 1y`
@@ -138,7 +140,8 @@ Example:
 const userTokenUsage = `Usage:
   weftctl generate user-token --name NAME [--group G ...] [--valid-for 24h]
 
-Prints an API token for user NAME in the given groups. Needs an admin token.
+Prints an API token for user NAME in the given groups, valid for 24 hours
+unless --valid-for says otherwise. Needs an admin token.
 
 Example:
   weftctl generate user-token --name alice --group mesh-admins --valid-for 7d`
@@ -168,7 +171,7 @@ func (t tagsFlag) Set(v string) error {
 }
 
 func validForFlag(fs *flag.FlagSet) *string {
-	return fs.String("valid-for", "", "how long the token is valid, e.g. 24h, 30d, 1y (default: the server's, 24h)")
+	return fs.String("valid-for", "", "how long the token is valid, e.g. 24h, 30d, 1y (default: the server's: 1y for dataplane and zone tokens, 24h for user tokens)")
 }
 
 func checkValidFor(s string) error {

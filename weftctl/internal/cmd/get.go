@@ -87,8 +87,13 @@ func (a *App) printObjects(t *resource.Type, format string, objs []*client.Objec
 }
 
 func meshFlag(fs *flag.FlagSet) *string {
+	return meshFlagUsage(fs, "mesh (default: all meshes when listing, \"default\" when naming one resource)")
+}
+
+// meshFlagUsage is meshFlag with the command's own description of -m.
+func meshFlagUsage(fs *flag.FlagSet, usage string) *string {
 	m := new(string)
-	fs.StringVar(m, "m", "", "mesh (default: all meshes when listing, \"default\" when naming one resource)")
+	fs.StringVar(m, "m", "", usage)
 	fs.StringVar(m, "mesh", "", "mesh (same as -m)")
 	return m
 }

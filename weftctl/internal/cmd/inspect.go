@@ -16,22 +16,30 @@ import (
 )
 
 const inspectDataplanesUsage = `Usage:
-  weftctl inspect dataplanes [-m MESH] [-o table|yaml|json]
+  weftctl inspect dataplanes [-m MESH] [-o table|wide|yaml|json]
+  weftctl inspect dataplane NAME --policies [-m MESH] [-o table|yaml|json]
 
 Shows every dataplane with its connection status: online or offline, since
 when, which xds-server instance serves it, and when its certificate expires.
-Without -m it goes through every mesh.`
+Without -m it goes through every mesh. With NAME and --policies it shows
+the policies that apply to that dataplane (mesh "default" unless -m) and
+in which role: destination, source, or selected.`
 
 const inspectZonesUsage = `Usage:
   weftctl inspect zones [-o table|yaml|json]
 
-Shows every zone with its sync status: online or offline, since when, and
-which global and zone control-plane instances hold the stream.`
+Shows every zone with its sync status: online or offline, since when,
+which global and zone control-plane instances hold the stream, and why an
+offline zone is offline (disabled on global, never connected, disconnected
+since T).`
 
 func inspectCommand() *Command {
 	return &Command{Name: "inspect", Summary: "Show resources with their live status", Subcommands: []*Command{
-		{Name: "dataplanes", Summary: "Dataplanes: online/offline, xds-server instance, certificate expiry", Run: runInspectDataplanes},
-		{Name: "zones", Summary: "Zones: online/offline, control-plane instances", Run: runInspectZones},
+		{Name: "dataplanes", Aliases: []string{"dataplane", "dp"}, Summary: "Dataplanes: online/offline, xds-server instance, certificate expiry", Run: watchable(runInspectDataplanes)},
+		{Name: "zones", Aliases: []string{"zone"}, Summary: "Zones: online/offline, control-plane instances", Run: watchable(runInspectZones)},
+		{Name: "meshes", Aliases: []string{"mesh"}, Summary: "Meshes: dataplanes online/total, policies, mTLS backend", Run: watchable(runInspectMeshes)},
+		{Name: "services", Aliases: []string{"service", "svc"}, Summary: "Services: instances online/total per zone, virtual IP", Run: watchable(runInspectServices)},
+		{Name: "global", Summary: "On a zone: its link to global (state, reason)", Run: watchable(runInspectGlobal)},
 	}}
 }
 
@@ -39,12 +47,20 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 	fs := a.FlagSet("inspect dataplanes")
 	mesh := meshFlag(fs)
 	out := outputFlag(fs)
+	policies := fs.Bool("policies", false, "with NAME: the policies that apply to the dataplane")
 	pos, err := a.Parse(fs, inspectDataplanesUsage, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageErrorf("inspect dataplanes takes no arguments (got %q)", pos[0])
+	if len(pos) == 1 && *policies {
+		return inspectDataplanePolicies(ctx, a, *mesh, pos[0], *out)
+	}
+	if len(pos) > 0 || *policies {
+		return usageErrorf("inspect dataplanes takes NAME only with --policies (see 'weftctl inspect dataplanes --help')")
+	}
+	wide := *out == formatWide
+	if wide {
+		*out = formatTable
 	}
 	if err := checkFormat(*out); err != nil {
 		return err
@@ -76,14 +92,19 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 		return writeInsightItems(a.Stdout, *out, items)
 	}
 	now := a.Now()
-	tb := newTable(a.Stdout, "MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND")
+	headers := []string{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND"}
+	if wide {
+		headers = append(headers, "ADDRESS", "ZONE")
+	}
+	tb := newTable(a.Stdout, headers...)
 	for _, it := range items {
 		ins := &meshv1.DataplaneInsight{}
 		insErr := client.DecodeInsight(it.Insight, ins)
 		st := subscriptionStatus(now, lastDataplaneSub(ins))
-		services := ""
+		services, address, zone := "", "", ""
 		if dp, ok := it.Spec.(*meshv1.Dataplane); ok {
 			services = strings.Join(dataplaneServices(dp), ",")
+			address, zone = dp.GetNetworking().GetAddress(), dataplaneZone(dp, it.Meta.GetOrigin())
 		}
 		expiry := ""
 		if t := ins.GetMtls().GetCertificateExpirationTime(); t != nil {
@@ -93,8 +114,12 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 		if insErr != nil {
 			status = "unknown"
 		}
-		tb.row(it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
-			ins.GetMtls().GetIssuedBackend())
+		row := []string{it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
+			ins.GetMtls().GetIssuedBackend()}
+		if wide {
+			row = append(row, address, zone)
+		}
+		tb.row(row...)
 	}
 	return tb.flush()
 }
@@ -124,7 +149,7 @@ func runInspectZones(ctx context.Context, a *App, args []string) error {
 		return writeInsightItems(a.Stdout, *out, items)
 	}
 	now := a.Now()
-	tb := newTable(a.Stdout, "NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE")
+	tb := newTable(a.Stdout, "NAME", "ENABLED", "STATUS", "SINCE", "GLOBAL-INSTANCE", "ZONE-INSTANCE", "REASON")
 	for _, it := range items {
 		ins := &meshv1.ZoneInsight{}
 		insErr := client.DecodeInsight(it.Insight, ins)
@@ -136,14 +161,22 @@ func runInspectZones(ctx context.Context, a *App, args []string) error {
 		}
 		st := subscriptionStatus(now, sub{connect: last.GetConnectTime(), disconnect: last.GetDisconnectTime(), instance: last.GetGlobalInstanceId()})
 		enabled := ""
-		if z, ok := it.Spec.(*meshv1.Zone); ok {
+		z, _ := it.Spec.(*meshv1.Zone)
+		if z != nil {
 			enabled = fmt.Sprint(z.GetEnabled() == nil || z.GetEnabled().GetValue())
 		}
-		status := st.status
-		if insErr != nil {
-			status = "unknown"
+		// The server's state and reason; the same rule computed here for
+		// servers that do not send them.
+		var server struct{ State, Reason string }
+		_ = json.Unmarshal(it.Item, &server)
+		status, reason := server.State, server.Reason
+		if status == "" {
+			status, reason = resource.ZoneState(z, ins)
 		}
-		tb.row(it.Meta.GetName(), enabled, status, st.since, st.instance, last.GetZoneInstanceId())
+		if insErr != nil {
+			status, reason = "unknown", "the insight cannot be read: "+insErr.Error()
+		}
+		tb.row(it.Meta.GetName(), enabled, status, st.since, st.instance, last.GetZoneInstanceId(), reason)
 	}
 	return tb.flush()
 }
@@ -203,4 +236,45 @@ func writeInsightItems(w io.Writer, format string, items []*client.InsightObject
 		objs[i] = &client.Object{Resource: it.Resource, Raw: json.RawMessage(it.Item)}
 	}
 	return writeObjects(w, format, objs, false)
+}
+
+// inspectDataplanePolicies prints the policies that apply to one dataplane.
+func inspectDataplanePolicies(ctx context.Context, a *App, mesh, name, out string) error {
+	if err := checkFormat(out); err != nil {
+		return err
+	}
+	if mesh == "" {
+		mesh = DefaultMesh
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	ps, err := c.DataplanePolicies(ctx, mesh, name)
+	if err != nil {
+		return fmt.Errorf("inspect dataplane %s/%s --policies: %w", mesh, name, err)
+	}
+	switch out {
+	case formatJSON, formatYAML:
+		if ps == nil {
+			ps = []client.MatchedPolicy{}
+		}
+		js, err := json.Marshal(struct {
+			Mesh      string                 `json:"mesh"`
+			Dataplane string                 `json:"dataplane"`
+			Policies  []client.MatchedPolicy `json:"policies"`
+		}{mesh, name, ps})
+		if err != nil {
+			return err
+		}
+		if out == formatJSON {
+			return writeJSON(a.Stdout, js)
+		}
+		return writeYAML(a.Stdout, js)
+	}
+	tb := newTable(a.Stdout, "TYPE", "NAME", "ROLE", "SERVICE")
+	for _, p := range ps {
+		tb.row(p.Type, p.Name, p.Role, p.Service)
+	}
+	return tb.flush()
 }

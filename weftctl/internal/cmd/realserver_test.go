@@ -118,6 +118,27 @@ func TestAgainstRealAPIServer(t *testing.T) {
 		t.Fatalf("inspect dataplanes:\n%s", r.stdout)
 	}
 	h.ok("", "inspect", "zones")
+	// The policies of one dataplane (the manifest's allow-all selects every
+	// service, as destination and as source); inspect meshes and services.
+	wantTable(t, h.ok("", "inspect", "dataplane", "web-1", "--policies").stdout, [][]string{
+		{"TYPE", "NAME", "ROLE", "SERVICE"},
+		{"TrafficPermission", "allow-all", "destination", "web"},
+		{"TrafficPermission", "allow-all", "source", "web"},
+	})
+	if r := h.ok("", "inspect", "dp", "web-1", "--policies", "-o", "json"); !strings.Contains(r.stdout, `"role": "destination"`) {
+		t.Fatalf("--policies -o json:\n%s", r.stdout)
+	}
+	if r := h.run("", "inspect", "dp", "nope", "--policies"); r.code != 1 || !strings.Contains(r.stderr, "HTTP 404") {
+		t.Fatalf("--policies of a missing dataplane: %d %s", r.code, r.stderr)
+	}
+	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
+		{"default", "0/1", "1", "off"},
+	})
+	h.ok("", "inspect", "services")
+	if r := h.run("", "inspect", "global"); r.code != 1 || !strings.Contains(r.stderr, "only a zone control plane has a link to global") {
+		t.Fatalf("inspect global on standalone: %d %s", r.code, r.stderr)
+	}
 	for _, args := range [][]string{
 		{"generate", "dataplane-token", "--mesh", "default", "--name", "web-1", "--valid-for", "1h"},
 		{"generate", "zone-token", "--zone", "east"},

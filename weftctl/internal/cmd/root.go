@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +50,14 @@ type Command struct {
 	// Run runs the command. Groups leave it nil and set Subcommands.
 	Run         RunFunc
 	Subcommands []*Command
+	// Aliases are other names of the command (singular forms, short
+	// names): `inspect dataplane` is `inspect dataplanes`.
+	Aliases []string
+}
+
+// named reports whether name is the command's name or one of its aliases.
+func (c *Command) named(name string) bool {
+	return c.Name == name || slices.Contains(c.Aliases, name)
 }
 
 // builtins lists the top-level commands; App.Register adds more.
@@ -65,6 +74,7 @@ func builtins() []*Command {
 		versionCommand(),
 		upCommand(),
 		adminCommand(),
+		completionCommand(),
 	}
 }
 
@@ -160,7 +170,7 @@ func (a *App) dispatch(ctx context.Context, path []string, c *Command, args []st
 		return flag.ErrHelp
 	}
 	for _, sub := range c.Subcommands {
-		if sub.Name == args[0] {
+		if sub.named(args[0]) {
 			return a.dispatch(ctx, append(path, sub.Name), sub, args[1:])
 		}
 	}
@@ -177,7 +187,11 @@ func (a *App) groupUsage(fs *flag.FlagSet, path []string, c *Command) {
 	subs := append([]*Command(nil), c.Subcommands...)
 	sort.SliceStable(subs, func(i, j int) bool { return subs[i].Name < subs[j].Name })
 	for _, s := range subs {
-		fmt.Fprintf(tw, "  %s\t%s\n", s.Name, s.Summary)
+		name := s.Name
+		if len(s.Aliases) > 0 {
+			name += " (" + strings.Join(s.Aliases, ", ") + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", name, s.Summary)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nGlobal flags (accepted by every command):\n")
@@ -312,6 +326,10 @@ func FormatError(err error) string {
 				b.WriteString("Hint: the mesh's enabled CA reads it; switch the mesh to another backend or secret first.\n")
 				break
 			}
+			if strings.Contains(ae.Details, "online dataplane(s)") {
+				b.WriteString("Hint: stop those dataplanes first, or pass --force to delete the mesh anyway.\n")
+				break
+			}
 			b.WriteString("Hint: it changed since the version you sent; get it again ('weftctl get TYPE NAME -o yaml') and reapply your change.\n")
 		case http.StatusServiceUnavailable:
 			b.WriteString("Hint: the control plane's store (etcd) is unavailable for now; retry shortly. If a write 'may have been applied', get the resource before retrying.\n")
@@ -444,7 +462,8 @@ func (a *App) newClient(t Target) (*client.Client, error) {
 		c.Transport = tr
 		hc = &c
 	}
-	return client.New(t.Address, t.Token, client.WithHTTPClient(hc), client.WithUserAgent("weftctl/"+Version))
+	return client.New(t.Address, t.Token, client.WithHTTPClient(hc), client.WithUserAgent("weftctl/"+Version),
+		client.WithWarnings(func(w string) { fmt.Fprintf(a.Stderr, "Warning: %s\n", w) }))
 }
 
 // loadCAs reads PEM CA certificates (at most 1 MiB).

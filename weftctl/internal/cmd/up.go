@@ -13,7 +13,7 @@ import (
 )
 
 const upUsage = `Usage:
-  weftctl up [--data-dir DIR] [--zones N] [--demo] [--port-offset N] [--log-level LEVEL]
+  weftctl up [--data-dir DIR] [--zones N] [--demo] [--port-offset N | --ephemeral-ports] [--log-level LEVEL]
 
 Runs a whole Weft control plane in this process on an embedded etcd: with
 --zones N, a global control plane and N zones, each with its own etcd.
@@ -35,6 +35,7 @@ func runUp(ctx context.Context, a *App, args []string) error {
 	offset := fs.Int("port-offset", 0, "add this to every default port (run two instances side by side)")
 	host := fs.String("host", "127.0.0.1", "address the listeners bind")
 	logLevel := fs.String("log-level", "warn", "service log level: debug, info, warn, error")
+	ephemeral := fs.Bool("ephemeral-ports", false, "bind every listener to a free port instead of the defaults (scripts and CI: read the addresses from endpoints.json)")
 	pos, err := a.Parse(fs, upUsage, args)
 	if err != nil {
 		return err
@@ -49,7 +50,7 @@ func runUp(ctx context.Context, a *App, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return up.Run(ctx, up.Options{
-		DataDir: *dataDir, Zones: *zones, Demo: *demo, PortOffset: *offset, Host: *host,
+		DataDir: *dataDir, Zones: *zones, Demo: *demo, PortOffset: *offset, Host: *host, EphemeralPorts: *ephemeral,
 		Log: slog.New(slog.NewTextHandler(a.Stderr, &slog.HandlerOptions{Level: lv})),
 		Out: a.Stdout,
 		OnReady: func(eps up.Endpoints) {

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/weftmesh/weft/pkg/version"
 )
 
-// Version is weftctl's version, set at build time with
-// -ldflags "-X github.com/weftmesh/weft/weftctl/internal/cmd.Version=v1.2.3".
-var Version = "dev"
+// Version is weftctl's version: the Weft version (pkg/version, the one
+// the control plane reports), set at build time with
+// -ldflags "-X github.com/weftmesh/weft/pkg/version.Version=v1.2.3".
+var Version = version.Version
 
 const versionUsage = `Usage:
   weftctl version [--client]

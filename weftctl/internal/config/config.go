@@ -190,14 +190,32 @@ func (f *File) FindByAddress(addr string) *ControlPlane {
 }
 
 // Put adds the control plane, replacing one of the same name, and makes it
-// current if use is true or if it is the only one.
-func (f *File) Put(cp ControlPlane, use bool) error {
+// current if use is true or if it is the only one. Entries of other names
+// with the same address are removed (their names are returned): two
+// entries for one address would send one control plane's token to
+// another's successor (a stale local-standalone next to local-global on
+// the same URL answers 401). If the current one is among them, this one
+// becomes current.
+func (f *File) Put(cp ControlPlane, use bool) (replaced []string, err error) {
 	if err := ValidateName(cp.Name); err != nil {
-		return fmt.Errorf("control plane name: %w", err)
+		return nil, fmt.Errorf("control plane name: %w", err)
 	}
 	if err := ValidateAddress(cp.Address); err != nil {
-		return fmt.Errorf("control plane address: %w", err)
+		return nil, fmt.Errorf("control plane address: %w", err)
 	}
+	want := strings.TrimRight(cp.Address, "/")
+	kept := f.ControlPlanes[:0]
+	for _, o := range f.ControlPlanes {
+		if o.Name != cp.Name && strings.TrimRight(o.Address, "/") == want {
+			replaced = append(replaced, o.Name)
+			if f.Current == o.Name {
+				f.Current, use = "", true
+			}
+			continue
+		}
+		kept = append(kept, o)
+	}
+	f.ControlPlanes = kept
 	if old := f.Find(cp.Name); old != nil {
 		*old = cp
 	} else {
@@ -206,7 +224,7 @@ func (f *File) Put(cp ControlPlane, use bool) error {
 	if use || f.Current == "" {
 		f.Current = cp.Name
 	}
-	return nil
+	return replaced, nil
 }
 
 // Use makes the named control plane current.
@@ -273,13 +291,14 @@ func ValidateAddress(addr string) error {
 }
 
 // AddControlPlaneAt adds (or replaces) a control plane in the file at path
-// and makes it current if use is true or it is the only one.
+// and makes it current if use is true or it is the only one; entries of
+// other names with the same address are removed (see Put).
 func AddControlPlaneAt(path, name, address, token string, use bool) error {
 	f, err := Load(path)
 	if err != nil {
 		return err
 	}
-	if err := f.Put(ControlPlane{Name: name, Address: address, Token: token}, use); err != nil {
+	if _, err := f.Put(ControlPlane{Name: name, Address: address, Token: token}, use); err != nil {
 		return err
 	}
 	return f.Save(path)

@@ -148,3 +148,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// An entry for an address another name already has replaces it: a stale
+// local-standalone next to local-global on the same URL would send the old
+// control plane's token (401).
+func TestPutReplacesSameAddress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "weftctl.yaml")
+	if err := config.AddControlPlaneAt(path, "local-standalone", "http://127.0.0.1:5681", "old", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.AddControlPlaneAt(path, "prod", "https://weft.example.com", "p", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.AddControlPlaneAt(path, "local-global", "http://127.0.0.1:5681/", "new", false); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Find("local-standalone") != nil || len(f.ControlPlanes) != 2 {
+		t.Fatalf("stale entry kept: %+v", f.ControlPlanes)
+	}
+	// The removed entry was current: its replacement is.
+	if cp := f.CurrentControlPlane(); cp == nil || cp.Name != "local-global" || cp.Token != "new" {
+		t.Fatalf("current = %+v", cp)
+	}
+	if cp := f.FindByAddress("http://127.0.0.1:5681"); cp == nil || cp.Token != "new" {
+		t.Fatalf("FindByAddress = %+v", cp)
+	}
+	replaced, err := f.Put(config.ControlPlane{Name: "prod2", Address: "https://weft.example.com"}, false)
+	if err != nil || len(replaced) != 1 || replaced[0] != "prod" || f.Current != "local-global" {
+		t.Fatalf("replaced = %v, %v, current %q", replaced, err, f.Current)
+	}
+}

@@ -10,7 +10,7 @@ import (
 // demo seeds demo resources. It grows with the services: meshes and
 // policies go to the first control plane (global, or standalone).
 func demo(ctx context.Context, planes []*plane, out io.Writer) error {
-	fmt.Fprintln(out, "demo: mesh 'demo' (builtin mTLS CA), TrafficPermission frontend -> backend, dataplanes backend-1 and frontend-1 in every zone")
+	fmt.Fprintln(out, "demo: mesh 'demo' (builtin mTLS CA), TrafficPermission frontend -> backend, dataplanes backend-1-<zone> and frontend-1-<zone> in every zone (backend-1 and frontend-1 standalone)")
 	if err := seedDemo(ctx, planes); err != nil {
 		return err
 	}

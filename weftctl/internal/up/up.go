@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -77,6 +79,10 @@ type Endpoint struct {
 	EtcdEndpoint    string            `json:"etcdEndpoint"`
 	AdminAddresses  map[string]string `json:"adminAddresses"`
 	AdminToken      string            `json:"adminToken"`
+	// CACertFile is the control-plane CA certificate (PEM) that verifies
+	// this control plane's TLS listeners (xDS, CA, zone-sync): what
+	// weft-dp's --cp-ca-file takes.
+	CACertFile string `json:"caCertFile"`
 }
 
 // Default ports of the first control plane; each further control plane
@@ -156,6 +162,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	unlock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var planes []*plane
 	if o.Zones == 0 {
 		planes = append(planes, &plane{name: "standalone", mode: "standalone"})
@@ -198,6 +209,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	eps := Endpoints{}
 	for _, p := range planes {
+		if err := p.writeCA(ctx); err != nil {
+			return err
+		}
 		eps.ControlPlanes = append(eps.ControlPlanes, p.ep)
 	}
 	if err := writeEndpoints(filepath.Join(o.DataDir, "endpoints.json"), eps); err != nil {
@@ -244,6 +258,27 @@ func (p *plane) startStorage(ctx context.Context) error {
 	}
 	p.ep = Endpoint{Name: p.name, Mode: p.mode, Zone: p.zone, EtcdEndpoint: p.etcd.Endpoint(), AdminAddresses: map[string]string{}}
 	return p.reseal(ctx)
+}
+
+// caFile is the control-plane CA certificate in each plane's directory.
+const caFile = "cp-ca.pem"
+
+// writeCA writes the plane's control-plane CA certificate (public, PEM)
+// to <data-dir>/<plane>/cp-ca.pem and names it in the endpoint.
+func (p *plane) writeCA(ctx context.Context) error {
+	pem, err := cptls.RootPEM(ctx, store.New(p.cli, store.WithKeyring(p.keys)))
+	if err != nil {
+		return fmt.Errorf("%s: control-plane CA: %w", p.name, err)
+	}
+	path, err := filepath.Abs(filepath.Join(p.dir, caFile))
+	if err != nil {
+		return err
+	}
+	if err := writeFile(path, pem, 0o644); err != nil {
+		return fmt.Errorf("%s: write the control-plane CA: %w", p.name, err)
+	}
+	p.ep.CACertFile = path
+	return nil
 }
 
 // reseal re-seals every sealed value with the first key of encryption.key
@@ -455,8 +490,16 @@ func writeEndpoints(path string, eps Endpoints) error {
 	if err != nil {
 		return err
 	}
+	return writeFile(path, append(data, '\n'), 0o600)
+}
+
+// writeFile replaces path through a temporary file and a rename.
+func writeFile(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -470,13 +513,20 @@ func printSummary(w io.Writer, eps Endpoints, file string) {
 		fmt.Fprintf(w, "    gRPC API      %s\n", ep.GRPCAddress)
 		fmt.Fprintf(w, "    web GUI       %s/gui/\n", ep.APIURL)
 		for _, kv := range [][2]string{{"xDS (ADS)", ep.XDSAddress}, {"CA", ep.CAAddress}, {"DNS", ep.DNSAddress},
-			{"zone-sync", ep.ZoneSyncAddress}, {"ingress", ep.IngressAddress}} {
+			{"zone-sync", ep.ZoneSyncAddress}, {"ingress", ep.IngressAddress}, {"CA cert", ep.CACertFile}} {
 			if kv[1] != "" {
 				fmt.Fprintf(w, "    %-13s %s\n", kv[0], kv[1])
 			}
 		}
+		admin := make([]string, 0, len(ep.AdminAddresses))
+		for svc, addr := range ep.AdminAddresses {
+			admin = append(admin, svc+" "+addr)
+		}
+		sort.Strings(admin)
+		fmt.Fprintf(w, "    %-13s %s\n", "admin", strings.Join(admin, ", "))
+		fmt.Fprintf(w, "    %-13s %s\n", "admin token", ep.AdminToken)
 	}
-	fmt.Fprintf(w, "\nAdmin token (also in %s and your weftctl config):\n  %s\n", file, eps.ControlPlanes[0].AdminToken)
+	fmt.Fprintf(w, "\nAdmin tokens are also in %s and your weftctl config (local-<name>).\n", file)
 	fmt.Fprintf(w, "\nTry:  curl -H \"Authorization: Bearer $(jq -r '.controlPlanes[0].adminToken' %s)\" %s/meshes\n", file, eps.ControlPlanes[0].APIURL)
 	fmt.Fprintf(w, "\nWeb GUI sign-in link (stores the token in that browser tab and removes it from the address bar):\n  %s/gui/?token=%s\n",
 		eps.ControlPlanes[0].APIURL, url.QueryEscape(eps.ControlPlanes[0].AdminToken))

@@ -1,7 +1,10 @@
 package up_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"github.com/miekg/dns"
 	"io"
@@ -70,6 +73,18 @@ func TestUpStandaloneDemoAndRestartKeepsData(t *testing.T) {
 		t.Fatalf("endpoints.json: %v %s", err, data)
 	}
 	cp := eps.ControlPlanes[0]
+	checkCAFile(t, cp)
+	// A second up on the same data dir fails at once, naming the fix.
+	errc := make(chan error, 1)
+	go func() { errc <- up.Run(context.Background(), up.Options{DataDir: dir, EphemeralPorts: true}) }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "is in use by another weftctl up (pid ") || !strings.Contains(err.Error(), "--data-dir") {
+			t.Fatalf("second up on the same data dir: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a second up on the same data dir did not fail fast")
+	}
 	if code, _ := get(t, cp.APIURL+"/meshes", ""); code != 401 {
 		t.Fatalf("no token: %d", code)
 	}
@@ -111,11 +126,20 @@ func TestUpStandaloneDemoAndRestartKeepsData(t *testing.T) {
 }
 
 func TestUpZonesSyncGlobalPolicies(t *testing.T) {
-	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true})
+	var out bytes.Buffer
+	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true, Out: &out})
 	defer stop()
 	if len(eps.ControlPlanes) != 3 || eps.ControlPlanes[0].Mode != "global" || eps.ControlPlanes[2].Zone != "zone-2" {
 		t.Fatalf("control planes: %+v", eps.ControlPlanes)
 	}
+	// Every control plane's admin token and admin ports are printed, not
+	// only global's.
+	for _, cp := range eps.ControlPlanes {
+		if !strings.Contains(out.String(), cp.AdminToken) || !strings.Contains(out.String(), "api-server "+cp.AdminAddresses["api-server"]) {
+			t.Fatalf("summary lacks %s's admin token or ports:\n%s", cp.Name, out.String())
+		}
+	}
+	checkCAFile(t, eps.ControlPlanes[1])
 	for _, zone := range eps.ControlPlanes[1:] {
 		// Each zone runs its ingress; its ZoneIngress reaches global,
 		// advertising the address endpoints.json names.
@@ -219,4 +243,26 @@ func TestUpDemoZonesShareOneMeshRoot(t *testing.T) {
 	if roots[0] != roots[1] || roots[1] != roots[2] {
 		t.Fatal("zones hold different mesh roots")
 	}
+}
+
+// checkCAFile: endpoints.json names the control-plane CA, written to the
+// data dir, and it verifies the xDS listener's certificate.
+func checkCAFile(t *testing.T, cp up.Endpoint) {
+	t.Helper()
+	if !filepath.IsAbs(cp.CACertFile) {
+		t.Fatalf("caCertFile %q is not absolute", cp.CACertFile)
+	}
+	pem, err := os.ReadFile(cp.CACertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", cp.CACertFile)
+	}
+	conn, err := tls.Dial("tcp", cp.XDSAddress, &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatalf("xDS listener does not verify with %s: %v", cp.CACertFile, err)
+	}
+	conn.Close()
 }

@@ -160,6 +160,9 @@ func (c *Client) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if !welcomed {
+			c.linkEnded(ctx, "", err)
+		}
 		c.lastErr.Store(errorValue{err})
 		if welcomed && time.Since(start) > 5*time.Second {
 			backoff = c.cfg.MinBackoff
@@ -214,6 +217,12 @@ func (c *Client) connect(ctx context.Context, conn *grpc.ClientConn, cache *prot
 		return false, status.Error(codes.InvalidArgument, "global did not answer Hello with Welcome")
 	}
 	c.cfg.Log.Info("connected to global", "globalInstance", w.GetGlobalInstanceId(), "subscription", w.GetSubscriptionId())
+	subID := w.GetSubscriptionId()
+	if subID == "" {
+		subID = fmt.Sprintf("stream-%d", time.Now().UnixNano())
+	}
+	c.linkConnected(ctx, subID, w.GetGlobalInstanceId())
+	defer func() { c.linkEnded(ctx, subID, err) }()
 	c.connected.Store(true)
 	c.cfg.Metrics.Streams.WithLabelValues(c.cfg.Zone).Inc()
 	defer func() {

@@ -418,7 +418,10 @@ type DeleteRequest struct {
 	Mesh       string                 `protobuf:"bytes,2,opt,name=mesh,proto3" json:"mesh,omitempty"`
 	Name       string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// When non-zero, delete only while the resource is at this version.
-	Version       int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// Deleting a Mesh that has online dataplanes is refused unless force is
+	// set (REST: ?force=true).
+	Force         bool `protobuf:"varint,5,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +482,13 @@ func (x *DeleteRequest) GetVersion() int64 {
 		return x.Version
 	}
 	return 0
+}
+
+func (x *DeleteRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 type DeleteResponse struct {
@@ -1274,14 +1284,15 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"collection\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x121\n" +
-	"\bresource\x18\x04 \x01(\v2\x15.weft.api.v1.ResourceR\bresource\"q\n" +
+	"\bresource\x18\x04 \x01(\v2\x15.weft.api.v1.ResourceR\bresource\"\x87\x01\n" +
 	"\rDeleteRequest\x12\x1e\n" +
 	"\n" +
 	"collection\x18\x01 \x01(\tR\n" +
 	"collection\x12\x12\n" +
 	"\x04mesh\x18\x02 \x01(\tR\x04mesh\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\x03R\aversion\"\x10\n" +
+	"\aversion\x18\x04 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05force\x18\x05 \x01(\bR\x05force\"\x10\n" +
 	"\x0eDeleteResponse\"g\n" +
 	"\fWatchRequest\x12\x1e\n" +
 	"\n" +

@@ -246,8 +246,11 @@ type ZoneInsight_Subscription struct {
 	ConnectTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=connect_time,json=connectTime,proto3" json:"connect_time,omitempty"`
 	DisconnectTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=disconnect_time,json=disconnectTime,proto3" json:"disconnect_time,omitempty"`
 	// Keyed by type URL.
-	Types         map[string]*SyncTypeStatus `protobuf:"bytes,6,rep,name=types,proto3" json:"types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Version       string                     `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	Types   map[string]*SyncTypeStatus `protobuf:"bytes,6,rep,name=types,proto3" json:"types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Version string                     `protobuf:"bytes,7,opt,name=version,proto3" json:"version,omitempty"`
+	// Why the stream ended or was refused (recorded by the zone in its own
+	// etcd: its link to global).
+	LastError     string `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +330,13 @@ func (x *ZoneInsight_Subscription) GetTypes() map[string]*SyncTypeStatus {
 func (x *ZoneInsight_Subscription) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *ZoneInsight_Subscription) GetLastError() string {
+	if x != nil {
+		return x.LastError
 	}
 	return ""
 }
@@ -465,9 +475,9 @@ const file_weft_mesh_v1_zone_proto_rawDesc = "" +
 	"\n" +
 	"\x17weft/mesh/v1/zone.proto\x12\fweft.mesh.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1cweft/mesh/v1/dataplane.proto\"<\n" +
 	"\x04Zone\x124\n" +
-	"\aenabled\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\aenabled\"\x93\x04\n" +
+	"\aenabled\x18\x01 \x01(\v2\x1a.google.protobuf.BoolValueR\aenabled\"\xb2\x04\n" +
 	"\vZoneInsight\x12L\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2&.weft.mesh.v1.ZoneInsight.SubscriptionR\rsubscriptions\x1a\xb5\x03\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2&.weft.mesh.v1.ZoneInsight.SubscriptionR\rsubscriptions\x1a\xd4\x03\n" +
 	"\fSubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12,\n" +
 	"\x12global_instance_id\x18\x02 \x01(\tR\x10globalInstanceId\x12(\n" +
@@ -475,7 +485,9 @@ const file_weft_mesh_v1_zone_proto_rawDesc = "" +
 	"\fconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vconnectTime\x12C\n" +
 	"\x0fdisconnect_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0edisconnectTime\x12G\n" +
 	"\x05types\x18\x06 \x03(\v21.weft.mesh.v1.ZoneInsight.Subscription.TypesEntryR\x05types\x12\x18\n" +
-	"\aversion\x18\a \x01(\tR\aversion\x1aV\n" +
+	"\aversion\x18\a \x01(\tR\aversion\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\x1aV\n" +
 	"\n" +
 	"TypesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
