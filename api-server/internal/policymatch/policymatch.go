@@ -1,13 +1,14 @@
 // Package policymatch answers which policies apply to one dataplane, for
-// GET /meshes/{mesh}/dataplanes/{name}/policies. Match is the one function
-// to swap for the shared policy-matching package once it exists; until
-// then it uses pkg/resource's selector matching (what xds-server's
-// generators use).
+// GET /meshes/{mesh}/dataplanes/{name}/policies: every policy with a
+// selector matching one of the dataplane's tag sets (pkg/policy.SourceTags,
+// the sets xds-server's generators match it by), and in which role.
+// Which of several matching policies wins is pkg/policy's rule (Best).
 package policymatch
 
 import (
 	"sort"
 
+	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
@@ -42,7 +43,7 @@ type selectorPolicy interface {
 // each role in which one of dp's inbounds (or its gateway) matches, in
 // type, name, role order.
 func Match(dp *meshv1.Dataplane, policies []*resource.Resource) []Matched {
-	tagSets := inboundTags(dp)
+	tagSets := policy.SourceTags(dp) // the tag sets the generators match it by
 	var out []Matched
 	for _, p := range policies {
 		seen := map[string]bool{}
@@ -72,18 +73,5 @@ func Match(dp *meshv1.Dataplane, policies []*resource.Resource) []Matched {
 		}
 		return a.Role < b.Role
 	})
-	return out
-}
-
-// inboundTags are the tag sets a dataplane is selected by: each inbound's,
-// and its gateway's.
-func inboundTags(dp *meshv1.Dataplane) []map[string]string {
-	var out []map[string]string
-	for _, in := range dp.GetNetworking().GetInbound() {
-		out = append(out, in.GetTags())
-	}
-	if gw := dp.GetNetworking().GetGateway(); gw != nil {
-		out = append(out, gw.GetTags())
-	}
 	return out
 }
