@@ -88,10 +88,21 @@ func (c *Config) agentConfig(log *slog.Logger) (*agent.Config, error) {
 	if err := ac.Validate(); err != nil {
 		return nil, err
 	}
+	// The bootstrap is read by an application started from anywhere: every
+	// path written into it is absolute.
 	if c.Workdir, err = filepath.Abs(c.Workdir); err != nil {
 		return nil, err
 	}
 	ac.Workdir = c.Workdir
+	if c.CPCAFile != "" {
+		if c.CPCAFile, err = filepath.Abs(c.CPCAFile); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(c.CPCAFile); err != nil {
+			return nil, fmt.Errorf("--cp-ca-file: %w", err)
+		}
+		ac.CPCAFile = c.CPCAFile
+	}
 	return ac, nil
 }
 
