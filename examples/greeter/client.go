@@ -139,7 +139,7 @@ func (c *Caller) Until(ctx context.Context, want string, wait time.Duration) err
 	for {
 		r, err := c.call(ctx)
 		if Outcome(err) == want {
-			fmt.Fprintf(c.Out, "got %s: %s\n", want, Describe(r, err))
+			fmt.Fprintf(c.Out, "got %s\n", Describe(r, err))
 			return nil
 		}
 		if d := Describe(r, err); d != last {

@@ -43,8 +43,9 @@ API=http://127.0.0.1:$((5681 + base))         # Dataplanes are registered in the
 XDS=127.0.0.1:$((5678 + base))
 XDS_ADMIN=127.0.0.1:$((5688 + base))
 
-say() { printf '\n## %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+say() { printf '\n## %s\n' "$*" >&2; }
+# run prints a command (on stderr: stdout may be redirected to a file) and runs it.
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 pids=()
 cleanup() {
@@ -78,7 +79,7 @@ dataplane() {
   WEFT_CP=$API run "$BIN/weftctl" apply -f "$WORKDIR/$name.yaml"
   WEFT_CP=$API run "$BIN/weftctl" generate dataplane-token --mesh "$MESH" --name "$name" >"$WORKDIR/$name.token"
   [[ -s "$WORKDIR/cp-ca.pem" ]] || run curl -sf "http://$XDS_ADMIN/control-plane-ca.pem" -o "$WORKDIR/cp-ca.pem"
-  printf '$ %s\n' "weft-dp run --cp $XDS --cp-ca-file $WORKDIR/cp-ca.pem --mesh $MESH --name $name --token-file $WORKDIR/$name.token --proxy-type grpc --workdir $WORKDIR/$name &"
+  printf '$ %s\n' "weft-dp run --cp $XDS --cp-ca-file $WORKDIR/cp-ca.pem --mesh $MESH --name $name --token-file $WORKDIR/$name.token --proxy-type grpc --workdir $WORKDIR/$name &" >&2
   "$BIN/weft-dp" run --cp "$XDS" --cp-ca-file "$WORKDIR/cp-ca.pem" --mesh "$MESH" --name "$name" \
     --token-file "$WORKDIR/$name.token" --proxy-type grpc --workdir "$WORKDIR/$name" >"$WORKDIR/$name.weft-dp.log" 2>&1 &
   pids+=($!)
@@ -89,14 +90,14 @@ dataplane() {
 start_greeter() {
   dataplane "$NAME" "$EXAMPLE/greeter-1.yaml" "$GREETER_PORT"
   say "Start the greeter with weft-dp's bootstrap"
-  printf '$ %s\n' "GRPC_XDS_BOOTSTRAP=$WORKDIR/$NAME/bootstrap.json greeter --address 127.0.0.1:$GREETER_PORT --zone $zone_name --instance $NAME &"
+  printf '$ %s\n' "GRPC_XDS_BOOTSTRAP=$WORKDIR/$NAME/bootstrap.json greeter --address 127.0.0.1:$GREETER_PORT --zone $zone_name --instance $NAME &" >&2
   GRPC_XDS_BOOTSTRAP=$WORKDIR/$NAME/bootstrap.json "$BIN/greeter" --address "127.0.0.1:$GREETER_PORT" --zone "$zone_name" --instance "$NAME" \
     >"$WORKDIR/$NAME.log" 2>&1 &
   pids+=($!)
 }
 
 client() {
-  printf '$ %s\n' "GRPC_XDS_BOOTSTRAP=$WORKDIR/client-1/bootstrap.json GRPC_EXPERIMENTAL_XDS_SNI=true greeter-client --target xds:///greeter.mesh $*"
+  printf '$ %s\n' "GRPC_XDS_BOOTSTRAP=$WORKDIR/client-1/bootstrap.json GRPC_EXPERIMENTAL_XDS_SNI=true greeter-client --target xds:///greeter.mesh $*" >&2
   GRPC_XDS_BOOTSTRAP=$WORKDIR/client-1/bootstrap.json GRPC_EXPERIMENTAL_XDS_SNI=true "$BIN/greeter-client" --target xds:///greeter.mesh "$@"
 }
 

@@ -83,6 +83,9 @@ func (c *Config) agentConfig(log *slog.Logger) (*agent.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
+	if t := strings.TrimSpace(string(tok)); strings.ContainsAny(t, " \t\r\n") {
+		return nil, fmt.Errorf("--token-file %s: holds more than one word; it must hold only the token (weftctl generate dataplane-token ... > FILE)", c.TokenFile)
+	}
 	ac := &agent.Config{CP: c.CP, Mesh: c.Mesh, Name: c.Name, Token: strings.TrimSpace(string(tok)), ProxyType: c.ProxyType,
 		Workdir: c.Workdir, CPCAFile: c.CPCAFile, CertRefresh: c.CertRefresh, Log: log}
 	if err := ac.Validate(); err != nil {

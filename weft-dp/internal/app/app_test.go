@@ -54,6 +54,12 @@ func TestBadFlags(t *testing.T) {
 	if !strings.Contains(errb.String(), "--token-file") {
 		t.Fatalf("stderr: %s", errb.String())
 	}
+	errb.Reset()
+	tok := write(t, t.TempDir(), "token", "$ weftctl generate dataplane-token\neyJ.token\n")
+	if code := Main(context.Background(), []string{"run", "--mesh", "default", "--name", "b", "--proxy-type", "grpc", "--token-file", tok}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "more than one word") {
+		t.Fatalf("token file with a stray line: exit %d: %s", code, errb.String())
+	}
 	if code := Main(context.Background(), []string{"launch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
