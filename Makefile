@@ -14,7 +14,8 @@ FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTB
 	zone-sync/internal/protocol:FuzzDecodeMessage zone-sync/internal/protocol:FuzzRemoteSpan zone-sync/internal/global:FuzzZonePolicy \
 	dns-server/internal/dnsserver:FuzzHandlePacket dns-server/internal/dnsserver:FuzzFastPathMatchesSlowPath \
 	xds-server/internal/ads:FuzzAuthenticate xds-server/internal/ads:FuzzCheckRequest weft-dp/agent:FuzzParseSecrets \
-	pkg/xdsnames:FuzzParseNodeID pkg/token:FuzzVerify pkg/telemetry:FuzzSpanFromTraceparent
+	pkg/xdsnames:FuzzParseNodeID pkg/token:FuzzVerify pkg/telemetry:FuzzSpanFromTraceparent \
+	pkg/sni:FuzzParse ingress-manager/proxy:FuzzPeekServerName
 FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 10m
 

@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/weftmesh/weft/api-server v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	github.com/weftmesh/weft/zone-sync v0.0.0
@@ -80,3 +81,5 @@ replace (
 	github.com/weftmesh/weft/proto => ../proto
 	github.com/weftmesh/weft/zone-sync => ../zone-sync
 )
+
+replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager

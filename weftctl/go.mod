@@ -6,6 +6,7 @@ require (
 	github.com/miekg/dns v1.1.73
 	github.com/weftmesh/weft/api-server v0.0.0
 	github.com/weftmesh/weft/examples/greeter v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/proto v0.0.0
 	github.com/weftmesh/weft/weft-dp v0.0.0
@@ -111,3 +112,5 @@ replace github.com/weftmesh/weft/dns-server => ../dns-server
 replace github.com/weftmesh/weft/weft-dp => ../weft-dp
 
 replace github.com/weftmesh/weft/examples/greeter => ../examples/greeter
+
+replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager

@@ -7,6 +7,7 @@ require (
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/weftmesh/weft/api-server v0.0.0
 	github.com/weftmesh/weft/ca-service v0.0.0
+	github.com/weftmesh/weft/ingress-manager v0.0.0-00010101000000-000000000000
 	github.com/weftmesh/weft/pkg v0.0.0
 	github.com/weftmesh/weft/zone-sync v0.0.0
 	go.opentelemetry.io/proto/otlp v1.11.0
@@ -108,3 +109,5 @@ tool (
 )
 
 replace github.com/weftmesh/weft/zone-sync => ../../zone-sync
+
+replace github.com/weftmesh/weft/ingress-manager => ../../ingress-manager

@@ -57,6 +57,9 @@ type Config struct {
 	AdminAddress string
 	// InstanceID names this replica in insights (default: hostname).
 	InstanceID string
+	// Zone is this control plane's zone: other zones' ZoneIngresses become
+	// cross-zone endpoints. Empty (standalone): no cross-zone endpoints.
+	Zone string
 	// xDS is served over TLS: by default with a certificate from the
 	// control-plane CA for TLSHostnames (loopback always included);
 	// TLSCertFile+TLSKeyFile override it; InsecureDev serves plaintext
@@ -140,6 +143,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Address, "address", c.Address, "ADS gRPC listen address")
 	fs.StringVar(&c.AdminAddress, "admin-address", c.AdminAddress, "admin HTTP address (/healthz /readyz /metrics); loopback by default, set e.g. :5688 for probes and Prometheus; empty disables")
 	fs.StringVar(&c.InstanceID, "instance-id", c.InstanceID, "replica id written in insights")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "this zone's name: other zones' ZoneIngresses are cross-zone endpoints (empty: standalone, none)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "serving certificate (PEM) instead of one from the control-plane CA")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "key of --tls-cert-file")
 	fs.Var(&c.TLSHostnames, "tls-hostnames", "comma-separated DNS names/IPs for the control-plane-CA serving certificate (loopback is always included; default: instance id)")
@@ -289,6 +293,7 @@ func New(cfg Config) (*App, error) {
 			ins.CertChanged(mesh, name)
 		})
 	a.model = model.New(a.st, log.With("component", "model"))
+	a.model.SetZone(cfg.Zone)
 	rec = reconcile.New(a.model, a.cache, a.certs, a.metrics, log.With("component", "reconcile"))
 	rec.SetTracerProvider(tp)
 	a.rec = rec

@@ -1,15 +1,12 @@
 package xds
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
 )
 
 var binDir string
@@ -154,96 +152,19 @@ func (e *env) issueToken(name string, c token.Claims, d time.Duration) string {
 	return tok
 }
 
-// proc is a subprocess whose output lines are kept.
-type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	lines []string
-	done  chan struct{}
-}
+// The shared process helpers (package proc), under the names these tests use.
+type proc = eproc.Proc
 
 func start(t *testing.T, env []string, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout = pw
-	p.cmd.Stderr = pw
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.lines = append(p.lines, sc.Text())
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		_ = p.cmd.Wait()
-		pw.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("--- output of %s %v:\n%s", name, args, p.output())
-		}
-	})
-	return p
+	return eproc.Start(t, env, filepath.Join(binDir, name), args...)
 }
 
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := strings.Join(p.lines, "\n")
-	if len(out) > 20000 {
-		out = out[len(out)-20000:]
-	}
-	return out
-}
-
-// waitLine waits for a line matching re and returns its submatches.
-func (p *proc) waitLine(t *testing.T, re *regexp.Regexp, timeout time.Duration) []string {
-	t.Helper()
-	var m []string
-	eventually(t, timeout, func() error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for _, l := range p.lines {
-			if m = re.FindStringSubmatch(l); m != nil {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("process exited")
-		default:
-		}
-		return fmt.Errorf("no line matching %s", re)
-	})
-	return m
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not true within %s: %v", timeout, err)
-}
+var (
+	eventually = eproc.Eventually
+	call       = eproc.Call
+	freePort   = eproc.FreePort
+)
 
 type replica struct {
 	*proc
@@ -257,7 +178,7 @@ func (e *env) startReplica(t *testing.T, instance string) *replica {
 		"--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
 		"--instance-id", instance, "--etcd-endpoints", e.etcd.Endpoint(),
 		"--ca-address", e.caAddr, "--insight-ttl", "2s", "--log-level", "info")
-	m := p.waitLine(t, addrRe, 30*time.Second)
+	m := p.WaitLine(t, addrRe, 30*time.Second)
 	return &replica{proc: p, addr: m[1], instance: instance}
 }
 
@@ -310,25 +231,6 @@ func (f *forwarder) handle(c net.Conn) {
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
 	<-done
-}
-
-func call(controlAddr string) string {
-	resp, err := http.Get("http://" + controlAddr + "/call")
-	if err != nil {
-		return "ERR transport " + err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(bytes.TrimSpace(b))
-}
-
-func freePort(t *testing.T) int {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
 }
 
 var _ = base64.StdEncoding

@@ -105,11 +105,11 @@ func TestWorkloadCanOnlyBeItself(t *testing.T) {
 			cfg, _ := e.runAgent(t, actx, r.addr, "web-1", tc.tok)
 			waitURIs(t, cfg, "spiffe://default/web")
 
-			refusals := strings.Count(r.output(), "not requesting a certificate")
+			refusals := strings.Count(r.Output(), "not requesting a certificate")
 			waitRefusal := func(svc string) {
 				t.Helper()
 				eventually(t, 30*time.Second, func() error {
-					out := r.output()
+					out := r.Output()
 					if strings.Count(out, "not requesting a certificate") > refusals && strings.Contains(out, `\"`+svc+`\"`) {
 						refusals = strings.Count(out, "not requesting a certificate")
 						return nil
@@ -160,7 +160,7 @@ func TestStreamsCutOnExpiryAndRevocation(t *testing.T) {
 	cfg, done := e.runAgent(t, ctx, r.addr, "web-1", short)
 	waitURIs(t, cfg, "spiffe://default/web")
 	start := time.Now()
-	m := r.waitLine(t, regexp.MustCompile(`closing xDS stream.*node=default\.web-1.*token expired`), 60*time.Second)
+	m := r.WaitLine(t, regexp.MustCompile(`closing xDS stream.*node=default\.web-1.*token expired`), 60*time.Second)
 	t.Logf("expired stream cut %s after the certificate arrived: %s", time.Since(start).Round(time.Millisecond), m[0])
 
 	// Revocation.
@@ -175,7 +175,7 @@ func TestStreamsCutOnExpiryAndRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	revoked := time.Now()
-	r.waitLine(t, regexp.MustCompile(`closing xDS stream.*node=default\.web-2.*revoked`), 30*time.Second)
+	r.WaitLine(t, regexp.MustCompile(`closing xDS stream.*node=default\.web-2.*revoked`), 30*time.Second)
 	t.Logf("revoked stream cut after %s", time.Since(revoked).Round(time.Millisecond))
 	select {
 	case err := <-done2:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
 	"github.com/weftmesh/weft/weft-dp/agent"
 )
 
@@ -41,20 +42,7 @@ destinations:
     weft.io/service: backend
 `
 
-func dataplaneYAML(name, service string, port int) string {
-	return fmt.Sprintf(`
-type: Dataplane
-mesh: default
-name: %s
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: %d
-    tags:
-      weft.io/service: %s
-      weft.io/protocol: grpc
-`, name, port, service)
-}
+var dataplaneYAML = eproc.DataplaneYAML
 
 // startAgent runs what `weft-dp run --proxy-type grpc` runs and waits for
 // the bootstrap and the certificate files.
@@ -134,9 +122,9 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 	clientBoot := e.startAgent(t, ctx, fwd.addr(), "client-1")
 
 	server := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + backendBoot}, "testapp", "server", "--port", fmt.Sprint(backendPort))
-	server.waitLine(t, servingRe, 30*time.Second)
+	server.WaitLine(t, servingRe, 30*time.Second)
 	client := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + clientBoot, "GRPC_EXPERIMENTAL_XDS_SNI=true"}, "testapp", "client", "--target", "xds:///backend.mesh")
-	control := client.waitLine(t, controlRe, 30*time.Second)[1]
+	control := client.WaitLine(t, controlRe, 30*time.Second)[1]
 
 	expectOK := func(within time.Duration) {
 		t.Helper()
@@ -189,7 +177,7 @@ func TestProxylessMTLSAndTrafficPermission(t *testing.T) {
 		return nil
 	})
 	killed := time.Now()
-	a.kill()
+	a.Kill()
 
 	// RPCs keep working, and config now flows through replica-b: the client
 	// re-subscribes there (same versions), and a permission change still

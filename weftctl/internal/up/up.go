@@ -20,6 +20,7 @@ import (
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	caapp "github.com/weftmesh/weft/ca-service/app"
 	dnsapp "github.com/weftmesh/weft/dns-server/app"
+	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	"github.com/weftmesh/weft/pkg/cptls"
 	"github.com/weftmesh/weft/pkg/etcdembed"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -282,6 +283,31 @@ var components = []component{
 	{"zone-sync", startZoneSync},
 	{"xds-server", startXDSServer},
 	{"dns-server", startDNSServer},
+	{"ingress-manager", startIngress},
+}
+
+// startIngress runs each zone's ingress-manager with the built-in data
+// path: it keeps the zone's ZoneIngress (advertising its own listen
+// address, on loopback) and routes other zones' connections by SNI.
+func startIngress(ctx context.Context, p *plane, _ []*plane) error {
+	if p.mode != "zone" {
+		return nil
+	}
+	cfg := ingressapp.Default()
+	cfg.Zone, cfg.Address, cfg.AdminAddress = p.zone, p.addr(portIngress), p.addr(portIngAdmin)
+	cfg.Etcd.Client, cfg.Logger = p.cli, p.log
+	var err error
+	if cfg.TracerProvider, err = p.tracer(ctx, "ingress-manager"); err != nil {
+		return err
+	}
+	a, err := ingressapp.New(cfg)
+	if err != nil {
+		return err
+	}
+	p.ep.IngressAddress = a.Addr()
+	p.ep.AdminAddresses["ingress-manager"] = a.AdminAddr()
+	p.add("ingress-manager", a.Run)
+	return nil
 }
 
 // startXDSServer serves ADS over TLS from the control-plane CA; it reaches
@@ -292,7 +318,7 @@ func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
 		return nil
 	}
 	cfg := xdsapp.Default()
-	cfg.Address, cfg.AdminAddress, cfg.InstanceID = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name
+	cfg.Address, cfg.AdminAddress, cfg.InstanceID, cfg.Zone = p.addr(portXDS), p.addr(portXDSAdmin), "up-"+p.name, p.zone
 	cfg.TLSHostnames = []string{"localhost", p.host}
 	cfg.CA.Address = p.ep.CAAddress
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"github.com/miekg/dns"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -145,6 +146,22 @@ func TestUpZonesSyncGlobalPolicies(t *testing.T) {
 		t.Fatalf("control planes: %+v", eps.ControlPlanes)
 	}
 	for _, zone := range eps.ControlPlanes[1:] {
+		// Each zone runs its ingress; its ZoneIngress reaches global,
+		// advertising the address endpoints.json names.
+		if zone.IngressAddress == "" || zone.AdminAddresses["ingress-manager"] == "" {
+			t.Fatalf("%s: no ingress in endpoints: %+v", zone.Name, zone)
+		}
+		_, port, _ := net.SplitHostPort(zone.IngressAddress)
+		zi := eps.ControlPlanes[0].APIURL + "/zoneingresses/" + zone.Zone + ".ingress"
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			code, body := get(t, zi, eps.ControlPlanes[0].AdminToken)
+			if code == 200 && strings.Contains(body, `"advertisedPort":`+port) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: ZoneIngress not on global within 30s: %d %s", zone.Name, code, body)
+			}
+		}
 		url := zone.APIURL + "/meshes/demo/traffic-permissions/client-to-greeter"
 		deadline := time.Now().Add(30 * time.Second)
 		for {

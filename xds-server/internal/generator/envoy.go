@@ -98,7 +98,7 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 		if cla := s.endpoints[svc]; cla != nil {
 			out.add(resourcev3.EndpointType, cla)
 		} else {
-			out.add(resourcev3.EndpointType, loadAssignment(svc, nil))
+			out.add(resourcev3.EndpointType, loadAssignment(svc, nil, nil))
 		}
 	}
 	return out, nil
@@ -169,7 +169,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 		Name:                 clusterName,
 		ConnectTimeout:       durationpb.New(5e9),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		LoadAssignment:       loadAssignment(clusterName, []endpointKey{{addr: svcAddr, port: svcPort}}),
+		LoadAssignment:       loadAssignment(clusterName, []endpointKey{{addr: svcAddr, port: svcPort}}, nil),
 	}
 	if isHTTP2(protocol) {
 		cluster.TypedExtensionProtocolOptions = http2Options()

@@ -42,7 +42,7 @@ func loadInput(t *testing.T, path string) (*Snapshot, *Proxy) {
 		t.Fatalf("%s: proxy header: %v", path, err)
 	}
 	var mesh *meshv1.Mesh
-	var dps, tps, vips []*resource.Resource
+	var dps, tps, vips, zis []*resource.Resource
 	for _, d := range docs[1:] {
 		if strings.TrimSpace(d) == "" {
 			continue
@@ -65,9 +65,11 @@ func loadInput(t *testing.T, path string) (*Snapshot, *Proxy) {
 			tps = append(tps, r)
 		case resource.VirtualIPType:
 			vips = append(vips, r)
+		case resource.ZoneIngressType:
+			zis = append(zis, r) // other zones' ingresses
 		}
 	}
-	s := NewSnapshot(tc.Proxy.Mesh, mesh, dps, tps, vips)
+	s := newSnapshot(tc.Proxy.Mesh, mesh, dps, tps, vips, zis)
 	p := &Proxy{Mesh: tc.Proxy.Mesh, Name: tc.Proxy.Name, Kind: tc.Proxy.Kind, Dataplane: s.Dataplanes[tc.Proxy.Name]}
 	if tc.Proxy.Identity {
 		p.Identity = &Identity{CertChainPEM: []byte("CERT"), KeyPEM: []byte("KEY"), TrustBundlePEM: []byte("CA")}

@@ -145,8 +145,13 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 }
 
 // loadAssignment groups endpoints (sorted by zone) into one locality per
-// zone, weighted by its endpoint count.
-func loadAssignment(cluster string, eps []endpointKey) *endpointv3.ClusterLoadAssignment {
+// zone, weighted by its endpoint count, at priority 0. Other zones'
+// ingresses (remote, sorted by zone) follow as one locality per zone,
+// weighted by the instances behind them, at priority 1 — or 0 when there is
+// no local endpoint, since priorities must start at 0 without a gap
+// (grpc-go refuses gaps). Local endpoints take all traffic while one is
+// healthy; clients fail over to other zones by themselves when none is.
+func loadAssignment(cluster string, eps, remote []endpointKey) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
 	var loc *endpointv3.LocalityLbEndpoints
 	for _, e := range eps {
@@ -164,6 +169,23 @@ func loadAssignment(cluster string, eps []endpointKey) *endpointv3.ClusterLoadAs
 			HealthStatus:   corev3.HealthStatus_HEALTHY,
 		})
 		loc.LoadBalancingWeight.Value++
+	}
+	priority := uint32(0)
+	if len(cla.Endpoints) > 0 {
+		priority = 1
+	}
+	loc = nil
+	for _, e := range remote {
+		if loc == nil || loc.GetLocality().GetZone() != e.zone {
+			loc = &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Zone: e.zone}, LoadBalancingWeight: wrapperspb.UInt32(0), Priority: priority}
+			cla.Endpoints = append(cla.Endpoints, loc)
+		}
+		loc.LbEndpoints = append(loc.LbEndpoints, &endpointv3.LbEndpoint{
+			HostIdentifier:      &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.addr, e.port)}},
+			HealthStatus:        corev3.HealthStatus_HEALTHY,
+			LoadBalancingWeight: wrapperspb.UInt32(e.weight),
+		})
+		loc.LoadBalancingWeight.Value += e.weight
 	}
 	return cla
 }

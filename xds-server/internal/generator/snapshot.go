@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/xds-server/internal/meshview"
@@ -78,12 +79,17 @@ func FromView(mesh string, v *meshview.Mesh) *Snapshot {
 	if v == nil {
 		return NewSnapshot(mesh, nil, nil, nil, nil)
 	}
-	return NewSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs)
+	return newSnapshot(v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs, v.ZoneIngresses)
 }
 
 // NewSnapshot builds a mesh snapshot. mesh may be nil when the Mesh resource
 // is missing (proxies of such a mesh get no configuration).
 func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Resource, permissions []*resource.Resource, vips []*resource.Resource) *Snapshot {
+	return newSnapshot(meshName, mesh, dataplanes, permissions, vips, nil)
+}
+
+// newSnapshot also takes other zones' ZoneIngresses (cross-zone endpoints).
+func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, ingresses []*resource.Resource) *Snapshot {
 	s := &Snapshot{
 		Mesh:       meshName,
 		MeshSpec:   mesh,
@@ -113,7 +119,7 @@ func NewSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes []*resource.Reso
 		}
 		s.VIPs[svc] = vip.GetIp()
 	}
-	s.buildEndpoints()
+	s.buildEndpoints(ingresses)
 	s.grpcShared = buildGRPCShared(s)
 	s.envoyShared = buildEnvoyShared(s)
 	for res := range s.shared {
@@ -130,13 +136,16 @@ type endpointKey struct {
 	zone string
 	addr string
 	port uint32
+	// weight > 0 marks another zone's ingress: the service's instance
+	// count behind it.
+	weight uint32
 }
 
 // LocalZone is the locality zone of endpoints without a weft.io/zone tag
 // (grpc-go rejects localities without an id).
 const LocalZone = "local"
 
-func (s *Snapshot) buildEndpoints() {
+func (s *Snapshot) buildEndpoints(ingresses []*resource.Resource) {
 	eps := map[string][]endpointKey{}
 	seen := map[string]bool{}
 	names := make([]string, 0, len(s.Dataplanes))
@@ -175,23 +184,74 @@ func (s *Snapshot) buildEndpoints() {
 			eps[svc] = append(eps[svc], endpointKey{zone: zone, addr: addr, port: in.GetPort()})
 		}
 	}
+	remote := s.remoteEndpoints(ingresses, seen)
 	sort.Strings(s.services)
 	for _, svc := range s.services {
 		list := eps[svc]
-		sort.Slice(list, func(i, j int) bool {
-			if list[i].zone != list[j].zone {
-				return list[i].zone < list[j].zone
-			}
-			if list[i].addr != list[j].addr {
-				return list[i].addr < list[j].addr
-			}
-			return list[i].port < list[j].port
-		})
-		s.endpoints[svc] = loadAssignment(svc, list)
-		s.share(s.endpoints[svc])
+		sortEndpoints(list)
+		s.endpoints[svc] = loadAssignment(svc, list, remote[svc])
 		s.share(s.endpoints[svc])
 	}
 }
+
+// remoteEndpoints turns other zones' ZoneIngresses into endpoints: per
+// service, one endpoint per ingress advertised address, weighted by the
+// instances of the service behind it, sorted by (zone, address, port).
+// Services offered only remotely join s.services.
+func (s *Snapshot) remoteEndpoints(ingresses []*resource.Resource, seen map[string]bool) map[string][]endpointKey {
+	sums := map[string]map[endpointKey]uint32{}
+	for _, r := range ingresses {
+		zi, ok := r.Spec.(*meshv1.ZoneIngress)
+		if !ok {
+			continue
+		}
+		zone := meshview.IngressZone(r)
+		nw := zi.GetNetworking()
+		addr, port := nw.GetAdvertisedAddress(), nw.GetAdvertisedPort()
+		if addr == "" {
+			addr = nw.GetAddress()
+		}
+		if port == 0 {
+			port = nw.GetPort()
+		}
+		if zone == "" || addr == "" || port == 0 {
+			continue
+		}
+		for _, as := range zi.GetAvailableServices() {
+			svc := as.GetTags()[resource.ServiceTag]
+			if as.GetMesh() != s.Mesh || svc == "" || as.GetInstances() == 0 {
+				continue
+			}
+			if !seen[svc] {
+				seen[svc] = true
+				s.services = append(s.services, svc)
+			}
+			if p := as.GetTags()[resource.ProtocolTag]; p != "" && s.protocols[svc] == "" {
+				s.protocols[svc] = p
+			}
+			if sums[svc] == nil {
+				sums[svc] = map[endpointKey]uint32{}
+			}
+			k := endpointKey{zone: zone, addr: addr, port: port}
+			sums[svc][k] = min(sums[svc][k]+as.GetInstances(), maxRemoteWeight)
+		}
+	}
+	out := map[string][]endpointKey{}
+	for svc, m := range sums {
+		list := make([]endpointKey, 0, len(m))
+		for k, w := range m {
+			k.weight = w
+			list = append(list, k)
+		}
+		sortEndpoints(list)
+		out[svc] = list
+	}
+	return out
+}
+
+// maxRemoteWeight caps an ingress endpoint's weight (a locality's weight,
+// the sum over its endpoints, must stay within uint32).
+const maxRemoteWeight = 1 << 20
 
 // Services returns every service that has an inbound in the mesh, sorted.
 func (s *Snapshot) Services() []string { return s.services }
@@ -234,8 +294,8 @@ type Identity = meshview.Identity
 func SpiffeID(mesh, service string) string { return ca.SPIFFEID(mesh, service) }
 
 // SNI names a service of a mesh in upstream TLS, so that an SNI-routing
-// ingress can pick the destination without terminating TLS.
-func SNI(mesh, service string) string { return service + "." + mesh + ".mesh" }
+// ingress can pick the destination without terminating TLS (pkg/sni).
+func SNI(mesh, service string) string { return sni.Service(mesh, service) }
 
 // NodeID is the xDS node id of a dataplane.
 func NodeID(mesh, name string) string { return xdsnames.NodeID(mesh, name) }
@@ -252,4 +312,17 @@ func inboundAddress(dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inboun
 		return a
 	}
 	return dp.GetNetworking().GetAddress()
+}
+
+// sortEndpoints orders endpoints by (zone, address, port).
+func sortEndpoints(list []endpointKey) {
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].zone != list[j].zone {
+			return list[i].zone < list[j].zone
+		}
+		if list[i].addr != list[j].addr {
+			return list[i].addr < list[j].addr
+		}
+		return list[i].port < list[j].port
+	})
 }

@@ -20,6 +20,9 @@ type Mesh struct {
 	Dataplanes         []*resource.Resource
 	TrafficPermissions []*resource.Resource
 	VirtualIPs         []*resource.Resource
+	// ZoneIngresses are the other zones' ingresses that offer a service of
+	// this mesh (never this zone's own): the mesh's cross-zone endpoints.
+	ZoneIngresses []*resource.Resource
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.
@@ -27,4 +30,15 @@ type Identity struct {
 	CertChainPEM   []byte
 	KeyPEM         []byte
 	TrustBundlePEM []byte
+}
+
+// IngressZone is the zone a ZoneIngress stands for: its origin when
+// zone-sync set one (the zone whose authenticated stream carried it), else
+// the zone its spec names.
+func IngressZone(r *resource.Resource) string {
+	if o := r.Meta.GetOrigin(); o != "" && o != "global" {
+		return o
+	}
+	zi, _ := r.Spec.(*meshv1.ZoneIngress)
+	return zi.GetZone()
 }

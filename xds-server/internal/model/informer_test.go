@@ -62,7 +62,7 @@ func TestModelSyncedOnlyWhenEveryTypeIs(t *testing.T) {
 		t.Fatal("synced before every type delivered its first view")
 	case <-time.After(50 * time.Millisecond):
 	}
-	fakes[resource.VirtualIPType].Sync()
+	fakes[watched[len(watched)-1]].Sync()
 	select {
 	case <-m.Synced():
 	case <-time.After(30 * time.Second):
@@ -81,6 +81,7 @@ func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
 	fakes[resource.DataplaneType].Sync(fakeDP("m", "a", 2))
 	fakes[resource.TrafficPermissionType].Sync()
 	fakes[resource.VirtualIPType].Sync()
+	fakes[resource.ZoneIngressType].Sync()
 	<-m.Synced()
 	waitFor(t, "first view", func() bool { s := m.View("m"); return s != nil && s.Spec != nil && len(s.Dataplanes) == 1 })
 
@@ -104,4 +105,63 @@ func TestModelTypesArriveOnSeparateStreams(t *testing.T) {
 	if s := m.View("m"); s == nil || len(s.Dataplanes) != 1 {
 		t.Fatalf("a mesh delete removed the newer mesh's dataplane: %d left", len(s.Dataplanes))
 	}
+}
+
+func fakeIngress(name, zone string, services ...string) *resource.Resource {
+	r := resource.New(resource.ZoneIngressType, "", name)
+	zi := &meshv1.ZoneIngress{Zone: zone, Networking: &meshv1.ZoneIngress_Networking{Address: "10.9.0.1", Port: 10001}}
+	for _, s := range services {
+		zi.AvailableServices = append(zi.AvailableServices, &meshv1.ZoneIngress_AvailableService{Mesh: "m", Instances: 1,
+			Tags: map[string]string{resource.ServiceTag: s}})
+	}
+	r.Spec = zi
+	return r
+}
+
+// TestModelZoneIngresses: other zones' ingresses join the views of the
+// meshes they serve (this zone's own never does); a change to one is a
+// whole-mesh change of those meshes.
+func TestModelZoneIngresses(t *testing.T) {
+	fakes := map[*resource.Type]*store.FakeInformer{}
+	for _, typ := range watched {
+		fakes[typ] = store.NewFakeInformer(typ)
+	}
+	m := New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m.SetZone("zone-1")
+	m.reader = func(typ *resource.Type) store.Reader { return fakes[typ] }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	changes := make(chan []Change, 100)
+	go func() {
+		for cs := range m.Changes() {
+			changes <- cs
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	mesh := resource.New(resource.MeshType, "", "m")
+	fakes[resource.MeshType].Sync(mesh)
+	for _, typ := range []*resource.Type{resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType} {
+		fakes[typ].Sync()
+	}
+	fakes[resource.ZoneIngressType].Sync(fakeIngress("zone-1.ingress", "zone-1", "local"))
+	<-m.Synced()
+	if v := m.View("m"); v == nil || len(v.ZoneIngresses) != 0 {
+		t.Fatalf("this zone's own ingress is in the view: %+v", v)
+	}
+	for len(changes) > 0 {
+		<-changes
+	}
+	fakes[resource.ZoneIngressType].Put(fakeIngress("zone-2.ingress", "zone-2", "greeter"))
+	waitFor(t, "zone-2's ingress in the view", func() bool { return len(m.View("m").ZoneIngresses) == 1 })
+	select {
+	case cs := <-changes:
+		if len(cs) != 1 || cs[0].Mesh != "m" || !cs[0].Sync {
+			t.Fatalf("changes %+v, want one whole-mesh change of m", cs)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no change delivered")
+	}
+	fakes[resource.ZoneIngressType].Delete("", "zone-2.ingress")
+	waitFor(t, "zone-2's ingress gone", func() bool { return len(m.View("m").ZoneIngresses) == 0 })
 }

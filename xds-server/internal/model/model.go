@@ -50,10 +50,11 @@ var relevant = map[*resource.Type]bool{
 	resource.DataplaneType:         true,
 	resource.TrafficPermissionType: true,
 	resource.VirtualIPType:         true,
+	resource.ZoneIngressType:       true,
 }
 
 // watched are the relevant types, in a fixed order.
-var watched = []*resource.Type{resource.MeshType, resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType}
+var watched = []*resource.Type{resource.MeshType, resource.DataplaneType, resource.TrafficPermissionType, resource.VirtualIPType, resource.ZoneIngressType}
 
 type meshState struct {
 	mesh *resource.Resource
@@ -84,6 +85,70 @@ type Model struct {
 	revision int64
 	synced   chan struct{}
 	once     sync.Once
+	// zone is this control plane's zone: ZoneIngresses of other zones are
+	// cross-zone endpoints. Empty (standalone, or not configured): none is.
+	zone string
+	// ingresses are the other zones' ZoneIngresses by name; ZoneIngress is
+	// not in a mesh, each one touches the meshes it offers services of.
+	ingresses map[string]*resource.Resource
+}
+
+// SetZone names this control plane's zone before Run: other zones'
+// ZoneIngresses become cross-zone endpoints of the meshes they serve.
+func (m *Model) SetZone(zone string) { m.zone = zone }
+
+// ingressMeshes lists the meshes a ZoneIngress offers services of.
+func ingressMeshes(r *resource.Resource) map[string]bool {
+	out := map[string]bool{}
+	if r == nil {
+		return out
+	}
+	zi, _ := r.Spec.(*meshv1.ZoneIngress)
+	for _, s := range zi.GetAvailableServices() {
+		out[s.GetMesh()] = true
+	}
+	return out
+}
+
+// applyIngressLocked folds a ZoneIngress event into the model: only other
+// zones' ingresses count, and each change is a whole-mesh change of every
+// mesh the old or new version serves.
+func (m *Model) applyIngressLocked(ev store.Event, now time.Time) []Change {
+	touched := map[string]bool{}
+	set := func(name string, r *resource.Resource) {
+		for mesh := range ingressMeshes(m.ingresses[name]) {
+			touched[mesh] = true
+		}
+		if r == nil || m.zone == "" || meshview.IngressZone(r) == "" || meshview.IngressZone(r) == m.zone {
+			delete(m.ingresses, name)
+		} else {
+			m.ingresses[name] = r
+			for mesh := range ingressMeshes(r) {
+				touched[mesh] = true
+			}
+		}
+	}
+	switch ev.Kind {
+	case store.EventSync:
+		for name := range m.ingresses {
+			set(name, nil)
+		}
+		for _, r := range ev.Resources {
+			set(r.Meta.GetName(), r)
+		}
+	case store.EventPut:
+		set(ev.Resource.Meta.GetName(), ev.Resource)
+	case store.EventDelete:
+		set(ev.Resource.Meta.GetName(), nil)
+	}
+	out := make([]Change, 0, len(touched))
+	for mesh := range touched {
+		if ms := m.meshes[mesh]; ms != nil {
+			ms.view = nil
+		}
+		out = append(out, Change{Mesh: mesh, Sync: true, Seen: now})
+	}
+	return out
 }
 
 // ChangeBuffer is how many batches of changes Changes holds before Run
@@ -96,7 +161,8 @@ const ChangeBuffer = 64
 func New(st *store.Store, log *slog.Logger) *Model {
 	inf := store.NewInformers(st)
 	return &Model{st: st, reader: func(t *resource.Type) store.Reader { return inf.For(t) }, log: log,
-		changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{})}
+		changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{}),
+		ingresses: map[string]*resource.Resource{}}
 }
 
 // Changes delivers each batch of changes, in order, after the model applied
@@ -163,6 +229,9 @@ func (m *Model) apply(t *resource.Type, ev store.Event) []Change {
 	defer m.mu.Unlock()
 	if ev.Revision > m.revision {
 		m.revision = ev.Revision
+	}
+	if t == resource.ZoneIngressType {
+		return m.applyIngressLocked(ev, now)
 	}
 	switch ev.Kind {
 	case store.EventSync:
@@ -326,6 +395,12 @@ func (m *Model) View(mesh string) *meshview.Mesh {
 	if ms == nil {
 		return nil
 	}
+	var ingresses []*resource.Resource
+	for _, r := range m.ingresses {
+		if ingressMeshes(r)[mesh] {
+			ingresses = append(ingresses, r)
+		}
+	}
 	if ms.view == nil {
 		var spec *meshv1.Mesh
 		if ms.mesh != nil {
@@ -334,7 +409,8 @@ func (m *Model) View(mesh string) *meshview.Mesh {
 		ms.view = &meshview.Mesh{Name: mesh, Spec: spec,
 			Dataplanes:         values(ms.items[resource.DataplaneType]),
 			TrafficPermissions: values(ms.items[resource.TrafficPermissionType]),
-			VirtualIPs:         values(ms.items[resource.VirtualIPType])}
+			VirtualIPs:         values(ms.items[resource.VirtualIPType]),
+			ZoneIngresses:      ingresses}
 	}
 	return ms.view
 }

@@ -2,7 +2,8 @@
 // Started with GRPC_XDS_BOOTSTRAP pointing at weft-dp's bootstrap:
 //
 //	testapp server --port P   serves WhoAmI with xds.NewGRPCServer, replying
-//	                          with the caller's SPIFFE ID; prints SERVING.
+//	                          with the caller's SPIFFE ID (and $TESTAPP_NAME
+//	                          after a space when set); prints SERVING.
 //	testapp client --target xds:///backend.mesh
 //	                          prints "CONTROL <addr>" and calls the target once
 //	                          per GET /call, answering "OK <id>" or
@@ -43,6 +44,9 @@ var desc = grpc.ServiceDesc{
 			in := &wrapperspb.StringValue{}
 			if err := dec(in); err != nil {
 				return nil, err
+			}
+			if name := os.Getenv("TESTAPP_NAME"); name != "" {
+				return wrapperspb.String(peerID(ctx) + " " + name), nil
 			}
 			return wrapperspb.String(peerID(ctx)), nil
 		},

@@ -1,0 +1,317 @@
+// Package ingress runs cross-zone traffic end to end: a global control
+// plane and two zones (zone-sync between them, each zone with its own etcd,
+// ca-service, xds-server and ingress-manager with the built-in ingress),
+// and real proxyless grpc-go applications (test/e2e/xds/testapp) whose
+// bootstrap and certificates come from weft-dp's agent. The client in
+// zone-1 calls xds:///greeter.mesh; the greeter runs in zone-2 behind its
+// ingress, which routes by SNI without terminating TLS.
+package ingress
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	caapp "github.com/weftmesh/weft/ca-service/app"
+	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/run"
+	"github.com/weftmesh/weft/pkg/token"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
+	"github.com/weftmesh/weft/weft-dp/agent"
+	xdsapp "github.com/weftmesh/weft/xds-server/app"
+	"github.com/weftmesh/weft/zone-sync/apptest"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "weft-ingress-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := func() int {
+		defer os.RemoveAll(dir)
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "testapp"), "github.com/weftmesh/weft/test/e2e/xds/testapp")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build testapp:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// zone is one zone's services besides zone-sync.
+type zone struct {
+	cp      *apptest.ControlPlane
+	xds     string
+	ingress *ingressapp.App
+}
+
+func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name string, cp *apptest.ControlPlane, mode string) *zone {
+	t.Helper()
+	z := &zone{cp: cp}
+	g := run.New(log)
+	caCfg := caapp.Default()
+	caCfg.Address, caCfg.AdminAddress, caCfg.InstanceID = "127.0.0.1:0", "", name+"-ca"
+	caCfg.Etcd.Client, caCfg.Encryption.Keyring, caCfg.Logger = cp.Client, cp.Keyring, log
+	// Mesh roots are made on global and synced: one root for all zones.
+	caCfg.CreateBuiltinRoots = mode == "global"
+	ca, err := caapp.New(caCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Add("ca-service", ca.Run)
+	if mode == "zone" {
+		xdsCfg := xdsapp.Default()
+		xdsCfg.Address, xdsCfg.AdminAddress, xdsCfg.InstanceID, xdsCfg.Zone = "127.0.0.1:0", "", name+"-xds", name
+		xdsCfg.Etcd.Client, xdsCfg.Encryption.Keyring, xdsCfg.Logger = cp.Client, cp.Keyring, log
+		xdsCfg.CA.Address = ca.Addr()
+		xdsCfg.InsecureDev = true // the proxies' side; xds-server to ca-service is TLS
+		x, err := xdsapp.New(xdsCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.xds = x.Addr()
+		g.Add("xds-server", x.Run)
+		z.ingress = startIngress(t, ctx, log, name, cp, "ingress")
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return z
+}
+
+func startIngress(t *testing.T, ctx context.Context, log *slog.Logger, zoneName string, cp *apptest.ControlPlane, name string) *ingressapp.App {
+	t.Helper()
+	cfg := ingressapp.Default()
+	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
+	cfg.Etcd.Client, cfg.Logger = cp.Client, log
+	a, err := ingressapp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return a
+}
+
+func apply(t *testing.T, cp *apptest.ControlPlane, y string) {
+	t.Helper()
+	rs, err := resource.UnmarshalAll(strings.NewReader(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if _, _, err := cp.Store.Upsert(context.Background(), r); err != nil {
+			t.Fatalf("apply %s: %v", r.Key(), err)
+		}
+	}
+}
+
+const permissionYAML = `
+type: TrafficPermission
+mesh: default
+name: client-to-greeter
+sources:
+- match:
+    weft.io/service: client
+destinations:
+- match:
+    weft.io/service: greeter
+`
+
+// startAgent registers a Dataplane in the zone and runs what
+// `weft-dp run --proxy-type grpc` runs; it returns the bootstrap path.
+func startAgent(t *testing.T, ctx context.Context, z *zone, name, service string, port int) string {
+	t.Helper()
+	apply(t, z.cp, eproc.DataplaneYAML(name, service, port))
+	c := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{service}}
+	c.Subject = name
+	tok, _, err := token.New(z.cp.Store).Issue(ctx, c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &agent.Config{CP: z.xds, Mesh: "default", Name: name, Token: tok, ProxyType: agent.ProxyGRPC, Workdir: t.TempDir(),
+		CertRefresh: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	b, err := agent.GRPCBootstrap(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.WriteFileAtomic(cfg.GRPCBootstrapPath(), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := agent.RunCertificates(actx, cfg, nil); err != nil && actx.Err() == nil {
+			t.Errorf("agent %s: %v", name, err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	apptest.Eventually(t, time.Minute, func() error {
+		_, err := os.Stat(filepath.Join(cfg.CertDir(), "cert.pem"))
+		return err
+	})
+	return cfg.GRPCBootstrapPath()
+}
+
+// The shared process helpers (package proc).
+var (
+	call     = eproc.Call
+	freePort = eproc.FreePort
+)
+
+func start(t *testing.T, env []string, args ...string) *eproc.Proc {
+	t.Helper()
+	return eproc.Start(t, env, filepath.Join(binDir, "testapp"), args...)
+}
+
+var (
+	controlRe = regexp.MustCompile(`^CONTROL (\S+)`)
+	servingRe = regexp.MustCompile(`^SERVING`)
+)
+
+func TestCrossZone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	c := apptest.Start(t, apptest.Options{Zones: 2, Log: log})
+	startServices(t, ctx, log, "global", c.Global, "global")
+	z1 := startServices(t, ctx, log, "zone-1", c.Zones[0], "zone")
+	z2 := startServices(t, ctx, log, "zone-2", c.Zones[1], "zone")
+
+	apply(t, c.Global, `
+type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+---`+permissionYAML)
+	for _, z := range []*zone{z1, z2} {
+		apptest.Eventually(t, time.Minute, func() error {
+			_, err := z.cp.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-greeter")
+			return err
+		})
+	}
+
+	// greeter in zone-2 only; client in zone-1.
+	greeterPort := freePort(t)
+	greeterBoot := startAgent(t, ctx, z2, "greeter-1", "greeter", greeterPort)
+	greeter := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + greeterBoot, "TESTAPP_NAME=zone-2"}, "server", "--port", fmt.Sprint(greeterPort))
+	greeter.WaitLine(t, servingRe, time.Minute)
+	clientBoot := startAgent(t, ctx, z1, "client-1", "client", freePort(t))
+	client := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + clientBoot, "GRPC_EXPERIMENTAL_XDS_SNI=true"}, "client", "--target", "xds:///greeter.mesh")
+	control := client.WaitLine(t, controlRe, time.Minute)[1]
+
+	// zone-2's ZoneIngress reaches zone-1 with the greeter.
+	apptest.Eventually(t, time.Minute, func() error {
+		for _, r := range listIngresses(t, z1) {
+			for _, s := range r.Spec.(*meshv1.ZoneIngress).GetAvailableServices() {
+				if s.GetTags()[resource.ServiceTag] == "greeter" && s.GetInstances() == 1 {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("zone-1 does not see zone-2's greeter yet")
+	})
+
+	expect := func(want string, within time.Duration) {
+		t.Helper()
+		start := time.Now()
+		apptest.Eventually(t, within, func() error {
+			if got := call(control); got != want {
+				return fmt.Errorf("call: %s", got)
+			}
+			return nil
+		})
+		t.Logf("%q after %s", want, time.Since(start).Round(time.Millisecond))
+	}
+	// Cross zone, through zone-2's ingress: the greeter sees the client's
+	// SPIFFE ID, so the TLS session is the client's, end to end.
+	expect("OK spiffe://default/client zone-2", time.Minute)
+	routed := func() float64 { return counter(t, z2.ingress, "weft_ingress_connections_total") }
+	if routed() < 1 {
+		t.Fatalf("zone-2's ingress routed no connection")
+	}
+
+	// A TrafficPermission change on global applies across zones.
+	if err := c.Global.Store.Delete(ctx, resource.TrafficPermissionType, "default", "client-to-greeter", 0); err != nil {
+		t.Fatal(err)
+	}
+	apptest.Eventually(t, 30*time.Second, func() error {
+		if got := call(control); !strings.HasPrefix(got, "ERR PermissionDenied") {
+			return fmt.Errorf("call: %s", got)
+		}
+		return nil
+	})
+	apply(t, c.Global, permissionYAML)
+	expect("OK spiffe://default/client zone-2", 30*time.Second)
+
+	// A greeter in zone-1 takes the traffic (local first).
+	localPort := freePort(t)
+	localBoot := startAgent(t, ctx, z1, "greeter-z1", "greeter", localPort)
+	local := start(t, []string{"GRPC_XDS_BOOTSTRAP=" + localBoot, "TESTAPP_NAME=zone-1"}, "server", "--port", fmt.Sprint(localPort))
+	local.WaitLine(t, servingRe, time.Minute)
+	expect("OK spiffe://default/client zone-1", 30*time.Second)
+	for i := 0; i < 20; i++ {
+		if got := call(control); got != "OK spiffe://default/client zone-1" {
+			t.Fatalf("with a local greeter, call %d: %s", i, got)
+		}
+	}
+
+	// Stopped: traffic returns to zone-2 within 5 s, and every call after
+	// that window succeeds.
+	local.Kill()
+	stopped := time.Now()
+	expect("OK spiffe://default/client zone-2", 5*time.Second)
+	for i := 0; i < 20; i++ {
+		if got := call(control); got != "OK spiffe://default/client zone-2" {
+			t.Fatalf("after failover, call %d: %s", i, got)
+		}
+	}
+	t.Logf("failed over to zone-2 within %s", time.Since(stopped).Round(time.Millisecond))
+}
+
+func listIngresses(t *testing.T, z *zone) []*resource.Resource {
+	t.Helper()
+	rs, _, err := z.cp.Store.ListAll(context.Background(), resource.ZoneIngressType, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func counter(t *testing.T, a *ingressapp.App, name string) float64 {
+	t.Helper()
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
