@@ -267,3 +267,21 @@ func TestUpDemoClientCallsGreeter(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestUpZonesDemoCallsCrossZone: with --zones 2 the demo client runs in
+// zone-1 and the greeter in zone-2; the client's calls are served by zone-2
+// through zone-2's ingress, end-to-end mTLS (the greeter sees the client's
+// SPIFFE ID).
+func TestUpZonesDemoCallsCrossZone(t *testing.T) {
+	out := &syncBuf{}
+	_, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true, Out: out})
+	defer stop()
+	served := regexp.MustCompile(`demo: client-1-zone-1 \(zone-1\): calls to xds:///greeter.mesh: served by zone-2: [1-9][0-9]*; .*from greeter-1-zone-2 in zone-2; you are spiffe://demo/client`)
+	deadline := time.Now().Add(3 * time.Minute)
+	for !served.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no cross-zone calls from the demo client within 3 minutes:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
