@@ -53,6 +53,7 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # run the EXIT trap on Ctrl-C and SIGTERM too
 
 wait_for_file() {
   for _ in $(seq 1 600); do
