@@ -67,7 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProxyType, "proxy-type", c.ProxyType, "envoy (sidecar) or grpc (proxyless gRPC application)")
 	fs.StringVar(&c.Workdir, "workdir", c.Workdir, "directory for the bootstrap and certificates")
 	fs.StringVar(&c.DataplaneFile, "dataplane-file", c.DataplaneFile, "Dataplane (YAML/JSON) to register at start and remove on clean exit")
-	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "api-server REST URL (for --dataplane-file)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "api-server REST URL (for --dataplane-file, and to tell when the Dataplane is missing or deleted)")
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "token allowed to write Dataplanes (for --dataplane-file)")
 	fs.StringVar(&c.EnvoyBinary, "envoy-binary", c.EnvoyBinary, "Envoy executable, looked up in PATH")
 	fs.IntVar(&c.EnvoyAdmin, "envoy-admin-port", c.EnvoyAdmin, "Envoy admin port (127.0.0.1)")
@@ -217,6 +217,13 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 			return err
 		}
 		log.Info("wrote gRPC xDS bootstrap: start the application with GRPC_XDS_BOOTSTRAP set to it", "path", ac.GRPCBootstrapPath())
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			watchDataplane(wctx, cfg.APIURL, ac.Mesh, ac.Name, ac.Token, log)
+		}()
+		defer func() { stopWatch(); <-watched }()
 		return agent.RunCertificates(ctx, ac, func() { log.Debug("certificates written", "dir", ac.CertDir()) })
 	}
 	path := filepath.Join(ac.Workdir, "envoy.json")
