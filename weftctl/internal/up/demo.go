@@ -157,6 +157,7 @@ func demo(ctx context.Context, planes []*plane, o Options) (*demoRun, error) {
 		}
 		cmd := exec.Command(self, append([]string{DemoAppCommand}, args...)...)
 		cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+boot, "GRPC_EXPERIMENTAL_XDS_SNI=true")
+		dieWithParent(cmd)
 		if err := a.run(ctx, cmd, o.Out, a.plane.log, &d.wg); err != nil {
 			return d, fmt.Errorf("%s: %w", a.name, err)
 		}
