@@ -24,9 +24,11 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftmesh/weft/pkg/xdsnames"
@@ -116,11 +118,20 @@ func GRPCBootstrap(c *Config) ([]byte, error) {
 	if refresh <= 0 {
 		refresh = 10 * time.Second
 	}
+	// The application may start in another directory: every path is
+	// absolute.
 	creds := []map[string]any{{"type": "insecure"}}
 	if c.CPCAFile != "" {
-		creds = []map[string]any{{"type": "tls", "config": map[string]any{"ca_certificate_file": c.CPCAFile}}}
+		ca, err := filepath.Abs(c.CPCAFile)
+		if err != nil {
+			return nil, err
+		}
+		creds = []map[string]any{{"type": "tls", "config": map[string]any{"ca_certificate_file": ca}}}
 	}
-	dir := c.CertDir()
+	dir, err := filepath.Abs(c.CertDir())
+	if err != nil {
+		return nil, err
+	}
 	b := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      c.CP,
@@ -249,6 +260,21 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// Reconnection bounds. grpc-go's connection back-off (1 s growing to 120 s
+// by default) and the stream's own back-off used to add up to 11–13 s
+// before weft-dp noticed a restarted xds-server; both are capped so that a
+// returning replica is reached again within a few seconds.
+const (
+	MaxConnectBackoff = 2 * time.Second
+	MaxStreamBackoff  = 2 * time.Second
+)
+
+// connectParams is grpc's connection back-off for the xds-server channel.
+var connectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: MaxConnectBackoff},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // Dial connects to the xds-server.
 func Dial(c *Config) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
@@ -263,35 +289,52 @@ func Dial(c *Config) (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	return grpc.NewClient(c.CP, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxSecretResponse)))
+	return grpc.NewClient(c.CP, grpc.WithTransportCredentials(creds), grpc.WithConnectParams(connectParams),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxSecretResponse)))
 }
+
+// How long weft-dp waits before it explains a silence: no configuration
+// at all (its Dataplane or mesh does not exist), or configuration without
+// a certificate (the mesh has mTLS off).
+var (
+	WaitForConfig = 5 * time.Second
+	WaitForCert   = 3 * time.Second
+)
 
 // RunCertificates keeps D/certs/{cert,key,ca}.pem fresh: an SDS
 // subscription (SotW ADS) to the xds-server for identity_cert and mesh_ca
 // with the dataplane token, reconnecting with backoff until ctx ends.
-// written is called after each write.
+// written is called after each write. It says at info what is happening:
+// which xds-server it is connected to, each certificate written (SPIFFE
+// ID, expiry), a missing Dataplane, a mesh with mTLS off, certificates
+// withdrawn; a failure is logged once with its fix, not at every retry.
 func RunCertificates(ctx context.Context, c *Config, written func()) error {
 	conn, err := Dial(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	backoff := 200 * time.Millisecond
+	w := &watcher{c: c, log: c.Log, written: written}
+	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := certStream(ctx, c, conn, written)
+		err := w.stream(ctx, conn)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if isPermanent(err) {
 			return err
 		}
-		c.Log.Warn("certificate stream ended, reconnecting", "err", err, "retry", backoff)
+		if w.received {
+			// The stream worked before it ended: start the back-off over.
+			backoff = 100 * time.Millisecond
+		}
+		w.failed(err, backoff)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 10*time.Second)
+		backoff = min(backoff*2, MaxStreamBackoff)
 	}
 	return nil
 }
@@ -300,9 +343,62 @@ func isPermanent(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "PermissionDenied")
 }
 
-func certStream(ctx context.Context, c *Config, conn *grpc.ClientConn, written func()) error {
+// watcher is the state of the certificate subscription across streams.
+type watcher struct {
+	c       *Config
+	log     *slog.Logger
+	written func()
+	// received is set when the current stream got a response.
+	received bool
+	// lastErr is the last failure logged, so a retry loop logs it once.
+	lastErr string
+	// serial of the certificate last written; empty before the first.
+	serial string
+	// mtlsOff is set once "mTLS is off" has been said, until a certificate
+	// arrives.
+	mtlsOff bool
+	noCert  *time.Timer
+}
+
+// failed logs a stream failure once, with its fix when it is a known
+// misconfiguration; the same failure again is logged at debug.
+func (w *watcher) failed(err error, retry time.Duration) {
+	hint := connectHint(w.c, err.Error())
+	key := hint
+	if key == "" {
+		key = err.Error()
+	}
+	if w.lastErr == key {
+		w.log.Debug("xds-server still unreachable, retrying", "cp", w.c.CP, "err", err, "retry", retry)
+		return
+	}
+	w.lastErr = key
+	if hint != "" {
+		w.log.Error(hint, "cp", w.c.CP, "err", err)
+		return
+	}
+	w.log.Warn("xds-server stream ended, reconnecting (retrying every few seconds; logged again when the error changes)", "cp", w.c.CP, "err", err, "retry", retry)
+}
+
+// connectHint recognises a TLS/plaintext mismatch in a connection error.
+func connectHint(c *Config, msg string) string {
+	switch {
+	case c.CPCAFile == "" && (strings.Contains(msg, "error reading server preface") || strings.Contains(msg, "connection reset by peer")):
+		return "the xds-server port speaks TLS but --cp-ca-file is not set: pass --cp-ca-file with the control-plane CA " +
+			"(curl -s http://<xds-server admin address>/control-plane-ca.pem > cp-ca.pem; under weftctl up the admin address is in endpoints.json, 127.0.0.1:5688 by default)"
+	case c.CPCAFile != "" && strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return "the xds-server port speaks plaintext (an xds-server run with --insecure-dev) but --cp-ca-file is set: drop --cp-ca-file"
+	case c.CPCAFile != "" && strings.Contains(msg, "certificate signed by unknown authority"):
+		return "the xds-server's certificate does not chain to --cp-ca-file: fetch the CA again from the xds-server's admin address (/control-plane-ca.pem)"
+	}
+	return ""
+}
+
+func (w *watcher) stream(ctx context.Context, conn *grpc.ClientConn) error {
+	c := w.c
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	w.received = false
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.Token)
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
 	if err != nil {
@@ -314,22 +410,36 @@ func certStream(ctx context.Context, c *Config, conn *grpc.ClientConn, written f
 	if err := stream.Send(req); err != nil {
 		return err
 	}
+	// The xds-server answers only once it can generate configuration for
+	// this proxy, that is, once its mesh and Dataplane exist.
+	waiting := time.AfterFunc(WaitForConfig, func() {
+		w.log.Info("no configuration from the xds-server yet: waiting for the Dataplane to exist in its mesh (register it with weftctl apply -f, or run weft-dp with --dataplane-file)",
+			"mesh", c.Mesh, "dataplane", c.Name, "cp", c.CP)
+	})
+	defer waiting.Stop()
+	defer w.stopNoCert()
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
 			return fmt.Errorf("%s: %w", "sds", err)
 		}
+		if !w.received {
+			waiting.Stop()
+			w.received = true
+			w.lastErr = ""
+			addr := ""
+			if p, ok := peer.FromContext(stream.Context()); ok && p.Addr != nil {
+				addr = p.Addr.String()
+			}
+			w.log.Info("connected to xds-server", "cp", c.CP, "address", addr, "node", c.NodeID())
+		}
 		ack := &discoveryv3.DiscoveryRequest{TypeUrl: secretTypeURL, ResourceNames: req.ResourceNames, ResponseNonce: resp.GetNonce(), VersionInfo: resp.GetVersionInfo()}
 		if len(resp.GetResources()) == 0 {
-			// No certificate yet (mTLS off, or still being signed): nothing
-			// to write, and nothing wrong.
-			c.Log.Debug("no certificate for this dataplane yet")
-		} else if werr := writeCerts(c, resp); werr != nil {
+			w.noCertificate()
+		} else if werr := w.write(resp); werr != nil {
 			c.Log.Error("cannot write certificates", "err", werr)
 			ack.VersionInfo = ""
 			ack.ErrorDetail = statusProto(werr)
-		} else if written != nil {
-			written()
 		}
 		if err := stream.Send(ack); err != nil {
 			return err
@@ -337,21 +447,81 @@ func certStream(ctx context.Context, c *Config, conn *grpc.ClientConn, written f
 	}
 }
 
-func writeCerts(c *Config, resp *discoveryv3.DiscoveryResponse) error {
-	chain, key, ca, err := ParseSecrets(resp)
+// noCertificate handles a response without certificates: mTLS is off in
+// the mesh, or the certificate is still being signed (it follows within a
+// moment). Said once, after WaitForCert without a certificate.
+func (w *watcher) noCertificate() {
+	c := w.c
+	if w.serial != "" {
+		w.log.Info("the xds-server withdrew this dataplane's certificate: mTLS was turned off in the mesh (the files keep the last certificate)", "mesh", c.Mesh)
+		w.serial = ""
+		w.mtlsOff = true
+		return
+	}
+	if w.mtlsOff || w.noCert != nil {
+		return
+	}
+	w.noCert = time.AfterFunc(WaitForCert, func() {
+		w.log.Info("the mesh has mTLS off: no certificates will come, and the application's calls go in plaintext; enable an mTLS backend on the mesh (mtls.enabledBackend) for certificates",
+			"mesh", c.Mesh, "dataplane", c.Name)
+	})
+	w.mtlsOff = true
+}
+
+func (w *watcher) stopNoCert() {
+	if w.noCert != nil {
+		if w.noCert.Stop() {
+			w.mtlsOff = false // not said yet: say it on the next stream
+		}
+		w.noCert = nil
+	}
+}
+
+func (w *watcher) write(resp *discoveryv3.DiscoveryResponse) error {
+	leaf, err := writeCerts(w.c, resp)
 	if err != nil {
 		return err
+	}
+	w.stopNoCert()
+	w.mtlsOff = false
+	if serial := leaf.SerialNumber.String(); serial != w.serial {
+		w.serial = serial
+		ids := make([]string, 0, len(leaf.URIs))
+		for _, u := range leaf.URIs {
+			ids = append(ids, u.String())
+		}
+		w.log.Info("certificate written", "spiffeID", strings.Join(ids, ","), "expires", leaf.NotAfter.UTC().Format(time.RFC3339), "dir", w.c.CertDir())
+	}
+	if w.written != nil {
+		w.written()
+	}
+	return nil
+}
+
+// writeCerts writes the certificate files and returns the leaf.
+func writeCerts(c *Config, resp *discoveryv3.DiscoveryResponse) (*x509.Certificate, error) {
+	chain, key, ca, err := ParseSecrets(resp)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.X509KeyPair(chain, key)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, err
 	}
 	dir := c.CertDir()
 	// The CA first and the key before the certificate: file_watcher reads
 	// the pair together, and a new CA must be trusted before it is needed.
 	if err := WriteFileAtomic(filepath.Join(dir, xdsnames.CAFile), ca, 0o644); err != nil {
-		return err
+		return nil, err
 	}
 	if err := WriteFileAtomic(filepath.Join(dir, xdsnames.KeyFile), key, 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	return WriteFileAtomic(filepath.Join(dir, xdsnames.CertFile), chain, 0o644)
+	return leaf, WriteFileAtomic(filepath.Join(dir, xdsnames.CertFile), chain, 0o644)
 }
 
 // ParseSecrets extracts and checks the PEM material of an SDS response:

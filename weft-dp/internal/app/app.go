@@ -67,7 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ProxyType, "proxy-type", c.ProxyType, "envoy (sidecar) or grpc (proxyless gRPC application)")
 	fs.StringVar(&c.Workdir, "workdir", c.Workdir, "directory for the bootstrap and certificates")
 	fs.StringVar(&c.DataplaneFile, "dataplane-file", c.DataplaneFile, "Dataplane (YAML/JSON) to register at start and remove on clean exit")
-	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "api-server REST URL (for --dataplane-file)")
+	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "api-server REST URL (for --dataplane-file, and to tell when the Dataplane is missing or deleted)")
 	fs.StringVar(&c.APITokenFile, "api-token-file", c.APITokenFile, "token allowed to write Dataplanes (for --dataplane-file)")
 	fs.StringVar(&c.EnvoyBinary, "envoy-binary", c.EnvoyBinary, "Envoy executable, looked up in PATH")
 	fs.IntVar(&c.EnvoyAdmin, "envoy-admin-port", c.EnvoyAdmin, "Envoy admin port (127.0.0.1)")
@@ -83,15 +83,29 @@ func (c *Config) agentConfig(log *slog.Logger) (*agent.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
+	if t := strings.TrimSpace(string(tok)); strings.ContainsAny(t, " \t\r\n") {
+		return nil, fmt.Errorf("--token-file %s: holds more than one word; it must hold only the token (weftctl generate dataplane-token ... > FILE)", c.TokenFile)
+	}
 	ac := &agent.Config{CP: c.CP, Mesh: c.Mesh, Name: c.Name, Token: strings.TrimSpace(string(tok)), ProxyType: c.ProxyType,
 		Workdir: c.Workdir, CPCAFile: c.CPCAFile, CertRefresh: c.CertRefresh, Log: log}
 	if err := ac.Validate(); err != nil {
 		return nil, err
 	}
+	// The bootstrap is read by an application started from anywhere: every
+	// path written into it is absolute.
 	if c.Workdir, err = filepath.Abs(c.Workdir); err != nil {
 		return nil, err
 	}
 	ac.Workdir = c.Workdir
+	if c.CPCAFile != "" {
+		if c.CPCAFile, err = filepath.Abs(c.CPCAFile); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(c.CPCAFile); err != nil {
+			return nil, fmt.Errorf("--cp-ca-file: %w", err)
+		}
+		ac.CPCAFile = c.CPCAFile
+	}
 	return ac, nil
 }
 
@@ -208,6 +222,13 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 			return err
 		}
 		log.Info("wrote gRPC xDS bootstrap: start the application with GRPC_XDS_BOOTSTRAP set to it", "path", ac.GRPCBootstrapPath())
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			watchDataplane(wctx, cfg.APIURL, ac.Mesh, ac.Name, ac.Token, log)
+		}()
+		defer func() { stopWatch(); <-watched }()
 		return agent.RunCertificates(ctx, ac, func() { log.Debug("certificates written", "dir", ac.CertDir()) })
 	}
 	path := filepath.Join(ac.Workdir, "envoy.json")

@@ -54,6 +54,12 @@ func TestBadFlags(t *testing.T) {
 	if !strings.Contains(errb.String(), "--token-file") {
 		t.Fatalf("stderr: %s", errb.String())
 	}
+	errb.Reset()
+	tok := write(t, t.TempDir(), "token", "$ weftctl generate dataplane-token\neyJ.token\n")
+	if code := Main(context.Background(), []string{"run", "--mesh", "default", "--name", "b", "--proxy-type", "grpc", "--token-file", tok}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), "more than one word") {
+		t.Fatalf("token file with a stray line: exit %d: %s", code, errb.String())
+	}
 	if code := Main(context.Background(), []string{"launch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -122,5 +128,48 @@ func TestEnvoyRestarted(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "envoy.json")); err != nil || !strings.Contains(string(b), `"id": "default.web-1"`) {
 		t.Fatalf("bootstrap: %v %s", err, b)
+	}
+}
+
+// A relative --cp-ca-file or --workdir must not break an application
+// started from another directory: the bootstrap holds absolute paths.
+func TestBootstrapPathsAreAbsolute(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "token", "dp-token")
+	write(t, dir, "cp-ca.pem", "-----BEGIN CERTIFICATE-----\n")
+	t.Chdir(dir)
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), []string{"bootstrap", "--cp", "127.0.0.1:5678", "--cp-ca-file", "cp-ca.pem", "--mesh", "default",
+		"--name", "backend-1", "--token-file", "token", "--proxy-type", "grpc", "--workdir", "wd"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var b struct {
+		Servers []struct {
+			Creds []struct {
+				Config map[string]string `json:"config"`
+			} `json:"channel_creds"`
+		} `json:"xds_servers"`
+		Providers map[string]struct {
+			Config map[string]string `json:"config"`
+		} `json:"certificate_providers"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{b.Servers[0].Creds[0].Config["ca_certificate_file"]}
+	for _, k := range []string{"certificate_file", "private_key_file", "ca_certificate_file"} {
+		paths = append(paths, b.Providers["default"].Config[k])
+	}
+	for _, p := range paths {
+		if !filepath.IsAbs(p) || !strings.HasPrefix(p, dir) {
+			t.Errorf("path %q in the bootstrap is not absolute under %s", p, dir)
+		}
+	}
+	// A missing CA file is a flag error, not a silent bad bootstrap.
+	errb.Reset()
+	if code := Main(context.Background(), []string{"bootstrap", "--cp-ca-file", "nope.pem", "--mesh", "default", "--name", "b",
+		"--token-file", "token", "--proxy-type", "grpc"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--cp-ca-file") {
+		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

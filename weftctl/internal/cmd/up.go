@@ -31,7 +31,7 @@ func runUp(ctx context.Context, a *App, args []string) error {
 	home, _ := os.UserHomeDir()
 	dataDir := fs.String("data-dir", filepath.Join(home, ".weft", "up"), "where etcd data, keys and endpoints.json are kept")
 	zones := fs.Int("zones", 0, "start a global control plane and this many zones (0: one standalone control plane)")
-	demo := fs.Bool("demo", false, "seed a demo mesh, services and policies")
+	demo := fs.Bool("demo", false, "run the demo: mesh demo with mTLS, a greeter (zone-2) and a client (zone-1; both local without --zones) printing call counts by serving zone")
 	offset := fs.Int("port-offset", 0, "add this to every default port (run two instances side by side)")
 	host := fs.String("host", "127.0.0.1", "address the listeners bind")
 	logLevel := fs.String("log-level", "warn", "service log level: debug, info, warn, error")

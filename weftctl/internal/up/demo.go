@@ -1,24 +1,276 @@
 package up
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/examples/greeter"
+	"github.com/weftmesh/weft/pkg/cptls"
+	"github.com/weftmesh/weft/pkg/run"
+	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/token"
+	"github.com/weftmesh/weft/weft-dp/agent"
 )
 
-// demo seeds demo resources. It grows with the services: meshes and
-// policies go to the first control plane (global, or standalone).
-func demo(ctx context.Context, planes []*plane, out io.Writer) error {
-	fmt.Fprintln(out, "demo: mesh 'demo' (builtin mTLS CA), TrafficPermission frontend -> backend, dataplanes backend-1-<zone> and frontend-1-<zone> in every zone (backend-1 and frontend-1 standalone)")
-	if err := seedDemo(ctx, planes); err != nil {
-		return err
+// DemoAppCommand is the first argument of a demo workload: `weftctl up
+// --demo` runs the greeter and the client as child processes of its own
+// binary (`weftctl demo-app greeter|client FLAGS`), each with its own
+// GRPC_XDS_BOOTSTRAP, since grpc-go reads one bootstrap per process.
+const DemoAppCommand = "demo-app"
+
+// DemoApp is the entry point of a demo child process; it returns the exit
+// code. The code is the example's (examples/greeter), as a user runs it.
+func DemoApp(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "greeter":
+		err = greeter.ServerMain(ctx, args[1:], stdout)
+	case len(args) > 0 && args[0] == "client":
+		err = greeter.ClientMain(ctx, args[1:], stdout)
+	default:
+		err = errors.New("usage: weftctl demo-app greeter|client FLAGS")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "demo-app:", err)
+		return 1
+	}
+	return 0
+}
+
+// Default ports of the demo workloads (plus the plane's base).
+const (
+	portDemoGreeter = 7070
+	portDemoClient  = 7071
+)
+
+// demoSummaryEvery is how often the demo client prints its call counts.
+const demoSummaryEvery = 5 * time.Second
+
+// demoApp is one demo workload: a Dataplane, weft-dp's certificate loop
+// (in this process) and the application (a child process).
+type demoApp struct {
+	plane         *plane
+	name, service string
+	role          string // greeter or client
+	port          int
+}
+
+// demoApps places the workloads: standalone runs both; with zones the
+// client runs in zone-1 and the greeter in zone-2 (zone-1 with one zone),
+// so the client's calls cross zones.
+func demoApps(planes []*plane) ([]*demoApp, error) {
+	clientPlane, greeterPlane := planes[0], planes[0]
+	if len(planes) > 1 {
+		clientPlane, greeterPlane = planes[1], planes[min(2, len(planes)-1)]
+	}
+	suffix := func(p *plane) string {
+		if p.zone == "" {
+			return ""
+		}
+		return "-" + p.zone
+	}
+	apps := []*demoApp{
+		{plane: greeterPlane, name: "greeter-1" + suffix(greeterPlane), service: "greeter", role: "greeter", port: portDemoGreeter},
+		{plane: clientPlane, name: "client-1" + suffix(clientPlane), service: "client", role: "client", port: portDemoClient},
+	}
+	for _, a := range apps {
+		if a.plane.ephemeral {
+			port, err := freePort(a.plane.host)
+			if err != nil {
+				return nil, err
+			}
+			a.port = port
+		} else {
+			a.port += a.plane.base
+		}
+	}
+	return apps, nil
+}
+
+func freePort(host string) (int, error) {
+	lis, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer lis.Close()
+	return lis.Addr().(*net.TCPAddr).Port, nil
+}
+
+// demoRun is the running demo; wait returns once every workload stopped.
+type demoRun struct{ wg sync.WaitGroup }
+
+func (d *demoRun) wait() {
+	if d != nil {
+		d.wg.Wait()
+	}
+}
+
+// demo seeds the demo mesh, permission and Dataplanes and starts the
+// greeter and the client, which prints its call counts by serving zone.
+func demo(ctx context.Context, planes []*plane, o Options) (*demoRun, error) {
+	apps, err := demoApps(planes)
+	if err != nil {
+		return nil, err
+	}
+	greeterApp, clientApp := apps[0], apps[1]
+	fmt.Fprintf(o.Out, "demo: mesh 'demo' (builtin mTLS CA), TrafficPermission client -> greeter, greeter %s in %s, client %s in %s calling xds:///greeter.mesh\n",
+		greeterApp.name, greeterApp.plane.name, clientApp.name, clientApp.plane.name)
+	if err := seedDemo(ctx, planes, apps); err != nil {
+		return nil, err
 	}
 	for _, p := range planes {
 		if p.ep.DNSAddress != "" {
 			host, port, _ := net.SplitHostPort(p.ep.DNSAddress)
-			fmt.Fprintf(out, "demo: %s resolves .mesh names: dig @%s -p %s backend.demo.mesh\n", p.name, host, port)
+			fmt.Fprintf(o.Out, "demo: %s resolves .mesh names: dig @%s -p %s greeter.demo.mesh\n", p.name, host, port)
 		}
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	d := &demoRun{}
+	for _, a := range apps {
+		boot, err := a.startAgent(ctx, o.DataDir, &d.wg)
+		if err != nil {
+			return d, fmt.Errorf("%s: %w", a.name, err)
+		}
+		var args []string
+		if a.role == "greeter" {
+			args = []string{"greeter", "--address", fmt.Sprintf("127.0.0.1:%d", a.port), "--zone", zoneName(a.plane), "--instance", a.name}
+		} else {
+			args = []string{"client", "--target", "xds:///greeter.mesh", "--name", a.name, "--count", "0",
+				"--interval", "200ms", "--timeout", "2s", "--summary", demoSummaryEvery.String()}
+		}
+		cmd := exec.Command(self, append([]string{DemoAppCommand}, args...)...)
+		cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+boot, "GRPC_EXPERIMENTAL_XDS_SNI=true")
+		dieWithParent(cmd)
+		if err := a.run(ctx, cmd, o.Out, a.plane.log, &d.wg); err != nil {
+			return d, fmt.Errorf("%s: %w", a.name, err)
+		}
+	}
+	fmt.Fprintf(o.Out, "demo: the client prints its call counts by serving zone every %s\n", demoSummaryEvery)
+	return d, nil
+}
+
+func zoneName(p *plane) string {
+	if p.zone == "" {
+		return p.name
+	}
+	return p.zone
+}
+
+// startAgent does what `weft-dp run --proxy-type grpc` does for the
+// workload, in this process: a dataplane token bound to its service, the
+// bootstrap, and the certificate files kept fresh. It returns the
+// bootstrap path once the first certificate is written.
+func (a *demoApp) startAgent(ctx context.Context, dataDir string, wg *sync.WaitGroup) (string, error) {
+	p := a.plane
+	st := store.New(p.cli, store.WithKeyring(p.keys))
+	c := token.Claims{Kind: token.KindDataplane, Mesh: "demo", Services: []string{a.service}}
+	c.Subject = a.name
+	tok, _, err := token.New(st).Issue(ctx, c, 24*time.Hour)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(dataDir, "demo", a.name)
+	root, err := cptls.RootPEM(ctx, st)
+	if err != nil {
+		return "", err
+	}
+	caFile := filepath.Join(dir, "cp-ca.pem")
+	if err := agent.WriteFileAtomic(caFile, root, 0o644); err != nil {
+		return "", err
+	}
+	cfg := &agent.Config{CP: p.ep.XDSAddress, CPCAFile: caFile, Mesh: "demo", Name: a.name, Token: tok, ProxyType: agent.ProxyGRPC,
+		Workdir: dir, CertRefresh: 2 * time.Second, Log: p.log.With("demo", a.name)}
+	b, err := agent.GRPCBootstrap(cfg)
+	if err != nil {
+		return "", err
+	}
+	if err := agent.WriteFileAtomic(cfg.GRPCBootstrapPath(), b, 0o600); err != nil {
+		return "", err
+	}
+	// A certificate from an earlier run may be stale: wait for this run's.
+	_ = os.Remove(filepath.Join(cfg.CertDir(), "cert.pem"))
+	written := make(chan struct{}, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := agent.RunCertificates(ctx, cfg, func() {
+			select {
+			case written <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			cfg.Log.Error("demo: the certificate loop stopped", "err", err)
+		}
+	}()
+	select {
+	case <-written:
+		return cfg.GRPCBootstrapPath(), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return "", errors.New("no certificate within 2 minutes (see the log of the xds-server and ca-service)")
+	}
+}
+
+// run starts the workload's process, prefixes its output lines with its
+// name, and stops it (SIGTERM, then SIGKILL after a grace) when ctx ends.
+func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *slog.Logger, wg *sync.WaitGroup) error {
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	prefix := fmt.Sprintf("demo: %s (%s): ", a.name, a.plane.name)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			fmt.Fprintln(out, prefix+sc.Text())
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	exited := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		exited <- err
+	}()
+	go func() {
+		defer wg.Done()
+		select {
+		case err := <-exited:
+			if ctx.Err() == nil {
+				log.Error("demo: workload exited", "demo", a.name, "err", err)
+			}
+			return
+		case <-ctx.Done():
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(run.Grace):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
 	return nil
 }

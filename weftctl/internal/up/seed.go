@@ -21,62 +21,44 @@ mtls:
 
 const demoPermission = `type: TrafficPermission
 mesh: demo
-name: frontend-to-backend
+name: client-to-greeter
 sources:
 - match:
-    weft.io/service: frontend
+    weft.io/service: client
 destinations:
 - match:
-    weft.io/service: backend
+    weft.io/service: greeter
 `
 
-// demoDataplanes are registered where workloads live: in each zone (or the
-// standalone control plane). %[1]s is the zone suffix.
-const demoDataplanes = `type: Dataplane
+// demoDataplane is the Dataplane of one demo workload: %[1]s name,
+// %[2]d port, %[3]s service.
+const demoDataplane = `type: Dataplane
 mesh: demo
-name: backend-1%[1]s
+name: %[1]s
 networking:
   address: 127.0.0.1
   inbound:
-  - port: 7070
+  - port: %[2]d
     tags:
-      weft.io/service: backend
+      weft.io/service: %[3]s
       weft.io/protocol: grpc
----
-type: Dataplane
-mesh: demo
-name: frontend-1%[1]s
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: 7071
-    tags:
-      weft.io/service: frontend
-      weft.io/protocol: http
-  outbound:
-  - port: 17070
-    tags:
-      weft.io/service: backend
 `
 
-func seedDemo(ctx context.Context, planes []*plane) error {
+// seedDemo writes the demo mesh and permission to the first control plane
+// (global or standalone) and each workload's Dataplane to its zone.
+func seedDemo(ctx context.Context, planes []*plane, apps []*demoApp) error {
 	first := planes[0]
 	if err := seedDocs(ctx, first, demoMesh, demoPermission); err != nil {
 		return err
 	}
-	for _, p := range planes {
-		if p.mode == "global" {
-			continue
-		}
-		suffix := ""
-		if p.zone != "" {
-			suffix = "-" + p.zone
+	for _, a := range apps {
+		if a.plane.zone != "" {
 			// The mesh arrives through zone-sync; dataplanes need it first.
-			if err := waitForMesh(ctx, p, "demo"); err != nil {
+			if err := waitForMesh(ctx, a.plane, "demo"); err != nil {
 				return err
 			}
 		}
-		if err := seedDocs(ctx, p, fmt.Sprintf(demoDataplanes, suffix)); err != nil {
+		if err := seedDocs(ctx, a.plane, fmt.Sprintf(demoDataplane, a.name, a.port, a.service)); err != nil {
 			return err
 		}
 	}

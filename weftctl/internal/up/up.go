@@ -228,10 +228,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
+	var demoApps *demoRun
 	if o.Demo {
-		if err := demo(ctx, planes, o.Out); err != nil {
+		var err error
+		if demoApps, err = demo(ctx, planes, o); err != nil {
 			cancel()
 			<-done
+			demoApps.wait()
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
@@ -239,7 +242,10 @@ func Run(ctx context.Context, o Options) error {
 	if o.OnReady != nil {
 		o.OnReady(eps)
 	}
-	return <-done
+	err := <-done
+	cancel()
+	demoApps.wait() // the demo workloads stop with ctx
+	return err
 }
 
 func (p *plane) startStorage(ctx context.Context) error {

@@ -12,12 +12,41 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/weftctl/internal/up"
 )
+
+// TestMain lets this test binary stand in for weftctl as the demo's child
+// processes (`weftctl demo-app ...`), as cmd/weftctl/main.go does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == up.DemoAppCommand {
+		os.Exit(up.DemoApp(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuf is up's output, written by several goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // startUp runs `weftctl up` in-process and waits for it to be ready.
 func startUp(t *testing.T, o up.Options) (up.Endpoints, func()) {
@@ -157,7 +186,7 @@ func TestUpZonesSyncGlobalPolicies(t *testing.T) {
 				t.Fatalf("%s: ZoneIngress not on global within 30s: %d %s", zone.Name, code, body)
 			}
 		}
-		url := zone.APIURL + "/meshes/demo/traffic-permissions/frontend-to-backend"
+		url := zone.APIURL + "/meshes/demo/traffic-permissions/client-to-greeter"
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			code, body := get(t, url, zone.AdminToken)
@@ -196,7 +225,7 @@ func TestUpDemoResolvesMeshNames(t *testing.T) {
 		}
 		c := &dns.Client{Net: "udp", Timeout: time.Second}
 		m := new(dns.Msg)
-		m.SetQuestion("backend.demo.mesh.", dns.TypeA)
+		m.SetQuestion("greeter.demo.mesh.", dns.TypeA)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			r, _, err := c.Exchange(m, zone.DNSAddress)
@@ -208,7 +237,7 @@ func TestUpDemoResolvesMeshNames(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: backend.demo.mesh not answered within 30s: %v %v", zone.Name, r, err)
+				t.Fatalf("%s: greeter.demo.mesh not answered within 30s: %v %v", zone.Name, r, err)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -265,4 +294,40 @@ func checkCAFile(t *testing.T, cp up.Endpoint) {
 		t.Fatalf("xDS listener does not verify with %s: %v", cp.CACertFile, err)
 	}
 	conn.Close()
+}
+
+// TestUpDemoClientCallsGreeter: `weftctl up --demo` runs the greeter and the
+// client (child processes, weft-dp's certificate loop in up) and the client
+// prints its call counts by serving zone; the greeter saw the client's
+// SPIFFE ID, so the calls were mTLS with the identity weft-dp delivered.
+func TestUpDemoClientCallsGreeter(t *testing.T) {
+	out := &syncBuf{}
+	_, stop := startUp(t, up.Options{DataDir: t.TempDir(), Demo: true, Out: out})
+	defer stop()
+	served := regexp.MustCompile(`demo: client-1 \(standalone\): calls to xds:///greeter.mesh: served by standalone: [1-9][0-9]*; .*you are spiffe://demo/client`)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !served.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no call counts from the demo client within 2 minutes:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestUpZonesDemoCallsCrossZone: with --zones 2 the demo client runs in
+// zone-1 and the greeter in zone-2; the client's calls are served by zone-2
+// through zone-2's ingress, end-to-end mTLS (the greeter sees the client's
+// SPIFFE ID).
+func TestUpZonesDemoCallsCrossZone(t *testing.T) {
+	out := &syncBuf{}
+	_, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 2, Demo: true, Out: out})
+	defer stop()
+	served := regexp.MustCompile(`demo: client-1-zone-1 \(zone-1\): calls to xds:///greeter.mesh: served by zone-2: [1-9][0-9]*; .*from greeter-1-zone-2 in zone-2; you are spiffe://demo/client`)
+	deadline := time.Now().Add(3 * time.Minute)
+	for !served.MatchString(out.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no cross-zone calls from the demo client within 3 minutes:\n%s", out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
