@@ -242,7 +242,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.OnReady != nil {
 		o.OnReady(eps)
 	}
-	err := <-done
+	err = <-done
 	cancel()
 	demoApps.wait() // the demo workloads stop with ctx
 	return err
