@@ -87,7 +87,7 @@ func Causes(err error) []resource.Cause {
 	}
 	var de *resource.DecodeError
 	if errors.As(err, &de) {
-		return []resource.Cause{{Field: de.Field, Message: de.Err.Error()}}
+		return de.AllCauses()
 	}
 	return []resource.Cause{{Message: err.Error()}}
 }
