@@ -298,11 +298,13 @@ mtls:
 	if got.GetVersion() == first.GetVersion() {
 		t.Fatal("bundle version did not change")
 	}
+	// Checked before signing again: once web-1 holds a ca-2 certificate no
+	// workload's current certificate chains to ca-1, and a rebuild may drop it.
+	if roots := f.m.Roots()["m"]; len(roots) != 2 {
+		t.Fatalf("Roots() has %d roots for m", len(roots))
+	}
 	resp, err := f.m.Sign(f.ctx, SignRequest{Mesh: "m", Dataplane: "web-1", PublicKey: f.pub})
 	if err != nil || resp.GetBackend() != "ca-2" {
 		t.Fatalf("after rotation: backend %q, %v", resp.GetBackend(), err)
-	}
-	if roots := f.m.Roots()["m"]; len(roots) != 2 {
-		t.Fatalf("Roots() has %d roots for m", len(roots))
 	}
 }
