@@ -295,9 +295,21 @@ func upstream(t *testing.T) string {
 		}
 		_ = w.WriteMsg(m)
 	})
-	us, ts := &dns.Server{PacketConn: pc, Handler: h}, &dns.Server{Listener: l, Handler: h}
+	// Shutdown before ActivateAndServe has started fails and leaves the
+	// server running: wait until both have started.
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	us := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: notify}
+	ts := &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: notify}
 	go us.ActivateAndServe()
 	go ts.ActivateAndServe()
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("upstream DNS servers did not start")
+		}
+	}
 	t.Cleanup(func() { _ = us.Shutdown(); _ = ts.Shutdown() })
 	return pc.LocalAddr().String()
 }
