@@ -21,6 +21,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -48,6 +49,18 @@ type policyPieces struct {
 	// endpointTags: service → its endpoints with their inbound tags, for
 	// subsets (filled by buildEndpoints, read-only afterwards).
 	endpointTags map[string][]taggedEndpoint
+	// remoteTags: service → the tag sets other zones' ingresses offer it
+	// with, and their instance counts, for subsets across zones (filled by
+	// remoteEndpoints, read-only afterwards).
+	remoteTags map[string][]remoteTagSet
+}
+
+// remoteTagSet is one availableServices entry of another zone's ingress:
+// key is the ingress (zone, advertised address, port).
+type remoteTagSet struct {
+	key       endpointKey
+	tags      map[string]string
+	instances uint32
 }
 
 type taggedEndpoint struct {
@@ -252,7 +265,11 @@ func (ss subset) matches(tags map[string]string) bool {
 }
 
 // subsetEndpoints is the load assignment of a subset: the service's healthy
-// endpoints that carry the subset's tags.
+// endpoints that carry the subset's tags and, behind them (EDS priority 1,
+// or 0 without a local one), every other zone's ingress with a tag set of
+// the service that contains the subset, weighted by the instances of those
+// tag sets. Remote endpoints need the subset to have a server name
+// (subsetSNI): a subset too long to be named stays local.
 func (s *Snapshot) subsetEndpoints(ss subset) (*endpointv3.ClusterLoadAssignment, error) {
 	if len(ss.tags) == 0 {
 		if cla := s.endpoints[ss.service]; cla != nil {
@@ -267,14 +284,44 @@ func (s *Snapshot) subsetEndpoints(ss subset) (*endpointv3.ClusterLoadAssignment
 				keys = append(keys, e.key)
 			}
 		}
-		// Subsets are local only: other zones' ingresses advertise tag sets,
-		// but a subset's SNI does not name them yet (docs/policies.md).
-		return loadAssignment(ss.clusterName(), keys, nil)
+		var remote []endpointKey
+		if _, ok := s.subsetSNI(ss); ok {
+			remote = s.remoteSubset(ss)
+		}
+		return loadAssignment(ss.clusterName(), keys, remote)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return r.(*endpointv3.ClusterLoadAssignment), nil
+}
+
+// remoteSubset is one endpoint per other zone's ingress offering the
+// subset, weighted by the instances of its tag sets that contain the
+// subset, sorted by (zone, address, port).
+func (s *Snapshot) remoteSubset(ss subset) []endpointKey {
+	sums := map[endpointKey]uint32{}
+	for _, ts := range s.pol.remoteTags[ss.service] {
+		if ss.matches(ts.tags) {
+			sums[ts.key] = min(sums[ts.key]+ts.instances, maxRemoteWeight)
+		}
+	}
+	out := make([]endpointKey, 0, len(sums))
+	for k, w := range sums {
+		k.weight = w
+		out = append(out, k)
+	}
+	sortEndpoints(out)
+	return out
+}
+
+// subsetSNI is the upstream server name of a subset (pkg/sni: the
+// service, the subset's tags, the mesh), so that another zone's ingress
+// routes the connection to an instance of the subset; false when the
+// subset cannot be named (over sni.MaxLen, or a tag sni refuses).
+func (s *Snapshot) subsetSNI(ss subset) (string, bool) {
+	name, err := sni.Format(s.Mesh, ss.service, ss.tags)
+	return name, err == nil
 }
 
 // weightedSubset is one entry of a split.

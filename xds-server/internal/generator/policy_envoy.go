@@ -319,6 +319,21 @@ func policyCluster(s *Snapshot, ss subset, o policy.Outbound, proxyless bool) (*
 		}
 		c.Name = name
 		c.EdsClusterConfig.ServiceName = name
+		if c.TransportSocket != nil && len(ss.tags) > 0 {
+			// The server name names the subset: another zone's ingress
+			// routes by it (local endpoints do not read it).
+			if sn, ok := s.subsetSNI(ss); ok {
+				if proxyless {
+					u := grpcUpstreamTLS(s.Mesh, ss.service)
+					u.Sni = sn
+					c.TransportSocket = tlsSocket(u)
+				} else {
+					u := envoyUpstreamTLS(s.Mesh, ss.service)
+					u.Sni = sn
+					c.TransportSocket = tlsSocket(u)
+				}
+			}
+		}
 		applyClusterPolicies(c, o, s.Protocol(ss.service), proxyless)
 		return c
 	})

@@ -248,6 +248,10 @@ func (s *Snapshot) remoteEndpoints(ingresses []*resource.Resource, seen map[stri
 			}
 			k := endpointKey{zone: zone, addr: addr, port: port}
 			sums[svc][k] = min(sums[svc][k]+as.GetInstances(), maxRemoteWeight)
+			if s.pol.remoteTags == nil {
+				s.pol.remoteTags = map[string][]remoteTagSet{}
+			}
+			s.pol.remoteTags[svc] = append(s.pol.remoteTags[svc], remoteTagSet{key: k, tags: as.GetTags(), instances: as.GetInstances()})
 		}
 	}
 	out := map[string][]endpointKey{}
