@@ -41,11 +41,12 @@ type Recorder struct {
 	streams map[string]*stream
 	byDP    map[string]map[string]*stream // "mesh/name" → stream id → stream
 	dirty   map[string]bool               // "mesh/name"
+	lease   clientv3.LeaseID
+	kick    chan struct{}
+
 	// genErr is, per "mesh/name", why the latest generation failed and
 	// since when; every stream of the dataplane reports it.
 	genErr map[string]genError
-	lease  clientv3.LeaseID
-	kick   chan struct{}
 
 	// written is what this replica last stored per "mesh/name", so a
 	// rewrite is one conditional put (store.WithCurrent), not a
