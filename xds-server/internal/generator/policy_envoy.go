@@ -191,7 +191,12 @@ func accessLogs(s *Snapshot, tl *resource.Resource, http bool) []*accesslogv3.Ac
 	switch {
 	case b == nil:
 		return nil
-	case b.GetType() == "tcp" && b.GetAddress() != "":
+	case b.GetType() == "tcp":
+		// weft-dp refuses a log_name it cannot parse (Envoy would retry it
+		// forever): an address that is not host:port logs nothing.
+		if _, _, err := xdsnames.ParseAccessLogName(xdsnames.AccessLogName(b.GetAddress(), b.GetFormat())); err != nil {
+			return nil
+		}
 		return []*accesslogv3.AccessLog{grpcAccessLog(b, http)}
 	case b.GetType() != "file" || b.GetPath() == "":
 		return nil
