@@ -148,7 +148,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // startServer runs the access-log server on a unix socket, as weft-dp does,
 // and returns it with a gRPC ALS client connected the way Envoy connects.
-func startServer(t *testing.T, opts Options, log *slog.Logger) (*Server, alsv3.AccessLogServiceClient) {
+func startServer(t testing.TB, opts Options, log *slog.Logger) (*Server, alsv3.AccessLogServiceClient) {
 	t.Helper()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
