@@ -236,11 +236,12 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 	if err := agent.WriteFileAtomic(path, b, 0o600); err != nil {
 		return err
 	}
-	stopAccessLog, err := startAccessLog(ctx, ac, log)
-	if err != nil {
-		return err
+	if stopAccessLog, err := startAccessLog(ctx, ac, log); err != nil {
+		// Only TrafficLogs to tcp backends need it: run Envoy anyway.
+		log.Warn("access logs to tcp backends are unavailable", "err", err)
+	} else {
+		defer stopAccessLog()
 	}
-	defer stopAccessLog()
 	return runEnvoy(ctx, envoyPath, path, log)
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,7 +181,8 @@ func (r *Recorder) Nacked(id, typeURL, detail string) {
 // previous configuration meanwhile. Only a change of message is written.
 func (r *Recorder) GenerationFailed(mesh, name, msg string) {
 	if len(msg) > MaxGenerationError {
-		msg = msg[:MaxGenerationError]
+		// Cut on a rune boundary: a proto string must be valid UTF-8.
+		msg = strings.ToValidUTF8(msg[:MaxGenerationError], "")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -193,7 +195,11 @@ func (r *Recorder) GenerationFailed(mesh, name, msg string) {
 	} else {
 		r.genErr[k] = genError{msg: msg, since: timestamppb.Now()}
 	}
-	r.markLocked(mesh, name)
+	// Before the stream is recorded (the reconciler may be first) there is
+	// nothing to write yet: Opened writes it with the error.
+	if len(r.byDP[k]) > 0 {
+		r.markLocked(mesh, name)
+	}
 }
 
 // CertChanged marks a dataplane whose certificate changed.
