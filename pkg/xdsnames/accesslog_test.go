@@ -30,3 +30,17 @@ func TestParseAccessLogName(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseAccessLogName: any log_name is parsed or refused without
+// panicking; what parses round-trips through AccessLogName.
+func FuzzParseAccessLogName(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:5000;%START_TIME%", "[::1]:1;", ";", "a:b;c;d", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		addr, format, err := ParseAccessLogName(name)
+		if err == nil && AccessLogName(addr, format) != name {
+			t.Fatalf("%q parsed to %q %q, which do not make it again", name, addr, format)
+		}
+	})
+}
