@@ -18,6 +18,8 @@ FUZZ_TARGETS ?= pkg/resource:FuzzUnmarshal api-server/internal/gateway:FuzzRESTB
 	api-server/internal/gui:FuzzParseDataplaneQuery pkg/sni:FuzzParse ingress-manager/proxy:FuzzPeekServerName \
 	xds-server/internal/generator:FuzzProxyTemplate k8s-controller/internal/webhook:FuzzReview \
 	pkg/tproxy:FuzzParsePorts k8s-controller/internal/inject:FuzzMutate
+# The access-log service's parsers (TrafficLog to tcp backends).
+FUZZ_TARGETS += pkg/xdsnames:FuzzParseAccessLogName weft-dp/internal/accesslog:FuzzFormat
 FUZZTIME ?= 5s
 GOTEST_FLAGS ?= -count=1 -timeout 10m
 

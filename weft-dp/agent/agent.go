@@ -102,6 +102,11 @@ func (c *Config) Validate() error {
 // NodeID is the xDS node id.
 func (c *Config) NodeID() string { return xdsnames.NodeID(c.Mesh, c.Name) }
 
+// AccessLogSocket is the unix socket of weft-dp's access-log service,
+// which Envoy's gRPC access loggers reach through the bootstrap cluster
+// xdsnames.AccessLogSinkCluster.
+func (c *Config) AccessLogSocket() string { return filepath.Join(c.Workdir, xdsnames.AccessLogSocket) }
+
 // CertDir is where the grpc-go certificate files live.
 func (c *Config) CertDir() string { return filepath.Join(c.Workdir, xdsnames.CertDir) }
 
@@ -214,9 +219,32 @@ func EnvoyBootstrap(c *Config, adminPort int) ([]byte, error) {
 			"lds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},
 			"cds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},
 		},
-		"static_resources": map[string]any{"clusters": []any{cluster}},
+		"static_resources": map[string]any{"clusters": []any{cluster, accessLogSink(c)}},
 	}
 	return json.MarshalIndent(b, "", "  ")
+}
+
+// accessLogSink is the static cluster of weft-dp's access-log service (a
+// unix socket in the workdir), named by the gRPC access loggers the
+// xds-server generates for TrafficLogs to tcp backends.
+func accessLogSink(c *Config) map[string]any {
+	return map[string]any{
+		"name":            xdsnames.AccessLogSinkCluster,
+		"type":            "STATIC",
+		"connect_timeout": "1s",
+		"typed_extension_protocol_options": map[string]any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": map[string]any{
+				"@type":                "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+				"explicit_http_config": map[string]any{"http2_protocol_options": map[string]any{}},
+			},
+		},
+		"load_assignment": map[string]any{
+			"cluster_name": xdsnames.AccessLogSinkCluster,
+			"endpoints": []any{map[string]any{"lb_endpoints": []any{map[string]any{
+				"endpoint": map[string]any{"address": map[string]any{"pipe": map[string]any{"path": c.AccessLogSocket()}}},
+			}}}},
+		},
+	}
 }
 
 func splitTarget(target string) (string, int, error) {

@@ -60,7 +60,8 @@ func TestEnvoyBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"id": "default.web-1"`, `"value": "Bearer tok"`, `"address": "xds.weft"`, `"port_value": 5678`, `"ads": {}`} {
+	for _, want := range []string{`"id": "default.web-1"`, `"value": "Bearer tok"`, `"address": "xds.weft"`, `"port_value": 5678`, `"ads": {}`,
+		`"name": "weft_access_log_sink"`, `"path": "/w/access-log.sock"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("bootstrap lacks %s:\n%s", want, b)
 		}

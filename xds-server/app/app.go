@@ -309,6 +309,9 @@ func New(cfg Config) (*App, error) {
 		return insight.CertInfo(info), true
 	})
 	a.ins = ins
+	// A proxy whose configuration cannot be generated (a ProxyTemplate that
+	// breaks validation) keeps its previous one; its insight says why.
+	rec.OnGenerationError(ins.GenerationFailed)
 
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
 	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy

@@ -25,6 +25,7 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/weft-dp/agent"
+	"github.com/weftmesh/weft/weft-dp/internal/accesslog"
 )
 
 const service = "weft-dp"
@@ -235,7 +236,32 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 	if err := agent.WriteFileAtomic(path, b, 0o600); err != nil {
 		return err
 	}
+	if stopAccessLog, err := startAccessLog(ctx, ac, log); err != nil {
+		// Only TrafficLogs to tcp backends need it: run Envoy anyway.
+		log.Warn("access logs to tcp backends are unavailable", "err", err)
+	} else {
+		defer stopAccessLog()
+	}
 	return runEnvoy(ctx, envoyPath, path, log)
+}
+
+// startAccessLog serves the access-log service Envoy's gRPC access loggers
+// reach through the bootstrap's weft_access_log_sink cluster: TrafficLogs
+// to tcp backends. stop ends it and waits for its senders.
+func startAccessLog(ctx context.Context, ac *agent.Config, log *slog.Logger) (stop func(), err error) {
+	lis, err := accesslog.ListenUnix(ac.AccessLogSocket())
+	if err != nil {
+		return nil, fmt.Errorf("access log socket: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := accesslog.New(ctx, log.With("component", "access-log"), accesslog.Options{}).Serve(ctx, lis); err != nil {
+			log.Error("access log service stopped", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
 }
 
 // runEnvoy runs Envoy and restarts it (with backoff) when it dies.

@@ -455,7 +455,8 @@ func TestInspectDataplanes(t *testing.T) {
 	h.srv.SetInsight(resource.DataplaneType, "default", "web-1", `{
 		"subscriptions": [
 			{"id": "old", "controlPlaneInstanceId": "xds-0", "connectTime": "2026-01-01T00:00:00Z", "disconnectTime": "2026-01-01T01:00:00Z"},
-			{"id": "new", "controlPlaneInstanceId": "xds-1", "connectTime": "2026-01-02T04:00:00Z"}
+			{"id": "new", "controlPlaneInstanceId": "xds-1", "connectTime": "2026-01-02T04:00:00Z",
+			 "generationError": "ProxyTemplate tpl leaves the configuration invalid", "generationErrorTime": "2026-01-02T04:01:00Z"}
 		],
 		"mtls": {"certificateExpirationTime": "2026-01-03T04:04:05Z", "issuedBackend": "ca-1"},
 		"someFutureField": true
@@ -476,9 +477,14 @@ func TestInspectDataplanes(t *testing.T) {
 		}
 	}
 	wantTable(t, h.ok("", "inspect", "dp", "-m", "demo", "-o", "wide").stdout, [][]string{
-		{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND", "ADDRESS", "ZONE"},
-		{"demo", "db-1", "offline", "-", "-", "db,db-admin", "-", "-", "10.0.0.9", "local"},
+		{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND", "ADDRESS", "ZONE", "CONFIG-ERROR"},
+		{"demo", "db-1", "offline", "-", "-", "db,db-admin", "-", "-", "10.0.0.9", "local", "-"},
 	})
+	// The xds-server's generation error (the proxy keeps its previous
+	// configuration) is the last wide column.
+	if w := h.ok("", "inspect", "dp", "-m", "default", "-o", "wide").stdout; !strings.HasSuffix(strings.TrimSpace(lines(w)[1]), "ProxyTemplate tpl leaves the configuration invalid") {
+		t.Fatalf("wide output lacks the generation error:\n%s", w)
+	}
 	r = h.ok("", "inspect", "dataplanes", "-m", "demo", "-o", "json")
 	if !strings.Contains(r.stdout, `"db-1"`) || strings.Contains(r.stdout, "web-1") {
 		t.Fatalf("json:\n%s", r.stdout)

@@ -94,7 +94,7 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 	now := a.Now()
 	headers := []string{"MESH", "NAME", "STATUS", "SINCE", "XDS-SERVER", "SERVICES", "CERT-EXPIRY", "CERT-BACKEND"}
 	if wide {
-		headers = append(headers, "ADDRESS", "ZONE")
+		headers = append(headers, "ADDRESS", "ZONE", "CONFIG-ERROR")
 	}
 	tb := newTable(a.Stdout, headers...)
 	for _, it := range items {
@@ -117,7 +117,7 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 		row := []string{it.Meta.GetMesh(), it.Meta.GetName(), status, st.since, st.instance, services, expiry,
 			ins.GetMtls().GetIssuedBackend()}
 		if wide {
-			row = append(row, address, zone)
+			row = append(row, address, zone, latestGenerationError(ins))
 		}
 		tb.row(row...)
 	}
@@ -205,6 +205,23 @@ func subscriptionStatus(now time.Time, s sub) subStatus {
 	default:
 		return subStatus{status: "offline", since: since(now, s.disconnect.AsTime()), instance: s.instance}
 	}
+}
+
+// latestGenerationError is why the xds-server of the latest subscription
+// cannot generate the dataplane's configuration (the proxy keeps its
+// previous one), cut to fit a table; "" when there is none.
+func latestGenerationError(ins *meshv1.DataplaneInsight) string {
+	var last *meshv1.DiscoverySubscription
+	for _, s := range ins.GetSubscriptions() {
+		if last == nil || laterSub(s.GetConnectTime(), last.GetConnectTime()) {
+			last = s
+		}
+	}
+	msg := last.GetGenerationError()
+	if r := []rune(msg); len(r) > 80 {
+		msg = string(r[:79]) + "…"
+	}
+	return msg
 }
 
 func lastDataplaneSub(ins *meshv1.DataplaneInsight) sub {

@@ -2,7 +2,10 @@ package generator
 
 import (
 	"math"
+	"regexp"
+	"sort"
 	"strconv"
+	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -10,6 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	fileaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	grpcaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -21,6 +25,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/policy"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -95,7 +100,7 @@ func envoyPolicyHCM(s *Snapshot, o policy.Outbound, name, svc string) *hcmv3.Htt
 			ValidateClusters: wrapperspb.Bool(false),
 		}},
 		HttpFilters: append(filters, routerFilter()),
-		AccessLog:   accessLogs(s, o.TrafficLog),
+		AccessLog:   accessLogs(s, o.TrafficLog, true),
 	}
 	if t := o.Timeout; t != nil {
 		hcm.StreamIdleTimeout = duration(t.Spec.(*meshv1.Timeout).GetConf().GetGrpc().GetStreamIdleTimeout())
@@ -104,7 +109,7 @@ func envoyPolicyHCM(s *Snapshot, o policy.Outbound, name, svc string) *hcmv3.Htt
 }
 
 func envoyPolicyTCPProxy(s *Snapshot, o policy.Outbound, name, svc string) *listenerv3.Filter {
-	tp := &tcpproxyv3.TcpProxy{StatPrefix: name, AccessLog: accessLogs(s, o.TrafficLog)}
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: name, AccessLog: accessLogs(s, o.TrafficLog, false)}
 	to := routeEntries(o, svc, false)[0].to
 	if len(to) == 1 {
 		tp.ClusterSpecifier = &tcpproxyv3.TcpProxy_Cluster{Cluster: to[0].subset.clusterName()}
@@ -173,14 +178,27 @@ func applyEnvoyTimeout(a *routev3.RouteAction, t *resource.Resource, protocol st
 }
 
 // accessLogs sends a TrafficLog to its mesh logging backend. Envoy writes
-// file backends itself; a tcp backend has no Envoy logger without a
-// collector protocol, so it is left out (docs/policies.md).
-func accessLogs(s *Snapshot, tl *resource.Resource) []*accesslogv3.AccessLog {
+// file backends itself. A tcp backend has no Envoy logger of its own: Envoy
+// logs over gRPC (http_grpc on an HTTP connection manager, tcp_grpc on a
+// tcp_proxy) to weft-dp's access-log service through the bootstrap's
+// xdsnames.AccessLogSinkCluster, and weft-dp formats each entry and streams
+// it to the backend's address (both in the log_name).
+func accessLogs(s *Snapshot, tl *resource.Resource, http bool) []*accesslogv3.AccessLog {
 	if tl == nil {
 		return nil
 	}
 	b := loggingBackend(s.MeshSpec, tl.Spec.(*meshv1.TrafficLog).GetConf().GetBackend())
-	if b == nil || b.GetType() != "file" || b.GetPath() == "" {
+	switch {
+	case b == nil:
+		return nil
+	case b.GetType() == "tcp":
+		// weft-dp refuses a log_name it cannot parse (Envoy would retry it
+		// forever): an address that is not host:port logs nothing.
+		if _, _, err := xdsnames.ParseAccessLogName(xdsnames.AccessLogName(b.GetAddress(), b.GetFormat())); err != nil {
+			return nil
+		}
+		return []*accesslogv3.AccessLog{grpcAccessLog(b, http)}
+	case b.GetType() != "file" || b.GetPath() == "":
 		return nil
 	}
 	f := &fileaccesslogv3.FileAccessLog{Path: b.GetPath()}
@@ -190,6 +208,55 @@ func accessLogs(s *Snapshot, tl *resource.Resource) []*accesslogv3.AccessLog {
 		}}
 	}
 	return []*accesslogv3.AccessLog{{Name: "envoy.access_loggers.file", ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(f)}}}
+}
+
+// grpcAccessLog is the gRPC access logger of a tcp backend.
+func grpcAccessLog(b *meshv1.Logging_Backend, http bool) *accesslogv3.AccessLog {
+	common := &grpcaccesslogv3.CommonGrpcAccessLogConfig{
+		LogName: xdsnames.AccessLogName(b.GetAddress(), b.GetFormat()),
+		GrpcService: &corev3.GrpcService{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+			EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xdsnames.AccessLogSinkCluster}}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+	}
+	if !http {
+		return &accesslogv3.AccessLog{Name: "envoy.access_loggers.tcp_grpc", ConfigType: &accesslogv3.AccessLog_TypedConfig{
+			TypedConfig: mustAny(&grpcaccesslogv3.TcpGrpcAccessLogConfig{CommonConfig: common})}}
+	}
+	req, resp := formatHeaders(b.GetFormat())
+	return &accesslogv3.AccessLog{Name: "envoy.access_loggers.http_grpc", ConfigType: &accesslogv3.AccessLog_TypedConfig{
+		TypedConfig: mustAny(&grpcaccesslogv3.HttpGrpcAccessLogConfig{CommonConfig: common,
+			AdditionalRequestHeadersToLog: req, AdditionalResponseHeadersToLog: resp})}}
+}
+
+// headerOperator is %REQ(A?B):N% or %RESP(A?B):N%.
+var headerOperator = regexp.MustCompile(`%(REQ|RESP)\(([^)]*)\)(?::[0-9]+)?%`)
+
+// loggedRequestHeaders are the request headers http_grpc logs in fields of
+// its own; any other header a format names must be asked for.
+var loggedRequestHeaders = map[string]bool{":method": true, ":path": true, ":authority": true, ":scheme": true,
+	"user-agent": true, "referer": true, "x-forwarded-for": true, "x-request-id": true, "x-envoy-original-path": true}
+
+// formatHeaders lists the request and response headers a format names
+// that Envoy's http_grpc logger sends only when asked (sorted, once each).
+func formatHeaders(format string) (req, resp []string) {
+	seen := map[string]bool{}
+	for _, m := range headerOperator.FindAllStringSubmatch(format, -1) {
+		for _, h := range strings.Split(m[2], "?") {
+			h = strings.ToLower(strings.TrimSpace(h))
+			if h == "" || seen[m[1]+h] || (m[1] == "REQ" && loggedRequestHeaders[h]) {
+				continue
+			}
+			seen[m[1]+h] = true
+			if m[1] == "REQ" {
+				req = append(req, h)
+			} else {
+				resp = append(resp, h)
+			}
+		}
+	}
+	sort.Strings(req)
+	sort.Strings(resp)
+	return req, resp
 }
 
 // loggingBackend finds a mesh logging backend by name; "" is the default.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,11 +45,23 @@ type Recorder struct {
 	lease   clientv3.LeaseID
 	kick    chan struct{}
 
+	// genErr is, per "mesh/name", why the latest generation failed and
+	// since when; every stream of the dataplane reports it.
+	genErr map[string]genError
+
 	// written is what this replica last stored per "mesh/name", so a
 	// rewrite is one conditional put (store.WithCurrent), not a
 	// create-conflict-read-update. Only the flush loop touches it.
 	written map[string]*resource.Resource
 }
+
+type genError struct {
+	msg   string
+	since *timestamppb.Timestamp
+}
+
+// MaxGenerationError bounds the generation error kept in an insight.
+const MaxGenerationError = 4096
 
 type stream struct {
 	mesh, name string
@@ -58,7 +71,7 @@ type stream struct {
 // New returns a recorder for replica instance; ttl is the lease TTL.
 func New(st *store.Store, instance string, ttl time.Duration, log *slog.Logger, certInfo func(mesh, name string) (CertInfo, bool)) *Recorder {
 	return &Recorder{st: st, instance: instance, ttl: ttl, interval: 200 * time.Millisecond, log: log, certInfo: certInfo,
-		streams: map[string]*stream{}, byDP: map[string]map[string]*stream{}, dirty: map[string]bool{},
+		streams: map[string]*stream{}, byDP: map[string]map[string]*stream{}, dirty: map[string]bool{}, genErr: map[string]genError{},
 		kick: make(chan struct{}, 1), written: map[string]*resource.Resource{}}
 }
 
@@ -102,6 +115,7 @@ func (r *Recorder) Closed(id string) {
 	delete(r.byDP[k], id)
 	if len(r.byDP[k]) == 0 {
 		delete(r.byDP, k)
+		delete(r.genErr, k) // a new stream generates afresh
 	}
 	r.markLocked(s.mesh, s.name)
 }
@@ -160,6 +174,32 @@ func (r *Recorder) Nacked(id, typeURL, detail string) {
 	ts.LastError = detail
 	ts.LastUpdateTime = timestamppb.Now()
 	r.markLocked(s.mesh, s.name)
+}
+
+// GenerationFailed records why the latest generation of a dataplane's
+// configuration failed ("" when it succeeded again): the proxy keeps its
+// previous configuration meanwhile. Only a change of message is written.
+func (r *Recorder) GenerationFailed(mesh, name, msg string) {
+	if len(msg) > MaxGenerationError {
+		// Cut on a rune boundary: a proto string must be valid UTF-8.
+		msg = strings.ToValidUTF8(msg[:MaxGenerationError], "")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := dpKey(mesh, name)
+	if r.genErr[k].msg == msg {
+		return
+	}
+	if msg == "" {
+		delete(r.genErr, k)
+	} else {
+		r.genErr[k] = genError{msg: msg, since: timestamppb.Now()}
+	}
+	// Before the stream is recorded (the reconciler may be first) there is
+	// nothing to write yet: Opened writes it with the error.
+	if len(r.byDP[k]) > 0 {
+		r.markLocked(mesh, name)
+	}
 }
 
 // CertChanged marks a dataplane whose certificate changed.
@@ -266,9 +306,12 @@ func (r *Recorder) collect() ([]job, clientv3.LeaseID) {
 	jobs := make([]job, 0, len(dirty))
 	for k := range dirty {
 		var j job
+		ge := r.genErr[k]
 		for _, s := range r.byDP[k] {
 			j.mesh, j.name = s.mesh, s.name
-			j.subs = append(j.subs, proto.Clone(s.sub).(*meshv1.DiscoverySubscription))
+			sub := proto.Clone(s.sub).(*meshv1.DiscoverySubscription)
+			sub.GenerationError, sub.GenerationErrorTime = ge.msg, ge.since
+			j.subs = append(j.subs, sub)
 		}
 		if j.mesh == "" {
 			j.mesh, j.name, _ = cut(k)

@@ -65,6 +65,8 @@ type Reconciler struct {
 	// snaps caches each mesh's generator snapshot by the model view it was
 	// built from, so a mesh is built once per change, not once per proxy.
 	snaps map[string]*meshSnapshot
+	// genErrs hears when a proxy's generation error changes.
+	genErrs func(mesh, name, msg string)
 }
 
 type meshSnapshot struct {
@@ -119,6 +121,23 @@ func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer,
 // own provider; call it before Run.
 func (r *Reconciler) SetTracerProvider(tp trace.TracerProvider) {
 	r.tracer = tp.Tracer("github.com/weftmesh/weft/xds-server")
+}
+
+// OnGenerationError calls f (under the reconciler's lock: f must not call
+// back) whenever the reason a proxy's configuration cannot be generated
+// changes; "" means it was generated again. The proxy keeps the snapshot
+// it had meanwhile. Call it before Run.
+func (r *Reconciler) OnGenerationError(f func(mesh, name, msg string)) { r.genErrs = f }
+
+// setErrLocked records p's generation error and reports a change.
+func (r *Reconciler) setErrLocked(p *proxy, msg string) {
+	if p.lastErr == msg {
+		return
+	}
+	p.lastErr = msg
+	if r.genErrs != nil {
+		r.genErrs(p.mesh, p.name, msg)
+	}
 }
 
 func (r *Reconciler) kick() {
@@ -417,10 +436,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		if p.lastErr != err.Error() {
 			r.log.Info("no configuration for proxy", "node", id, "err", err)
 		}
-		p.lastErr = err.Error()
+		r.setErrLocked(p, err.Error())
 		return
 	}
-	p.lastErr = ""
 	versions := snap.Versions(res)
 	changed := false
 	for _, typ := range generator.TypeURLs {
@@ -429,6 +447,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		}
 	}
 	if !changed {
+		r.setErrLocked(p, "")
 		return
 	}
 	cs := res.CacheSnapshot(versions)
@@ -437,7 +456,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		// snapshots skip it (their references are checked by construction).
 		if err := cs.Consistent(); err != nil {
 			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
-			p.lastErr = err.Error()
+			r.setErrLocked(p, err.Error())
 			return
 		}
 	}
@@ -449,6 +468,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		return
 	}
 	pspan.End()
+	r.setErrLocked(p, "")
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {

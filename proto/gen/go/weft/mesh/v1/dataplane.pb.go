@@ -131,9 +131,15 @@ type DiscoverySubscription struct {
 	// "envoy", "grpc" or "ingress".
 	ProxyKind string `protobuf:"bytes,5,opt,name=proxy_kind,json=proxyKind,proto3" json:"proxy_kind,omitempty"`
 	// Keyed by type URL.
-	Types         map[string]*SyncTypeStatus `protobuf:"bytes,6,rep,name=types,proto3" json:"types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Types map[string]*SyncTypeStatus `protobuf:"bytes,6,rep,name=types,proto3" json:"types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Why this replica cannot generate the proxy's configuration (e.g. a
+	// ProxyTemplate that leaves it invalid, the Dataplane does not exist);
+	// the proxy keeps the configuration it last received. Empty when the
+	// latest generation succeeded.
+	GenerationError     string                 `protobuf:"bytes,7,opt,name=generation_error,json=generationError,proto3" json:"generation_error,omitempty"`
+	GenerationErrorTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=generation_error_time,json=generationErrorTime,proto3" json:"generation_error_time,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *DiscoverySubscription) Reset() {
@@ -204,6 +210,20 @@ func (x *DiscoverySubscription) GetProxyKind() string {
 func (x *DiscoverySubscription) GetTypes() map[string]*SyncTypeStatus {
 	if x != nil {
 		return x.Types
+	}
+	return nil
+}
+
+func (x *DiscoverySubscription) GetGenerationError() string {
+	if x != nil {
+		return x.GenerationError
+	}
+	return ""
+}
+
+func (x *DiscoverySubscription) GetGenerationErrorTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GenerationErrorTime
 	}
 	return nil
 }
@@ -871,7 +891,7 @@ const file_weft_mesh_v1_dataplane_proto_rawDesc = "" +
 	"\x1bcertificate_expiration_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x19certificateExpirationTime\x12^\n" +
 	"\x1dlast_certificate_regeneration\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x1blastCertificateRegeneration\x12;\n" +
 	"\x19certificate_regenerations\x18\x03 \x01(\x04R\x18certificateRegenerations\x12%\n" +
-	"\x0eissued_backend\x18\x04 \x01(\tR\rissuedBackend\"\xa3\x03\n" +
+	"\x0eissued_backend\x18\x04 \x01(\tR\rissuedBackend\"\x9e\x04\n" +
 	"\x15DiscoverySubscription\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
 	"\x19control_plane_instance_id\x18\x02 \x01(\tR\x16controlPlaneInstanceId\x12=\n" +
@@ -879,7 +899,9 @@ const file_weft_mesh_v1_dataplane_proto_rawDesc = "" +
 	"\x0fdisconnect_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0edisconnectTime\x12\x1d\n" +
 	"\n" +
 	"proxy_kind\x18\x05 \x01(\tR\tproxyKind\x12D\n" +
-	"\x05types\x18\x06 \x03(\v2..weft.mesh.v1.DiscoverySubscription.TypesEntryR\x05types\x1aV\n" +
+	"\x05types\x18\x06 \x03(\v2..weft.mesh.v1.DiscoverySubscription.TypesEntryR\x05types\x12)\n" +
+	"\x10generation_error\x18\a \x01(\tR\x0fgenerationError\x12N\n" +
+	"\x15generation_error_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x13generationErrorTime\x1aV\n" +
 	"\n" +
 	"TypesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x122\n" +
@@ -933,24 +955,25 @@ var file_weft_mesh_v1_dataplane_proto_depIdxs = []int32{
 	16, // 3: weft.mesh.v1.DiscoverySubscription.connect_time:type_name -> google.protobuf.Timestamp
 	16, // 4: weft.mesh.v1.DiscoverySubscription.disconnect_time:type_name -> google.protobuf.Timestamp
 	15, // 5: weft.mesh.v1.DiscoverySubscription.types:type_name -> weft.mesh.v1.DiscoverySubscription.TypesEntry
-	16, // 6: weft.mesh.v1.SyncTypeStatus.last_update_time:type_name -> google.protobuf.Timestamp
-	5,  // 7: weft.mesh.v1.Dataplane.Networking.inbound:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound
-	6,  // 8: weft.mesh.v1.Dataplane.Networking.outbound:type_name -> weft.mesh.v1.Dataplane.Networking.Outbound
-	7,  // 9: weft.mesh.v1.Dataplane.Networking.gateway:type_name -> weft.mesh.v1.Dataplane.Networking.Gateway
-	8,  // 10: weft.mesh.v1.Dataplane.Networking.transparent_proxying:type_name -> weft.mesh.v1.Dataplane.Networking.TransparentProxying
-	9,  // 11: weft.mesh.v1.Dataplane.Networking.admin:type_name -> weft.mesh.v1.Dataplane.Networking.Admin
-	11, // 12: weft.mesh.v1.Dataplane.Networking.Inbound.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound.TagsEntry
-	10, // 13: weft.mesh.v1.Dataplane.Networking.Inbound.health:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound.Health
-	12, // 14: weft.mesh.v1.Dataplane.Networking.Outbound.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Outbound.TagsEntry
-	13, // 15: weft.mesh.v1.Dataplane.Networking.Gateway.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Gateway.TagsEntry
-	16, // 16: weft.mesh.v1.DataplaneInsight.MTLS.certificate_expiration_time:type_name -> google.protobuf.Timestamp
-	16, // 17: weft.mesh.v1.DataplaneInsight.MTLS.last_certificate_regeneration:type_name -> google.protobuf.Timestamp
-	3,  // 18: weft.mesh.v1.DiscoverySubscription.TypesEntry.value:type_name -> weft.mesh.v1.SyncTypeStatus
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 6: weft.mesh.v1.DiscoverySubscription.generation_error_time:type_name -> google.protobuf.Timestamp
+	16, // 7: weft.mesh.v1.SyncTypeStatus.last_update_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: weft.mesh.v1.Dataplane.Networking.inbound:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound
+	6,  // 9: weft.mesh.v1.Dataplane.Networking.outbound:type_name -> weft.mesh.v1.Dataplane.Networking.Outbound
+	7,  // 10: weft.mesh.v1.Dataplane.Networking.gateway:type_name -> weft.mesh.v1.Dataplane.Networking.Gateway
+	8,  // 11: weft.mesh.v1.Dataplane.Networking.transparent_proxying:type_name -> weft.mesh.v1.Dataplane.Networking.TransparentProxying
+	9,  // 12: weft.mesh.v1.Dataplane.Networking.admin:type_name -> weft.mesh.v1.Dataplane.Networking.Admin
+	11, // 13: weft.mesh.v1.Dataplane.Networking.Inbound.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound.TagsEntry
+	10, // 14: weft.mesh.v1.Dataplane.Networking.Inbound.health:type_name -> weft.mesh.v1.Dataplane.Networking.Inbound.Health
+	12, // 15: weft.mesh.v1.Dataplane.Networking.Outbound.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Outbound.TagsEntry
+	13, // 16: weft.mesh.v1.Dataplane.Networking.Gateway.tags:type_name -> weft.mesh.v1.Dataplane.Networking.Gateway.TagsEntry
+	16, // 17: weft.mesh.v1.DataplaneInsight.MTLS.certificate_expiration_time:type_name -> google.protobuf.Timestamp
+	16, // 18: weft.mesh.v1.DataplaneInsight.MTLS.last_certificate_regeneration:type_name -> google.protobuf.Timestamp
+	3,  // 19: weft.mesh.v1.DiscoverySubscription.TypesEntry.value:type_name -> weft.mesh.v1.SyncTypeStatus
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_weft_mesh_v1_dataplane_proto_init() }
