@@ -152,3 +152,29 @@ func TestValidateWriteRefusesInlineKeys(t *testing.T) {
 		t.Fatalf("Validate of a stored legacy mesh: %v", err)
 	}
 }
+
+// TestValidateWriteTCPLogAddress: a TCP logging backend must be host:port
+// with a valid port; a good one passes.
+func TestValidateWriteTCPLogAddress(t *testing.T) {
+	for addr, want := range map[string]string{
+		"":                 "must be host:port",
+		"logstash":         "must be host:port",
+		":5000":            "must be host:port",
+		"logstash:0":       "must be 1..65535",
+		"logstash:99999":   "must be 1..65535",
+		"logstash:http":    "must be 1..65535",
+		"logstash:5000":    "",
+		"[2001:db8::1]:50": "",
+	} {
+		m := resource.New(resource.MeshType, "", "m")
+		m.Spec = &meshv1.Mesh{Logging: &meshv1.Logging{Backends: []*meshv1.Logging_Backend{{Name: "tcp-1", Type: "tcp", Address: addr}}}}
+		err := resource.ValidateWrite(m)
+		var ve *resource.ValidationError
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("%q: %v", addr, err)
+		case want != "" && (!errors.As(err, &ve) || len(ve.Causes) != 1 || ve.Causes[0].Field != "logging.backends[0].address" || !strings.Contains(ve.Causes[0].Message, want)):
+			t.Errorf("%q: got %v, want logging.backends[0].address: %s", addr, err, want)
+		}
+	}
+}

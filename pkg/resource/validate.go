@@ -3,6 +3,7 @@ package resource
 import (
 	"errors"
 	netpkg "net"
+	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
@@ -373,6 +374,11 @@ func ValidateWrite(r *Resource) error {
 			checkNoInlineKey(v.Field("mtls").Field("backends").Index(i).Field("provided").Field("key"), b.GetProvided().GetKey())
 		}
 	}
+	for i, b := range m.GetLogging().GetBackends() {
+		if b.GetType() == "tcp" {
+			checkLogAddress(v.Field("logging").Field("backends").Index(i).Field("address"), b.GetAddress())
+		}
+	}
 	extra := v.Err()
 	if extra == nil {
 		return err
@@ -385,6 +391,19 @@ func ValidateWrite(r *Resource) error {
 		return err
 	}
 	return extra
+}
+
+// checkLogAddress: a TCP logging backend is dialled as host:port (a
+// hostname or IP and a port 1..65535); anything else would never get a line.
+func checkLogAddress(v *Validator, addr string) {
+	host, port, err := netpkg.SplitHostPort(addr)
+	if err != nil || host == "" || len(addr) > 255 {
+		v.Addf("must be host:port, e.g. logstash.example.com:5000")
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		v.Addf("port %q must be 1..65535", port)
+	}
 }
 
 func checkNoInlineKey(v *Validator, ds *meshv1.DataSource) {
