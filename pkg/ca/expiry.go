@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftmesh/weft/pkg/store"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -117,4 +118,27 @@ func MeshExpiry(ctx context.Context, get SecretGetter, notFound func(error) bool
 		out = append(out, e)
 	}
 	return out
+}
+
+// StoreCertificates reads mesh Secrets from a store and returns only their
+// certificate blocks (CertificatePEM); the Secret's data, key included, is
+// zeroed before it returns. For readers of a CA's expiry that must not
+// hold a CA key (the api-server).
+func StoreCertificates(st *store.Store) SecretGetter {
+	get := StoreSecrets(st)
+	return func(ctx context.Context, mesh, name string) ([]byte, error) {
+		data, err := get(ctx, mesh, name)
+		if err != nil {
+			return nil, err
+		}
+		certs := CertificatePEM(data)
+		clear(data)
+		return certs, nil
+	}
+}
+
+// StoreMeshExpiry is MeshExpiry over a store's Secrets, reading their
+// certificate parts only.
+func StoreMeshExpiry(ctx context.Context, st *store.Store, mesh string, m *meshv1.Mesh) []BackendExpiry {
+	return MeshExpiry(ctx, StoreCertificates(st), func(err error) bool { return store.IsNotFound(err) || store.IsMeshNotFound(err) }, mesh, m)
 }

@@ -255,14 +255,25 @@ type Overview struct {
 	Problems   []Problem     `json:"problems"`
 	// ProblemsTruncated counts problems left out past MaxProblems.
 	ProblemsTruncated int `json:"problemsTruncated,omitempty"`
+	// CAs are the meshes' CA backends with their roots' expiry, problems
+	// first (see sortCAs); at most MaxCAs.
+	CAs []MeshCA `json:"cas"`
 }
+
+// MaxCAs caps the CA backends the overview lists.
+const MaxCAs = 100
 
 // MaxProblems caps the problems the overview lists.
 const MaxProblems = 50
 
 // Overview summarises everything, at now.
-func (r Readers) Overview(now time.Time) Overview {
-	o := Overview{Meshes: []MeshSummary{}, Problems: []Problem{}}
+func (r Readers) Overview(now time.Time) Overview { return r.OverviewWithCAs(now, nil) }
+
+// OverviewWithCAs is Overview with every mesh's CA expiry read by expiry
+// (nil: none): expired and expiring CAs are problems after zones' and
+// NACKs, before dataplane certificates.
+func (r Readers) OverviewWithCAs(now time.Time, expiry CAExpiryFunc) Overview {
+	o := Overview{Meshes: []MeshSummary{}, Problems: []Problem{}, CAs: []MeshCA{}}
 	var problems []Problem
 	for _, z := range r.ZoneList() {
 		o.Zones.add(z.Online)
@@ -277,6 +288,11 @@ func (r Readers) Overview(now time.Time) Overview {
 	for _, m := range r.Meshes.List("") {
 		spec, _ := m.Spec.(*meshv1.Mesh)
 		ms := MeshSummary{Name: m.Meta.GetName(), MTLS: spec.GetMtls().GetEnabledBackend()}
+		if expiry != nil && len(spec.GetMtls().GetBackends()) > 0 {
+			for _, e := range expiry(ms.Name, spec) {
+				o.CAs = append(o.CAs, MeshCA{Mesh: ms.Name, BackendExpiry: e, State: caState(e, now)})
+			}
+		}
 		services := map[string]bool{}
 		for _, dp := range r.Dataplanes.List(ms.Name) {
 			ins, _ := r.DataplaneInsights.Get(ms.Name, dp.Meta.GetName())
@@ -300,6 +316,15 @@ func (r Readers) Overview(now time.Time) Overview {
 		o.Meshes = append(o.Meshes, ms)
 	}
 	o.Ingresses = r.ZoneIngresses.Len()
+	sortCAs(o.CAs)
+	for _, c := range o.CAs {
+		if p := caProblem(c); p != nil {
+			problems = append(problems, *p)
+		}
+	}
+	if len(o.CAs) > MaxCAs {
+		o.CAs = o.CAs[:MaxCAs]
+	}
 	problems = append(problems, later...)
 	if len(problems) > MaxProblems {
 		o.ProblemsTruncated = len(problems) - MaxProblems

@@ -91,6 +91,15 @@ func Document(version string) ([]byte, error) {
 	}}
 	paths["/meshes/{mesh}/dataplanes/{name}/policies"] = obj{"get": withParams(op("The policies that apply to a dataplane", ref("DataplanePolicies")),
 		[]any{param("mesh"), param("name")})}
+	b.schemas["MeshCA"] = obj{"type": "object", "required": []string{"mesh", "enabledBackend", "backends"}, "properties": obj{
+		"mesh": obj{"type": "string"}, "enabledBackend": obj{"type": "string"},
+		"backends": obj{"type": "array", "items": obj{"type": "object", "required": []string{"name", "type", "enabled"}, "additionalProperties": false, "properties": obj{
+			"name": obj{"type": "string"}, "type": obj{"type": "string"}, "enabled": obj{"type": "boolean"},
+			"notAfter": obj{"type": "string", "format": "date-time", "description": "the root certificate's expiry; absent when it could not be read (error says why)"},
+			"error":    obj{"type": "string"},
+		}}},
+	}}
+	paths["/meshes/{mesh}/ca"] = obj{"get": withParams(op("When the root certificate of each CA backend of a mesh expires", ref("MeshCA")), []any{param("mesh")})}
 	b.schemas["GlobalInsight"] = obj{"type": "object", "required": []string{"zone", "state"}, "properties": obj{
 		"zone": obj{"type": "string"}, "state": obj{"enum": []string{resource.ZoneOnline, resource.ZoneOffline}},
 		"reason": obj{"type": "string"}, "insight": ref(resource.ZoneInsightType.Name),
