@@ -132,8 +132,8 @@ func TestAgainstRealAPIServer(t *testing.T) {
 		t.Fatalf("--policies of a missing dataplane: %d %s", r.code, r.stderr)
 	}
 	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
-		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
-		{"default", "0/1", "1", "off"},
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "CA-EXPIRY"},
+		{"default", "0/1", "1", "off", "-"},
 	})
 	h.ok("", "inspect", "services")
 	if r := h.run("", "inspect", "global"); r.code != 1 || !strings.Contains(r.stderr, "only a zone control plane has a link to global") {
