@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/api-server/internal/gui"
 	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -71,5 +72,30 @@ func TestOverviewListsCAsProblemsFirst(t *testing.T) {
 	// Without an expiry reader nothing is listed.
 	if o := f.readers().Overview(now); len(o.CAs) != 0 {
 		t.Errorf("CAs without a reader: %+v", o.CAs)
+	}
+}
+
+// TestListCacheFollowsChanges: the cached sorted lists are dropped when a
+// dataplane is added or removed.
+func TestListCacheFollowsChanges(t *testing.T) {
+	f := world(t)
+	r := f.readers().WithListCache()
+	q, _ := gui.ParseDataplaneQuery("mesh=default&size=200")
+	if p := r.DataplanesPage(q); p.Total != 31 || p.Items[0].Name != "backend-0" {
+		t.Fatalf("first page: total %d, first %s", p.Total, p.Items[0].Name)
+	}
+	f.dps.Put(dataplane("default", "aaa-new", "zone-1", map[string]string{resource.ServiceTag: "new"}))
+	if p := r.DataplanesPage(q); p.Total != 32 || p.Items[0].Name != "aaa-new" {
+		t.Fatalf("after a put: total %d, first %s", p.Total, p.Items[0].Name)
+	}
+	if s := r.Services("default"); len(s) != 3 {
+		t.Fatalf("services after a put: %+v", s)
+	}
+	f.dps.Delete("default", "aaa-new")
+	if p := r.DataplanesPage(q); p.Total != 31 || p.Items[0].Name != "backend-0" {
+		t.Fatalf("after a delete: total %d, first %s", p.Total, p.Items[0].Name)
+	}
+	if o := r.Overview(time.Now()); o.Dataplanes.Total != 31 {
+		t.Fatalf("overview after a delete: %+v", o.Dataplanes)
 	}
 }

@@ -100,7 +100,7 @@ func NewWithReaders(r Readers, cfg Config) *GUI {
 	if err != nil {
 		panic(err)
 	}
-	return &GUI{cfg: cfg, readers: r, start: make(chan struct{}), assets: http.FileServerFS(sub), memo: map[string]memoEntry{}}
+	return &GUI{cfg: cfg, readers: r.WithListCache(), start: make(chan struct{}), assets: http.FileServerFS(sub), memo: map[string]memoEntry{}}
 }
 
 // Run keeps the views current from the first GUI API request until ctx

@@ -359,9 +359,9 @@ let indexShown = false;
 async function loadIndex() {
   if (indexShown) return;
   try {
+    // GET / carries the mode and zone: no need for the (larger) overview.
     const i = await api('/');
-    const o = await api('/gui/api/overview');
-    const where = o.mode === 'zone' ? `zone control plane “${o.zone}” (meshes and policies are read-only copies from global)` : `${o.mode} control plane`;
+    const where = i.mode === 'zone' ? `zone control plane “${i.zone}” (meshes and policies are read-only copies from global)` : `${i.mode} control plane`;
     document.getElementById('cp').textContent = `${where} · ${i.instanceId || ''}`;
     indexShown = true;
   } catch (e) { /* shown on the next navigation */ }
