@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/weftmesh/weft/api-server/internal/caexpiry"
 	"github.com/weftmesh/weft/api-server/internal/gateway"
 	"github.com/weftmesh/weft/api-server/internal/gui"
 	"github.com/weftmesh/weft/api-server/internal/openapi"
@@ -239,6 +240,8 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	caExpiry := caexpiry.New(st)
+	gw = gateway.WithCA(gw, a.conn, caExpiry.Mesh)
 	doc, err := openapi.Document(Version)
 	if err != nil {
 		return nil, fmt.Errorf("openapi document: %w", err)
@@ -251,7 +254,7 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	mux.Handle("/", gw)
 	// The web GUI: embedded assets and its read-only summary API, behind
 	// the same authentication as the API.
-	a.gui = gui.New(store.NewInformers(st), gui.Config{Auth: auth, Mode: cfg.Mode, Zone: cfg.Zone, Log: log})
+	a.gui = gui.New(store.NewInformers(st), gui.Config{Auth: auth, Mode: cfg.Mode, Zone: cfg.Zone, Log: log, CAExpiry: caExpiry.Mesh})
 	mux.Handle(gui.Prefix, a.gui)
 	mux.Handle("GET /gui", http.RedirectHandler(gui.Prefix, http.StatusMovedPermanently))
 	// StripToken is outermost: no access log, span or metric sees the
@@ -322,6 +325,8 @@ func routeLabel(r *http.Request) string {
 		return "/" + known(parts[0])
 	case len(parts) == 2:
 		return "/" + known(parts[0]) + "/{name}"
+	case len(parts) == 3 && parts[0] == "meshes" && parts[2] == "ca":
+		return "/meshes/{mesh}/ca"
 	case len(parts) == 3 && parts[0] == "meshes":
 		return "/meshes/{mesh}/" + known(parts[2])
 	case len(parts) == 4 && parts[0] == "meshes":

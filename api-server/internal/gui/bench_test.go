@@ -24,29 +24,44 @@ func tenThousand(b *testing.B) gui.Readers {
 }
 
 // The GUI API's work per request with 10,000 dataplanes (JSON encoding
-// excluded): the first dataplane page, a filtered page, the overview.
+// excluded): the first dataplane page, a filtered page, the last page, the
+// overview and a mesh's services; "cached" is the GUI's own readers
+// (WithListCache: sorted lists kept while no dataplane changes), "uncached"
+// sorts the informer's list on every call.
 func BenchmarkGUI10kDataplanes(b *testing.B) {
-	r := tenThousand(b)
-	for _, bc := range []struct{ name, query string }{
-		{"page", "mesh=default"},
-		{"filtered", "mesh=default&name=svc-42&tag=version:v1&status=online"},
-		{"last-page", "mesh=default&offset=9950"},
-	} {
-		q, err := gui.ParseDataplaneQuery(bc.query)
-		if err != nil {
-			b.Fatal(err)
+	plain := tenThousand(b)
+	for _, variant := range []struct {
+		name string
+		r    gui.Readers
+	}{{"uncached", plain}, {"cached", plain.WithListCache()}} {
+		r := variant.r
+		for _, bc := range []struct{ name, query string }{
+			{"page", "mesh=default"},
+			{"filtered", "mesh=default&name=svc-42&tag=version:v1&status=online"},
+			{"last-page", "mesh=default&offset=9950"},
+		} {
+			q, err := gui.ParseDataplaneQuery(bc.query)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(variant.name+"/"+bc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					_ = r.DataplanesPage(q)
+				}
+			})
 		}
-		b.Run(bc.name, func(b *testing.B) {
+		b.Run(variant.name+"/overview", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				_ = r.DataplanesPage(q)
+				_ = r.Overview(time.Now())
+			}
+		})
+		b.Run(variant.name+"/services", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.Services("default")
 			}
 		})
 	}
-	b.Run("overview", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = r.Overview(time.Now())
-		}
-	})
 }

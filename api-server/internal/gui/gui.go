@@ -24,10 +24,12 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftmesh/weft/pkg/ca"
 	"github.com/weftmesh/weft/pkg/grpcx"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 //go:embed static
@@ -49,6 +51,9 @@ type Config struct {
 	// Mode and Zone of this control plane.
 	Mode, Zone string
 	Log        *slog.Logger
+	// CAExpiry reads a mesh's CA backends' root expiry for the overview
+	// (nil: not shown). It must be cheap to call per request (cached).
+	CAExpiry func(ctx context.Context, mesh string, m *meshv1.Mesh) []ca.BackendExpiry
 }
 
 // GUI is the handler plus its lazily started views.
@@ -95,7 +100,7 @@ func NewWithReaders(r Readers, cfg Config) *GUI {
 	if err != nil {
 		panic(err)
 	}
-	return &GUI{cfg: cfg, readers: r, start: make(chan struct{}), assets: http.FileServerFS(sub), memo: map[string]memoEntry{}}
+	return &GUI{cfg: cfg, readers: r.WithListCache(), start: make(chan struct{}), assets: http.FileServerFS(sub), memo: map[string]memoEntry{}}
 }
 
 // Run keeps the views current from the first GUI API request until ctx
@@ -184,7 +189,7 @@ func (g *GUI) serveAPI(w http.ResponseWriter, r *http.Request, path string) {
 			Mode string `json:"mode"`
 			Zone string `json:"zone,omitempty"`
 			Overview
-		}{g.cfg.Mode, g.cfg.Zone, g.readers.Overview(time.Now())}
+		}{g.cfg.Mode, g.cfg.Zone, g.overview(ctx)}
 	case path == "zones":
 		out = struct {
 			Zones     []Zone    `json:"zones"`
@@ -236,6 +241,16 @@ func (g *GUI) serveAPI(w http.ResponseWriter, r *http.Request, path string) {
 	g.remember(key, revs, body)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// overview is the overview at now, with the meshes' CA expiry when
+// configured.
+func (g *GUI) overview(ctx context.Context) Overview {
+	var expiry CAExpiryFunc
+	if g.cfg.CAExpiry != nil {
+		expiry = func(mesh string, m *meshv1.Mesh) []ca.BackendExpiry { return g.cfg.CAExpiry(ctx, mesh, m) }
+	}
+	return g.readers.OverviewWithCAs(time.Now(), expiry)
 }
 
 // revisions is every view's revision: an answer computed at these is

@@ -15,6 +15,10 @@ import (
 // required.
 type Readers struct {
 	Meshes, Dataplanes, DataplaneInsights, Zones, ZoneInsights, ZoneIngresses, VIPs store.Reader
+
+	// lists, when set (WithListCache), keeps each mesh's sorted dataplane
+	// list until the dataplanes change.
+	lists *listCache
 }
 
 func (r Readers) all() []store.Reader {
@@ -144,7 +148,7 @@ func hasTags(spec *meshv1.Dataplane, want map[string]string) bool {
 
 // Dataplanes answers a query from the readers.
 func (r Readers) DataplanesPage(q DataplaneQuery) DataplanePage {
-	all := r.Dataplanes.List(q.Mesh)
+	all := r.dataplanes(q.Mesh)
 	page := DataplanePage{Total: len(all), Offset: q.Offset, Size: q.Size, Items: []Dataplane{}}
 	for _, dp := range all {
 		if q.Name != "" && !strings.Contains(dp.Meta.GetName(), q.Name) {
@@ -255,14 +259,25 @@ type Overview struct {
 	Problems   []Problem     `json:"problems"`
 	// ProblemsTruncated counts problems left out past MaxProblems.
 	ProblemsTruncated int `json:"problemsTruncated,omitempty"`
+	// CAs are the meshes' CA backends with their roots' expiry, problems
+	// first (see sortCAs); at most MaxCAs.
+	CAs []MeshCA `json:"cas"`
 }
+
+// MaxCAs caps the CA backends the overview lists.
+const MaxCAs = 100
 
 // MaxProblems caps the problems the overview lists.
 const MaxProblems = 50
 
 // Overview summarises everything, at now.
-func (r Readers) Overview(now time.Time) Overview {
-	o := Overview{Meshes: []MeshSummary{}, Problems: []Problem{}}
+func (r Readers) Overview(now time.Time) Overview { return r.OverviewWithCAs(now, nil) }
+
+// OverviewWithCAs is Overview with every mesh's CA expiry read by expiry
+// (nil: none): expired and expiring CAs are problems after zones' and
+// NACKs, before dataplane certificates.
+func (r Readers) OverviewWithCAs(now time.Time, expiry CAExpiryFunc) Overview {
+	o := Overview{Meshes: []MeshSummary{}, Problems: []Problem{}, CAs: []MeshCA{}}
 	var problems []Problem
 	for _, z := range r.ZoneList() {
 		o.Zones.add(z.Online)
@@ -277,14 +292,45 @@ func (r Readers) Overview(now time.Time) Overview {
 	for _, m := range r.Meshes.List("") {
 		spec, _ := m.Spec.(*meshv1.Mesh)
 		ms := MeshSummary{Name: m.Meta.GetName(), MTLS: spec.GetMtls().GetEnabledBackend()}
+		if expiry != nil && len(spec.GetMtls().GetBackends()) > 0 {
+			for _, e := range expiry(ms.Name, spec) {
+				o.CAs = append(o.CAs, MeshCA{Mesh: ms.Name, BackendExpiry: e, State: caState(e, now)})
+			}
+		}
 		services := map[string]bool{}
-		for _, dp := range r.Dataplanes.List(ms.Name) {
+		for _, dp := range r.dataplanes(ms.Name) {
+			// The full row (maps, slices, times) only for a dataplane with
+			// a problem: with 10,000 dataplanes the overview stays cheap.
 			ins, _ := r.DataplaneInsights.Get(ms.Name, dp.Meta.GetName())
-			row := dataplaneRow(dp, ins)
-			ms.Dataplanes.add(row.Status == StatusOnline)
-			for _, s := range row.Services {
+			var sub *meshv1.DiscoverySubscription
+			var di *meshv1.DataplaneInsight
+			if ins != nil {
+				di, _ = ins.Spec.(*meshv1.DataplaneInsight)
+				sub = current(di.GetSubscriptions())
+			}
+			ms.Dataplanes.add(sub != nil)
+			spec, _ := dp.Spec.(*meshv1.Dataplane)
+			for _, in := range spec.GetNetworking().GetInbound() {
+				if s := in.GetTags()[resource.ServiceTag]; s != "" {
+					services[s] = true
+				}
+			}
+			if s := spec.GetNetworking().GetGateway().GetTags()[resource.ServiceTag]; s != "" {
 				services[s] = true
 			}
+			if sub == nil {
+				continue
+			}
+			nacked := false
+			for _, st := range sub.GetTypes() {
+				nacked = nacked || st.GetNacks() > 0
+			}
+			exp := di.GetMtls().GetCertificateExpirationTime()
+			expiring := exp != nil && exp.AsTime().Sub(now) < CertWarning
+			if !nacked && !expiring {
+				continue
+			}
+			row := dataplaneRow(dp, ins)
 			link := "#/meshes/" + row.Mesh + "/dataplanes/" + row.Name
 			if row.Nacks > 0 {
 				problems = append(problems, Problem{Kind: "NACK", Message: fmt.Sprintf("dataplane %s/%s rejected its configuration: %s", row.Mesh, row.Name, row.LastError), Link: link})
@@ -300,6 +346,15 @@ func (r Readers) Overview(now time.Time) Overview {
 		o.Meshes = append(o.Meshes, ms)
 	}
 	o.Ingresses = r.ZoneIngresses.Len()
+	sortCAs(o.CAs)
+	for _, c := range o.CAs {
+		if p := caProblem(c); p != nil {
+			problems = append(problems, *p)
+		}
+	}
+	if len(o.CAs) > MaxCAs {
+		o.CAs = o.CAs[:MaxCAs]
+	}
 	problems = append(problems, later...)
 	if len(problems) > MaxProblems {
 		o.ProblemsTruncated = len(problems) - MaxProblems
@@ -357,7 +412,7 @@ func (r Readers) ZoneList() []Zone {
 			}
 		}
 	}
-	for _, dp := range r.Dataplanes.List("") {
+	for _, dp := range r.dataplanes("") {
 		if o := dp.Meta.GetOrigin(); o != "" && o != "global" {
 			if z := byName[o]; z != nil {
 				z.Dataplanes++
@@ -416,7 +471,7 @@ type ServiceZone struct {
 // dataplanes' inbounds (healthy: online with a ready inbound).
 func (r Readers) Services(mesh string) []Service {
 	byName := map[string]*Service{}
-	for _, dp := range r.Dataplanes.List(mesh) {
+	for _, dp := range r.dataplanes(mesh) {
 		ins, _ := r.DataplaneInsights.Get(mesh, dp.Meta.GetName())
 		online := ins != nil && current(ins.Spec.(*meshv1.DataplaneInsight).GetSubscriptions()) != nil
 		for _, in := range dp.Spec.(*meshv1.Dataplane).GetNetworking().GetInbound() {

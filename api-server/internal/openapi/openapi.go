@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
 )
 
 type obj = map[string]any
@@ -90,21 +91,21 @@ func Document(version string) ([]byte, error) {
 	}}
 	paths["/meshes/{mesh}/dataplanes/{name}/policies"] = obj{"get": withParams(op("The policies that apply to a dataplane", ref("DataplanePolicies")),
 		[]any{param("mesh"), param("name")})}
+	b.schemas["MeshCA"] = obj{"type": "object", "required": []string{"mesh", "enabledBackend", "backends"}, "properties": obj{
+		"mesh": obj{"type": "string"}, "enabledBackend": obj{"type": "string"},
+		"backends": obj{"type": "array", "items": obj{"type": "object", "required": []string{"name", "type", "enabled"}, "additionalProperties": false, "properties": obj{
+			"name": obj{"type": "string"}, "type": obj{"type": "string"}, "enabled": obj{"type": "boolean"},
+			"notAfter": obj{"type": "string", "format": "date-time", "description": "the root certificate's expiry; absent when it could not be read (error says why)"},
+			"error":    obj{"type": "string"},
+		}}},
+	}}
+	paths["/meshes/{mesh}/ca"] = obj{"get": withParams(op("When the root certificate of each CA backend of a mesh expires", ref("MeshCA")), []any{param("mesh")})}
 	b.schemas["GlobalInsight"] = obj{"type": "object", "required": []string{"zone", "state"}, "properties": obj{
 		"zone": obj{"type": "string"}, "state": obj{"enum": []string{resource.ZoneOnline, resource.ZoneOffline}},
 		"reason": obj{"type": "string"}, "insight": ref(resource.ZoneInsightType.Name),
 	}}
 	paths["/global-insight"] = obj{"get": op("On a zone control plane: its link to global", ref("GlobalInsight"))}
-	tokenReq := obj{"type": "object"}
-	tokenResp := obj{"type": "object", "required": []string{"token", "expiresTime", "id"}, "properties": obj{
-		"token": obj{"type": "string"}, "expiresTime": obj{"type": "string", "format": "date-time"}, "id": obj{"type": "string"},
-		"services": obj{"type": "array", "items": obj{"type": "string"}}, "unbound": obj{"type": "boolean"},
-	}}
-	for _, kind := range []string{"dataplane", "zone", "user"} {
-		o := op("Issue a "+kind+" token (admin)", tokenResp)
-		o["requestBody"] = obj{"required": true, "content": obj{"application/json": obj{"schema": tokenReq}}}
-		paths["/tokens/"+kind] = obj{"post": o}
-	}
+	b.tokens(paths)
 	doc := obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "Weft API", "version": version,
@@ -152,6 +153,11 @@ func listOp(t *resource.Type, what string, list obj) obj {
 
 type builder struct {
 	schemas obj
+	// wire64 is how 64-bit integers are written in the messages being
+	// described: nil as numbers (the flat resource codec), else the schema
+	// protojson's strings get (TokenService bodies go through protojson:
+	// it writes "1" and reads both 1 and "1").
+	wire64 obj
 }
 
 // resource adds the flat schema of t (and, with an insight, of an item
@@ -247,6 +253,14 @@ func (b *builder) single(fd protoreflect.FieldDescriptor) obj {
 		return obj{"enum": names}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		return b.messageRef(fd.Message())
+	case protoreflect.Int64Kind, protoreflect.Uint64Kind, protoreflect.Sint64Kind, protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind:
+		if b.wire64 != nil {
+			c := obj{}
+			for k, v := range b.wire64 {
+				c[k] = v
+			}
+			return c
+		}
 	}
 	return obj{"type": "integer"}
 }
@@ -280,4 +294,78 @@ func (b *builder) messageRef(md protoreflect.MessageDescriptor) obj {
 		b.schemas[name] = b.message(md)
 	}
 	return ref(name)
+}
+
+// tokenRoutes are the token endpoints (gRPC TokenService over REST, body
+// "*"): their request and response bodies are the TokenService messages,
+// described field by field the way protojson reads and writes them.
+var tokenRoutes = []struct {
+	path, summary string
+	req, resp     protoreflect.ProtoMessage
+	// required fields of the request and of the response.
+	reqRequired, respRequired []string
+}{
+	{"/tokens/dataplane", "Issue a dataplane token (admin)", &apiv1.GenerateDataplaneTokenRequest{}, &apiv1.TokenResponse{},
+		[]string{"mesh", "name"}, []string{"token", "expiresTime", "id"}},
+	{"/tokens/zone", "Issue a zone token (admin; global and standalone only)", &apiv1.GenerateZoneTokenRequest{}, &apiv1.TokenResponse{},
+		[]string{"zone"}, []string{"token", "expiresTime", "id"}},
+	{"/tokens/user", "Issue a user token (admin)", &apiv1.GenerateUserTokenRequest{}, &apiv1.TokenResponse{},
+		[]string{"name"}, []string{"token", "expiresTime", "id"}},
+	{"/tokens/revoke", "Revoke one token by its id or the token itself (admin)", &apiv1.RevokeTokenRequest{}, &apiv1.RevokeTokenResponse{},
+		nil, []string{"id", "until"}},
+	{"/tokens/signing-key/rotate", "Replace the token signing key: every token issued before stops verifying (admin)", &apiv1.RotateSigningKeyRequest{}, &apiv1.RotateSigningKeyResponse{},
+		nil, []string{"generation", "keyId"}},
+}
+
+// tokens adds the token endpoints. A request schema lists each field under
+// its JSON (camelCase) name and, where it differs, its protobuf name too
+// (protojson accepts both: "valid_for" is "validFor"); nothing else is
+// accepted, as the server rejects unknown fields.
+func (b *builder) tokens(paths obj) {
+	for _, r := range tokenRoutes {
+		reqName, respName := b.request(r.req.ProtoReflect().Descriptor(), r.reqRequired), b.response(r.resp.ProtoReflect().Descriptor(), r.respRequired)
+		o := op(r.summary, ref(respName))
+		o["requestBody"] = obj{"required": true, "content": obj{"application/json": obj{"schema": ref(reqName)}}}
+		paths[r.path] = obj{"post": o}
+	}
+	// Either the id or the token names what to revoke, not both.
+	rev := b.schemas[string((&apiv1.RevokeTokenRequest{}).ProtoReflect().Descriptor().FullName())].(obj)
+	rev["oneOf"] = []any{obj{"required": []string{"id"}}, obj{"required": []string{"token"}}}
+}
+
+// request adds the schema of a request message (with protobuf-name
+// aliases) and returns its name.
+func (b *builder) request(md protoreflect.MessageDescriptor, required []string) string {
+	b.wire64 = obj{"type": []string{"integer", "string"}, "pattern": `^-?[0-9]+$`}
+	defer func() { b.wire64 = nil }()
+	s := b.message(md)
+	props := s["properties"].(obj)
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if name := string(fd.Name()); name != fd.JSONName() {
+			alias := b.field(fd)
+			alias["description"] = "same as " + fd.JSONName() + " (the protobuf field name, also accepted)"
+			props[name] = alias
+		}
+	}
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	name := string(md.FullName())
+	b.schemas[name] = s
+	return name
+}
+
+// response adds the schema of a response message and returns its name.
+func (b *builder) response(md protoreflect.MessageDescriptor, required []string) string {
+	b.wire64 = obj{"type": "string", "pattern": `^-?[0-9]+$`}
+	defer func() { b.wire64 = nil }()
+	s := b.message(md)
+	if len(required) > 0 {
+		s["required"] = required
+	}
+	name := string(md.FullName())
+	b.schemas[name] = s
+	return name
 }

@@ -15,13 +15,10 @@ import (
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
-// SecretPrefix starts the name of the Secret holding a builtin root:
-// "ca-builtin-<backend>" in the mesh, data = certificate PEM then key PEM.
-// One Secret (not two) so that one etcd create-if-absent decides the root.
-const SecretPrefix = "ca-builtin-"
-
-// SecretName names the Secret of a builtin backend's root.
-func SecretName(backend string) string { return SecretPrefix + backend }
+// SecretName names the Secret of a builtin backend's root
+// (ca.BuiltinSecretName, shared with the api-server, which shows the
+// root's expiry).
+func SecretName(backend string) string { return ca.BuiltinSecretName(backend) }
 
 // ErrNoRoot is a builtin backend whose root does not exist and may not be
 // created here.

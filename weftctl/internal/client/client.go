@@ -523,3 +523,28 @@ func (c *Client) listInsights(ctx context.Context, segs []string, size int) ([]*
 	})
 	return out, err
 }
+
+// BackendExpiry is when one CA backend's root certificate expires.
+type BackendExpiry struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Enabled bool   `json:"enabled"`
+	// NotAfter is nil when the root could not be read (Error says why).
+	NotAfter *time.Time `json:"notAfter,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// MeshCA returns the root expiry of every CA backend of a mesh
+// (GET /meshes/{mesh}/ca).
+func (c *Client) MeshCA(ctx context.Context, mesh string) ([]BackendExpiry, error) {
+	if err := checkIdentity(resource.MeshType, "", mesh); err != nil {
+		return nil, err
+	}
+	var out struct {
+		Backends []BackendExpiry `json:"backends"`
+	}
+	if err := c.getJSON(ctx, c.url(nil, "meshes", mesh, "ca"), &out); err != nil {
+		return nil, err
+	}
+	return out.Backends, nil
+}

@@ -547,14 +547,14 @@ func TestInspectMeshesAndServices(t *testing.T) {
 	h.srv.Put(vip)
 
 	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
-		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
-		{"default", "0/1", "1", "off"},
-		{"demo", "1/2", "0", "off"},
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "CA-EXPIRY"},
+		{"default", "0/1", "1", "off", "-"},
+		{"demo", "1/2", "0", "off", "-"},
 	})
 	wantTable(t, h.ok("", "inspect", "mesh", "-o", "wide").stdout, [][]string{
-		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "POLICIES-BY-TYPE"},
-		{"default", "0/1", "1", "off", "traffic-permissions:1"},
-		{"demo", "1/2", "0", "off", "-"},
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "CA-EXPIRY", "POLICIES-BY-TYPE", "CAS"},
+		{"default", "0/1", "1", "off", "-", "traffic-permissions:1", "-"},
+		{"demo", "1/2", "0", "off", "-", "-", "-"},
 	})
 	wantTable(t, h.ok("", "inspect", "services", "-m", "demo", "-o", "wide").stdout, [][]string{
 		{"MESH", "SERVICE", "INSTANCES", "ZONES", "VIP", "DATAPLANES"},

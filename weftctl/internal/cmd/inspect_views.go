@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftmesh/weft/pkg/resource"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
@@ -21,7 +22,9 @@ const inspectMeshesUsage = `Usage:
   weftctl inspect meshes [-o table|wide]
 
 Shows every mesh with its dataplanes online/total, its policies (by type
-with -o wide) and its mTLS backend.`
+with -o wide), its mTLS backend and when the enabled backend's root
+certificate expires (CA-EXPIRY; "-" with mTLS off, "?" when unreadable;
+-o wide lists every backend as name(type):expiry under CAS).`
 
 const inspectServicesUsage = `Usage:
   weftctl inspect services [-m MESH] [-o table|wide]
@@ -111,9 +114,9 @@ func runInspectMeshes(ctx context.Context, a *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	headers := []string{"NAME", "DATAPLANES", "POLICIES", "MTLS"}
+	headers := []string{"NAME", "DATAPLANES", "POLICIES", "MTLS", "CA-EXPIRY"}
 	if out == formatWide {
-		headers = append(headers, "POLICIES-BY-TYPE")
+		headers = append(headers, "POLICIES-BY-TYPE", "CAS")
 	}
 	tb := newTable(a.Stdout, headers...)
 	for _, m := range meshes {
@@ -141,13 +144,41 @@ func runInspectMeshes(ctx context.Context, a *App, args []string) error {
 			}
 		}
 		mtls := meshColumnsMTLS(m.Spec)
-		row := []string{name, fmt.Sprintf("%d/%d", up, len(dps)), strconv.Itoa(total), mtls}
+		expiry, all := meshCAColumns(ctx, c, name, m.Spec)
+		row := []string{name, fmt.Sprintf("%d/%d", up, len(dps)), strconv.Itoa(total), mtls, expiry}
 		if out == formatWide {
-			row = append(row, strings.Join(byType, ","))
+			row = append(row, strings.Join(byType, ","), all)
 		}
 		tb.row(row...)
 	}
 	return tb.flush()
+}
+
+// meshCAColumns are the CA-EXPIRY column (the enabled backend's root
+// expiry) and the wide CAS column (every backend) of a mesh; "-" without
+// backends, "?" for what could not be read.
+func meshCAColumns(ctx context.Context, c *client.Client, mesh string, spec any) (expiry, all string) {
+	m, _ := spec.(*meshv1.Mesh)
+	if len(m.GetMtls().GetBackends()) == 0 {
+		return "-", "-"
+	}
+	backends, err := c.MeshCA(ctx, mesh)
+	if err != nil {
+		return "?", "?"
+	}
+	expiry = "-"
+	var cells []string
+	for _, b := range backends {
+		at := "?"
+		if b.NotAfter != nil {
+			at = b.NotAfter.UTC().Format(time.RFC3339)
+		}
+		if b.Enabled {
+			expiry = at
+		}
+		cells = append(cells, b.Name+"("+b.Type+"):"+at)
+	}
+	return expiry, strings.Join(cells, ",")
 }
 
 // meshColumnsMTLS is the MTLS column of `get meshes`.

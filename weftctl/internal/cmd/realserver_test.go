@@ -132,8 +132,8 @@ func TestAgainstRealAPIServer(t *testing.T) {
 		t.Fatalf("--policies of a missing dataplane: %d %s", r.code, r.stderr)
 	}
 	wantTable(t, h.ok("", "inspect", "meshes").stdout, [][]string{
-		{"NAME", "DATAPLANES", "POLICIES", "MTLS"},
-		{"default", "0/1", "1", "off"},
+		{"NAME", "DATAPLANES", "POLICIES", "MTLS", "CA-EXPIRY"},
+		{"default", "0/1", "1", "off", "-"},
 	})
 	h.ok("", "inspect", "services")
 	if r := h.run("", "inspect", "global"); r.code != 1 || !strings.Contains(r.stderr, "only a zone control plane has a link to global") {
@@ -171,5 +171,33 @@ func TestAgainstRealAPIServer(t *testing.T) {
 	h.ok("", "delete", "mesh", "default")
 	if r := h.ok("", "get", "dp", "-o", "json"); !strings.Contains(r.stdout, `"total": 0`) {
 		t.Fatalf("after mesh delete:\n%s", r.stdout)
+	}
+
+	// A mesh with a builtin CA: up's ca-service creates the root (10
+	// years by default) and inspect meshes shows when it expires.
+	h.ok("type: Mesh\nname: secure\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n", "apply", "-f", "-")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var row []string
+		out := h.ok("", "inspect", "meshes", "-o", "wide").stdout
+		for _, l := range lines(out) {
+			if f := fields(l); len(f) > 0 && f[0] == "secure" {
+				row = f
+			}
+		}
+		if len(row) != 7 {
+			t.Fatalf("inspect meshes -o wide:\n%s", out)
+		}
+		if row[4] != "?" {
+			exp, err := time.Parse(time.RFC3339, row[4])
+			if err != nil || time.Until(exp) < 9*365*24*time.Hour || time.Until(exp) > 11*365*24*time.Hour || row[6] != "ca-1(builtin):"+row[4] {
+				t.Fatalf("CA expiry of mesh secure: %q %q (%v)", row[4], row[6], err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the builtin root's expiry not shown within a minute:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -4,6 +4,8 @@
 import { toYAML } from './yaml.js';
 
 const POLL_MS = 2000;
+// CA_WARNING_MS is gui.CAWarning: a CA root expiring sooner is a problem.
+const CA_WARNING_MS = 30 * 24 * 3600 * 1000;
 const TOKEN_KEY = 'weft.token';
 const POLICY_COLLECTIONS = ['traffic-permissions', 'traffic-routes', 'health-checks', 'circuit-breakers', 'fault-injections',
   'traffic-logs', 'traffic-traces', 'retries', 'timeouts', 'proxytemplates'];
@@ -109,6 +111,10 @@ function table(caption, head, rows, empty) {
     h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))));
 }
+function caState(c) {
+  if (c.state === 'expired' || c.state === 'expiring') return h('span', { class: 'offline' }, c.state);
+  return c.state === 'unknown' ? `unknown: ${c.error || ''}` : c.state;
+}
 function card(label, n, sub) { return h('div', { class: 'card' }, h('span', { class: 'n' }, n), label, sub ? h('div', { class: 'sub' }, sub) : null); }
 function dpLink(mesh, name) { return h('a', { href: `#/meshes/${seg(mesh)}/dataplanes/${seg(name)}` }, name); }
 
@@ -133,7 +139,11 @@ const pages = {
           h('h2', {}, 'Meshes'),
           table('Meshes', ['Mesh', 'mTLS backend', 'Services', 'Dataplanes', 'Online', 'Offline'],
             o.meshes.map((m) => [h('a', { href: `#/meshes/${seg(m.name)}` }, m.name), m.mtls || 'off', m.services, m.dataplanes.total, m.dataplanes.online, m.dataplanes.offline]),
-            'No meshes yet.'));
+            'No meshes yet.'),
+          h('h2', {}, 'Certificate authorities'),
+          h('div', { id: 'overview-cas' }, table('Mesh CAs, expired and expiring first', ['Mesh', 'Backend', 'Type', 'Enabled', 'Root expires', 'State'],
+            (o.cas || []).map((c) => [h('a', { href: `#/meshes/${seg(c.mesh)}` }, c.mesh), c.name, c.type, c.enabled ? 'yes' : 'no', when(c.notAfter), caState(c)]),
+            'No mesh has an mTLS backend.')));
       },
     };
   },
@@ -202,11 +212,18 @@ const pages = {
               r.data.items.map((p) => [p.name, p.origin || '—', h('details', { 'data-key': c + '/' + p.name }, h('summary', {}, `YAML of ${p.name}`), h('pre', {}, toYAML(p)))]), 'None.'))));
           return;
         }
-        const s = await api(`/gui/api/meshes/${seg(mesh)}/services`);
+        const [s, cas] = await Promise.all([api(`/gui/api/meshes/${seg(mesh)}/services`), optional(`/meshes/${seg(mesh)}/ca`)]);
+        const now = Date.now();
+        const state = (b) => caState({ ...b, state: !b.notAfter ? 'unknown' : Date.parse(b.notAfter) <= now ? 'expired' : Date.parse(b.notAfter) - now < CA_WARNING_MS ? 'expiring' : 'ok' });
         el.replaceChildren(table('Services', ['Service', 'VIP', 'Instances per zone', 'Healthy'],
           s.services.map((x) => [h('a', { href: `#/meshes/${seg(mesh)}/dataplanes?tag=${seg('weft.io/service:' + x.name)}` }, x.name), x.vip || '—',
             Object.keys(x.zones).sort().map((z) => h('div', {}, `${z || 'local'}: ${x.zones[z].online} online, ${x.zones[z].offline} offline`)),
-            `${x.healthy}/${x.total}`]), 'No services: no dataplane has an inbound yet.'));
+            `${x.healthy}/${x.total}`]), 'No services: no dataplane has an inbound yet.'),
+        h('h2', {}, 'Certificate authorities'),
+        h('div', { id: 'mesh-cas' }, cas.missing ? h('p', { class: 'muted' }, 'not available on this control plane')
+          : table('CA backends', ['Backend', 'Type', 'Enabled', 'Root expires', 'State'],
+            cas.data.backends.map((b) => [b.name, b.type, b.enabled ? 'yes' : 'no', when(b.notAfter), state(b)]),
+            'mTLS is off: this mesh has no CA backend.')));
       },
     };
   },
@@ -342,9 +359,9 @@ let indexShown = false;
 async function loadIndex() {
   if (indexShown) return;
   try {
+    // GET / carries the mode and zone: no need for the (larger) overview.
     const i = await api('/');
-    const o = await api('/gui/api/overview');
-    const where = o.mode === 'zone' ? `zone control plane “${o.zone}” (meshes and policies are read-only copies from global)` : `${o.mode} control plane`;
+    const where = i.mode === 'zone' ? `zone control plane “${i.zone}” (meshes and policies are read-only copies from global)` : `${i.mode} control plane`;
     document.getElementById('cp').textContent = `${where} · ${i.instanceId || ''}`;
     indexShown = true;
   } catch (e) { /* shown on the next navigation */ }
