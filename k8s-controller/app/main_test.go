@@ -21,6 +21,8 @@ func TestMainRejectsBadFlags(t *testing.T) {
 		"--zone=Not_A_Label --mode=zone":             "--zone",
 		"--admin-address=nohostport":                 "--admin-address",
 		"--webhook-cert-file=c --webhook-key-file=k": "--webhook-ca-file",
+		"--pod-token-validity=10s":                   "--pod-token-validity",
+		"--pod-token-validity=100000h":               "--pod-token-validity",
 	} {
 		var stderr bytes.Buffer
 		if code := app.Main(context.Background(), strings.Fields(args), &stderr); code != 2 || !strings.Contains(stderr.String(), want) {

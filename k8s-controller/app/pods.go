@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/k8s-controller/internal/inject"
 	"github.com/weftmesh/weft/k8s-controller/internal/pods"
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/token"
 )
 
 // PodsConfig configures pods → Dataplanes and the injection webhook.
@@ -34,12 +36,19 @@ type PodsConfig struct {
 	CPCAConfigMap string
 	TokenSecret   string
 	DNSServer     string
+	// PodTokens gives each injected pod its own dataplane token (a Secret
+	// per pod, written by the pods controller, bound to the pod's derived
+	// services) instead of the shared TokenSecret.
+	PodTokens        bool
+	PodTokenValidity time.Duration
+	PodTokenRevoke   bool
 }
 
 // DefaultPods returns the defaults.
 func DefaultPods() PodsConfig {
 	return PodsConfig{Dataplanes: true, Inject: true, InjectConfigName: "weft-k8s-controller-inject",
-		Image: "ghcr.io/weftmesh/weft-dp:latest", CP: "weft-xds-server.weft-system.svc:5678", TokenSecret: inject.DefaultSecret}
+		Image: "ghcr.io/weftmesh/weft-dp:latest", CP: "weft-xds-server.weft-system.svc:5678", TokenSecret: inject.DefaultSecret,
+		PodTokens: true, PodTokenValidity: pods.DefaultTokenValidity, PodTokenRevoke: true}
 }
 
 // RegisterFlags binds the flags.
@@ -51,6 +60,9 @@ func (c *PodsConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CP, "inject-cp", c.CP, "xds-server address injected sidecars dial (weft-dp --cp)")
 	fs.StringVar(&c.CPCAConfigMap, "inject-cp-ca-configmap", c.CPCAConfigMap, "ConfigMap (key ca.pem, in the pod's namespace) verifying the xds-server; empty: plaintext (xds-server --insecure-dev only)")
 	fs.StringVar(&c.TokenSecret, "inject-token-secret", c.TokenSecret, "Secret (key token, in the pod's namespace) holding the dataplane token")
+	fs.BoolVar(&c.PodTokens, "pod-tokens", c.PodTokens, "give each injected pod its own dataplane token, bound to its services, in the Secret weft-dp-token-<pod> (false: every pod mounts --inject-token-secret)")
+	fs.DurationVar(&c.PodTokenValidity, "pod-token-validity", c.PodTokenValidity, "validity of a pod's dataplane token (weft-dp reads it once: it must outlive the pod)")
+	fs.BoolVar(&c.PodTokenRevoke, "pod-token-revoke", c.PodTokenRevoke, "revoke a pod's dataplane token when the pod goes away or its services change")
 	fs.StringVar(&c.DNSServer, "inject-dns-server", c.DNSServer, "IPv4 ip:port of the dns-server injected pods' DNS is redirected to; empty: DNS is not redirected")
 }
 
@@ -62,6 +74,9 @@ func (c *PodsConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("--inject-dns-server: %q must be an IPv4 ip:port", c.DNSServer))
 		}
 	}
+	if c.PodTokens && (c.PodTokenValidity < time.Minute || c.PodTokenValidity > token.MaxValidity) {
+		errs = append(errs, fmt.Errorf("--pod-token-validity: %s must be between 1m and %s", c.PodTokenValidity, token.MaxValidity))
+	}
 	if c.Inject && (c.Image == "" || c.CP == "") {
 		errs = append(errs, errors.New("--inject-image and --inject-cp: required with --inject"))
 	}
@@ -70,7 +85,7 @@ func (c *PodsConfig) Validate() error {
 
 func (c *PodsConfig) injectConfig() inject.Config {
 	dns, _ := netip.ParseAddrPort(c.DNSServer)
-	return inject.Config{Image: c.Image, CP: c.CP, CPCAConfigMap: c.CPCAConfigMap, TokenSecret: c.TokenSecret, DNSServer: dns}
+	return inject.Config{Image: c.Image, CP: c.CP, CPCAConfigMap: c.CPCAConfigMap, TokenSecret: c.TokenSecret, DNSServer: dns, PodTokens: c.PodTokens && c.Dataplanes}
 }
 
 // buildPods is pods → Dataplanes.
@@ -78,8 +93,12 @@ func buildPods(_ context.Context, d *Deps) ([]Component, error) {
 	if !d.Config.Pods.Dataplanes || d.Config.Mode == ModeGlobal {
 		return nil, nil
 	}
-	c := pods.New(d.Kube, d.Store, pods.Options{Zone: d.Config.Origin(), Resync: d.Config.Resync, Log: d.Log.With("part", "pods"),
-		Metrics: d.Registry, Meshes: d.Informers.For(resource.MeshType)})
+	o := pods.Options{Zone: d.Config.Origin(), Resync: d.Config.Resync, Log: d.Log.With("part", "pods"),
+		Metrics: d.Registry, Meshes: d.Informers.For(resource.MeshType)}
+	if d.Config.Pods.PodTokens {
+		o.Tokens = &pods.TokenOptions{Keys: token.New(d.Store), Validity: d.Config.Pods.PodTokenValidity, Revoke: d.Config.Pods.PodTokenRevoke}
+	}
+	c := pods.New(d.Kube, d.Store, o)
 	d.AddCheck("pods", func(context.Context) error {
 		select {
 		case <-c.Synced():

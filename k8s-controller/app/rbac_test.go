@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/weftmesh/weft/k8s-controller/app"
 	"github.com/weftmesh/weft/k8s-controller/crd"
+	"github.com/weftmesh/weft/k8s-controller/internal/annotations"
+	"github.com/weftmesh/weft/k8s-controller/internal/podtoken"
 	"github.com/weftmesh/weft/k8s-controller/kubetest"
 )
 
@@ -104,9 +107,28 @@ func TestTheChartsClusterRoleIsEnough(t *testing.T) {
 		}
 		return err
 	})
-	// And no more: the user cannot create or delete CRs.
+	// Per-pod tokens with the chart's rights: an injected pod of the mesh
+	// gets its token Secret (written without reading any Secret).
+	ns := srv.Namespace(t)
+	if _, err := kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "rbac-svc"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "rbac"}, Ports: []corev1.ServicePort{{Port: 8080}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "rbac-0", Labels: map[string]string{"app": "rbac"},
+		Annotations: map[string]string{annotations.Injection: annotations.Enabled, annotations.Injected: annotations.ProxyTypeEnvoy}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/rbac"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pod's token Secret written with the chart's rights", func() error {
+		_, err := kube.CoreV1().Secrets(ns).Get(ctx, podtoken.SecretName("rbac-0"), metav1.GetOptions{})
+		return err
+	})
+	// And no more: the user cannot create or delete CRs, nor read Secrets.
 	userDyn := kubernetes.NewForConfigOrDie(srv.UserConfig(t, user))
 	if _, err := userDyn.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); err == nil {
+		t.Error("the controller's role may list Secrets")
+	}
+	if _, err := userDyn.CoreV1().Secrets(ns).Get(ctx, podtoken.SecretName("rbac-0"), metav1.GetOptions{}); err == nil {
 		t.Error("the controller's role may read Secrets")
 	}
 }

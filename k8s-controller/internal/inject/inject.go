@@ -7,6 +7,7 @@
 package inject
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/weftmesh/weft/k8s-controller/internal/annotations"
+	"github.com/weftmesh/weft/k8s-controller/internal/podtoken"
 	"github.com/weftmesh/weft/pkg/tproxy"
 	"github.com/weftmesh/weft/pkg/xdsnames"
 )
@@ -55,6 +57,15 @@ type Config struct {
 	DNSServer netip.AddrPort
 	// ProxyUID is the sidecar's UID (default tproxy.DefaultProxyUID).
 	ProxyUID int64
+	// PodTokens mounts each pod's own token Secret,
+	// podtoken.SecretName(<pod name>), which the pods controller writes,
+	// instead of the shared TokenSecret. A pod created with only
+	// generateName is given its name here (generateName + 5 random
+	// characters, as the API server would), since the Secret is named
+	// after it.
+	PodTokens bool
+	// rand picks generated name suffixes (tests); nil: crypto/rand.
+	rand func([]byte)
 }
 
 // Op is one JSON patch (RFC 6902) operation.
@@ -96,6 +107,18 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) ([]Op, Skip, erro
 	}
 	var ops []Op
 	mesh := annotations.MeshOf(pod, ns)
+	secretName := cfg.TokenSecret
+	if cfg.PodTokens {
+		name := pod.Name
+		if name == "" {
+			if pod.GenerateName == "" {
+				return nil, "", fmt.Errorf("metadata.name: a pod needs a name or generateName")
+			}
+			name = generateName(pod.GenerateName, cfg.rand)
+			ops = append(ops, Op{Op: "add", Path: "/metadata/name", Value: name})
+		}
+		secretName = podtoken.SecretName(name)
+	}
 
 	// Envoy mode: the init container redirects the pod's traffic.
 	if proxyType == annotations.ProxyTypeEnvoy {
@@ -171,7 +194,7 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) ([]Op, Skip, erro
 	ops = appendTo(ops, "/spec/containers", len(pod.Spec.Containers), sidecar)
 
 	vols := []corev1.Volume{
-		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: cfg.TokenSecret}}},
+		{Name: TokenVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secretName}}},
 		{Name: WorkVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
 	}
 	if cfg.CPCAConfigMap != "" {
@@ -189,6 +212,28 @@ func Mutate(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) ([]Op, Skip, erro
 		ops = append(ops, Op{Op: "add", Path: "/metadata/annotations/" + escape(annotations.Injected), Value: proxyType})
 	}
 	return ops, "", nil
+}
+
+// nameChars are the API server's generated-name characters (no vowels, no
+// confusable digits).
+const nameChars = "bcdfghjklmnpqrstvwxz2456789"
+
+// generateName is base + 5 random characters, base cut as the API server
+// cuts it (a name is at most 253 characters; 58 leaves room for the
+// suffix within a DNS label).
+func generateName(base string, rnd func([]byte)) string {
+	if len(base) > 58 {
+		base = base[:58]
+	}
+	if rnd == nil {
+		rnd = func(b []byte) { _, _ = rand.Read(b) }
+	}
+	b := make([]byte, 5)
+	rnd(b)
+	for i := range b {
+		b[i] = nameChars[int(b[i])%len(nameChars)]
+	}
+	return base + string(b)
 }
 
 // appendTo adds v at the end of the array at p, which has n elements (an

@@ -38,6 +38,9 @@ type Options struct {
 	// their Dataplane as soon as it exists (else they wait for the retry
 	// backoff).
 	Meshes store.Reader
+	// Tokens, when set, gives every injected pod of the mesh its own
+	// dataplane token, in the Secret podtoken.SecretName(pod) (nil: none).
+	Tokens *TokenOptions
 }
 
 // Controller keeps one Dataplane per pod of the mesh.
@@ -55,11 +58,15 @@ type Controller struct {
 	mu       sync.Mutex
 	written  map[string]string  // pod key → mesh of the Dataplane written for it
 	reported map[string]problem // pod key → the last problem logged for it
+	tokens   map[string]issued  // pod key → the token Secret written for it
 
 	errors    *prometheus.CounterVec
 	managed   prometheus.Gauge
 	reconcile *prometheus.CounterVec
 	synced    chan struct{}
+
+	tokenWrites  prometheus.Counter
+	tokenRevokes *prometheus.CounterVec
 }
 
 // New returns a controller; Run starts it.
@@ -68,7 +75,11 @@ func New(client kubernetes.Interface, st *store.Store, o Options) *Controller {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	c := &Controller{client: client, st: st, o: o, log: o.Log.With("component", "pods"),
-		written: map[string]string{}, reported: map[string]problem{}, synced: make(chan struct{}),
+		written: map[string]string{}, reported: map[string]problem{}, tokens: map[string]issued{}, synced: make(chan struct{}),
+		tokenWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "weft_k8s_pod_tokens_written_total",
+			Help: "Per-pod dataplane token Secrets written (a new pod, or its mesh or services changed)."}),
+		tokenRevokes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weft_k8s_pod_token_revocations_total",
+			Help: "Per-pod dataplane tokens revoked when their pod went away or was rebound, by result: revoked, error."}, []string{"result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weft_k8s_pod_errors_total",
 			Help: "Pods of the mesh that could not be made Dataplanes, by reason (see the controller's log)."}, []string{"reason"}),
 		managed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "weft_k8s_pod_dataplanes",
@@ -77,7 +88,7 @@ func New(client kubernetes.Interface, st *store.Store, o Options) *Controller {
 			Help: "Pod reconciles, by result: written, deleted, unchanged, skipped, error (retried)."}, []string{"result"}),
 	}
 	if o.Metrics != nil {
-		o.Metrics.MustRegister(c.errors, c.managed, c.reconcile)
+		o.Metrics.MustRegister(c.errors, c.managed, c.reconcile, c.tokenWrites, c.tokenRevokes)
 	}
 	return c
 }
@@ -310,6 +321,11 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if c.o.Tokens != nil {
+			if err := c.syncToken(ctx, key, ns, name, pod, nsObj, svcs); err != nil {
+				return "", err
+			}
+		}
 		desired, err = Build(pod, nsObj, svcs, c.o.Zone)
 		if pe := (*PodError)(nil); errors.As(err, &pe) {
 			c.report(key, pe.Reason, pe.Msg)
@@ -318,6 +334,11 @@ func (c *Controller) sync(ctx context.Context, key string) (string, error) {
 		}
 	} else {
 		c.clearReport(key)
+		if c.o.Tokens != nil {
+			if err := c.syncToken(ctx, key, ns, name, nil, nil, nil); err != nil {
+				return "", err
+			}
+		}
 	}
 	dpName := Name(ns, name)
 	prevMesh, had := c.writtenMesh(key)

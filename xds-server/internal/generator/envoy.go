@@ -48,13 +48,25 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 			out.add(resourcev3.SecretType, sec)
 		}
 	}
+	// Transparent proxying with an inbound redirect port: the inbounds are
+	// filter chains of one redirect listener (inbound_redirect.go).
+	redirectIn := dp.GetNetworking().GetTransparentProxying().GetRedirectPortInbound()
+	var redirected []*listenerv3.Listener
+	var redirectedPorts []uint32
 	for i, in := range dp.GetNetworking().GetInbound() {
 		l, c, err := envoyInbound(s, dp, in, mtls, permissive, sel.inboundTracing())
 		if err != nil {
 			return nil, fmt.Errorf("networking.inbound[%d]: %w", i, err)
 		}
-		out.add(resourcev3.ListenerType, l)
 		out.add(resourcev3.ClusterType, c)
+		if redirectIn != 0 {
+			redirected, redirectedPorts = append(redirected, l), append(redirectedPorts, in.GetPort())
+			continue
+		}
+		out.add(resourcev3.ListenerType, l)
+	}
+	if redirectIn != 0 {
+		out.add(resourcev3.ListenerType, inboundRedirect(redirectIn, redirected, redirectedPorts))
 	}
 	outbound := map[string]bool{}
 	for i, ob := range dp.GetNetworking().GetOutbound() {
