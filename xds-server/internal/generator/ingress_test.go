@@ -3,6 +3,7 @@ package generator
 import (
 	"bytes"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,7 +19,16 @@ import (
 // TestIngressGolden: the Envoy zone ingress's configuration, golden and
 // ValidateAll-clean (GenerateIngress validates).
 func TestIngressGolden(t *testing.T) {
-	const in, golden = "testdata/ingress/01.input.yaml", "testdata/ingress/01.golden.yaml"
+	inputs, err := filepath.Glob("testdata/ingress/*.input.yaml")
+	if err != nil || len(inputs) < 2 {
+		t.Fatalf("inputs %v: %v", inputs, err)
+	}
+	for _, in := range inputs {
+		t.Run(filepath.Base(in), func(t *testing.T) { ingressGolden(t, in, strings.TrimSuffix(in, ".input.yaml")+".golden.yaml") })
+	}
+}
+
+func ingressGolden(t *testing.T, in, golden string) {
 	data, err := os.ReadFile(in)
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +45,7 @@ func TestIngressGolden(t *testing.T) {
 	}
 	meshes := map[string]*meshv1.Mesh{}
 	dps := map[string][]*resource.Resource{}
+	pols := map[string][]*resource.Resource{}
 	for _, d := range docs[1:] {
 		r, err := resource.Unmarshal([]byte(d), nil)
 		if err != nil {
@@ -45,11 +56,13 @@ func TestIngressGolden(t *testing.T) {
 			meshes[r.Meta.GetName()] = r.Spec.(*meshv1.Mesh)
 		case resource.DataplaneType:
 			dps[r.Meta.GetMesh()] = append(dps[r.Meta.GetMesh()], r)
+		default:
+			pols[r.Meta.GetMesh()] = append(pols[r.Meta.GetMesh()], r)
 		}
 	}
 	var snaps []*Snapshot
 	for m, list := range dps {
-		snaps = append(snaps, NewSnapshot(m, meshes[m], list, nil, nil))
+		snaps = append(snaps, NewSnapshotWithPolicies(m, meshes[m], list, nil, nil, pols[m]))
 	}
 	res, err := GenerateIngress(snaps, hdr.Ingress.Address, hdr.Ingress.Port)
 	if err != nil {
