@@ -153,7 +153,7 @@ func (s *Server) OnFetchRequest(context.Context, *discoverygrpc.DiscoveryRequest
 func (s *Server) OnFetchResponse(*discoverygrpc.DiscoveryRequest, *discoverygrpc.DiscoveryResponse) {
 }
 func (s *Server) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (s *Server) OnDeltaStreamClosed(int64, *corev3.Node)               {}
+func (s *Server) OnDeltaStreamClosed(int64, *corev3.Node)                {}
 func (s *Server) OnStreamDeltaRequest(int64, *discoverygrpc.DeltaDiscoveryRequest) error {
 	return nil
 }
