@@ -19,8 +19,8 @@ func TestNamedTable(t *testing.T) {
 	}
 	v2, _ := sni.Format("default", "greeter", map[string]string{"version": "v2"})
 	tab, dropped := proxy.NewNamedTable(map[string][]proxy.Endpoint{
-		svc:                 {{Addr: "10.0.0.2:1"}, {Addr: "10.0.0.1:1"}},
-		v1:                  {{Addr: "10.0.0.1:1"}},
+		svc:                  {{Addr: "10.0.0.2:1"}, {Addr: "10.0.0.1:1"}},
+		v1:                   {{Addr: "10.0.0.1:1"}},
 		"not-a-mesh-name.io": {{Addr: "10.0.0.9:1"}},
 	}, 0)
 	if dropped != 0 || tab.Size() != 3 {
