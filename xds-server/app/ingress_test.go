@@ -186,3 +186,43 @@ func newStoreForKeys(t *testing.T) *store.Store {
 	}
 	return store.New(etcdtest.Client(t, nil), store.WithKeyring(ring))
 }
+
+// TestIngressTokenRevoked: an ingress stream does not outlive its token:
+// revoking it closes the stream (Unauthenticated, naming the ingress) and a
+// reconnect with it is refused.
+func TestIngressTokenRevoked(t *testing.T) {
+	e := newTestEnvCfg(t, false, func(c *Config) { c.Zone = "zone-1" })
+	c := token.Claims{Kind: token.KindIngress, Zone: "zone-1"}
+	c.Subject = "ingress"
+	tok, claims, err := e.keys.IssueClaims(e.ctx, c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := node(xdsnames.IngressNodeID("zone-1", "ingress"), "ingress")
+	s := e.stream(tok)
+	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ListenerType}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.keys.Revoke(e.ctx, claims.ID, claims.ExpiresAt.Time); err != nil {
+		t.Fatal(err)
+	}
+	// The stream's own deadline (20 s) bounds the wait.
+	for {
+		_, err := s.Recv()
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "ingress zone-1/ingress") || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("err = %v, want Unauthenticated naming the ingress and the revocation", err)
+		}
+		break
+	}
+	s2 := e.stream(tok)
+	_ = s2.Send(&discoveryv3.DiscoveryRequest{Node: n, TypeUrl: resourcev3.ListenerType})
+	if _, err := s2.Recv(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("reconnect with a revoked token: %v", err)
+	}
+}
