@@ -29,8 +29,20 @@ func IngressListenerName(addr string, port uint32) string { return "ingress:" + 
 // zone's: an ingress does not forward across zones again). A name with no
 // chain matches nothing and Envoy closes the connection. This is the
 // configuration the built-in ingress (ingress-manager) implements itself.
+//
+// One bad subset degrades that subset only: a name whose chain, cluster
+// or assignment fails validation is left out (GenerateIngressReport says
+// which and why).
 func GenerateIngress(snaps []*Snapshot, addr string, port uint32) (Resources, error) {
+	out, _, err := GenerateIngressReport(snaps, addr, port)
+	return out, err
+}
+
+// GenerateIngressReport is GenerateIngress also returning the server
+// names left out because their configuration did not validate, with why.
+func GenerateIngressReport(snaps []*Snapshot, addr string, port uint32) (Resources, []string, error) {
 	out := Resources{}
+	var dropped []string
 	l := &listenerv3.Listener{
 		Name:    IngressListenerName(addr, port),
 		Address: socketAddress(addr, port),
@@ -49,21 +61,37 @@ func GenerateIngress(snaps []*Snapshot, addr string, port uint32) (Resources, er
 			if err != nil {
 				continue // a tag set too long to name cannot be asked for either
 			}
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			chain := &listenerv3.FilterChain{
 				Name:             name,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{name}, TransportProtocol: "tls"},
 				Filters:          []*listenerv3.Filter{tcpProxyFilter(name, name)},
-			})
-			out.add(resourcev3.ClusterType, edsCluster(name)) // plain TCP: the bytes are the caller's TLS
-			out.add(resourcev3.EndpointType, loadAssignment(name, sub.endpoints, nil))
+			}
+			cluster := edsCluster(name) // plain TCP: the bytes are the caller's TLS
+			cla := loadAssignment(name, sub.endpoints, nil)
+			if err := validateAll(chain, cluster, cla); err != nil {
+				dropped = append(dropped, name+": "+err.Error())
+				continue
+			}
+			l.FilterChains = append(l.FilterChains, chain)
+			out.add(resourcev3.ClusterType, cluster)
+			out.add(resourcev3.EndpointType, cla)
 		}
 	}
 	out.add(resourcev3.ListenerType, l)
 	out.sort()
 	if err := out.Validate(); err != nil {
-		return nil, fmt.Errorf("ingress %s: generated invalid config: %w", net.JoinHostPort(addr, strconv.Itoa(int(port))), err)
+		return nil, dropped, fmt.Errorf("ingress %s: generated invalid config: %w", net.JoinHostPort(addr, strconv.Itoa(int(port))), err)
 	}
-	return out, nil
+	return out, dropped, nil
+}
+
+func validateAll(ms ...interface{ ValidateAll() error }) error {
+	for _, m := range ms {
+		if err := m.ValidateAll(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type ingressSubset struct {

@@ -90,3 +90,27 @@ func ingressGolden(t *testing.T, in, golden string) {
 		}
 	}
 }
+
+// TestIngressOneBadSubset: a subset whose configuration does not validate
+// (an endpoint without an address) is left out and reported; the other
+// names are served.
+func TestIngressOneBadSubset(t *testing.T) {
+	mk := func(name, svc, addr string) *resource.Resource {
+		r := resource.New(resource.DataplaneType, "default", name)
+		r.Spec = &meshv1.Dataplane{Networking: &meshv1.Dataplane_Networking{Address: addr,
+			Inbound: []*meshv1.Dataplane_Networking_Inbound{{Port: 8080, Tags: map[string]string{resource.ServiceTag: svc}}}}}
+		return r
+	}
+	snap := NewSnapshot("default", &meshv1.Mesh{}, []*resource.Resource{mk("good-1", "good", "10.0.0.1"), mk("bad-1", "bad", "")}, nil, nil)
+	res, dropped, err := GenerateIngressReport([]*Snapshot{snap}, "0.0.0.0", 10001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dropped) != 1 || !strings.HasPrefix(dropped[0], sni.Service("default", "bad")+": ") {
+		t.Fatalf("dropped %v, want the bad service's name only", dropped)
+	}
+	l := res[resourcev3.ListenerType][0].(*listenerv3.Listener)
+	if len(l.GetFilterChains()) != 1 || l.GetFilterChains()[0].GetName() != sni.Service("default", "good") {
+		t.Fatalf("chains %v, want the good service's only", l.GetFilterChains())
+	}
+}

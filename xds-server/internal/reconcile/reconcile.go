@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,7 @@ type proxy struct {
 	tags                 map[string]string
 	cred                 *Credential
 	bindingErr           string // last identity-binding refusal, logged once
+	ingressDropped       string // an ingress's names left out as invalid, logged once
 	streams              int
 	certs                bool
 
@@ -518,7 +520,7 @@ func (r *Reconciler) reconcileIngress(ctx context.Context, p *proxy, id, name st
 	for _, mesh := range r.model.Meshes() {
 		snaps = append(snaps, r.snapshot(mesh))
 	}
-	res, err := generator.GenerateIngress(snaps, addr, port)
+	res, dropped, err := generator.GenerateIngressReport(snaps, addr, port)
 	r.obs.Generated(id, generator.KindIngress, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)
@@ -538,6 +540,12 @@ func (r *Reconciler) reconcileIngress(ctx context.Context, p *proxy, id, name st
 		return
 	}
 	p.lastErr = ""
+	if msg := strings.Join(dropped, "; "); msg != p.ingressDropped {
+		if msg != "" {
+			r.log.Warn("ingress configuration leaves out names whose configuration is invalid", "node", id, "dropped", msg)
+		}
+		p.ingressDropped = msg
+	}
 	r.pushLocked(ctx, p, id, res, res.Versions(), seen)
 }
 
