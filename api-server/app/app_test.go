@@ -346,6 +346,16 @@ func TestOwnershipByMode(t *testing.T) {
 	}
 	zone.must("PUT", "/meshes/default/traffic-permissions/x", `{"type":"TrafficPermission"}`, 405)
 	zone.must("POST", "/tokens/zone", `{"zone":"zone-2"}`, 405)
+	// Ingress tokens: the zone's own control plane, for its own zone.
+	if r := zone.must("POST", "/tokens/ingress", `{"zone":"zone-1","name":"ingress"}`, 200); r.body["token"] == "" {
+		t.Fatalf("ingress token: %s", r.raw)
+	}
+	zone.must("POST", "/tokens/ingress", `{"zone":"zone-1"}`, 200) // name defaults to "ingress"
+	zone.must("POST", "/tokens/ingress", `{"zone":"zone-2","name":"ingress"}`, 400)
+	zone.must("POST", "/tokens/ingress", `{"zone":"Zone_1"}`, 400)
+	if r := zone.do("POST", "/tokens/ingress", "", `{"zone":"zone-1"}`); r.code != 401 {
+		t.Fatalf("ingress token without credentials: %d %s", r.code, r.raw)
+	}
 	if r := zone.must("GET", "/", "", 200); r.body["zone"] != "zone-1" || r.body["mode"] != "zone" {
 		t.Fatalf("index: %s", r.raw)
 	}
@@ -357,6 +367,7 @@ func TestOwnershipByMode(t *testing.T) {
 		t.Fatalf("origin: %s", r.raw)
 	}
 	global.must("POST", "/tokens/zone", `{"zone":"zone-1","validFor":"1h"}`, 200)
+	global.must("POST", "/tokens/ingress", `{"zone":"zone-1"}`, 405)
 	ins := global.must("GET", "/zones+insights", "", 200)
 	if ins.body["total"].(float64) != 1 {
 		t.Fatalf("zones+insights: %s", ins.raw)

@@ -1,6 +1,7 @@
 // Package app wires the ingress-manager: configuration, the etcd store, the
 // ZoneIngress keeper and (with --dataplane=builtin) the SNI-routing ingress
-// data path, and the admin HTTP server (/healthz, /readyz, /metrics).
+// data path fed over ADS by this zone's xds-server (internal/adsclient),
+// and the admin HTTP server (/healthz, /readyz, /metrics).
 package app
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/weftmesh/weft/ingress-manager/internal/adsclient"
 	"github.com/weftmesh/weft/ingress-manager/internal/zoneingress"
 	"github.com/weftmesh/weft/ingress-manager/proxy"
 	"github.com/weftmesh/weft/pkg/config"
@@ -67,7 +70,19 @@ type Config struct {
 	// MaxServices caps availableServices; MaxEndpoints the routing table.
 	MaxServices  int
 	MaxEndpoints int
-	Logging      telemetry.Logging
+	// XDSServer is this zone's xds-server (host:port): the built-in data
+	// path gets its configuration there over ADS, as the zone ingress,
+	// exactly as an Envoy ingress would. Required with --dataplane=builtin.
+	XDSServer string
+	// TokenFile holds the ingress token (weftctl generate ingress-token
+	// --zone <Zone> --name <Name>); Token, set by programs, is the token
+	// itself and wins over the file.
+	TokenFile string
+	Token     string
+	// CPCAFile verifies the xds-server's TLS certificate (the control-plane
+	// CA); empty: plaintext, for an xds-server run with --insecure-dev.
+	CPCAFile string
+	Logging  telemetry.Logging
 
 	// Set by programs, not flags.
 	Logger         *slog.Logger
@@ -126,6 +141,16 @@ func (c *Config) Validate() error {
 	if c.IdleTimeout <= 0 || c.DrainTimeout <= 0 {
 		errs = append(errs, errors.New("--idle-timeout and --drain-timeout must be positive"))
 	}
+	if c.Dataplane == DataplaneBuiltin {
+		if c.XDSServer == "" {
+			errs = append(errs, errors.New("--xds-server: required with --dataplane=builtin (this zone's xds-server, host:port: the ingress gets its routes there)"))
+		} else if _, _, err := net.SplitHostPort(c.XDSServer); err != nil {
+			errs = append(errs, fmt.Errorf("--xds-server: %w", err))
+		}
+		if c.Token == "" && c.TokenFile == "" {
+			errs = append(errs, errors.New("--token-file: required with --dataplane=builtin (an ingress token: weftctl generate ingress-token --zone <zone> --name <name>)"))
+		}
+	}
 	if c.MaxServices < 1 || c.MaxEndpoints < 1 {
 		errs = append(errs, errors.New("--max-services and --max-endpoints must be at least 1"))
 	}
@@ -150,6 +175,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on shutdown, how long open connections may finish before they are cut")
 	fs.IntVar(&c.MaxServices, "max-services", c.MaxServices, "entries of the ZoneIngress availableServices at most (over all meshes)")
 	fs.IntVar(&c.MaxEndpoints, "max-endpoints", c.MaxEndpoints, "local endpoints held in the built-in ingress's routing table at most")
+	fs.StringVar(&c.XDSServer, "xds-server", c.XDSServer, "this zone's xds-server (host:port); the built-in ingress gets its routes there over ADS (required with --dataplane=builtin)")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding this ingress's token (weftctl generate ingress-token --zone --name; required with --dataplane=builtin)")
+	fs.StringVar(&c.CPCAFile, "cp-ca-file", c.CPCAFile, "control-plane CA (PEM) verifying the xds-server's TLS certificate; empty: plaintext (xds-server --insecure-dev)")
 	c.Etcd.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
 }
@@ -165,6 +193,7 @@ type App struct {
 	reg     *prometheus.Registry
 	keeper  *zoneingress.Keeper
 	proxy   *proxy.Server
+	ads     *adsclient.Client
 	admin   *telemetry.Admin
 }
 
@@ -206,6 +235,29 @@ func New(cfg Config) (*App, error) {
 			return fail(fmt.Errorf("--address: %w", err))
 		}
 		_, port, _ = net.SplitHostPort(a.proxy.Addr().String())
+		tok := cfg.Token
+		if tok == "" {
+			b, err := os.ReadFile(cfg.TokenFile)
+			if err != nil {
+				return fail(fmt.Errorf("--token-file: %w", err))
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+		warned := false
+		a.ads, err = adsclient.New(adsclient.Config{
+			Server: cfg.XDSServer, CAFile: cfg.CPCAFile, Token: tok, Zone: cfg.Zone, Name: cfg.Name,
+			MaxEndpoints: cfg.MaxEndpoints, Log: a.log.With("component", "ads"),
+			Apply: func(t *proxy.Table, dropped int) {
+				if dropped > 0 && !warned {
+					warned = true
+					a.log.Warn("the ingress routing table is full: some local endpoints cannot be reached from other zones; raise --max-endpoints", "dropped", dropped, "max", cfg.MaxEndpoints)
+				}
+				a.proxy.SetTable(t)
+			},
+		})
+		if err != nil {
+			return fail(fmt.Errorf("--xds-server: %w", err))
+		}
 	}
 	p, _ := strconv.Atoi(port)
 	nw := &meshv1.ZoneIngress_Networking{Address: host, Port: uint32(p), AdvertisedAddress: cfg.AdvertisedAddress, AdvertisedPort: cfg.AdvertisedPort}
@@ -230,6 +282,16 @@ func New(cfg Config) (*App, error) {
 			return fail(err)
 		}
 		a.admin.AddCheck("etcd", telemetry.EtcdCheck(a.cli))
+		if a.ads != nil {
+			a.admin.AddCheck("xds", func(context.Context) error {
+				select {
+				case <-a.ads.Synced():
+					return nil
+				default:
+					return errors.New("no routing configuration from the xds-server yet")
+				}
+			})
+		}
 		a.admin.AddCheck("zoneingress", func(context.Context) error {
 			select {
 			case <-a.keeper.Synced():
@@ -286,12 +348,24 @@ func (a *App) Registry() *prometheus.Registry { return a.reg }
 // Synced is closed once the ZoneIngress has been written.
 func (a *App) Synced() <-chan struct{} { return a.keeper.Synced() }
 
+// RoutesSynced is closed once the built-in data path applied its first
+// configuration from the xds-server (nil with --dataplane=envoy).
+func (a *App) RoutesSynced() <-chan struct{} {
+	if a.ads == nil {
+		return nil
+	}
+	return a.ads.Synced()
+}
+
 // Proxy is the built-in data path (nil with --dataplane=envoy).
 func (a *App) Proxy() *proxy.Server { return a.proxy }
 
 func (a *App) close() {
 	if a.proxy != nil {
 		a.proxy.Close()
+	}
+	if a.ads != nil {
+		a.ads.Close()
 	}
 	if a.ownsCli && a.cli != nil {
 		a.cli.Close()
@@ -304,30 +378,13 @@ func (a *App) Run(ctx context.Context) error {
 	g := run.New(a.log)
 	g.Add("zoneingress", a.keeper.Run)
 	if a.proxy != nil {
-		g.Add("routing-table", a.followTable)
+		g.Add("xds", a.ads.Run)
 		g.Add("ingress", a.proxy.Serve)
 	}
 	if a.admin != nil {
 		g.Add("admin", a.admin.Serve)
 	}
 	return g.Run(ctx)
-}
-
-// followTable rebuilds the routing table from this zone's Dataplanes.
-func (a *App) followTable(ctx context.Context) error {
-	dps := a.inf.For(resource.DataplaneType)
-	warned := false
-	sub := dps.Subscribe(ctx, "ingress-routes", func(store.Batch) error {
-		t, dropped := proxy.BuildTable(dps.List(""), a.cfg.MaxEndpoints)
-		if dropped > 0 && !warned {
-			warned = true
-			a.log.Warn("the ingress routing table is full: some local endpoints cannot be reached from other zones; raise --max-endpoints", "dropped", dropped, "max", a.cfg.MaxEndpoints)
-		}
-		a.proxy.SetTable(t)
-		return nil
-	})
-	<-sub.Done()
-	return nil
 }
 
 // Run builds and runs an App.

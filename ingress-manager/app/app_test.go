@@ -10,10 +10,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/weftmesh/weft/ingress-manager/internal/xdstest"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/sni"
 	"github.com/weftmesh/weft/pkg/store"
+	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -30,8 +32,20 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c = Default()
 	c.Zone = "zone-1"
+	err = c.Validate()
+	for _, want := range []string{"--xds-server", "--token-file"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("builtin without an xds-server: Validate() = %v, want mention of %s", err, want)
+		}
+	}
+	c.XDSServer, c.TokenFile = "127.0.0.1:5678", "ingress.token"
 	if err := c.Validate(); err != nil {
-		t.Errorf("defaults with a zone: %v", err)
+		t.Errorf("defaults with a zone, xds-server and token: %v", err)
+	}
+	c = Default()
+	c.Zone, c.Dataplane = "zone-1", DataplaneEnvoy
+	if err := c.Validate(); err != nil {
+		t.Errorf("envoy data path needs no xds-server here: %v", err)
 	}
 }
 
@@ -51,9 +65,14 @@ func TestTwoInstancesBehindOneAddress(t *testing.T) {
 	if _, err := st.Create(ctx, dp); err != nil {
 		t.Fatal(err)
 	}
+	// The routes come over ADS (xds-server's ingress configuration; the
+	// real xds-server is in test/e2e/ingress).
+	xds := xdstest.Start(t)
+	xds.Set(t, xdsnames.IngressNodeID("zone-1", "ingress"), xdstest.Snapshot("1", xdstest.Route{Name: sni.Service("default", "greeter"), Endpoints: []string{"127.0.0.1:1"}}))
 	start := func() (*App, context.CancelFunc, chan error) {
 		cfg := Default()
 		cfg.Zone, cfg.Address, cfg.AdminAddress = "zone-1", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.XDSServer, cfg.Token = xds.Addr, "ingress-token"
 		cfg.AdvertisedAddress, cfg.AdvertisedPort = "ingress.zone-1.example", 443
 		cfg.Etcd.Client = cli
 		a, err := New(cfg)

@@ -274,7 +274,7 @@ func (s *Server) handle(c net.Conn) {
 		s.reject(c, ReasonForeignMesh, "mesh", n.Mesh)
 		return
 	}
-	eps, known := t.Endpoints(n.Mesh, n.Service, n.Tags)
+	eps, known := t.Lookup(name, n)
 	if !known {
 		s.reject(c, ReasonUnknownService, "mesh", n.Mesh, "service", n.Service)
 		return

@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/sni"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -20,7 +22,62 @@ type Endpoint struct {
 // one.
 type Table struct {
 	meshes map[string]map[string][]Endpoint
-	size   int
+	// names, when set (a table from the xds-server's ingress
+	// configuration), routes by exact server name: only the names the
+	// configuration has a filter chain for are served.
+	names map[string][]Endpoint
+	size  int
+}
+
+// NewNamedTable is a table routing exact server names (pkg/sni) to
+// endpoints, as the xds-server's ingress configuration does: one entry per
+// filter chain. Names that are not mesh service names are left out. A mesh
+// or service is known once one of its names is, even without endpoints.
+// At most maxEndpoints endpoints are kept (0: no limit); dropped counts
+// the rest.
+func NewNamedTable(routes map[string][]Endpoint, maxEndpoints int) (t *Table, dropped int) {
+	t = &Table{meshes: map[string]map[string][]Endpoint{}, names: map[string][]Endpoint{}}
+	names := make([]string, 0, len(routes))
+	for name := range routes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		n, err := sni.Parse(name)
+		if err != nil {
+			continue
+		}
+		eps := routes[name]
+		if maxEndpoints > 0 && t.size+len(eps) > maxEndpoints {
+			keep := max(0, maxEndpoints-t.size)
+			dropped += len(eps) - keep
+			eps = eps[:keep]
+		}
+		eps = slices.Clone(eps)
+		sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
+		t.names[name] = eps
+		t.size += len(eps)
+		if t.meshes[n.Mesh] == nil {
+			t.meshes[n.Mesh] = map[string][]Endpoint{}
+		}
+		if len(n.Tags) == 0 {
+			t.meshes[n.Mesh][n.Service] = eps
+		} else if _, ok := t.meshes[n.Mesh][n.Service]; !ok {
+			t.meshes[n.Mesh][n.Service] = nil
+		}
+	}
+	return t, dropped
+}
+
+// Lookup returns the endpoints for a server name (n is its parse), and
+// whether the name is known. A named table knows only its names; a table
+// built from Dataplanes matches n's subset against endpoint tags.
+func (t *Table) Lookup(name string, n sni.Name) ([]Endpoint, bool) {
+	if t != nil && t.names != nil {
+		eps, ok := t.names[name]
+		return eps, ok
+	}
+	return t.Endpoints(n.Mesh, n.Service, n.Tags)
 }
 
 // Size is the number of endpoints held.

@@ -36,6 +36,11 @@ const (
 	KindDataplane = "dataplane"
 	KindZone      = "zone"
 	KindService   = "service"
+	// KindIngress is a zone ingress's token: bound to one zone (Zone) and
+	// one ZoneIngress name (Subject). It lets the ingress fetch its own
+	// configuration over ADS and nothing else: no dataplane's, no other
+	// ingress's, never a workload certificate.
+	KindIngress = "ingress"
 )
 
 // AdminGroup is the user group with full access to the API.
@@ -67,7 +72,8 @@ type Claims struct {
 	// explicitly without a binding.
 	Services []string `json:"services,omitempty"`
 	Unbound  bool     `json:"unbound,omitempty"`
-	// Zone tokens: the zone (also Subject).
+	// Zone tokens: the zone (also Subject). Ingress tokens: the zone of
+	// the ingress (whose name is Subject).
 	Zone string `json:"zone,omitempty"`
 	// User tokens: groups (AdminGroup for admins).
 	Groups []string `json:"groups,omitempty"`
@@ -412,6 +418,10 @@ func (k *Keys) Issue(ctx context.Context, c Claims, d time.Duration) (string, ti
 	}
 	switch c.Kind {
 	case KindUser, KindDataplane, KindZone, KindService:
+	case KindIngress:
+		if c.Zone == "" || c.Subject == "" {
+			return "", time.Time{}, errors.New("an ingress token names a zone and an ingress")
+		}
 	default:
 		return "", time.Time{}, fmt.Errorf("unknown token kind %q", c.Kind)
 	}
@@ -545,6 +555,23 @@ func (k *Keys) VerifyZone(ctx context.Context, tok, zone string) (*Claims, error
 	}
 	if zone != "" && c.Zone != zone {
 		return nil, &Error{Reason: fmt.Sprintf("token is for zone %q, not %q", c.Zone, zone)}
+	}
+	return c, nil
+}
+
+// VerifyIngress verifies an ingress token for the ingress name of zone.
+// Any other kind of token (a dataplane's, a zone control plane's, an
+// admin's) is refused, as is an ingress token of another zone or name.
+func (k *Keys) VerifyIngress(ctx context.Context, tok, zone, name string) (*Claims, error) {
+	c, err := k.Verify(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if c.Kind != KindIngress {
+		return nil, &Error{Reason: fmt.Sprintf("a %s token is not an ingress token", c.Kind)}
+	}
+	if c.Zone == "" || c.Zone != zone || c.Subject != name {
+		return nil, &Error{Reason: fmt.Sprintf("token is for ingress %s/%s, not %s/%s", c.Zone, c.Subject, zone, name)}
 	}
 	return c, nil
 }

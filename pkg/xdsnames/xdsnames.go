@@ -76,3 +76,27 @@ func ParseNodeID(id string) (mesh, name string, err error) {
 	}
 	return id[:i], id[i+1:], nil
 }
+
+// IngressNodeIDPrefix starts the node id of a zone ingress. "_" is not in
+// any mesh name, so no dataplane node id begins with it.
+const IngressNodeIDPrefix = "_ingress."
+
+// IngressNodeID is the xDS node id of a zone ingress (Envoy through
+// weft-dp, or ingress-manager's built-in data path):
+// _ingress.<zone>.<ingress name>. Every instance of one ZoneIngress shares
+// it; the xds-server accepts it only with an ingress token for that zone
+// and name.
+func IngressNodeID(zone, name string) string { return IngressNodeIDPrefix + zone + "." + name }
+
+// IsIngressNodeID reports whether a node id claims to be an ingress.
+func IsIngressNodeID(id string) bool { return strings.HasPrefix(id, IngressNodeIDPrefix) }
+
+// ParseIngressNodeID splits an ingress node id; zone names carry no dots.
+func ParseIngressNodeID(id string) (zone, name string, err error) {
+	rest, ok := strings.CutPrefix(id, IngressNodeIDPrefix)
+	i := strings.IndexByte(rest, '.')
+	if !ok || i <= 0 || i == len(rest)-1 {
+		return "", "", fmt.Errorf("node id %q is not %s<zone>.<ingress name>", id, IngressNodeIDPrefix)
+	}
+	return rest[:i], rest[i+1:], nil
+}

@@ -29,6 +29,7 @@ func TestWireValues(t *testing.T) {
 		"ServerListenerName(v6)":     {ServerListenerName("::1", 80), "grpc/server?xds.resource.listening_address=[::1]:80"},
 		"ClientListenerName":         {ClientListenerName("web"), "web.mesh"},
 		"NodeID":                     {NodeID("m", "web-1"), "m.web-1"},
+		"IngressNodeID":              {IngressNodeID("zone-1", "ingress"), "_ingress.zone-1.ingress"},
 	}
 	for name, p := range pins {
 		if p[0] != p[1] {
@@ -82,4 +83,31 @@ func FuzzParseNodeID(f *testing.F) {
 			t.Fatalf("ParseNodeID(%q) = %q, %q", id, mesh, name)
 		}
 	})
+}
+
+func TestParseIngressNodeID(t *testing.T) {
+	for _, tc := range []struct {
+		id, zone, name string
+		ok             bool
+	}{
+		{"_ingress.zone-1.ingress", "zone-1", "ingress", true},
+		{"_ingress.z.ing.a", "z", "ing.a", true},
+		{"_ingress.z.", "", "", false},
+		{"_ingress..n", "", "", false},
+		{"_ingress.z", "", "", false},
+		{"m.web-1", "", "", false},
+		{"", "", "", false},
+	} {
+		zone, name, err := ParseIngressNodeID(tc.id)
+		if (err == nil) != tc.ok || zone != tc.zone || name != tc.name {
+			t.Errorf("ParseIngressNodeID(%q) = %q, %q, %v; want %q, %q, ok=%v", tc.id, zone, name, err, tc.zone, tc.name, tc.ok)
+		}
+		if tc.ok && (IngressNodeID(zone, name) != tc.id || !IsIngressNodeID(tc.id)) {
+			t.Errorf("IngressNodeID(ParseIngressNodeID(%q)) = %q", tc.id, IngressNodeID(zone, name))
+		}
+	}
+	// No dataplane node id is an ingress node id: mesh names are DNS labels.
+	if IsIngressNodeID(NodeID("ingress", "x")) {
+		t.Error("a dataplane node id parses as an ingress")
+	}
 }

@@ -313,6 +313,7 @@ func New(cfg Config) (*App, error) {
 	// breaks validation) keeps its previous one; its insight says why.
 	rec.OnGenerationError(ins.GenerationFailed)
 
+	tokens := token.New(a.st)
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
 	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy
 	callbacks.SetTracerProvider(tp)
@@ -321,7 +322,7 @@ func New(cfg Config) (*App, error) {
 	// hours, the reconciler makes short spans per generation and push.
 	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{
 		ads.FirstRequestLimit(cfg.Limits, log.With("component", "ads")),
-		ads.StreamAuth(ads.TokenVerifier(token.New(a.st)))},
+		ads.StreamAuthWithIngresses(ads.TokenVerifier(tokens), ads.Ingresses{Zone: cfg.Zone, Verify: ads.IngressTokenVerifier(tokens)})},
 		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(
 			discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResources_FullMethodName,
 			discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResources_FullMethodName,

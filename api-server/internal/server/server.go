@@ -637,7 +637,10 @@ func who(ctx context.Context) string {
 const (
 	defaultDataplaneValidity = 365 * 24 * time.Hour
 	defaultZoneValidity      = 365 * 24 * time.Hour
-	defaultUserValidity      = 24 * time.Hour
+	defaultIngressValidity   = 365 * 24 * time.Hour
+	// defaultIngressName is ingress-manager's default --name.
+	defaultIngressName  = "ingress"
+	defaultUserValidity = 24 * time.Hour
 )
 
 func validity(field, s string, def time.Duration) (time.Duration, error) {
@@ -787,6 +790,39 @@ func (s *Server) GenerateZoneToken(ctx context.Context, req *apiv1.GenerateZoneT
 	}
 	c := token.Claims{Kind: token.KindZone, Zone: req.GetZone()}
 	c.Subject = req.GetZone()
+	return s.issue(ctx, c, d)
+}
+
+// GenerateIngressToken issues the token a zone ingress presents to its
+// zone's xds-server: bound to (zone, name). Zone and standalone control
+// planes issue it (their xds-servers verify it); global refuses, and a
+// zone control plane issues tokens for its own zone only.
+func (s *Server) GenerateIngressToken(ctx context.Context, req *apiv1.GenerateIngressTokenRequest) (*apiv1.TokenResponse, error) {
+	if err := s.requireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if s.cfg.Mode == ModeGlobal {
+		return nil, grpcx.OwnedElsewhere("ingress tokens are issued by the zone's control plane (its xds-server verifies them)")
+	}
+	name := req.GetName()
+	if name == "" {
+		name = defaultIngressName
+	}
+	v := resource.NewValidator()
+	resource.CheckLabel(v.Field("zone"), req.GetZone())
+	resource.CheckName(v.Field("name"), name)
+	if s.cfg.Zone != "" && req.GetZone() != s.cfg.Zone && v.Err() == nil {
+		v.Field("zone").Addf("this control plane is zone %q's: its xds-server would refuse an ingress of zone %q", s.cfg.Zone, req.GetZone())
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	d, err := validity("validFor", req.GetValidFor(), defaultIngressValidity)
+	if err != nil {
+		return nil, err
+	}
+	c := token.Claims{Kind: token.KindIngress, Zone: req.GetZone()}
+	c.Subject = name
 	return s.issue(ctx, c, d)
 }
 

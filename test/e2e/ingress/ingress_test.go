@@ -85,7 +85,7 @@ func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name str
 		}
 		z.xds = x.Addr()
 		g.Add("xds-server", x.Run)
-		z.ingress = startIngress(t, ctx, log, name, cp, "ingress")
+		z.ingress = startIngress(t, ctx, log, name, cp, "ingress", z.xds)
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -94,11 +94,21 @@ func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name str
 	return z
 }
 
-func startIngress(t *testing.T, ctx context.Context, log *slog.Logger, zoneName string, cp *apptest.ControlPlane, name string) *ingressapp.App {
+// startIngress runs an ingress-manager whose built-in data path gets its
+// routes from the zone's xds-server (xds) over ADS, with an ingress token.
+func startIngress(t *testing.T, ctx context.Context, log *slog.Logger, zoneName string, cp *apptest.ControlPlane, name, xds string) *ingressapp.App {
 	t.Helper()
 	cfg := ingressapp.Default()
 	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
 	cfg.Etcd.Client, cfg.Logger = cp.Client, log
+	cfg.XDSServer = xds
+	c := token.Claims{Kind: token.KindIngress, Zone: zoneName}
+	c.Subject = name
+	tok, _, err := token.New(cp.Store).Issue(ctx, c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Token = tok
 	a, err := ingressapp.New(cfg)
 	if err != nil {
 		t.Fatal(err)

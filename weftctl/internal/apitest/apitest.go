@@ -372,6 +372,10 @@ func (s *Server) serveToken(w http.ResponseWriter, kind string, body []byte) {
 		subject = mesh + "/" + name
 	case "zone":
 		subject, _ = req["zone"].(string)
+	case "ingress":
+		zone, _ := req["zone"].(string)
+		name, _ := req["name"].(string)
+		subject = zone + "/" + name
 	case "user":
 		subject, _ = req["name"].(string)
 	default:

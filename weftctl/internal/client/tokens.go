@@ -79,6 +79,14 @@ type ZoneTokenRequest struct {
 	ValidFor string `json:"validFor,omitempty"`
 }
 
+// IngressTokenRequest asks for the token a zone ingress presents to its
+// zone's xds-server.
+type IngressTokenRequest struct {
+	Zone     string `json:"zone"`
+	Name     string `json:"name,omitempty"`
+	ValidFor string `json:"validFor,omitempty"`
+}
+
 // UserTokenRequest asks for a user (API) token.
 type UserTokenRequest struct {
 	Name     string   `json:"name"`
@@ -94,6 +102,11 @@ func (c *Client) GenerateDataplaneToken(ctx context.Context, r DataplaneTokenReq
 // GenerateZoneToken issues a zone token (POST /tokens/zone).
 func (c *Client) GenerateZoneToken(ctx context.Context, r ZoneTokenRequest) (*Token, error) {
 	return c.postToken(ctx, "zone", r)
+}
+
+// GenerateIngressToken issues an ingress token (POST /tokens/ingress).
+func (c *Client) GenerateIngressToken(ctx context.Context, r IngressTokenRequest) (*Token, error) {
+	return c.postToken(ctx, "ingress", r)
 }
 
 // GenerateUserToken issues a user token (POST /tokens/user).

@@ -18,6 +18,7 @@ func generateCommand() *Command {
 	return &Command{Name: "generate", Summary: "Generate tokens and certificates", Subcommands: []*Command{
 		{Name: "dataplane-token", Summary: "Token a dataplane presents to the xds-server", Run: runDataplaneToken},
 		{Name: "zone-token", Summary: "Token a zone control plane presents to global", Run: runZoneToken},
+		{Name: "ingress-token", Summary: "Token a zone ingress presents to its zone's xds-server", Run: runIngressToken},
 		{Name: "user-token", Summary: "Token for the API and weftctl", Run: runUserToken},
 		{Name: "tls-certificate", Summary: "Self-signed TLS certificate for control-plane endpoints", Run: runTLSCertificate},
 	}}
@@ -136,6 +137,19 @@ year unless --valid-for says otherwise. Needs an admin token.
 
 Example:
   weftctl generate zone-token --zone east --valid-for 1y`
+
+const ingressTokenUsage = `Usage:
+  weftctl generate ingress-token --zone ZONE [--name NAME] [--valid-for 1y]
+
+Prints the token a zone ingress (ingress-manager --token-file, or weft-dp
+running an Envoy ingress) presents to its zone's xds-server: bound to zone
+ZONE and the ZoneIngress NAME (ingress-manager --name, default "ingress"),
+valid for 1 year unless --valid-for says otherwise. It fetches that
+ingress's configuration and nothing else (no dataplane's, no certificate).
+Ask the zone's own control plane (global refuses). Needs an admin token.
+
+Example:
+  weftctl generate ingress-token --zone east --name ingress > ingress.token`
 
 const userTokenUsage = `Usage:
   weftctl generate user-token --name NAME [--group G ...] [--valid-for 24h]
@@ -281,6 +295,37 @@ func runZoneToken(ctx context.Context, a *App, args []string) error {
 	tok, err := c.GenerateZoneToken(ctx, client.ZoneTokenRequest{Zone: *zone, ValidFor: *validFor})
 	if err != nil {
 		return fmt.Errorf("generate zone token: %w", err)
+	}
+	return a.printToken(tok)
+}
+
+func runIngressToken(ctx context.Context, a *App, args []string) error {
+	fs := a.FlagSet("generate ingress-token")
+	zone := fs.String("zone", "", "zone of the ingress (required)")
+	name := fs.String("name", "ingress", "ZoneIngress name (ingress-manager --name)")
+	validFor := validForFlag(fs)
+	pos, err := a.Parse(fs, ingressTokenUsage, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("generate ingress-token takes no arguments (got %q)", pos[0])
+	}
+	if *zone == "" {
+		return usageErrorf("--zone is required")
+	}
+	for _, e := range []error{checkIdentifier("zone", *zone, true), checkIdentifier("name", *name, false), checkValidFor(*validFor)} {
+		if e != nil {
+			return e
+		}
+	}
+	c, err := a.Client()
+	if err != nil {
+		return err
+	}
+	tok, err := c.GenerateIngressToken(ctx, client.IngressTokenRequest{Zone: *zone, Name: *name, ValidFor: *validFor})
+	if err != nil {
+		return fmt.Errorf("generate ingress token: %w", err)
 	}
 	return a.printToken(tok)
 }

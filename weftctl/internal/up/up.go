@@ -324,7 +324,9 @@ var components = []component{
 
 // startIngress runs each zone's ingress-manager with the built-in data
 // path: it keeps the zone's ZoneIngress (advertising its own listen
-// address, on loopback) and routes other zones' connections by SNI.
+// address, on loopback) and routes other zones' connections by SNI, with
+// the routes its zone's xds-server serves it over ADS (TLS from the
+// control-plane CA, an ingress token issued by the zone's own key).
 func startIngress(ctx context.Context, p *plane, _ []*plane) error {
 	if p.mode != "zone" {
 		return nil
@@ -332,7 +334,18 @@ func startIngress(ctx context.Context, p *plane, _ []*plane) error {
 	cfg := ingressapp.Default()
 	cfg.Zone, cfg.Address, cfg.AdminAddress = p.zone, p.addr(portIngress), p.addr(portIngAdmin)
 	cfg.Etcd.Client, cfg.Logger = p.cli, p.log
+	// The xds-server (started before) made the control-plane CA; the file
+	// is written again with the endpoints, unchanged.
+	if err := p.writeCA(ctx); err != nil {
+		return err
+	}
+	cfg.XDSServer, cfg.CPCAFile = p.ep.XDSAddress, p.ep.CACertFile
+	c := token.Claims{Kind: token.KindIngress, Zone: p.zone}
+	c.Subject = cfg.Name
 	var err error
+	if cfg.Token, _, err = token.New(store.New(p.cli, store.WithKeyring(p.keys))).Issue(ctx, c, 365*24*time.Hour); err != nil {
+		return fmt.Errorf("ingress token: %w", err)
+	}
 	if cfg.TracerProvider, err = p.tracer(ctx, "ingress-manager"); err != nil {
 		return err
 	}

@@ -38,9 +38,12 @@ const (
 // MaxNodeIDLength bounds node ids before they are parsed.
 const MaxNodeIDLength = 512
 
-// Identity is an authenticated stream's proxy.
+// Identity is an authenticated stream's proxy: a dataplane of a mesh, or
+// (Kind KindIngress, Mesh empty) a zone ingress named Name in Zone.
 type Identity struct {
 	NodeID, Mesh, Name, Kind string
+	// Zone is an ingress's zone (empty for dataplanes).
+	Zone string
 	// Tags the token requires every inbound of the Dataplane to carry.
 	Tags map[string]string
 	// Token is the dataplane token the proxy presented (forwarded to
@@ -66,6 +69,23 @@ func TokenVerifier(keys *token.Keys) Verifier {
 	return keys.VerifyDataplane
 }
 
+// IngressVerifier checks an ingress token for the ingress name of zone.
+type IngressVerifier func(ctx context.Context, tok, zone, name string) (*token.Claims, error)
+
+// IngressTokenVerifier verifies ingress tokens with the control plane's
+// token keys.
+func IngressTokenVerifier(keys *token.Keys) IngressVerifier {
+	return keys.VerifyIngress
+}
+
+// Ingresses is how ingress streams authenticate: Zone is this control
+// plane's zone (an ingress of another zone, or any ingress when Zone is
+// empty, is refused) and Verify checks the ingress token.
+type Ingresses struct {
+	Zone   string
+	Verify IngressVerifier
+}
+
 // RecheckInterval is how often an open stream's token is verified again,
 // so a revoked token (or rotated signing key) closes the stream within
 // about RecheckInterval + token.RefreshInterval.
@@ -81,6 +101,13 @@ type nodeRequest interface {
 // token ends the stream with PermissionDenied saying why. Later requests
 // must not switch node.
 func StreamAuth(verify Verifier) grpc.StreamServerInterceptor {
+	return StreamAuthWithIngresses(verify, Ingresses{})
+}
+
+// StreamAuthWithIngresses is StreamAuth also accepting zone ingresses:
+// a node id xdsnames.IngressNodeID(zone, name) with an ingress token for
+// exactly that zone (this one) and name.
+func StreamAuthWithIngresses(verify Verifier, ing Ingresses) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if !strings.HasPrefix(info.FullMethod, "/envoy.service.") {
 			return handler(srv, ss)
@@ -92,13 +119,23 @@ func StreamAuth(verify Verifier) grpc.StreamServerInterceptor {
 		if err := ss.RecvMsg(first); err != nil {
 			return err
 		}
-		id, err := Authenticate(ss.Context(), first.GetNode(), verify)
+		id, err := AuthenticateNode(ss.Context(), first.GetNode(), verify, ing)
 		if err != nil {
 			return err
 		}
 		ctx := context.WithValue(ss.Context(), identityKey{}, id)
 		as := &authStream{ServerStream: ss, ctx: ctx, first: first, id: id, cut: make(chan struct{})}
-		go as.watchToken(verify)
+		recheck := func(ctx context.Context) error {
+			_, err := verify(ctx, id.Token, id.Mesh, id.Name)
+			return err
+		}
+		if id.Kind == generator.KindIngress && id.Mesh == "" {
+			recheck = func(ctx context.Context) error {
+				_, err := ing.Verify(ctx, id.Token, id.Zone, id.Name)
+				return err
+			}
+		}
+		go as.watchToken(recheck)
 		err = handler(srv, as)
 		select {
 		case <-as.cut:
@@ -117,6 +154,16 @@ func StreamAuth(verify Verifier) grpc.StreamServerInterceptor {
 // Authenticate checks a node's identity and token (from the authorization
 // header, else node metadata).
 func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Identity, error) {
+	return AuthenticateNode(ctx, node, verify, Ingresses{})
+}
+
+// AuthenticateNode is Authenticate also accepting zone ingresses (see
+// StreamAuthWithIngresses). An ingress node id is never authenticated by a
+// dataplane token, nor a dataplane node id by an ingress token.
+func AuthenticateNode(ctx context.Context, node *corev3.Node, verify Verifier, ing Ingresses) (Identity, error) {
+	if node != nil && xdsnames.IsIngressNodeID(node.GetId()) {
+		return authenticateIngress(ctx, node, ing)
+	}
 	if node == nil || node.GetId() == "" {
 		return Identity{}, status.Error(codes.PermissionDenied, "first request has no node id: expected <mesh>.<dataplane name>")
 	}
@@ -145,6 +192,40 @@ func Authenticate(ctx context.Context, node *corev3.Node, verify Verifier) (Iden
 		return Identity{}, status.Errorf(codes.Unavailable, "dataplane %s/%s: cannot verify token now: %v", mesh, name, err)
 	}
 	return Identity{NodeID: node.GetId(), Mesh: mesh, Name: name, Kind: kindOf(node), Tags: c.Tags, Token: tok, Claims: c}, nil
+}
+
+func authenticateIngress(ctx context.Context, node *corev3.Node, ing Ingresses) (Identity, error) {
+	if len(node.GetId()) > MaxNodeIDLength {
+		return Identity{}, status.Errorf(codes.PermissionDenied, "node id longer than %d bytes", MaxNodeIDLength)
+	}
+	zone, name, err := xdsnames.ParseIngressNodeID(node.GetId())
+	if err != nil {
+		return Identity{}, status.Error(codes.PermissionDenied, err.Error())
+	}
+	if ing.Verify == nil || ing.Zone == "" {
+		return Identity{}, status.Errorf(codes.PermissionDenied, "ingress %s/%s: this xds-server serves no ingress (it has no --zone)", zone, name)
+	}
+	if zone != ing.Zone {
+		return Identity{}, status.Errorf(codes.PermissionDenied, "ingress %s/%s: this xds-server is zone %q's; an ingress connects to its own zone's", zone, name, ing.Zone)
+	}
+	tok := grpcx.BearerToken(ctx)
+	if tok == "" {
+		tok = metadataString(node, MetadataToken)
+	}
+	if tok == "" {
+		return Identity{}, status.Errorf(codes.PermissionDenied, "ingress %s/%s: no token (send \"authorization: Bearer <token>\" or node metadata %q)", zone, name, MetadataToken)
+	}
+	c, err := ing.Verify(ctx, tok, zone, name)
+	if err != nil {
+		if token.IsInvalid(err) {
+			return Identity{}, status.Errorf(codes.PermissionDenied, "ingress %s/%s: %v (weftctl generate ingress-token)", zone, name, err)
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return Identity{}, status.FromContextError(err).Err()
+		}
+		return Identity{}, status.Errorf(codes.Unavailable, "ingress %s/%s: cannot verify token now: %v", zone, name, err)
+	}
+	return Identity{NodeID: node.GetId(), Name: name, Zone: zone, Kind: generator.KindIngress, Token: tok, Claims: c}, nil
 }
 
 func kindOf(node *corev3.Node) string {
@@ -191,7 +272,7 @@ type authStream struct {
 // re-verification (cheap: token.Keys caches the signature check and
 // refreshes revocations in the background) says it was revoked or its
 // signing key rotated. It ends with the stream.
-func (s *authStream) watchToken(verify Verifier) {
+func (s *authStream) watchToken(recheck func(context.Context) error) {
 	ctx, id := s.ServerStream.Context(), s.id
 	var expiry <-chan time.Time
 	if c := id.Claims; c != nil && c.ExpiresAt != nil {
@@ -209,7 +290,7 @@ func (s *authStream) watchToken(verify Verifier) {
 			s.doCut(fmt.Sprintf("token expired at %s", id.Claims.ExpiresAt.UTC().Format(time.RFC3339)))
 			return
 		case <-tick.C:
-			if _, err := verify(ctx, id.Token, id.Mesh, id.Name); token.IsInvalid(err) {
+			if err := recheck(ctx); token.IsInvalid(err) {
 				s.doCut(err.Error())
 				return
 			}
@@ -222,6 +303,9 @@ func (s *authStream) doCut(why string) {
 		// Unauthenticated: the proxy reconnects and must present a valid
 		// token; grpc-go and Envoy both retry with backoff.
 		s.cutErr = status.Errorf(codes.Unauthenticated, "dataplane %s/%s: %s: closing the xDS stream; give the proxy a new token (weftctl generate dataplane-token)", s.id.Mesh, s.id.Name, why)
+		if s.id.Zone != "" {
+			s.cutErr = status.Errorf(codes.Unauthenticated, "ingress %s/%s: %s: closing the xDS stream; give the ingress a new token (weftctl generate ingress-token)", s.id.Zone, s.id.Name, why)
+		}
 		slog.Default().Info("closing xDS stream: its token no longer verifies", "node", s.id.NodeID, "reason", why)
 		close(s.cut)
 	})

@@ -89,7 +89,11 @@ func (c *Callbacks) open(ctx context.Context, key string) error {
 	sp.End()
 	c.rec.Connect(id.NodeID, id.Mesh, id.Name, id.Kind, &reconcile.Credential{Tags: id.Tags, Token: id.Token, Claims: id.Claims})
 	c.rec.Link(id.NodeID, sp.SpanContext())
-	c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
+	if id.Mesh != "" {
+		// DataplaneInsights are per mesh; a zone ingress (no mesh) has
+		// none: its ZoneIngress and ingress-manager's metrics say how it is.
+		c.ins.Opened(key, id.Mesh, id.Name, id.Kind)
+	}
 	c.log.Debug("proxy connected", "node", id.NodeID, "kind", id.Kind, "stream", key)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/sni"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 // IngressListenerName is the Envoy ingress's listener.
@@ -23,13 +24,25 @@ func IngressListenerName(addr string, port uint32) string { return "ingress:" + 
 // on addr:port, for the meshes of this zone (snapshots): TLS is never
 // terminated. The tls_inspector reads the server name; one filter chain per
 // name the ingress accepts — each local service (`sni.Service`) and each
-// full tag set its inbounds carry (`sni.Format`) — forwards with tcp_proxy
+// subset of it a TrafficRoute of the mesh names (`sni.Format`) — forwards with tcp_proxy
 // to an EDS cluster of the matching healthy local endpoints (never another
 // zone's: an ingress does not forward across zones again). A name with no
 // chain matches nothing and Envoy closes the connection. This is the
 // configuration the built-in ingress (ingress-manager) implements itself.
+//
+// One bad subset degrades that subset only: a name whose chain, cluster
+// or assignment fails validation is left out (GenerateIngressReport says
+// which and why).
 func GenerateIngress(snaps []*Snapshot, addr string, port uint32) (Resources, error) {
+	out, _, err := GenerateIngressReport(snaps, addr, port)
+	return out, err
+}
+
+// GenerateIngressReport is GenerateIngress also returning the server
+// names left out because their configuration did not validate, with why.
+func GenerateIngressReport(snaps []*Snapshot, addr string, port uint32) (Resources, []string, error) {
 	out := Resources{}
+	var dropped []string
 	l := &listenerv3.Listener{
 		Name:    IngressListenerName(addr, port),
 		Address: socketAddress(addr, port),
@@ -48,21 +61,37 @@ func GenerateIngress(snaps []*Snapshot, addr string, port uint32) (Resources, er
 			if err != nil {
 				continue // a tag set too long to name cannot be asked for either
 			}
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+			chain := &listenerv3.FilterChain{
 				Name:             name,
 				FilterChainMatch: &listenerv3.FilterChainMatch{ServerNames: []string{name}, TransportProtocol: "tls"},
 				Filters:          []*listenerv3.Filter{tcpProxyFilter(name, name)},
-			})
-			out.add(resourcev3.ClusterType, edsCluster(name)) // plain TCP: the bytes are the caller's TLS
-			out.add(resourcev3.EndpointType, loadAssignment(name, sub.endpoints, nil))
+			}
+			cluster := edsCluster(name) // plain TCP: the bytes are the caller's TLS
+			cla := loadAssignment(name, sub.endpoints, nil)
+			if err := validateAll(chain, cluster, cla); err != nil {
+				dropped = append(dropped, name+": "+err.Error())
+				continue
+			}
+			l.FilterChains = append(l.FilterChains, chain)
+			out.add(resourcev3.ClusterType, cluster)
+			out.add(resourcev3.EndpointType, cla)
 		}
 	}
 	out.add(resourcev3.ListenerType, l)
 	out.sort()
 	if err := out.Validate(); err != nil {
-		return nil, fmt.Errorf("ingress %s: generated invalid config: %w", net.JoinHostPort(addr, strconv.Itoa(int(port))), err)
+		return nil, dropped, fmt.Errorf("ingress %s: generated invalid config: %w", net.JoinHostPort(addr, strconv.Itoa(int(port))), err)
 	}
-	return out, nil
+	return out, dropped, nil
+}
+
+func validateAll(ms ...interface{ ValidateAll() error }) error {
+	for _, m := range ms {
+		if err := m.ValidateAll(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 type ingressSubset struct {
@@ -71,10 +100,47 @@ type ingressSubset struct {
 	endpoints []endpointKey
 }
 
+// routedSubsets lists, per service, the tag subsets some TrafficRoute of
+// the mesh sends traffic to (split and destination entries, default and
+// per HTTP match), without the service tag, deduplicated by tagString.
+func routedSubsets(s *Snapshot) map[string]map[string]map[string]string {
+	out := map[string]map[string]map[string]string{}
+	add := func(dest map[string]string) {
+		ss := subsetOf(dest)
+		if ss.service == "" || len(ss.tags) == 0 {
+			return
+		}
+		if out[ss.service] == nil {
+			out[ss.service] = map[string]map[string]string{}
+		}
+		out[ss.service][tagString(ss.tags)] = ss.tags
+	}
+	if s.Policies == nil {
+		return out
+	}
+	for _, r := range s.Policies.Of(resource.TrafficRouteType) {
+		conf := r.Spec.(*meshv1.TrafficRoute).GetConf()
+		add(conf.GetDestination())
+		for _, sp := range conf.GetSplit() {
+			add(sp.GetDestination())
+		}
+		for _, h := range conf.GetHttp() {
+			add(h.GetDestination())
+			for _, sp := range h.GetSplit() {
+				add(sp.GetDestination())
+			}
+		}
+	}
+	return out
+}
+
 // ingressSubsets lists, per local service, the whole service and each
-// distinct tag set of its inbounds, with their healthy endpoints, sorted by
-// service then tag set.
+// subset a TrafficRoute of the mesh names (what a caller's SNI can ask
+// for), with their healthy local endpoints, sorted by service then tag
+// set. A subset with no healthy endpoint keeps its (empty) cluster; a
+// service with no local inbound gets nothing.
 func ingressSubsets(s *Snapshot) []ingressSubset {
+	routed := routedSubsets(s)
 	byKey := map[string]*ingressSubset{}
 	names := slices.Sorted(maps.Keys(s.Dataplanes))
 	for _, n := range names {
@@ -84,21 +150,20 @@ func ingressSubsets(s *Snapshot) []ingressSubset {
 			if svc == "" {
 				continue
 			}
-			tags := maps.Clone(in.GetTags())
-			delete(tags, resource.ServiceTag)
 			ready := in.GetHealth() == nil || in.GetHealth().GetReady()
 			zone := in.GetTags()[resource.ZoneTag]
-			for _, sub := range []map[string]string{nil, tags} {
-				if sub != nil && len(sub) == 0 {
-					continue // the same as the whole service
-				}
+			subs := []map[string]string{nil}
+			for _, k := range slices.Sorted(maps.Keys(routed[svc])) {
+				subs = append(subs, routed[svc][k])
+			}
+			for _, sub := range subs {
 				key := svc + "\x00" + tagString(sub)
 				e := byKey[key]
 				if e == nil {
 					e = &ingressSubset{service: svc, tags: sub}
 					byKey[key] = e
 				}
-				if ready {
+				if ready && (subset{service: svc, tags: sub}).matches(in.GetTags()) {
 					e.endpoints = append(e.endpoints, endpointKey{zone: zone, addr: inboundAddress(dp, in), port: in.GetPort()})
 				}
 			}

@@ -9,6 +9,7 @@ package model
 import (
 	"context"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,10 @@ type Model struct {
 	// ingresses are the other zones' ZoneIngresses by name; ZoneIngress is
 	// not in a mesh, each one touches the meshes it offers services of.
 	ingresses map[string]*resource.Resource
+	// own are this zone's ZoneIngresses by name (their listen address is
+	// the ingress listener's); a change of one is a Change with Mesh ""
+	// and Type ZoneIngressType.
+	own map[string]*resource.Resource
 }
 
 // SetZone names this control plane's zone before Run: other zones'
@@ -118,7 +123,16 @@ func ingressMeshes(r *resource.Resource) map[string]bool {
 // mesh the old or new version serves.
 func (m *Model) applyIngressLocked(ev store.Event, now time.Time) []Change {
 	touched := map[string]bool{}
+	ownTouched := map[string]bool{}
 	set := func(name string, r *resource.Resource) {
+		if _, was := m.own[name]; was {
+			delete(m.own, name)
+			ownTouched[name] = true
+		}
+		if r != nil && m.zone != "" && meshview.IngressZone(r) == m.zone {
+			m.own[name] = r
+			ownTouched[name] = true
+		}
 		for mesh := range ingressMeshes(m.ingresses[name]) {
 			touched[mesh] = true
 		}
@@ -136,6 +150,9 @@ func (m *Model) applyIngressLocked(ev store.Event, now time.Time) []Change {
 		for name := range m.ingresses {
 			set(name, nil)
 		}
+		for name := range m.own {
+			set(name, nil)
+		}
 		for _, r := range ev.Resources {
 			set(r.Meta.GetName(), r)
 		}
@@ -151,6 +168,30 @@ func (m *Model) applyIngressLocked(ev store.Event, now time.Time) []Change {
 		}
 		out = append(out, Change{Mesh: mesh, Sync: true, Seen: now})
 	}
+	for name := range ownTouched {
+		out = append(out, Change{Type: resource.ZoneIngressType, Name: name, Seen: now})
+	}
+	return out
+}
+
+// OwnIngress is this zone's ZoneIngress of that name (nil when none).
+func (m *Model) OwnIngress(name string) *resource.Resource {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.own[name]
+}
+
+// Meshes lists the meshes with a Mesh resource, sorted.
+func (m *Model) Meshes() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]string, 0, len(m.meshes))
+	for name, ms := range m.meshes {
+		if ms.mesh != nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -165,7 +206,7 @@ func New(st *store.Store, log *slog.Logger) *Model {
 	inf := store.NewInformers(st)
 	return &Model{st: st, reader: func(t *resource.Type) store.Reader { return inf.For(t) }, log: log,
 		changes: make(chan []Change, ChangeBuffer), meshes: map[string]*meshState{}, synced: make(chan struct{}),
-		ingresses: map[string]*resource.Resource{}}
+		ingresses: map[string]*resource.Resource{}, own: map[string]*resource.Resource{}}
 }
 
 // Changes delivers each batch of changes, in order, after the model applied

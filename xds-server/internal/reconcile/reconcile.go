@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,6 +94,7 @@ type proxy struct {
 	tags                 map[string]string
 	cred                 *Credential
 	bindingErr           string // last identity-binding refusal, logged once
+	ingressDropped       string // an ingress's names left out as invalid, logged once
 	streams              int
 	certs                bool
 
@@ -256,6 +258,16 @@ func (r *Reconciler) OnChanges(changes []model.Change) {
 	defer r.mu.Unlock()
 	for _, c := range changes {
 		tp := c.Traceparent()
+		if affectsIngresses(c) {
+			for id, p := range r.byMesh[ingressMesh] {
+				if c.Mesh != "" || c.Name == p.name {
+					r.markLocked(id, c.Seen)
+				}
+			}
+		}
+		if c.Mesh == ingressMesh {
+			continue
+		}
 		for id, p := range r.byMesh[c.Mesh] {
 			if affects(c, p) {
 				r.markLocked(id, c.Seen)
@@ -268,6 +280,21 @@ func (r *Reconciler) OnChanges(changes []model.Change) {
 	if len(r.dirty) > 0 {
 		r.kick()
 	}
+}
+
+// ingressMesh is the byMesh key of zone ingresses: they serve every mesh
+// of the zone, not one.
+const ingressMesh = ""
+
+// affectsIngresses reports whether a change may change the zone ingresses'
+// configuration: local Dataplanes, Meshes and TrafficRoutes (which name the
+// subsets) of any mesh, and this zone's ZoneIngresses (their listen
+// address; Mesh "", Name the ingress).
+func affectsIngresses(c model.Change) bool {
+	if c.Mesh == "" {
+		return c.Type == resource.ZoneIngressType
+	}
+	return c.Sync || c.Type == resource.MeshType || c.Type == resource.DataplaneType || c.Type == resource.TrafficRouteType
 }
 
 func affects(c model.Change, p *proxy) bool {
@@ -383,6 +410,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	}
 	mesh, name, kind, tags, stream, cred := p.mesh, p.name, p.kind, p.tags, p.stream, p.cred
 	r.mu.Unlock()
+	ingress := kind == generator.KindIngress && mesh == ingressMesh
 
 	// One short span per reconcile of a proxy (generation and push as
 	// children), linked to the proxy's stream: a child of the store write
@@ -400,6 +428,10 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	ctx, rspan := r.tracer.Start(ctx, "xds.Reconcile", opts...)
 	defer rspan.End()
 
+	if ingress {
+		r.reconcileIngress(ctx, p, id, name, seen)
+		return
+	}
 	snap := r.snapshot(mesh)
 	mtls, _ := snap.MTLS()
 	dp := snap.Dataplanes[name]
@@ -469,6 +501,99 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	}
 	pspan.End()
 	r.setErrLocked(p, "")
+	for _, typ := range generator.TypeURLs {
+		v := cs.GetVersion(typ)
+		if v != p.versions[typ] {
+			p.pending[typ] = pending{version: v, seen: seen}
+			r.obs.Pushed(id, typ, v)
+		}
+	}
+	p.versions = versions
+	for _, typ := range generator.TypeURLs {
+		p.versions[typ] = cs.GetVersion(typ)
+	}
+}
+
+// DefaultIngressAddress and DefaultIngressPort are the ingress listener's
+// address until this zone's ZoneIngress of the ingress's name says
+// otherwise (its networking address and port).
+const (
+	DefaultIngressAddress = "0.0.0.0"
+	DefaultIngressPort    = 10001
+)
+
+// reconcileIngress generates a zone ingress's configuration: every mesh
+// of the zone (generator.GenerateIngress). An ingress never has a
+// Dataplane, a certificate or SDS secrets.
+func (r *Reconciler) reconcileIngress(ctx context.Context, p *proxy, id, name string, seen time.Time) {
+	_, span := r.tracer.Start(ctx, "xds.Generate", trace.WithAttributes(
+		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", generator.KindIngress)))
+	start := time.Now()
+	addr, port := DefaultIngressAddress, uint32(DefaultIngressPort)
+	if zi := r.model.OwnIngress(name); zi != nil {
+		nw := zi.Spec.(*meshv1.ZoneIngress).GetNetworking()
+		if nw.GetAddress() != "" && nw.GetPort() != 0 {
+			addr, port = nw.GetAddress(), nw.GetPort()
+		}
+	}
+	var snaps []*generator.Snapshot
+	for _, mesh := range r.model.Meshes() {
+		snaps = append(snaps, r.snapshot(mesh))
+	}
+	res, dropped, err := generator.GenerateIngressReport(snaps, addr, port)
+	r.obs.Generated(id, generator.KindIngress, time.Since(start), err)
+	if err != nil {
+		span.RecordError(err)
+	}
+	span.End()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.proxies[id] != p {
+		return
+	}
+	if err != nil {
+		if p.lastErr != err.Error() {
+			r.log.Info("no configuration for ingress", "node", id, "err", err)
+		}
+		p.lastErr = err.Error()
+		return
+	}
+	p.lastErr = ""
+	if msg := strings.Join(dropped, "; "); msg != p.ingressDropped {
+		if msg != "" {
+			r.log.Warn("ingress configuration leaves out names whose configuration is invalid", "node", id, "dropped", msg)
+		}
+		p.ingressDropped = msg
+	}
+	r.pushLocked(ctx, p, id, res, res.Versions(), seen)
+}
+
+// pushLocked sets a proxy's snapshot when its versions changed.
+func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res generator.Resources, versions map[string]string, seen time.Time) {
+	changed := false
+	for _, typ := range generator.TypeURLs {
+		if versions[typ] != p.versions[typ] {
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	cs := res.CacheSnapshot(versions)
+	if err := cs.Consistent(); err != nil {
+		r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
+		p.lastErr = err.Error()
+		return
+	}
+	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
+	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
+		pspan.RecordError(err)
+		pspan.End()
+		r.log.Error("set snapshot", "node", id, "err", err)
+		return
+	}
+	pspan.End()
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {

@@ -913,6 +913,67 @@ func (x *GenerateZoneTokenRequest) GetValidFor() string {
 	return ""
 }
 
+type GenerateIngressTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Zone  string                 `protobuf:"bytes,1,opt,name=zone,proto3" json:"zone,omitempty"`
+	// The ZoneIngress name (ingress-manager --name); default "ingress".
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ValidFor      string `protobuf:"bytes,3,opt,name=valid_for,json=validFor,proto3" json:"valid_for,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerateIngressTokenRequest) Reset() {
+	*x = GenerateIngressTokenRequest{}
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerateIngressTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerateIngressTokenRequest) ProtoMessage() {}
+
+func (x *GenerateIngressTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerateIngressTokenRequest.ProtoReflect.Descriptor instead.
+func (*GenerateIngressTokenRequest) Descriptor() ([]byte, []int) {
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GenerateIngressTokenRequest) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
+}
+
+func (x *GenerateIngressTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GenerateIngressTokenRequest) GetValidFor() string {
+	if x != nil {
+		return x.ValidFor
+	}
+	return ""
+}
+
 type GenerateUserTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -924,7 +985,7 @@ type GenerateUserTokenRequest struct {
 
 func (x *GenerateUserTokenRequest) Reset() {
 	*x = GenerateUserTokenRequest{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[13]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +997,7 @@ func (x *GenerateUserTokenRequest) String() string {
 func (*GenerateUserTokenRequest) ProtoMessage() {}
 
 func (x *GenerateUserTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[13]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1010,7 @@ func (x *GenerateUserTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateUserTokenRequest.ProtoReflect.Descriptor instead.
 func (*GenerateUserTokenRequest) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{13}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GenerateUserTokenRequest) GetName() string {
@@ -989,7 +1050,7 @@ type TokenResponse struct {
 
 func (x *TokenResponse) Reset() {
 	*x = TokenResponse{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[14]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1062,7 @@ func (x *TokenResponse) String() string {
 func (*TokenResponse) ProtoMessage() {}
 
 func (x *TokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[14]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1075,7 @@ func (x *TokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenResponse.ProtoReflect.Descriptor instead.
 func (*TokenResponse) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{14}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TokenResponse) GetToken() string {
@@ -1064,7 +1125,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1137,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[15]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1150,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{15}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RevokeTokenRequest) GetId() string {
@@ -1117,7 +1178,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1129,7 +1190,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[16]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1142,7 +1203,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{16}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RevokeTokenResponse) GetId() string {
@@ -1167,7 +1228,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1240,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[17]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1253,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{17}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{18}
 }
 
 type RotateSigningKeyResponse struct {
@@ -1206,7 +1267,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1279,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_api_v1_resource_service_proto_msgTypes[18]
+	mi := &file_weft_api_v1_resource_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1292,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{18}
+	return file_weft_api_v1_resource_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RotateSigningKeyResponse) GetGeneration() uint64 {
@@ -1332,7 +1393,11 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\x18GenerateZoneTokenRequest\x12\x12\n" +
 	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x1b\n" +
-	"\tvalid_for\x18\x02 \x01(\tR\bvalidFor\"c\n" +
+	"\tvalid_for\x18\x02 \x01(\tR\bvalidFor\"b\n" +
+	"\x1bGenerateIngressTokenRequest\x12\x12\n" +
+	"\x04zone\x18\x01 \x01(\tR\x04zone\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tvalid_for\x18\x03 \x01(\tR\bvalidFor\"c\n" +
 	"\x18GenerateUserTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\tR\x06groups\x12\x1b\n" +
@@ -1362,10 +1427,11 @@ const file_weft_api_v1_resource_service_proto_rawDesc = "" +
 	"\x06Delete\x12\x1a.weft.api.v1.DeleteRequest\x1a\x1b.weft.api.v1.DeleteResponse\x12=\n" +
 	"\x05Watch\x12\x19.weft.api.v1.WatchRequest\x1a\x17.weft.api.v1.WatchEvent0\x012U\n" +
 	"\x13ControlPlaneService\x12>\n" +
-	"\x05Index\x12\x19.weft.api.v1.IndexRequest\x1a\x1a.weft.api.v1.IndexResponse2\xd3\x03\n" +
+	"\x05Index\x12\x19.weft.api.v1.IndexRequest\x1a\x1a.weft.api.v1.IndexResponse2\xb1\x04\n" +
 	"\fTokenService\x12`\n" +
 	"\x16GenerateDataplaneToken\x12*.weft.api.v1.GenerateDataplaneTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12V\n" +
-	"\x11GenerateZoneToken\x12%.weft.api.v1.GenerateZoneTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12V\n" +
+	"\x11GenerateZoneToken\x12%.weft.api.v1.GenerateZoneTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12\\\n" +
+	"\x14GenerateIngressToken\x12(.weft.api.v1.GenerateIngressTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12V\n" +
 	"\x11GenerateUserToken\x12%.weft.api.v1.GenerateUserTokenRequest\x1a\x1a.weft.api.v1.TokenResponse\x12P\n" +
 	"\vRevokeToken\x12\x1f.weft.api.v1.RevokeTokenRequest\x1a .weft.api.v1.RevokeTokenResponse\x12_\n" +
 	"\x10RotateSigningKey\x12$.weft.api.v1.RotateSigningKeyRequest\x1a%.weft.api.v1.RotateSigningKeyResponseB9Z7github.com/weftmesh/weft/proto/gen/go/weft/api/v1;apiv1b\x06proto3"
@@ -1383,7 +1449,7 @@ func file_weft_api_v1_resource_service_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_api_v1_resource_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_weft_api_v1_resource_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_weft_api_v1_resource_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_weft_api_v1_resource_service_proto_goTypes = []any{
 	(WatchEvent_Kind)(0),                  // 0: weft.api.v1.WatchEvent.Kind
 	(*Resource)(nil),                      // 1: weft.api.v1.Resource
@@ -1399,29 +1465,30 @@ var file_weft_api_v1_resource_service_proto_goTypes = []any{
 	(*IndexResponse)(nil),                 // 11: weft.api.v1.IndexResponse
 	(*GenerateDataplaneTokenRequest)(nil), // 12: weft.api.v1.GenerateDataplaneTokenRequest
 	(*GenerateZoneTokenRequest)(nil),      // 13: weft.api.v1.GenerateZoneTokenRequest
-	(*GenerateUserTokenRequest)(nil),      // 14: weft.api.v1.GenerateUserTokenRequest
-	(*TokenResponse)(nil),                 // 15: weft.api.v1.TokenResponse
-	(*RevokeTokenRequest)(nil),            // 16: weft.api.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),           // 17: weft.api.v1.RevokeTokenResponse
-	(*RotateSigningKeyRequest)(nil),       // 18: weft.api.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),      // 19: weft.api.v1.RotateSigningKeyResponse
-	nil,                                   // 20: weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
-	(*v1.Meta)(nil),                       // 21: weft.mesh.v1.Meta
-	(*anypb.Any)(nil),                     // 22: google.protobuf.Any
-	(*timestamppb.Timestamp)(nil),         // 23: google.protobuf.Timestamp
+	(*GenerateIngressTokenRequest)(nil),   // 14: weft.api.v1.GenerateIngressTokenRequest
+	(*GenerateUserTokenRequest)(nil),      // 15: weft.api.v1.GenerateUserTokenRequest
+	(*TokenResponse)(nil),                 // 16: weft.api.v1.TokenResponse
+	(*RevokeTokenRequest)(nil),            // 17: weft.api.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),           // 18: weft.api.v1.RevokeTokenResponse
+	(*RotateSigningKeyRequest)(nil),       // 19: weft.api.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),      // 20: weft.api.v1.RotateSigningKeyResponse
+	nil,                                   // 21: weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
+	(*v1.Meta)(nil),                       // 22: weft.mesh.v1.Meta
+	(*anypb.Any)(nil),                     // 23: google.protobuf.Any
+	(*timestamppb.Timestamp)(nil),         // 24: google.protobuf.Timestamp
 }
 var file_weft_api_v1_resource_service_proto_depIdxs = []int32{
-	21, // 0: weft.api.v1.Resource.meta:type_name -> weft.mesh.v1.Meta
-	22, // 1: weft.api.v1.Resource.spec:type_name -> google.protobuf.Any
+	22, // 0: weft.api.v1.Resource.meta:type_name -> weft.mesh.v1.Meta
+	23, // 1: weft.api.v1.Resource.spec:type_name -> google.protobuf.Any
 	1,  // 2: weft.api.v1.ListResponse.items:type_name -> weft.api.v1.Resource
 	1,  // 3: weft.api.v1.ListResponse.insights:type_name -> weft.api.v1.Resource
 	1,  // 4: weft.api.v1.PutRequest.resource:type_name -> weft.api.v1.Resource
 	0,  // 5: weft.api.v1.WatchEvent.kind:type_name -> weft.api.v1.WatchEvent.Kind
 	1,  // 6: weft.api.v1.WatchEvent.resource:type_name -> weft.api.v1.Resource
 	1,  // 7: weft.api.v1.WatchEvent.resources:type_name -> weft.api.v1.Resource
-	20, // 8: weft.api.v1.GenerateDataplaneTokenRequest.tags:type_name -> weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
-	23, // 9: weft.api.v1.TokenResponse.expires_time:type_name -> google.protobuf.Timestamp
-	23, // 10: weft.api.v1.RevokeTokenResponse.until:type_name -> google.protobuf.Timestamp
+	21, // 8: weft.api.v1.GenerateDataplaneTokenRequest.tags:type_name -> weft.api.v1.GenerateDataplaneTokenRequest.TagsEntry
+	24, // 9: weft.api.v1.TokenResponse.expires_time:type_name -> google.protobuf.Timestamp
+	24, // 10: weft.api.v1.RevokeTokenResponse.until:type_name -> google.protobuf.Timestamp
 	2,  // 11: weft.api.v1.ResourceService.Get:input_type -> weft.api.v1.GetRequest
 	3,  // 12: weft.api.v1.ResourceService.List:input_type -> weft.api.v1.ListRequest
 	5,  // 13: weft.api.v1.ResourceService.Put:input_type -> weft.api.v1.PutRequest
@@ -1430,22 +1497,24 @@ var file_weft_api_v1_resource_service_proto_depIdxs = []int32{
 	10, // 16: weft.api.v1.ControlPlaneService.Index:input_type -> weft.api.v1.IndexRequest
 	12, // 17: weft.api.v1.TokenService.GenerateDataplaneToken:input_type -> weft.api.v1.GenerateDataplaneTokenRequest
 	13, // 18: weft.api.v1.TokenService.GenerateZoneToken:input_type -> weft.api.v1.GenerateZoneTokenRequest
-	14, // 19: weft.api.v1.TokenService.GenerateUserToken:input_type -> weft.api.v1.GenerateUserTokenRequest
-	16, // 20: weft.api.v1.TokenService.RevokeToken:input_type -> weft.api.v1.RevokeTokenRequest
-	18, // 21: weft.api.v1.TokenService.RotateSigningKey:input_type -> weft.api.v1.RotateSigningKeyRequest
-	1,  // 22: weft.api.v1.ResourceService.Get:output_type -> weft.api.v1.Resource
-	4,  // 23: weft.api.v1.ResourceService.List:output_type -> weft.api.v1.ListResponse
-	1,  // 24: weft.api.v1.ResourceService.Put:output_type -> weft.api.v1.Resource
-	7,  // 25: weft.api.v1.ResourceService.Delete:output_type -> weft.api.v1.DeleteResponse
-	9,  // 26: weft.api.v1.ResourceService.Watch:output_type -> weft.api.v1.WatchEvent
-	11, // 27: weft.api.v1.ControlPlaneService.Index:output_type -> weft.api.v1.IndexResponse
-	15, // 28: weft.api.v1.TokenService.GenerateDataplaneToken:output_type -> weft.api.v1.TokenResponse
-	15, // 29: weft.api.v1.TokenService.GenerateZoneToken:output_type -> weft.api.v1.TokenResponse
-	15, // 30: weft.api.v1.TokenService.GenerateUserToken:output_type -> weft.api.v1.TokenResponse
-	17, // 31: weft.api.v1.TokenService.RevokeToken:output_type -> weft.api.v1.RevokeTokenResponse
-	19, // 32: weft.api.v1.TokenService.RotateSigningKey:output_type -> weft.api.v1.RotateSigningKeyResponse
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
+	14, // 19: weft.api.v1.TokenService.GenerateIngressToken:input_type -> weft.api.v1.GenerateIngressTokenRequest
+	15, // 20: weft.api.v1.TokenService.GenerateUserToken:input_type -> weft.api.v1.GenerateUserTokenRequest
+	17, // 21: weft.api.v1.TokenService.RevokeToken:input_type -> weft.api.v1.RevokeTokenRequest
+	19, // 22: weft.api.v1.TokenService.RotateSigningKey:input_type -> weft.api.v1.RotateSigningKeyRequest
+	1,  // 23: weft.api.v1.ResourceService.Get:output_type -> weft.api.v1.Resource
+	4,  // 24: weft.api.v1.ResourceService.List:output_type -> weft.api.v1.ListResponse
+	1,  // 25: weft.api.v1.ResourceService.Put:output_type -> weft.api.v1.Resource
+	7,  // 26: weft.api.v1.ResourceService.Delete:output_type -> weft.api.v1.DeleteResponse
+	9,  // 27: weft.api.v1.ResourceService.Watch:output_type -> weft.api.v1.WatchEvent
+	11, // 28: weft.api.v1.ControlPlaneService.Index:output_type -> weft.api.v1.IndexResponse
+	16, // 29: weft.api.v1.TokenService.GenerateDataplaneToken:output_type -> weft.api.v1.TokenResponse
+	16, // 30: weft.api.v1.TokenService.GenerateZoneToken:output_type -> weft.api.v1.TokenResponse
+	16, // 31: weft.api.v1.TokenService.GenerateIngressToken:output_type -> weft.api.v1.TokenResponse
+	16, // 32: weft.api.v1.TokenService.GenerateUserToken:output_type -> weft.api.v1.TokenResponse
+	18, // 33: weft.api.v1.TokenService.RevokeToken:output_type -> weft.api.v1.RevokeTokenResponse
+	20, // 34: weft.api.v1.TokenService.RotateSigningKey:output_type -> weft.api.v1.RotateSigningKeyResponse
+	23, // [23:35] is the sub-list for method output_type
+	11, // [11:23] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1462,7 +1531,7 @@ func file_weft_api_v1_resource_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_api_v1_resource_service_proto_rawDesc), len(file_weft_api_v1_resource_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

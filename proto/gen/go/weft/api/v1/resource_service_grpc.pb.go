@@ -399,6 +399,7 @@ var ControlPlaneService_ServiceDesc = grpc.ServiceDesc{
 const (
 	TokenService_GenerateDataplaneToken_FullMethodName = "/weft.api.v1.TokenService/GenerateDataplaneToken"
 	TokenService_GenerateZoneToken_FullMethodName      = "/weft.api.v1.TokenService/GenerateZoneToken"
+	TokenService_GenerateIngressToken_FullMethodName   = "/weft.api.v1.TokenService/GenerateIngressToken"
 	TokenService_GenerateUserToken_FullMethodName      = "/weft.api.v1.TokenService/GenerateUserToken"
 	TokenService_RevokeToken_FullMethodName            = "/weft.api.v1.TokenService/RevokeToken"
 	TokenService_RotateSigningKey_FullMethodName       = "/weft.api.v1.TokenService/RotateSigningKey"
@@ -412,6 +413,12 @@ const (
 type TokenServiceClient interface {
 	GenerateDataplaneToken(ctx context.Context, in *GenerateDataplaneTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	GenerateZoneToken(ctx context.Context, in *GenerateZoneTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
+	// Issues the token a zone ingress (ingress-manager's built-in data path,
+	// or an Envoy ingress through weft-dp) presents to its zone's
+	// xds-server: bound to one zone and one ZoneIngress name. Issued by the
+	// zone's own control plane (its xds-server verifies with the zone's
+	// signing key).
+	GenerateIngressToken(ctx context.Context, in *GenerateIngressTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	GenerateUserToken(ctx context.Context, in *GenerateUserTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error)
 	// Deny-lists one token by its id (the jti claim) until it expires: every
 	// verifier (api-server, xds-server, ca-service, zone-sync) refuses it
@@ -445,6 +452,16 @@ func (c *tokenServiceClient) GenerateZoneToken(ctx context.Context, in *Generate
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TokenResponse)
 	err := c.cc.Invoke(ctx, TokenService_GenerateZoneToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenServiceClient) GenerateIngressToken(ctx context.Context, in *GenerateIngressTokenRequest, opts ...grpc.CallOption) (*TokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenResponse)
+	err := c.cc.Invoke(ctx, TokenService_GenerateIngressToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -489,6 +506,12 @@ func (c *tokenServiceClient) RotateSigningKey(ctx context.Context, in *RotateSig
 type TokenServiceServer interface {
 	GenerateDataplaneToken(context.Context, *GenerateDataplaneTokenRequest) (*TokenResponse, error)
 	GenerateZoneToken(context.Context, *GenerateZoneTokenRequest) (*TokenResponse, error)
+	// Issues the token a zone ingress (ingress-manager's built-in data path,
+	// or an Envoy ingress through weft-dp) presents to its zone's
+	// xds-server: bound to one zone and one ZoneIngress name. Issued by the
+	// zone's own control plane (its xds-server verifies with the zone's
+	// signing key).
+	GenerateIngressToken(context.Context, *GenerateIngressTokenRequest) (*TokenResponse, error)
 	GenerateUserToken(context.Context, *GenerateUserTokenRequest) (*TokenResponse, error)
 	// Deny-lists one token by its id (the jti claim) until it expires: every
 	// verifier (api-server, xds-server, ca-service, zone-sync) refuses it
@@ -513,6 +536,9 @@ func (UnimplementedTokenServiceServer) GenerateDataplaneToken(context.Context, *
 }
 func (UnimplementedTokenServiceServer) GenerateZoneToken(context.Context, *GenerateZoneTokenRequest) (*TokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GenerateZoneToken not implemented")
+}
+func (UnimplementedTokenServiceServer) GenerateIngressToken(context.Context, *GenerateIngressTokenRequest) (*TokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GenerateIngressToken not implemented")
 }
 func (UnimplementedTokenServiceServer) GenerateUserToken(context.Context, *GenerateUserTokenRequest) (*TokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GenerateUserToken not implemented")
@@ -576,6 +602,24 @@ func _TokenService_GenerateZoneToken_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(TokenServiceServer).GenerateZoneToken(ctx, req.(*GenerateZoneTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenService_GenerateIngressToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GenerateIngressTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenServiceServer).GenerateIngressToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenService_GenerateIngressToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenServiceServer).GenerateIngressToken(ctx, req.(*GenerateIngressTokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -648,6 +692,10 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GenerateZoneToken",
 			Handler:    _TokenService_GenerateZoneToken_Handler,
+		},
+		{
+			MethodName: "GenerateIngressToken",
+			Handler:    _TokenService_GenerateIngressToken_Handler,
 		},
 		{
 			MethodName: "GenerateUserToken",
