@@ -309,6 +309,8 @@ var tokenRoutes = []struct {
 		[]string{"mesh", "name"}, []string{"token", "expiresTime", "id"}},
 	{"/tokens/zone", "Issue a zone token (admin; global and standalone only)", &apiv1.GenerateZoneTokenRequest{}, &apiv1.TokenResponse{},
 		[]string{"zone"}, []string{"token", "expiresTime", "id"}},
+	{"/tokens/ingress", "Issue an ingress token for one ZoneIngress of this zone (admin; zone control planes only)", &apiv1.GenerateIngressTokenRequest{}, &apiv1.TokenResponse{},
+		[]string{"zone"}, []string{"token", "expiresTime", "id"}},
 	{"/tokens/user", "Issue a user token (admin)", &apiv1.GenerateUserTokenRequest{}, &apiv1.TokenResponse{},
 		[]string{"name"}, []string{"token", "expiresTime", "id"}},
 	{"/tokens/revoke", "Revoke one token by its id or the token itself (admin)", &apiv1.RevokeTokenRequest{}, &apiv1.RevokeTokenResponse{},
