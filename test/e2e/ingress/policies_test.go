@@ -81,6 +81,14 @@ func startIngressInstance(t *testing.T, ctx context.Context, log *slog.Logger, z
 	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
 	cfg.Etcd.Client, cfg.Logger = z.cp.Client, log
 	cfg.DrainTimeout = 50 * time.Millisecond
+	cfg.XDSServer = z.xds
+	c := token.Claims{Kind: token.KindIngress, Zone: zoneName}
+	c.Subject = name
+	tok, _, err := token.New(z.cp.Store).Issue(ctx, c, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Token = tok
 	a, err := ingressapp.New(cfg)
 	if err != nil {
 		t.Fatal(err)
