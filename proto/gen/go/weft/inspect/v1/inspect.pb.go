@@ -313,7 +313,13 @@ type PreviewPolicyRequest struct {
 	// and the spec).
 	Policy *v1.Resource `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
 	// Proxies to diff, at most (default and maximum 100).
-	MaxProxies    uint32 `protobuf:"varint,2,opt,name=max_proxies,json=maxProxies,proto3" json:"max_proxies,omitempty"`
+	MaxProxies uint32 `protobuf:"varint,2,opt,name=max_proxies,json=maxProxies,proto3" json:"max_proxies,omitempty"`
+	// Where the policy would be written, as in PutRequest (api-server): the
+	// collection ("traffic-routes" or "TrafficRoute"), mesh and name; empty
+	// fields are taken from policy.meta.
+	Collection    string `protobuf:"bytes,3,opt,name=collection,proto3" json:"collection,omitempty"`
+	Mesh          string `protobuf:"bytes,4,opt,name=mesh,proto3" json:"mesh,omitempty"`
+	Name          string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +366,27 @@ func (x *PreviewPolicyRequest) GetMaxProxies() uint32 {
 		return x.MaxProxies
 	}
 	return 0
+}
+
+func (x *PreviewPolicyRequest) GetCollection() string {
+	if x != nil {
+		return x.Collection
+	}
+	return ""
+}
+
+func (x *PreviewPolicyRequest) GetMesh() string {
+	if x != nil {
+		return x.Mesh
+	}
+	return ""
+}
+
+func (x *PreviewPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 type PreviewPolicyResponse struct {
@@ -748,11 +775,16 @@ const file_weft_inspect_v1_inspect_proto_rawDesc = "" +
 	"\x04acks\x18\x06 \x01(\x04R\x04acks\x12\x14\n" +
 	"\x05nacks\x18\a \x01(\x04R\x05nacks\x12\x14\n" +
 	"\x05total\x18\b \x01(\rR\x05total\x125\n" +
-	"\tresources\x18\t \x03(\v2\x17.google.protobuf.StructR\tresources\"f\n" +
+	"\tresources\x18\t \x03(\v2\x17.google.protobuf.StructR\tresources\"\xae\x01\n" +
 	"\x14PreviewPolicyRequest\x12-\n" +
 	"\x06policy\x18\x01 \x01(\v2\x15.weft.api.v1.ResourceR\x06policy\x12\x1f\n" +
 	"\vmax_proxies\x18\x02 \x01(\rR\n" +
-	"maxProxies\"\xb4\x03\n" +
+	"maxProxies\x12\x1e\n" +
+	"\n" +
+	"collection\x18\x03 \x01(\tR\n" +
+	"collection\x12\x12\n" +
+	"\x04mesh\x18\x04 \x01(\tR\x04mesh\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\"\xb4\x03\n" +
 	"\x15PreviewPolicyResponse\x12\x12\n" +
 	"\x04mesh\x18\x01 \x01(\tR\x04mesh\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
