@@ -95,6 +95,7 @@ func Document(version string) ([]byte, error) {
 		"reason": obj{"type": "string"}, "insight": ref(resource.ZoneInsightType.Name),
 	}}
 	paths["/global-insight"] = obj{"get": op("On a zone control plane: its link to global", ref("GlobalInsight"))}
+	inspectPaths(b, paths)
 	tokenReq := obj{"type": "object"}
 	tokenResp := obj{"type": "object", "required": []string{"token", "expiresTime", "id"}, "properties": obj{
 		"token": obj{"type": "string"}, "expiresTime": obj{"type": "string", "format": "date-time"}, "id": obj{"type": "string"},
