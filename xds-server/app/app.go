@@ -368,7 +368,15 @@ func New(cfg Config) (*App, error) {
 	// Config dump and policy preview (internal/inspect): authenticated by
 	// bearer token per call, on the same TLS listener.
 	inspectv1.RegisterInspectServiceServer(a.grpc, &inspect.Service{Instance: cfg.InstanceID, Verify: token.New(a.st).Verify,
-		Rec: rec, Insights: ins, Cache: a.cache, Views: a.model.View, Store: a.st})
+		Rec: rec, Insights: ins, Cache: a.cache, Views: a.model.View, Store: a.st,
+		Ready: func() bool {
+			select {
+			case <-a.model.Synced():
+				return true
+			default:
+				return false
+			}
+		}})
 
 	a.lis, err = net.Listen("tcp", cfg.Address)
 	if err != nil {

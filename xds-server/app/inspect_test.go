@@ -2,9 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,7 +10,6 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/golang-jwt/jwt/v5"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -23,6 +19,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/seal"
+	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
 	inspectv1 "github.com/weftmesh/weft/proto/gen/go/weft/inspect/v1"
@@ -47,19 +45,20 @@ func bearer(ctx context.Context, tok string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
-// forged is a well-formed token claiming to be an admin, signed with a key
-// the control plane never made.
-func forged(t *testing.T) string {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// forged is a well-formed admin token signed by another control plane's
+// key (a store under another prefix): a key this one never made.
+func (e *testEnv) forged() string {
+	e.t.Helper()
+	ring, err := seal.Parse("k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
+	other := token.New(store.New(e.st.Client(), store.WithKeyring(ring), store.WithPrefix("/other-control-plane/")))
 	c := token.Claims{Kind: token.KindUser, Groups: []string{token.AdminGroup}}
-	c.Subject, c.Issuer = "mallory", "weft"
-	c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, c).SignedString(priv)
+	c.Subject = "mallory"
+	tok, _, err := other.Issue(e.ctx, c, time.Hour)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	return tok
 }
@@ -213,6 +212,10 @@ destinations:
 // TestInspectAuth: who may dump whose configuration.
 func TestInspectAuth(t *testing.T) {
 	e := newTestEnv(t)
+	waitFor(t, 20*time.Second, "the model to hold both dataplanes", func() bool {
+		v := e.app.model.View("default")
+		return v != nil && v.Spec != nil && len(v.Dataplanes) == 2
+	})
 	ic := inspectv1.NewInspectServiceClient(e.conn)
 	zc := token.Claims{Kind: token.KindZone, Zone: "zone-1"}
 	zc.Subject = "zone-1"
@@ -226,7 +229,7 @@ func TestInspectAuth(t *testing.T) {
 	}{
 		"no token":                     {"", "default", "web-1", codes.Unauthenticated},
 		"garbage":                      {"not-a-jwt", "default", "web-1", codes.Unauthenticated},
-		"forged admin":                 {forged(t), "default", "web-1", codes.Unauthenticated},
+		"forged admin":                 {e.forged(), "default", "web-1", codes.Unauthenticated},
 		"zone token":                   {zoneTok, "default", "web-1", codes.PermissionDenied},
 		"another dataplane's token":    {e.token("default", "backend-1", e.keys, time.Hour), "default", "web-1", codes.PermissionDenied},
 		"same name in another mesh":    {e.token("other", "web-1", e.keys, time.Hour), "default", "web-1", codes.PermissionDenied},

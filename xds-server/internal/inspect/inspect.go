@@ -83,6 +83,16 @@ type Service struct {
 	// Store reads DataplaneInsights (which replicas hold a proxy's stream,
 	// its kind); nil in unit tests.
 	Store *store.Store
+	// Ready reports whether the model has loaded the store (nil: always):
+	// before, answers would be NotFound for everything.
+	Ready func() bool
+}
+
+func (s *Service) ready() error {
+	if s.Ready != nil && !s.Ready() {
+		return status.Error(codes.Unavailable, "xds-server has not loaded the store yet; retry")
+	}
+	return nil
 }
 
 // authorize verifies the caller's token: any user token; a dataplane token
@@ -121,6 +131,9 @@ func (s *Service) ConfigDump(ctx context.Context, req *inspectv1.ConfigDumpReque
 		return nil, err
 	}
 	if err := s.authorize(ctx, mesh, name); err != nil {
+		return nil, err
+	}
+	if err := s.ready(); err != nil {
 		return nil, err
 	}
 	out := &inspectv1.ConfigDumpResponse{Mesh: mesh, Name: name, InstanceId: s.Instance}

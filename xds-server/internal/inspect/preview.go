@@ -30,6 +30,9 @@ func (s *Service) PreviewPolicy(ctx context.Context, req *inspectv1.PreviewPolic
 	if err != nil {
 		return nil, err
 	}
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
 	mesh, t := p.Meta.GetMesh(), p.Type()
 	limit := int(req.GetMaxProxies())
 	if limit <= 0 || limit > MaxDiffedProxies {
