@@ -249,7 +249,11 @@ func TestInspectAuth(t *testing.T) {
 			}
 		})
 	}
-	// A dataplane token cannot preview policies.
+	// A read-only user cannot preview (a dry-run write), nor a dataplane.
+	_, err = ic.PreviewPolicy(bearer(e.ctx, e.userToken()), &inspectv1.PreviewPolicyRequest{})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("preview with a read-only token: %v", err)
+	}
 	_, err = ic.PreviewPolicy(bearer(e.ctx, e.token("default", "web-1", e.keys, time.Hour)), &inspectv1.PreviewPolicyRequest{})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("preview with a dataplane token: %v", err)
@@ -273,7 +277,7 @@ func policyAPI(t *testing.T, y string) *apiv1.Resource {
 func TestInspectPreview(t *testing.T) {
 	e := newTestEnv(t)
 	ic := inspectv1.NewInspectServiceClient(e.conn)
-	ctx := bearer(e.ctx, e.userToken())
+	ctx := bearer(e.ctx, e.userToken(token.AdminGroup))
 	e.apply(`
 type: Timeout
 mesh: default

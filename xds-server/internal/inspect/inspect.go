@@ -5,8 +5,9 @@
 // of generated resources, computed by the generator the reconciler runs).
 //
 // Callers authenticate with a bearer token verified by pkg/token, as the
-// api-server does: user tokens (admin or read-only) may call both methods;
-// a dataplane token only ConfigDump of its own dataplane.
+// api-server does: user tokens (admin or read-only) may dump any proxy's
+// configuration, admin tokens preview policies (a dry-run write); a
+// dataplane token may only dump its own dataplane's.
 package inspect
 
 import (
@@ -67,6 +68,13 @@ type Insights interface {
 	Subscriptions(mesh, name string) []*meshv1.DiscoverySubscription
 }
 
+// MaxConcurrentPreviews bounds the previews one replica computes at once
+// (each generates up to 2×MaxComparedProxies configurations); beyond it
+// PreviewPolicy answers ResourceExhausted.
+const MaxConcurrentPreviews = 2
+
+var previews = make(chan struct{}, MaxConcurrentPreviews)
+
 // Verifier checks a bearer token (token.Keys.Verify).
 type Verifier func(ctx context.Context, tok string) (*token.Claims, error)
 
@@ -111,6 +119,11 @@ func (s *Service) authorize(ctx context.Context, mesh, dataplane string) error {
 	}
 	switch c.Kind {
 	case token.KindUser:
+		if dataplane == "" && !c.IsAdmin() {
+			// A preview is a dry-run write: the api-server asks for an
+			// admin token too.
+			return status.Error(codes.PermissionDenied, "previewing a policy requires an admin token")
+		}
 		return nil
 	case token.KindDataplane:
 		if dataplane == "" {

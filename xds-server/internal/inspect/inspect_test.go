@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -8,9 +9,16 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/token"
 	inspectv1 "github.com/weftmesh/weft/proto/gen/go/weft/inspect/v1"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/xds-server/internal/meshview"
 )
 
 const keyPEM = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\n"
@@ -82,5 +90,31 @@ func TestDiffType(t *testing.T) {
 	}
 	if diffType("t", []types.Resource{a}, []types.Resource{&clusterv3.Cluster{Name: "a"}}) != nil {
 		t.Fatal("equal resources reported as a change")
+	}
+}
+
+func TestPreviewsBounded(t *testing.T) {
+	s := &Service{Instance: "t", Rec: noStreams{}, Insights: noStreams{},
+		Verify: func(context.Context, string) (*token.Claims, error) {
+			return &token.Claims{Kind: token.KindUser, Groups: []string{token.AdminGroup}}, nil
+		},
+		Views: func(string) *meshview.Mesh { return benchView(10) }}
+	p := resource.New(resource.TimeoutType, "bench", "t")
+	p.Spec = &meshv1.Timeout{Sources: []*meshv1.Selector{{Match: map[string]string{resource.ServiceTag: "*"}}},
+		Destinations: []*meshv1.Selector{{Match: map[string]string{resource.ServiceTag: "svc-0"}}}, Conf: &meshv1.Timeout_Conf{ConnectTimeout: "1s"}}
+	a, _ := resource.ToAPI(p)
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer x"))
+	for i := 0; i < MaxConcurrentPreviews; i++ {
+		previews <- struct{}{}
+	}
+	_, err := s.PreviewPolicy(ctx, &inspectv1.PreviewPolicyRequest{Policy: a})
+	for i := 0; i < MaxConcurrentPreviews; i++ {
+		<-previews
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("with %d previews running: %v", MaxConcurrentPreviews, err)
+	}
+	if _, err := s.PreviewPolicy(ctx, &inspectv1.PreviewPolicyRequest{Policy: a}); err != nil {
+		t.Fatal(err)
 	}
 }

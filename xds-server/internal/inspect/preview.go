@@ -33,6 +33,12 @@ func (s *Service) PreviewPolicy(ctx context.Context, req *inspectv1.PreviewPolic
 	if err := s.ready(); err != nil {
 		return nil, err
 	}
+	select {
+	case previews <- struct{}{}:
+		defer func() { <-previews }()
+	default:
+		return nil, status.Errorf(codes.ResourceExhausted, "%d policy previews are being computed on this xds-server: retry", MaxConcurrentPreviews)
+	}
 	mesh, t := p.Meta.GetMesh(), p.Type()
 	limit := int(req.GetMaxProxies())
 	if limit <= 0 || limit > MaxDiffedProxies {
