@@ -20,7 +20,7 @@ func inspectPaths(b *builder, paths obj) {
 			"typeUrl": str, "version": str,
 			"state":        obj{"enum": []string{"ACK", "NACK", "PENDING"}},
 			"ackedVersion": str, "lastError": str,
-			"acks": obj{"type": "string", "description": "uint64 (protojson)"}, "nacks": obj{"type": "string", "description": "uint64 (protojson)"},
+			"acks": count, "nacks": count,
 			"total":     count,
 			"resources": obj{"type": "array", "items": obj{"type": "object", "required": []string{"@type"}, "description": "protojson of the Envoy resource; private keys read \"[redacted]\""}},
 		}}},

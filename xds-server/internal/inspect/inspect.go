@@ -280,7 +280,7 @@ func ackState(td *inspectv1.TypeDump, subs []*meshv1.DiscoverySubscription) {
 		td.State = "PENDING"
 		return
 	}
-	td.AckedVersion, td.Acks, td.Nacks, td.LastError = ts.GetLastVersion(), ts.GetAcks(), ts.GetNacks(), ts.GetLastError()
+	td.AckedVersion, td.Acks, td.Nacks, td.LastError = ts.GetLastVersion(), clamp32(ts.GetAcks()), clamp32(ts.GetNacks()), ts.GetLastError()
 	switch {
 	case ts.GetLastError() != "":
 		td.State = "NACK"
@@ -366,4 +366,13 @@ func Redact(r types.Resource) types.Resource {
 		sec.Type = &tlsv3.Secret_SessionTicketKeys{SessionTicketKeys: &tlsv3.TlsSessionTicketKeys{Keys: []*corev3.DataSource{redacted}}}
 	}
 	return sec
+}
+
+// clamp32 keeps counters JSON numbers (protojson writes 64-bit integers as
+// strings).
+func clamp32(n uint64) uint32 {
+	if n > 1<<32-1 {
+		return 1<<32 - 1
+	}
+	return uint32(n)
 }

@@ -204,8 +204,8 @@ type TypeDump struct {
 	State        string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	AckedVersion string `protobuf:"bytes,4,opt,name=acked_version,json=ackedVersion,proto3" json:"acked_version,omitempty"`
 	LastError    string `protobuf:"bytes,5,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	Acks         uint64 `protobuf:"varint,6,opt,name=acks,proto3" json:"acks,omitempty"`
-	Nacks        uint64 `protobuf:"varint,7,opt,name=nacks,proto3" json:"nacks,omitempty"`
+	Acks         uint32 `protobuf:"varint,6,opt,name=acks,proto3" json:"acks,omitempty"`
+	Nacks        uint32 `protobuf:"varint,7,opt,name=nacks,proto3" json:"nacks,omitempty"`
 	// Resources of this type (before truncation).
 	Total uint32 `protobuf:"varint,8,opt,name=total,proto3" json:"total,omitempty"`
 	// The resources, as protojson of the Envoy message (with "@type").
@@ -279,14 +279,14 @@ func (x *TypeDump) GetLastError() string {
 	return ""
 }
 
-func (x *TypeDump) GetAcks() uint64 {
+func (x *TypeDump) GetAcks() uint32 {
 	if x != nil {
 		return x.Acks
 	}
 	return 0
 }
 
-func (x *TypeDump) GetNacks() uint64 {
+func (x *TypeDump) GetNacks() uint32 {
 	if x != nil {
 		return x.Nacks
 	}
@@ -772,8 +772,8 @@ const file_weft_inspect_v1_inspect_proto_rawDesc = "" +
 	"\racked_version\x18\x04 \x01(\tR\fackedVersion\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x05 \x01(\tR\tlastError\x12\x12\n" +
-	"\x04acks\x18\x06 \x01(\x04R\x04acks\x12\x14\n" +
-	"\x05nacks\x18\a \x01(\x04R\x05nacks\x12\x14\n" +
+	"\x04acks\x18\x06 \x01(\rR\x04acks\x12\x14\n" +
+	"\x05nacks\x18\a \x01(\rR\x05nacks\x12\x14\n" +
 	"\x05total\x18\b \x01(\rR\x05total\x125\n" +
 	"\tresources\x18\t \x03(\v2\x17.google.protobuf.StructR\tresources\"\xae\x01\n" +
 	"\x14PreviewPolicyRequest\x12-\n" +
