@@ -223,3 +223,35 @@ func TestUpInspect(t *testing.T) {
 		t.Fatalf("the previewed Timeout was stored: %d", code)
 	}
 }
+
+// TestUpZonesConfigDump: in multi-zone mode a zone's API answers config
+// dumps from its own xds-server; global runs none and says so (501).
+func TestUpZonesConfigDump(t *testing.T) {
+	eps, stop := startUp(t, up.Options{DataDir: t.TempDir(), Zones: 1, Demo: true, Out: &syncBuf{}})
+	defer stop()
+	var global, zone up.Endpoint
+	for _, cp := range eps.ControlPlanes {
+		switch cp.Mode {
+		case "global":
+			global = cp
+		case "zone":
+			zone = cp
+		}
+	}
+	if code, body := get(t, global.APIURL+"/meshes/demo/dataplanes/client-1-zone-1/xds", global.AdminToken); code != 501 || !strings.Contains(body, "--xds-address") {
+		t.Fatalf("global: %d %s", code, body)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, body := get(t, zone.APIURL+"/meshes/demo/dataplanes/client-1-zone-1/xds", zone.AdminToken)
+		var d configDump
+		_ = json.Unmarshal([]byte(body), &d)
+		if code == 200 && d.Source == "stream" && d.ProxyKind == "grpc" && d.InstanceID == "up-"+zone.Name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zone config dump: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
