@@ -82,13 +82,17 @@ type Config struct {
 	// TracerProvider makes this service's spans (nil: none). Set by
 	// run.Main or weftctl up, never the global provider.
 	TracerProvider trace.TracerProvider
+	// XDS is how to reach an xds-server for config dumps and policy
+	// previews (xds.go).
+	XDS XDSConfig
 }
 
 // Default returns the defaults.
 func Default() Config {
 	host, _ := os.Hostname()
 	return Config{GRPCAddress: ":5680", HTTPAddress: ":5681", AdminAddress: "127.0.0.1:5682", Mode: server.ModeStandalone,
-		InstanceID: host, MaxWatchesPerIdentity: server.DefaultMaxWatchesPerIdentity, Logging: telemetry.Logging{Level: "info", Format: "text"}}
+		InstanceID: host, MaxWatchesPerIdentity: server.DefaultMaxWatchesPerIdentity, Logging: telemetry.Logging{Level: "info", Format: "text"},
+		XDS: XDSConfig{Address: DefaultXDSAddress}}
 }
 
 // RegisterFlags binds the config to flags.
@@ -105,6 +109,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BootstrapAdminTokenFile, "bootstrap-admin-token-file", c.BootstrapAdminTokenFile,
 		"write a new admin token to this file at start when the file does not exist")
 	fs.IntVar(&c.MaxWatchesPerIdentity, "max-watches-per-identity", c.MaxWatchesPerIdentity, "concurrent Watch streams of one token identity, at most (beyond: ResourceExhausted)")
+	c.XDS.RegisterFlags(fs)
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -150,6 +155,8 @@ type App struct {
 	closeCli  func()
 	keys      *token.Keys
 	gui       *gui.GUI
+	xdsConn   *grpc.ClientConn
+	lazyXDS   *lazyConn
 }
 
 // New builds the server and binds its listeners.
@@ -219,10 +226,17 @@ func New(ctx context.Context, cfg Config) (_ *App, err error) {
 	if tlsCfg != nil {
 		netOpts = append(append([]grpc.ServerOption(nil), opts...), grpc.Creds(credentials.NewTLS(tlsCfg)))
 	}
+	xdsConn, xdsAddr, err := a.dialXDS(st, tp)
+	if err != nil {
+		return nil, err
+	}
+	inspect := srv.NewInspect(xdsConn, xdsAddr)
 	a.grpcSrv = grpc.NewServer(netOpts...)
 	srv.Register(a.grpcSrv)
+	inspect.Register(a.grpcSrv)
 	a.inprocSrv = grpc.NewServer(opts...)
 	srv.Register(a.inprocSrv)
+	inspect.Register(a.inprocSrv)
 
 	// The gateway reaches the gRPC server in-process, through the same
 	// interceptors, without a TCP hop or a TLS handshake. Its client
@@ -333,6 +347,8 @@ func routeLabel(r *http.Request) string {
 		return "/meshes/{mesh}/" + known(parts[2]) + "/{name}"
 	case len(parts) == 5 && parts[0] == "meshes" && parts[2] == "dataplanes" && parts[4] == "policies":
 		return "/meshes/{mesh}/dataplanes/{name}/policies"
+	case len(parts) == 5 && parts[0] == "meshes" && parts[2] == "dataplanes" && parts[4] == "xds":
+		return "/meshes/{mesh}/dataplanes/{name}/xds"
 	}
 	return "{unknown}"
 }
@@ -391,6 +407,12 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) close() {
 	if a.conn != nil {
 		a.conn.Close()
+	}
+	if a.xdsConn != nil {
+		a.xdsConn.Close()
+	}
+	if a.lazyXDS != nil {
+		a.lazyXDS.close()
 	}
 	if a.grpcLn != nil {
 		a.grpcLn.Close()

@@ -41,9 +41,11 @@ import (
 	"github.com/weftmesh/weft/pkg/telemetry"
 	"github.com/weftmesh/weft/pkg/token"
 	cav1 "github.com/weftmesh/weft/proto/gen/go/weft/ca/v1"
+	inspectv1 "github.com/weftmesh/weft/proto/gen/go/weft/inspect/v1"
 	"github.com/weftmesh/weft/xds-server/internal/ads"
 	"github.com/weftmesh/weft/xds-server/internal/certs"
 	"github.com/weftmesh/weft/xds-server/internal/insight"
+	"github.com/weftmesh/weft/xds-server/internal/inspect"
 	"github.com/weftmesh/weft/xds-server/internal/model"
 	"github.com/weftmesh/weft/xds-server/internal/reconcile"
 )
@@ -367,6 +369,18 @@ func New(cfg Config) (*App, error) {
 	a.grpc = grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(a.grpc, xds)
 	secretgrpc.RegisterSecretDiscoveryServiceServer(a.grpc, xds)
+	// Config dump and policy preview (internal/inspect): authenticated by
+	// bearer token per call, on the same TLS listener.
+	inspectv1.RegisterInspectServiceServer(a.grpc, &inspect.Service{Instance: cfg.InstanceID, Verify: token.New(a.st).Verify,
+		Rec: rec, Insights: ins, Cache: a.cache, Views: a.model.View, Store: a.st,
+		Ready: func() bool {
+			select {
+			case <-a.model.Synced():
+				return true
+			default:
+				return false
+			}
+		}})
 
 	a.lis, err = net.Listen("tcp", cfg.Address)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/api-server/internal/server"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	inspectv1 "github.com/weftmesh/weft/proto/gen/go/weft/inspect/v1"
 )
 
 // New returns the REST handler, calling the gRPC services over conn (so
@@ -43,6 +44,7 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 	)
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		apiv1.RegisterResourceServiceHandler, apiv1.RegisterTokenServiceHandler, apiv1.RegisterControlPlaneServiceHandler,
+		inspectv1.RegisterInspectServiceHandler,
 	} {
 		if err := reg(ctx, mux, conn); err != nil {
 			return nil, err
@@ -70,6 +72,10 @@ func New(ctx context.Context, conn *grpc.ClientConn, log *slog.Logger) (http.Han
 			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(data)), int64(len(data))
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBodySize)
+		if (r.Method == http.MethodPut || r.Method == http.MethodPost) && r.URL.Query().Has(DryRunParam) {
+			serveDryRun(w, r, conn)
+			return
+		}
 		if r.Method == http.MethodGet {
 			if mesh, coll, name, ok := insightPath(r.URL.Path); ok {
 				serveInsightItem(w, r, conn, mesh, coll, name)

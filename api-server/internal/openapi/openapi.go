@@ -106,6 +106,7 @@ func Document(version string) ([]byte, error) {
 	}}
 	paths["/global-insight"] = obj{"get": op("On a zone control plane: its link to global", ref("GlobalInsight"))}
 	b.tokens(paths)
+	inspectPaths(b, paths)
 	doc := obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "Weft API", "version": version,

@@ -26,6 +26,7 @@ import (
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
 	apiv1 "github.com/weftmesh/weft/proto/gen/go/weft/api/v1"
+	inspectv1 "github.com/weftmesh/weft/proto/gen/go/weft/inspect/v1"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -314,6 +315,28 @@ func nextURL(ctx context.Context, next string, size uint32) string {
 
 // Put creates or updates a resource.
 func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resource, error) {
+	r, err := s.prepareWrite(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out, created, err := s.st.Upsert(ctx, r, s.secretGuards(r)...)
+	if err != nil {
+		return nil, err
+	}
+	if warnings := s.selectorTypos(ctx, r); len(warnings) > 0 {
+		_ = grpc.SetHeader(ctx, metadata.MD{WarningHeader: warnings})
+	}
+	if created {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(CreatedHeader, "true"))
+	}
+	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
+	return resource.ToAPI(out)
+}
+
+// prepareWrite runs every check of a Put short of storing: the target,
+// the caller's right to write it, validation with field paths, identity
+// binding, references, the Mesh validator. A dry run stops after it.
+func (s *Server) prepareWrite(ctx context.Context, req *apiv1.PutRequest) (*resource.Resource, error) {
 	tg, err := resolve(req.GetCollection(), req.GetMesh(), req.GetName(), true)
 	if err != nil {
 		return nil, err
@@ -362,18 +385,7 @@ func (s *Server) Put(ctx context.Context, req *apiv1.PutRequest) (*apiv1.Resourc
 			return nil, err
 		}
 	}
-	out, created, err := s.st.Upsert(ctx, r, s.secretGuards(r)...)
-	if err != nil {
-		return nil, err
-	}
-	if warnings := s.selectorTypos(ctx, r); len(warnings) > 0 {
-		_ = grpc.SetHeader(ctx, metadata.MD{WarningHeader: warnings})
-	}
-	if created {
-		_ = grpc.SetHeader(ctx, metadata.Pairs(CreatedHeader, "true"))
-	}
-	s.log.InfoContext(ctx, "resource written", "key", out.Key(), "version", out.Meta.GetVersion(), "created", created, "by", who(ctx))
-	return resource.ToAPI(out)
+	return r, nil
 }
 
 // maxWarnings bounds the warnings of one write.
@@ -862,7 +874,7 @@ func Authorize(c *token.Claims, method string) error {
 		return nil
 	case token.KindDataplane:
 		if method == apiv1.ResourceService_Put_FullMethodName || method == apiv1.ResourceService_Delete_FullMethodName ||
-			method == apiv1.ResourceService_Get_FullMethodName {
+			method == apiv1.ResourceService_Get_FullMethodName || method == inspectv1.InspectService_ConfigDump_FullMethodName {
 			return nil
 		}
 	}

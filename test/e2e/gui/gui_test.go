@@ -124,6 +124,14 @@ func start(t *testing.T) *env {
 		cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress, cfg.InstanceID = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", cp.Name+"-api"
 		cfg.Mode, cfg.Zone = mode, zone
 		cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = cp.Client, cp.Keyring, log
+		// Config dumps go to the zone's xds-server (started below, in
+		// plaintext).
+		cfg.XDS.AddressFunc, cfg.XDS.Insecure = func() string {
+			if e.xds == nil {
+				return ""
+			}
+			return e.xds.Addr()
+		}, true
 		a, err := apiapp.New(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -141,6 +149,7 @@ func start(t *testing.T) *env {
 	gcfg := apiapp.Default()
 	gcfg.GRPCAddress, gcfg.HTTPAddress, gcfg.AdminAddress, gcfg.InstanceID = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "global-api"
 	gcfg.Mode = "global"
+	gcfg.XDS.Address = "" // global runs no xds-server: config dumps answer 501
 	gcfg.Etcd.Client, gcfg.Encryption.Keyring, gcfg.Logger = g.Client, g.Keyring, globalLog
 	gcfg.TracerProvider = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(e.spans))
 	if e.global, err = apiapp.New(ctx, gcfg); err != nil {

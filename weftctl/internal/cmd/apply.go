@@ -18,7 +18,7 @@ import (
 )
 
 const applyUsage = `Usage:
-  weftctl apply -f FILE|DIR|- [-f ...] [--dry-run] [--from-kuma]
+  weftctl apply -f FILE|DIR|- [-f ...] [--dry-run [--explain]] [--from-kuma]
 
 Creates or updates the resources in multi-document YAML ("---" separated) or
 JSON (one object or an array). Every document is decoded and validated before
@@ -30,6 +30,13 @@ that update conditional: it fails with a conflict if the resource changed since.
 --dry-run only decodes and validates, prints the resources as they would be
 sent (YAML), and contacts no control plane.
 
+--dry-run --explain sends each policy as a dry run (PUT ...?dryRun=explain):
+the control plane validates it as a write, stores nothing, and answers which
+Dataplanes it would match, which policy it would override for each, and per
+proxy the generated xDS resources it would add, change or remove (computed by
+the xds-server's generator). Resources that are not policies are only
+validated.
+
 Kuma's universal YAML shapes are always accepted and normalised (see
 docs/kuma-compatibility.md); --from-kuma also rewrites Kuma's tag keys
 (kuma.io/service, kuma.io/protocol, ...) to Weft's (weft.io/...).
@@ -40,6 +47,7 @@ Examples:
   cat dp.yaml | weftctl apply -f -
   weftctl get dp web-1 -o yaml | sed s/8080/8081/ | weftctl apply -f -
   weftctl apply -f policies.yaml --dry-run
+  weftctl apply -f route.yaml --dry-run --explain
   weftctl apply --from-kuma -f kuma-resources.yaml`
 
 func applyCommand() *Command {
@@ -65,6 +73,7 @@ func runApply(ctx context.Context, a *App, args []string) error {
 	fs.Var(&files, "file", "`FILE`: same as -f")
 	dryRun := fs.Bool("dry-run", false, "validate and print the resources without applying them")
 	fromKuma := fs.Bool("from-kuma", false, "rewrite Kuma's kuma.io/ tag keys to weft.io/")
+	explain := fs.Bool("explain", false, "with --dry-run: ask the control plane what each policy would match, override and change (stores nothing)")
 	pos, err := a.Parse(fs, applyUsage, args)
 	if err != nil {
 		return err
@@ -75,9 +84,15 @@ func runApply(ctx context.Context, a *App, args []string) error {
 	if len(files) == 0 {
 		return usageErrorf("apply needs -f FILE (or -f - for stdin)")
 	}
+	if *explain && !*dryRun {
+		return usageErrorf("--explain goes with --dry-run")
+	}
 	inputs, err := a.readValidInputs(files, resource.DecodeOptions{FromKuma: *fromKuma})
 	if err != nil {
 		return err
+	}
+	if *explain {
+		return a.explainInputs(ctx, inputs)
 	}
 	if *dryRun {
 		if err := a.printInputs(inputs); err != nil {

@@ -73,7 +73,7 @@ _weftctl() {
     if ((skip)); then skip=0; continue; fi
     case "$w" in
       --*=*|-o*=*) ;;
-      --dry-run|--force|--use|--overwrite|--no-verify|--unbound|--client|--delete|--yes|--demo|--ephemeral-ports|-h|--help) ;;
+      --dry-run|--explain|--config-dump|--policies|--force|--use|--overwrite|--no-verify|--unbound|--client|--delete|--yes|--demo|--ephemeral-ports|-h|--help) ;;
       -*) skip=1 ;;
       *) path="${path:+$path }$w" ;;
     esac

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -18,12 +19,17 @@ import (
 const inspectDataplanesUsage = `Usage:
   weftctl inspect dataplanes [-m MESH] [-o table|wide|yaml|json]
   weftctl inspect dataplane NAME --policies [-m MESH] [-o table|yaml|json]
+  weftctl inspect dataplane NAME --config-dump [-m MESH] [-o json|yaml|table]
 
 Shows every dataplane with its connection status: online or offline, since
 when, which xds-server instance serves it, and when its certificate expires.
 Without -m it goes through every mesh. With NAME and --policies it shows
 the policies that apply to that dataplane (mesh "default" unless -m) and
-in which role: destination, source, or selected.`
+in which role: destination, source, or selected. With NAME and
+--config-dump it prints the xDS resources the xds-server serves that
+dataplane (GET /meshes/{mesh}/dataplanes/{name}/xds): per type the version,
+whether the proxy ACKed or NACKed it, and the resources as JSON, private
+keys redacted (JSON unless -o; -o table summarises the types).`
 
 const inspectZonesUsage = `Usage:
   weftctl inspect zones [-o table|yaml|json]
@@ -48,15 +54,27 @@ func runInspectDataplanes(ctx context.Context, a *App, args []string) error {
 	mesh := meshFlag(fs)
 	out := outputFlag(fs)
 	policies := fs.Bool("policies", false, "with NAME: the policies that apply to the dataplane")
+	configDump := fs.Bool("config-dump", false, "with NAME: the xDS configuration the xds-server serves the dataplane")
 	pos, err := a.Parse(fs, inspectDataplanesUsage, args)
 	if err != nil {
 		return err
 	}
+	if *policies && *configDump {
+		return usageErrorf("--policies and --config-dump exclude each other")
+	}
 	if len(pos) == 1 && *policies {
 		return inspectDataplanePolicies(ctx, a, *mesh, pos[0], *out)
 	}
-	if len(pos) > 0 || *policies {
-		return usageErrorf("inspect dataplanes takes NAME only with --policies (see 'weftctl inspect dataplanes --help')")
+	if len(pos) == 1 && *configDump {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "o" || f.Name == "output" })
+		if !explicit {
+			*out = formatJSON
+		}
+		return inspectDataplaneConfigDump(ctx, a, *mesh, pos[0], *out)
+	}
+	if len(pos) > 0 || *policies || *configDump {
+		return usageErrorf("inspect dataplanes takes NAME only with --policies or --config-dump (see 'weftctl inspect dataplanes --help')")
 	}
 	wide := *out == formatWide
 	if wide {

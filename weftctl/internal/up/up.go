@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -118,6 +119,9 @@ type plane struct {
 	runs             []run.Component
 	api              *apiapp.App
 	tracing          []*telemetry.Tracing
+	// xdsAddr is the xds-server's bound address once it started: the
+	// api-server forwards config dumps and policy previews to it.
+	xdsAddr atomic.Value // string
 }
 
 // tracer is the tracer provider of one service of the plane: each service
@@ -380,6 +384,7 @@ func startXDSServer(ctx context.Context, p *plane, _ []*plane) error {
 		return err
 	}
 	p.ep.XDSAddress = a.Addr()
+	p.xdsAddr.Store(a.Addr())
 	p.ep.AdminAddresses["xds-server"] = a.AdminAddr()
 	p.add("xds-server", a.Run)
 	return nil
@@ -484,6 +489,12 @@ func startAPIServer(ctx context.Context, p *plane, _ []*plane) error {
 	cfg := apiapp.Default()
 	cfg.GRPCAddress, cfg.HTTPAddress, cfg.AdminAddress = p.addr(portAPIGRPC), p.addr(portAPIHTTP), p.addr(portAPIAdmin)
 	cfg.Mode, cfg.Zone, cfg.InstanceID = p.mode, p.zone, "up-"+p.name
+	// Config dumps and policy previews go to this plane's xds-server
+	// (started after the api-server; global runs none: 501 there).
+	cfg.XDS.Address = ""
+	if p.mode != "global" {
+		cfg.XDS.AddressFunc = func() string { s, _ := p.xdsAddr.Load().(string); return s }
+	}
 	cfg.Etcd.Client, cfg.Encryption.Keyring, cfg.Logger = p.cli, p.keys, p.log
 	var err error
 	if cfg.TracerProvider, err = p.tracer(ctx, "api-server"); err != nil {

@@ -72,6 +72,30 @@ async function optional(path) {
   }
 }
 
+// optionalWhy is optional for endpoints another service answers (the
+// config dump: an xds-server): also 503/504, with the reason shown.
+async function optionalWhy(path) {
+  try { return { data: await api(path) }; } catch (e) {
+    if (e instanceof HTTPError && [404, 501, 503, 504].includes(e.status)) return { missing: true, reason: e.message };
+    throw e;
+  }
+}
+
+// configDump shows a config dump: who answered, per type its version and
+// ACK/NACK state, and the resources (collapsed).
+function configDump(xds) {
+  if (xds.missing) return h('p', { class: 'muted', id: 'dp-xds' }, `not available${xds.reason ? ': ' + xds.reason : ' on this control plane'}`);
+  const d = xds.data;
+  const source = d.source === 'stream' ? `sent on its stream by xds-server ${d.instanceId}` : `computed now by xds-server ${d.instanceId} (its stream is elsewhere or closed; no secrets)`;
+  return h('div', { id: 'dp-xds' },
+    h('p', {}, source + (d.truncated ? '; some resources left out (size limit)' : '')),
+    d.error ? h('p', { class: 'error' }, d.error) : null,
+    table('xDS resource types', ['Type', 'Version', 'State', 'Resources', 'Last error'], (d.types || []).map((t) => [
+      t.typeUrl.slice(t.typeUrl.lastIndexOf('.') + 1), t.version || '—', t.state || '—', String(t.total || 0), t.lastError || '']),
+    'no configuration'),
+    h('details', { 'data-key': 'xds' }, h('summary', {}, 'Resources (JSON, private keys redacted)'), h('pre', {}, JSON.stringify(d.types || [], null, 2))));
+}
+
 function signIn(message) {
   stop();
   document.getElementById('signout').hidden = true;
@@ -236,7 +260,7 @@ const pages = {
       head: h('p', {}, h('a', { href: `#/meshes/${seg(mesh)}/dataplanes` }, `← dataplanes of mesh ${mesh}`)),
       async refresh(el) {
         const base = `/meshes/${seg(mesh)}/dataplanes/${seg(name)}`;
-        const [d, spec, pol, xds] = await Promise.all([api(`/gui/api${base}`), api(base), optional(`${base}/policies`), optional(`${base}/xds`)]);
+        const [d, spec, pol, xds] = await Promise.all([api(`/gui/api${base}`), api(base), optional(`${base}/policies`), optionalWhy(`${base}/xds`)]);
         el.replaceChildren(h('dl', { class: 'props' },
           h('dt', {}, 'Status'), h('dd', { id: 'dp-status' }, status(d.status)),
           h('dt', {}, 'Mesh'), h('dd', {}, h('a', { href: `#/meshes/${seg(mesh)}` }, mesh)),
@@ -253,7 +277,7 @@ const pages = {
         h('h2', {}, 'Dataplane'),
         h('pre', {}, toYAML(spec)),
         h('h2', {}, 'Config dump'),
-        xds.missing ? h('p', { class: 'muted' }, 'not available on this control plane') : h('details', { 'data-key': 'xds' }, h('summary', {}, 'xDS configuration'), h('pre', {}, JSON.stringify(xds.data, null, 2))));
+        configDump(xds));
       },
     };
   },

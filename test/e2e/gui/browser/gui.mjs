@@ -128,6 +128,11 @@ try {
     check('dataplane tags', sc.tags.every((t) => tags.includes(t)), tags);
     await page.waitForFunction(() => /online/.test(document.getElementById('dp-status')?.innerText || ''));
     check('dataplane online', /online/.test(await page.locator('#dp-status').innerText()), await page.locator('#dp-status').innerText());
+    // Global runs no xds-server: the config dump section says why it is
+    // not available instead of failing the page.
+    await page.locator('#dp-xds').waitFor();
+    const xds = await page.locator('#dp-xds').innerText();
+    check('config dump section', /not available: .*xds-server/.test(xds), xds);
     await axe(page, 'dataplane');
     await shot(page, '07-dataplane-online');
 
