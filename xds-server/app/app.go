@@ -95,6 +95,9 @@ type Config struct {
 	// this long and closes it when the ping is not answered in time.
 	KeepaliveTime    time.Duration
 	KeepaliveTimeout time.Duration
+	// GRPC tunes the per-connection memory of the ADS gRPC server: every
+	// proxy holds one connection for its lifetime.
+	GRPC GRPCTuning
 
 	// Set by programs, not flags.
 	Logger   *slog.Logger
@@ -102,6 +105,20 @@ type Config struct {
 	// TracerProvider makes this service's spans (nil: none). Set by
 	// run.Main or weftctl up, never the global provider.
 	TracerProvider trace.TracerProvider
+}
+
+// GRPCTuning is the ADS server's per-connection buffers (grpc.ReadBufferSize,
+// grpc.WriteBufferSize, grpc.SharedWriteBuffer).
+type GRPCTuning struct {
+	// ReadBufferSize is each connection's read buffer (gRPC's default is
+	// 32 KiB); 0 reads from the connection directly.
+	ReadBufferSize int
+	// WriteBufferSize is each connection's write buffer (gRPC's default is
+	// 32 KiB); 0 writes through.
+	WriteBufferSize int
+	// SharedWriteBuffer releases a connection's write buffer to a shared
+	// pool after each flush instead of keeping it.
+	SharedWriteBuffer bool
 }
 
 // CAConfig locates ca-service. By default the connection is TLS trusting
@@ -135,6 +152,7 @@ func Default() Config {
 		MaxConnectionAgeGrace: time.Minute,
 		KeepaliveTime:         30 * time.Second,
 		KeepaliveTimeout:      10 * time.Second,
+		GRPC:                  GRPCTuning{ReadBufferSize: 32 << 10, WriteBufferSize: 32 << 10},
 		Logging:               telemetry.Logging{Level: "info", Format: "text"},
 	}
 }
@@ -164,6 +182,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", c.MaxConnectionAgeGrace, "after --max-connection-age, time for in-flight responses before the connection is cut")
 	fs.DurationVar(&c.KeepaliveTime, "keepalive-time", c.KeepaliveTime, "ping a connection idle this long")
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is not answered within this")
+	fs.IntVar(&c.GRPC.ReadBufferSize, "grpc-read-buffer-size", c.GRPC.ReadBufferSize, "bytes of each xDS connection's read buffer (0: read from the connection directly)")
+	fs.IntVar(&c.GRPC.WriteBufferSize, "grpc-write-buffer-size", c.GRPC.WriteBufferSize, "bytes of each xDS connection's write buffer (0: write through)")
+	fs.BoolVar(&c.GRPC.SharedWriteBuffer, "grpc-shared-write-buffer", c.GRPC.SharedWriteBuffer, "return each xDS connection's write buffer to a shared pool after every flush instead of keeping it")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -210,6 +231,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeepaliveTime < time.Second || c.KeepaliveTimeout < time.Second {
 		errs = append(errs, errors.New("keepalive-time, keepalive-timeout: at least 1s"))
+	}
+	if c.GRPC.ReadBufferSize < 0 || c.GRPC.ReadBufferSize > 1<<20 || c.GRPC.WriteBufferSize < 0 || c.GRPC.WriteBufferSize > 1<<20 {
+		errs = append(errs, errors.New("grpc-read-buffer-size, grpc-write-buffer-size: between 0 and 1048576"))
 	}
 	if err := c.Etcd.Validate(); err != nil {
 		errs = append(errs, err)
@@ -337,6 +361,9 @@ func New(cfg Config) (*App, error) {
 			MaxConnectionIdle: 5 * time.Minute}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1000),
+		grpc.ReadBufferSize(cfg.GRPC.ReadBufferSize),
+		grpc.WriteBufferSize(cfg.GRPC.WriteBufferSize),
+		grpc.SharedWriteBuffer(cfg.GRPC.SharedWriteBuffer),
 	)
 	switch {
 	case cfg.InsecureDev:
