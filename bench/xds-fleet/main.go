@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -72,6 +73,8 @@ type options struct {
 	xdsPID            int
 	idle, timeout     time.Duration
 	label             string
+	cpuProfile        string
+	heapProfile       string
 	dir               string
 	log               io.Writer
 }
@@ -83,7 +86,7 @@ func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	if os.Getenv(roleEnv) == "xds-server" {
-		os.Exit(xdsapp.Main(context.Background(), os.Args[1:], os.Stderr))
+		os.Exit(xdsServer())
 	}
 	var o options
 	var xa stringsFlag
@@ -101,6 +104,8 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle CPU measurement window")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a phase after this")
 	flag.StringVar(&o.label, "label", "", "label of this run in the result row")
+	flag.StringVar(&o.cpuProfile, "xds-cpuprofile", "", "write the started xds-server's CPU profile (whole run) to this file")
+	flag.StringVar(&o.heapProfile, "xds-heapprofile", "", "write the started xds-server's heap profile (fleet connected, idle) to this file")
 	flag.Parse()
 	o.xdsArgs = xa
 	o.log = os.Stderr
@@ -123,6 +128,8 @@ type controlPlane struct {
 	stop            func()
 	restartXDS      func(ctx context.Context) error
 	xdsLogTail      func() string
+	heapProfile     func()
+	newReplica      func(ctx context.Context, instance string) (addr, admin string, err error)
 	extraXDSRunning []func()
 }
 
@@ -183,11 +190,33 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 		"--etcd-endpoints", etcd.Endpoint(), "--encryption-key-file", keyFile,
 		"--ca-address", "127.0.0.1:1", "--log-format", "json", "--log-level", "info"}, o.xdsArgs...)
 	var child *xdsChild
+	var extra []*xdsChild
+	// newReplica starts another xds-server replica on the same etcd (no
+	// profiles), stopped with the control plane.
+	cp.newReplica = func(ctx context.Context, instance string) (addr, admin string, err error) {
+		a := append([]string(nil), args...)
+		for i := range a {
+			if a[i] == "xds-fleet" {
+				a[i] = instance
+			}
+		}
+		c, err := startXDSChild(ctx, a, filepath.Join(dir, instance+".log"), "", "")
+		if err != nil {
+			return "", "", err
+		}
+		extra = append(extra, c)
+		return c.addr, c.admin, nil
+	}
+	stops = append(stops, func() {
+		for _, c := range extra {
+			c.stop()
+		}
+	})
 	cp.restartXDS = func(ctx context.Context) error {
 		if child != nil {
 			child.stop()
 		}
-		child, err = startXDSChild(ctx, args, filepath.Join(dir, "xds-server.log"))
+		child, err = startXDSChild(ctx, args, filepath.Join(dir, "xds-server.log"), abs(o.cpuProfile), abs(o.heapProfile))
 		if err != nil {
 			return err
 		}
@@ -198,6 +227,7 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 		return fail(err)
 	}
 	cp.xdsLogTail = func() string { return child.tail() }
+	cp.heapProfile = func() { _ = child.cmd.Process.Signal(syscall.SIGUSR1) }
 	stops = append(stops, func() {
 		if child != nil {
 			child.stop()
@@ -215,13 +245,13 @@ type xdsChild struct {
 
 // startXDSChild re-executes this binary as an xds-server and waits for its
 // "serving xDS" log line (with the bound addresses).
-func startXDSChild(ctx context.Context, args []string, logFile string) (*xdsChild, error) {
+func startXDSChild(ctx context.Context, args []string, logFile, cpuProfile, heapProfile string) (*xdsChild, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"=xds-server")
+	cmd.Env = append(os.Environ(), roleEnv+"=xds-server", cpuProfileEnv+"="+cpuProfile, heapProfileEnv+"="+heapProfile)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -282,6 +312,47 @@ func (c *xdsChild) stop() {
 		_ = c.cmd.Process.Kill()
 		<-c.done
 	}
+}
+
+const (
+	cpuProfileEnv  = "WEFT_XDS_FLEET_CPUPROFILE"
+	heapProfileEnv = "WEFT_XDS_FLEET_HEAPPROFILE"
+)
+
+// xdsServer is the child: the xds-server's own Main, with a CPU profile of
+// the whole run and a heap profile on SIGUSR1 when asked for.
+func xdsServer() int {
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
+	if path := os.Getenv(heapProfileEnv); path != "" {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGUSR1)
+		go func() {
+			for range sig {
+				if f, err := os.Create(path); err == nil {
+					runtime.GC()
+					_ = pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+			}
+		}()
+	}
+	return xdsapp.Main(context.Background(), os.Args[1:], os.Stderr)
+}
+
+func abs(p string) string {
+	if p == "" {
+		return ""
+	}
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
 }
 
 // rest is a small admin REST client.
@@ -440,8 +511,11 @@ func connect(ctx context.Context, specs []proxySpec, d dialOpts, c int, timeout 
 		f.proxies = append(f.proxies, p)
 		sem <- struct{}{}
 		f.wg.Add(1)
+		pctx, pcancel := context.WithCancel(fctx)
+		p.cancel, p.done = pcancel, make(chan struct{})
 		go func() {
 			defer f.wg.Done()
+			defer close(p.done)
 			go func() {
 				// The next proxy dials once this one is configured (or
 				// after a second): c connects in flight.
@@ -452,7 +526,7 @@ func connect(ctx context.Context, specs []proxySpec, d dialOpts, c int, timeout 
 				}
 				<-sem
 			}()
-			_ = p.run(fctx, d)
+			_ = p.run(pctx, d)
 		}()
 	}
 	deadline := time.After(timeout)

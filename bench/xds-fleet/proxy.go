@@ -66,6 +66,9 @@ type proxy struct {
 	fullCh           chan struct{}
 	fullOnce         sync.Once
 
+	cancel context.CancelFunc
+	done   chan struct{}
+
 	w       atomic.Pointer[watch]
 	wDone   chan time.Time // one value when w is satisfied (buffered 1)
 	acks    atomic.Int64
@@ -246,6 +249,13 @@ func (p *proxy) setWatch(w *watch) {
 	if a != nil && w.ok(a.GetResources()) && p.w.CompareAndSwap(w, nil) {
 		p.wDone <- time.Now()
 	}
+}
+
+// lastACKed is the resources of the last ACKed response of typ.
+func (p *proxy) lastACKed(typ string) []*anypb.Any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.acked[typ].GetResources()
 }
 
 // snapshot is the proxy's last ACKed resources: type → name → bytes

@@ -122,7 +122,6 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	// Let the xds-server digest the registrations before the baseline.
 	time.Sleep(2 * time.Second)
-	runtimeGC(ctx, cp)
 	if res.before, err = readProc(cp.xdsPID); err != nil {
 		return nil, err
 	}
@@ -157,6 +156,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.idleCPU, res.idleWindow = i1.cpu-i0.cpu, o.idle
 	res.after = i1
 	res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
+	if cp.heapProfile != nil && o.heapProfile != "" {
+		cp.heapProfile()
+	}
 	logf("idle: %.3f cores; RSS %d MiB", res.idleCPU.Seconds()/o.idle.Seconds(), i1.rss>>20)
 
 	// (a) one endpoint added to svc-0, which every proxy calls.
@@ -200,10 +202,6 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.loadEnd = loadavg()
 	return res, nil
 }
-
-// runtimeGC is a no-op hook kept for symmetry: the xds-server's own GC
-// decides; RSS is read as the kernel sees it.
-func runtimeGC(context.Context, *controlPlane) {}
 
 func (r *result) print(w io.Writer) {
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
