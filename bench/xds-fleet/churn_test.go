@@ -53,7 +53,7 @@ func TestChurnConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := dialOpts{addr: cp.xds, tls: tc}
-	f, _, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, services), d, o.conc, 90*time.Second)
+	f, _, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, services), d, o.conc, 90*time.Second, nil)
 	if f != nil {
 		defer f.stop()
 	}
@@ -98,7 +98,7 @@ func TestChurnConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	respawn = append(respawn, proxySpecs(o.mesh, o.kind, added, n, services)...)
-	f2, _, err := connect(ctx, respawn, d, o.conc, 90*time.Second)
+	f2, _, err := connect(ctx, respawn, d, o.conc, 90*time.Second, nil)
 	if f2 != nil {
 		defer f2.stop()
 	}
@@ -122,7 +122,7 @@ func TestChurnConverges(t *testing.T) {
 		specs = append(specs, p.spec)
 	}
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
-	fresh, _, err := connect(ctx, specs, dialOpts{addr: freshAddr, tls: tc}, o.conc, 90*time.Second)
+	fresh, _, err := connect(ctx, specs, dialOpts{addr: freshAddr, tls: tc}, o.conc, 90*time.Second, nil)
 	if fresh != nil {
 		defer fresh.stop()
 	}

@@ -72,6 +72,7 @@ type options struct {
 	xds, xdsAdmin     string
 	xdsPID            int
 	idle, timeout     time.Duration
+	settle            time.Duration
 	label             string
 	cpuProfile        string
 	heapProfile       string
@@ -102,6 +103,7 @@ func main() {
 	flag.StringVar(&o.xdsAdmin, "xds-admin", "", "admin address of that xds-server (/metrics, /control-plane-ca.pem)")
 	flag.IntVar(&o.xdsPID, "xds-pid", 0, "pid of that xds-server (for /proc; 0: not measured)")
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle CPU measurement window")
+	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait this long after the fleet is configured before measuring idle CPU (insight writes of the connect storm)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a phase after this")
 	flag.StringVar(&o.label, "label", "", "label of this run in the result row")
 	flag.StringVar(&o.cpuProfile, "xds-cpuprofile", "", "write the started xds-server's CPU profile (whole run) to this file")
@@ -501,7 +503,7 @@ func proxySpecs(mesh, kind string, toks []string, from, services int) []proxySpe
 
 // connect starts the proxies, c dialling at a time, and waits until all
 // are configured (or timeout).
-func connect(ctx context.Context, specs []proxySpec, d dialOpts, c int, timeout time.Duration) (*fleet, time.Duration, error) {
+func connect(ctx context.Context, specs []proxySpec, d dialOpts, c int, timeout time.Duration, progress io.Writer) (*fleet, time.Duration, error) {
 	fctx, cancel := context.WithCancel(ctx)
 	f := &fleet{cancel: cancel}
 	sem := make(chan struct{}, c)
@@ -530,16 +532,54 @@ func connect(ctx context.Context, specs []proxySpec, d dialOpts, c int, timeout 
 		}()
 	}
 	deadline := time.After(timeout)
+	if progress != nil {
+		tick := time.NewTicker(10 * time.Second)
+		stopTick := make(chan struct{})
+		defer func() { tick.Stop(); close(stopTick) }()
+		go func() {
+			for {
+				select {
+				case <-tick.C:
+					fmt.Fprintf(progress, "xds-fleet: connecting: %s\n", f.status())
+				case <-stopTick:
+					return
+				}
+			}
+		}()
+	}
 	for _, p := range f.proxies {
 		select {
 		case <-p.fullCh:
 		case <-deadline:
-			return f, 0, fmt.Errorf("proxy %s not configured within %s", p.spec.Name, timeout)
+			return f, 0, fmt.Errorf("proxy %s not configured within %s: %s", p.spec.Name, timeout, f.status())
 		case <-ctx.Done():
 			return f, 0, ctx.Err()
 		}
 	}
 	return f, time.Since(start), nil
+}
+
+// status counts configured proxies, streams and the last stream errors.
+func (f *fleet) status() string {
+	full, streams := 0, int64(0)
+	errs := map[string]int{}
+	for _, p := range f.proxies {
+		select {
+		case <-p.fullCh:
+			full++
+		default:
+			p.mu.Lock()
+			types := len(p.acked)
+			p.mu.Unlock()
+			e, _ := p.lastErr.Load().(string)
+			if len(e) > 120 {
+				e = e[:120]
+			}
+			errs[fmt.Sprintf("acked types %d, streams %d, last error %q", types, p.streams.Load(), e)]++
+		}
+		streams += p.streams.Load()
+	}
+	return fmt.Sprintf("%d of %d configured, %d streams opened; unconfigured: %v", full, len(f.proxies), streams, errs)
 }
 
 func (f *fleet) stop() {

@@ -18,6 +18,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
@@ -66,8 +67,9 @@ type proxy struct {
 	fullCh           chan struct{}
 	fullOnce         sync.Once
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	lastErr atomic.Value // string
 
 	w       atomic.Pointer[watch]
 	wDone   chan time.Time // one value when w is satisfied (buffered 1)
@@ -91,7 +93,11 @@ func (p *proxy) run(ctx context.Context, d dialOpts) error {
 	p.start = time.Now()
 	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(d.tls)),
 		// Client-side memory only (the simulator's): small buffers.
-		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
+		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10),
+		// Envoy retries its xDS connection with a jittered backoff capped
+		// at seconds, not gRPC's default two minutes.
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
+			MinConnectTimeout: 20 * time.Second}))
 	if err != nil {
 		return err
 	}
@@ -102,7 +108,9 @@ func (p *proxy) run(ctx context.Context, d dialOpts) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		_ = err
+		if err != nil {
+			p.lastErr.Store(err.Error())
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(100 * time.Millisecond):

@@ -88,6 +88,7 @@ type result struct {
 	before, after              procStat
 	connectCPU, idleCPU        time.Duration
 	idleWindow                 time.Duration
+	idleHalves                 [2]time.Duration
 	goroutines0, goroutines    float64
 	heap0, heap                float64
 	endpoint, policy           []time.Duration
@@ -126,7 +127,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
-	f, all, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, o.services), dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout)
+	f, all, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, o.services), dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
 	if f != nil {
 		defer f.stop()
 	}
@@ -145,14 +146,21 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.connectCPU = after.cpu - res.before.cpu
 	logf("%d proxies configured in %s", o.n, all.Round(time.Millisecond))
 	// Settle (insight flushes after the connect storm), then measure idle.
-	time.Sleep(3 * time.Second)
+	time.Sleep(o.settle)
 	i0, _ := readProc(cp.xdsPID)
-	select {
-	case <-time.After(o.idle):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	var im procStat
+	for half := 0; half < 2; half++ {
+		select {
+		case <-time.After(o.idle / 2):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if half == 0 {
+			im, _ = readProc(cp.xdsPID)
+		}
 	}
 	i1, _ := readProc(cp.xdsPID)
+	res.idleHalves = [2]time.Duration{im.cpu - i0.cpu, i1.cpu - im.cpu}
 	res.idleCPU, res.idleWindow = i1.cpu-i0.cpu, o.idle
 	res.after = i1
 	res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
@@ -218,7 +226,8 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "xds-server RSS %s → %s (%s per proxy); heap in use %.0f → %.0f MiB (%s per proxy); goroutines %.0f → %.0f (%.1f per proxy)\n",
 		mib(r.before.rss), mib(r.after.rss), perProxy(float64(r.after.rss-r.before.rss)),
 		r.heap0/(1<<20), r.heap/(1<<20), perProxy(r.heap-r.heap0), r.goroutines0, r.goroutines, (r.goroutines-r.goroutines0)/float64(r.n))
-	fmt.Fprintf(w, "xds-server CPU: connect %.2f s; idle %.3f cores over %s\n", r.connectCPU.Seconds(), r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow)
+	fmt.Fprintf(w, "xds-server CPU: connect %.2f s; idle %.3f cores over %s (first half %.3f, second half %.3f)\n", r.connectCPU.Seconds(),
+		r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, 2*r.idleHalves[0].Seconds()/r.idleWindow.Seconds(), 2*r.idleHalves[1].Seconds()/r.idleWindow.Seconds())
 	fmt.Fprintf(w, "(a) one endpoint added → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
