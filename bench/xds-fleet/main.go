@@ -76,7 +76,6 @@ type options struct {
 	label             string
 	cpuProfile        string
 	heapProfile       string
-	dir               string
 	log               io.Writer
 }
 
@@ -123,16 +122,15 @@ func main() {
 
 // controlPlane is what the fleet talks to.
 type controlPlane struct {
-	apiURL, token   string
-	xds, xdsAdmin   string
-	xdsPID          int
-	etcd            *etcdembed.Server
-	stop            func()
-	restartXDS      func(ctx context.Context) error
-	xdsLogTail      func() string
-	heapProfile     func()
-	newReplica      func(ctx context.Context, instance string) (addr, admin string, err error)
-	extraXDSRunning []func()
+	apiURL, token string
+	xds, xdsAdmin string
+	xdsPID        int
+	etcd          *etcdembed.Server
+	stop          func()
+	restartXDS    func(ctx context.Context) error
+	xdsLogTail    func() string
+	heapProfile   func()
+	newReplica    func(ctx context.Context, instance string) (addr, admin string, err error)
 }
 
 func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {

@@ -79,26 +79,24 @@ func goMetrics(ctx context.Context, admin string) (goroutines, heap float64, err
 
 // result is one run's numbers.
 type result struct {
-	label, kind                string
-	n, services                int
-	loadStart, loadEnd         string
-	register                   time.Duration
-	connect, configured        []time.Duration
-	configureAll               time.Duration
-	before, after              procStat
-	connectCPU, idleCPU        time.Duration
-	idleWindow                 time.Duration
-	idleHalves                 [2]time.Duration
-	goroutines0, goroutines    float64
-	heap0, heap                float64
-	endpoint, policy           []time.Duration
-	endpointCPU, policyCPU     time.Duration
-	afterScenarios             procStat
-	xdsArgs                    []string
-	warnings                   []string
-	streamsOpened, acksTotal   int64
-	reconnects                 int64
-	snapshotMismatch, compared int
+	label, kind              string
+	n, services              int
+	loadStart, loadEnd       string
+	register                 time.Duration
+	connect, configured      []time.Duration
+	configureAll             time.Duration
+	before, after            procStat
+	connectCPU, idleCPU      time.Duration
+	idleWindow               time.Duration
+	idleHalves               [2]time.Duration
+	goroutines0, goroutines  float64
+	heap0, heap              float64
+	endpoint, policy         []time.Duration
+	endpointCPU, policyCPU   time.Duration
+	afterScenarios           procStat
+	xdsArgs                  []string
+	streamsOpened, acksTotal int64
+	reconnects               int64
 }
 
 func run(ctx context.Context, o options) (*result, error) {

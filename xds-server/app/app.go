@@ -108,7 +108,9 @@ type Config struct {
 }
 
 // GRPCTuning is the ADS server's per-connection buffers (grpc.ReadBufferSize,
-// grpc.WriteBufferSize, grpc.SharedWriteBuffer).
+// grpc.WriteBufferSize). The write buffer is shared (released to a pool
+// after each flush): gRPC's default since grpc.SharedWriteBuffer was
+// deprecated.
 type GRPCTuning struct {
 	// ReadBufferSize is each connection's read buffer (gRPC's default is
 	// 32 KiB); 0 reads from the connection directly.
@@ -116,9 +118,6 @@ type GRPCTuning struct {
 	// WriteBufferSize is each connection's write buffer (gRPC's default is
 	// 32 KiB); 0 writes through.
 	WriteBufferSize int
-	// SharedWriteBuffer releases a connection's write buffer to a shared
-	// pool after each flush instead of keeping it.
-	SharedWriteBuffer bool
 }
 
 // CAConfig locates ca-service. By default the connection is TLS trusting
@@ -184,7 +183,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", c.KeepaliveTimeout, "close a connection whose ping is not answered within this")
 	fs.IntVar(&c.GRPC.ReadBufferSize, "grpc-read-buffer-size", c.GRPC.ReadBufferSize, "bytes of each xDS connection's read buffer (0: read from the connection directly)")
 	fs.IntVar(&c.GRPC.WriteBufferSize, "grpc-write-buffer-size", c.GRPC.WriteBufferSize, "bytes of each xDS connection's write buffer (0: write through)")
-	fs.BoolVar(&c.GRPC.SharedWriteBuffer, "grpc-shared-write-buffer", c.GRPC.SharedWriteBuffer, "return each xDS connection's write buffer to a shared pool after every flush instead of keeping it")
 	c.Etcd.RegisterFlags(fs)
 	c.Encryption.RegisterFlags(fs)
 	c.Logging.RegisterFlags(fs)
@@ -363,7 +361,6 @@ func New(cfg Config) (*App, error) {
 		grpc.MaxConcurrentStreams(1000),
 		grpc.ReadBufferSize(cfg.GRPC.ReadBufferSize),
 		grpc.WriteBufferSize(cfg.GRPC.WriteBufferSize),
-		grpc.SharedWriteBuffer(cfg.GRPC.SharedWriteBuffer),
 	)
 	switch {
 	case cfg.InsecureDev:

@@ -10,11 +10,11 @@ import (
 )
 
 // TestGRPCTuningServes: with the per-connection buffers at their smallest
-// (no read or write buffer, shared write buffer), a TLS ADS stream is
-// authenticated, served, and gets a push after an ACK.
+// (no read or write buffer), a TLS ADS stream is authenticated, served,
+// and gets a push after an ACK.
 func TestGRPCTuningServes(t *testing.T) {
 	e := newTestEnvCfg(t, true, func(c *Config) {
-		c.GRPC = GRPCTuning{ReadBufferSize: 0, WriteBufferSize: 0, SharedWriteBuffer: true}
+		c.GRPC = GRPCTuning{ReadBufferSize: 0, WriteBufferSize: 0}
 	})
 	s := e.stream(e.token("default", "web-1", e.keys, time.Hour))
 	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: node("default.web-1", "envoy"), TypeUrl: resourcev3.ListenerType}); err != nil {
