@@ -50,6 +50,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -648,6 +649,27 @@ func hasConnectTimeout(d time.Duration) *watch {
 			c := &clusterv3.Cluster{}
 			if a.UnmarshalTo(c) == nil && c.GetType() == clusterv3.Cluster_EDS && c.GetConnectTimeout().AsDuration() == d {
 				return true
+			}
+		}
+		return false
+	}}
+}
+
+// hasMaxStreamDuration: an RDS response holds a route with this
+// max_stream_duration (a proxyless client's call timeout).
+func hasMaxStreamDuration(d time.Duration) *watch {
+	return &watch{typeURL: resourcev3.RouteType, ok: func(res []*anypb.Any) bool {
+		for _, a := range res {
+			rc := &routev3.RouteConfiguration{}
+			if a.UnmarshalTo(rc) != nil {
+				continue
+			}
+			for _, vh := range rc.GetVirtualHosts() {
+				for _, r := range vh.GetRoutes() {
+					if msd := r.GetRoute().GetMaxStreamDuration().GetMaxStreamDuration(); msd != nil && msd.AsDuration() == d {
+						return true
+					}
+				}
 			}
 		}
 		return false

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
 )
 
 // procStat is an xds-server's CPU time and RSS from /proc/<pid>.
@@ -186,11 +188,17 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// (b) a mesh-wide policy: a Timeout for every source and destination.
 	c0, _ = readProc(cp.xdsPID)
-	res.policy, err = f.converge(ctx, hasConnectTimeout(7*time.Second), func() error {
+	// Envoy: the clusters' connect_timeout; proxyless: the route's
+	// max_stream_duration (grpc-go has no connect timeout).
+	policyWatch := hasConnectTimeout(7 * time.Second)
+	if o.kind == xdsnames.KindGRPC {
+		policyWatch = hasMaxStreamDuration(7 * time.Second)
+	}
+	res.policy, err = f.converge(ctx, policyWatch, func() error {
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/timeouts/mesh-wide", map[string]any{"type": "Timeout",
 			"sources":      []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
-			"conf":         map[string]any{"connectTimeout": "7s"}})
+			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
 		return err
 	}, o.timeout)
 	if err != nil {
