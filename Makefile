@@ -101,5 +101,14 @@ golden-update:
 bench:
 	go test -run '^$$' -bench . -benchmem $(PKGS)
 
+## bench-xds: the xDS fleet benchmark (bench/xds-fleet: its own etcd + api-server, the
+## xds-server as a child process, N simulated proxies); numbers go to bench/results/xds-fleet.md
+BENCH_XDS_N ?= 1000 5000
+BENCH_XDS_FLAGS ?= -services 500
+.PHONY: bench-xds
+bench-xds:
+	cd bench && go build -o $(BIN)/xds-fleet ./xds-fleet
+	@for n in $(BENCH_XDS_N); do $(BIN)/xds-fleet -n $$n $(BENCH_XDS_FLAGS) -label "N=$$n"; done
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
+)
+
+// procStat is an xds-server's CPU time and RSS from /proc/<pid>.
+type procStat struct {
+	cpu time.Duration
+	rss int64 // bytes
+}
+
+// clkTck is USER_HZ, 100 on every Linux this runs on.
+const clkTck = 100
+
+func readProc(pid int) (procStat, error) {
+	if pid == 0 {
+		return procStat{}, nil
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// Fields after the ")" of the command: state is field 3; utime and
+	// stime are fields 14 and 15 (1-based).
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	ps := procStat{cpu: time.Duration(ut+st) * time.Second / clkTck}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ps, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			kb, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			ps.rss = kb << 10
+		}
+	}
+	return ps, nil
+}
+
+// goMetrics reads go_goroutines and go_memstats_heap_inuse_bytes from an
+// admin /metrics.
+func goMetrics(ctx context.Context, admin string) (goroutines, heap float64, err error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "go_goroutines":
+			goroutines = v
+		case "go_memstats_heap_inuse_bytes":
+			heap = v
+		}
+	}
+	return goroutines, heap, sc.Err()
+}
+
+// result is one run's numbers.
+type result struct {
+	label, kind              string
+	n, services              int
+	loadStart, loadEnd       string
+	register                 time.Duration
+	connect, configured      []time.Duration
+	configureAll             time.Duration
+	before, after            procStat
+	connectCPU, idleCPU      time.Duration
+	idleWindow               time.Duration
+	idleHalves               [2]time.Duration
+	goroutines0, goroutines  float64
+	heap0, heap              float64
+	endpoint, policy         []time.Duration
+	endpointCPU, policyCPU   time.Duration
+	afterScenarios           procStat
+	xdsArgs                  []string
+	streamsOpened, acksTotal int64
+	reconnects               int64
+}
+
+func run(ctx context.Context, o options) (*result, error) {
+	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs}
+	cp, err := startControlPlane(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer cp.stop()
+	logf := func(format string, args ...any) { fmt.Fprintf(o.log, "xds-fleet: "+format+"\n", args...) }
+	r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc * 2}}}
+	t := time.Now()
+	toks, err := register(ctx, r, o.mesh, 0, o.n, o.services, o.conc)
+	if err != nil {
+		return nil, err
+	}
+	res.register = time.Since(t)
+	logf("registered %d dataplanes with tokens in %s", o.n, res.register.Round(time.Millisecond))
+	tc, err := cpTLS(ctx, cp.xdsAdmin)
+	if err != nil {
+		return nil, err
+	}
+	// Let the xds-server digest the registrations before the baseline.
+	time.Sleep(2 * time.Second)
+	if res.before, err = readProc(cp.xdsPID); err != nil {
+		return nil, err
+	}
+	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
+	f, all, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, o.services), dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
+	if f != nil {
+		defer f.stop()
+	}
+	if err != nil {
+		if cp.xdsLogTail != nil {
+			logf("xds-server log tail:\n%s", cp.xdsLogTail())
+		}
+		return nil, err
+	}
+	res.configureAll = all
+	for _, p := range f.proxies {
+		res.connect = append(res.connect, p.firstResp.Sub(p.start))
+		res.configured = append(res.configured, p.full.Sub(p.start))
+	}
+	after, _ := readProc(cp.xdsPID)
+	res.connectCPU = after.cpu - res.before.cpu
+	logf("%d proxies configured in %s", o.n, all.Round(time.Millisecond))
+	// Settle (insight flushes after the connect storm), then measure idle.
+	time.Sleep(o.settle)
+	i0, _ := readProc(cp.xdsPID)
+	var im procStat
+	for half := 0; half < 2; half++ {
+		select {
+		case <-time.After(o.idle / 2):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if half == 0 {
+			im, _ = readProc(cp.xdsPID)
+		}
+	}
+	i1, _ := readProc(cp.xdsPID)
+	res.idleHalves = [2]time.Duration{im.cpu - i0.cpu, i1.cpu - im.cpu}
+	res.idleCPU, res.idleWindow = i1.cpu-i0.cpu, o.idle
+	res.after = i1
+	res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
+	if cp.heapProfile != nil && o.heapProfile != "" {
+		cp.heapProfile()
+	}
+	logf("idle: %.3f cores; RSS %d MiB", res.idleCPU.Seconds()/o.idle.Seconds(), i1.rss>>20)
+
+	// (a) one endpoint added to svc-0, which every proxy calls.
+	const newAddr = "10.250.0.1"
+	c0, _ := readProc(cp.xdsPID)
+	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
+		dp := dataplane(0, o.services)
+		dp["networking"].(map[string]any)["address"] = newAddr
+		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/dataplanes/new-endpoint", dp)
+		return err
+	}, o.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("scenario (a): %w", err)
+	}
+	c1, _ := readProc(cp.xdsPID)
+	res.endpointCPU = c1.cpu - c0.cpu
+	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
+	time.Sleep(2 * time.Second)
+
+	// (b) a mesh-wide policy: a Timeout for every source and destination.
+	c0, _ = readProc(cp.xdsPID)
+	// Envoy: the clusters' connect_timeout; proxyless: the route's
+	// max_stream_duration (grpc-go has no connect timeout).
+	policyWatch := hasConnectTimeout(7 * time.Second)
+	if o.kind == xdsnames.KindGRPC {
+		policyWatch = hasMaxStreamDuration(7 * time.Second)
+	}
+	res.policy, err = f.converge(ctx, policyWatch, func() error {
+		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/timeouts/mesh-wide", map[string]any{"type": "Timeout",
+			"sources":      []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
+			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
+			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
+		return err
+	}, o.timeout)
+	if err != nil {
+		return nil, fmt.Errorf("scenario (b): %w", err)
+	}
+	c1, _ = readProc(cp.xdsPID)
+	res.policyCPU = c1.cpu - c0.cpu
+	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
+	res.afterScenarios = c1
+	for _, p := range f.proxies {
+		res.streamsOpened += p.streams.Load()
+		res.acksTotal += p.acks.Load()
+	}
+	res.reconnects = res.streamsOpened - int64(len(f.proxies))
+	res.loadEnd = loadavg()
+	return res, nil
+}
+
+func (r *result) print(w io.Writer) {
+	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+	perProxy := func(b float64) string { return fmt.Sprintf("%.1f KB", b/float64(r.n)/1000) }
+	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies, %d services, mTLS off; %s; load average %s → %s\n",
+		r.label, r.n, r.kind, r.services, goVersion(), r.loadStart, r.loadEnd)
+	if len(r.xdsArgs) > 0 {
+		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
+	}
+	fmt.Fprintf(w, "register (REST PUT + token, c parallel): %s\n", r.register.Round(time.Millisecond))
+	fmt.Fprintf(w, "connect (dial → first response): p50 %s p99 %s max %s\n", pct(r.connect, 50), pct(r.connect, 99), pct(r.connect, 100))
+	fmt.Fprintf(w, "configured (dial → all types ACKed): p50 %s p99 %s max %s; all %d in %s\n",
+		pct(r.configured, 50), pct(r.configured, 99), pct(r.configured, 100), r.n, r.configureAll.Round(time.Millisecond))
+	fmt.Fprintf(w, "xds-server RSS %s → %s (%s per proxy); heap in use %.0f → %.0f MiB (%s per proxy); goroutines %.0f → %.0f (%.1f per proxy)\n",
+		mib(r.before.rss), mib(r.after.rss), perProxy(float64(r.after.rss-r.before.rss)),
+		r.heap0/(1<<20), r.heap/(1<<20), perProxy(r.heap-r.heap0), r.goroutines0, r.goroutines, (r.goroutines-r.goroutines0)/float64(r.n))
+	fmt.Fprintf(w, "xds-server CPU: connect %.2f s; idle %.3f cores over %s (first half %.3f, second half %.3f)\n", r.connectCPU.Seconds(),
+		r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, 2*r.idleHalves[0].Seconds()/r.idleWindow.Seconds(), 2*r.idleHalves[1].Seconds()/r.idleWindow.Seconds())
+	fmt.Fprintf(w, "(a) one endpoint added → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
+		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
+	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
+		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	fmt.Fprintf(w, "streams opened %d (reconnects %d), ACKs sent %d\n", r.streamsOpened, r.reconnects, r.acksTotal)
+	fmt.Fprintf(w, "| %s | %d | %s | %s / %s | %s | %s | %.2f s | %.3f | %s / %s / %s | %s / %s / %s |\n",
+		r.label, r.n, r.configureAll.Round(10*time.Millisecond), pct(r.configured, 50).Round(time.Millisecond), pct(r.configured, 99).Round(time.Millisecond),
+		perProxy(float64(r.after.rss-r.before.rss)), perProxy(r.heap-r.heap0), r.connectCPU.Seconds(), r.idleCPU.Seconds()/r.idleWindow.Seconds(),
+		pct(r.endpoint, 50).Round(time.Millisecond), pct(r.endpoint, 99).Round(time.Millisecond), pct(r.endpoint, 100).Round(time.Millisecond),
+		pct(r.policy, 50).Round(time.Millisecond), pct(r.policy, 99).Round(time.Millisecond), pct(r.policy, 100).Round(time.Millisecond))
+}
