@@ -34,9 +34,7 @@ type revocations struct {
 func (k *Keys) loadRevocations(ctx context.Context) error {
 	r, err := k.get(ctx, RevocationsSecret)
 	if store.IsNotFound(err) {
-		k.mu.Lock()
-		k.revoked = nil
-		k.mu.Unlock()
+		k.setRevoked(nil)
 		return nil
 	}
 	if err != nil {
@@ -46,10 +44,26 @@ func (k *Keys) loadRevocations(ctx context.Context) error {
 	if err := json.Unmarshal(r.Spec.(*meshv1.GlobalSecret).GetData(), &rv); err != nil {
 		return fmt.Errorf("token revocations: %w", err)
 	}
-	k.mu.Lock()
-	k.revoked = rv.Tokens
-	k.mu.Unlock()
+	k.setRevoked(rv.Tokens)
 	return nil
+}
+
+// setRevoked installs a revocation list, telling Changed's holders when a
+// token id was added (a removed one only ever names an expired token).
+func (k *Keys) setRevoked(m map[string]time.Time) {
+	k.mu.Lock()
+	added := false
+	for id := range m {
+		if _, ok := k.revoked[id]; !ok {
+			added = true
+			break
+		}
+	}
+	k.revoked = m
+	k.mu.Unlock()
+	if added {
+		k.notifyChanged()
+	}
 }
 
 func (k *Keys) checkRevoked(c *Claims) error {
@@ -121,9 +135,7 @@ func (k *Keys) Revoke(ctx context.Context, id string, until time.Time) (time.Tim
 		if err != nil {
 			return time.Time{}, fmt.Errorf("store token revocations: %w", err)
 		}
-		k.mu.Lock()
-		k.revoked = rv.Tokens
-		k.mu.Unlock()
+		k.setRevoked(rv.Tokens)
 		return until, nil
 	}
 	return time.Time{}, fmt.Errorf("store token revocations: too many concurrent writers, try again")

@@ -217,3 +217,55 @@ func TestCheckServices(t *testing.T) {
 		t.Fatalf("user token: %v", err)
 	}
 }
+
+// TestChangedFiresOnRevocationAndRotation: a verifier's Changed channel
+// closes when Poll reads a revocation another replica wrote, and when the
+// signing key is rotated; it stays open while nothing changes.
+func TestChangedFiresOnRevocationAndRotation(t *testing.T) {
+	st := newStore(t)
+	issuer, verifier := token.New(st), token.New(st)
+	ctx := context.Background()
+	cl := token.Claims{Kind: token.KindUser}
+	cl.Subject = "u"
+	tok, _, err := issuer.Issue(ctx, cl, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := verifier.Verify(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := verifier.Changed()
+	verifier.Poll(ctx)
+	select {
+	case <-ch:
+		t.Fatal("Changed closed with nothing changed")
+	case <-time.After(3 * token.RefreshInterval):
+	}
+	if _, err := issuer.Revoke(ctx, c.ID, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed := func(what string, ch <-chan struct{}) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			verifier.Poll(ctx)
+			select {
+			case <-ch:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Changed did not close after %s", what)
+			}
+		}
+	}
+	waitClosed("a revocation", ch)
+	if _, err := verifier.Verify(ctx, tok); !token.IsInvalid(err) {
+		t.Fatalf("revoked token verifies: %v", err)
+	}
+	ch = verifier.Changed()
+	if _, _, err := issuer.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed("a key rotation", ch)
+}

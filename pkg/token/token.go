@@ -200,6 +200,54 @@ type Keys struct {
 	// use; a new signing key empties it.
 	cacheMu  sync.Mutex
 	verified map[string]*Claims
+
+	// changed is closed (and replaced) when the signing key or the
+	// revocation list changes: long-lived sessions re-verify then, not on
+	// a timer each.
+	changedMu sync.Mutex
+	changed   chan struct{}
+}
+
+// Changed returns a channel closed at the next change of the signing key or
+// of the revocation list this verifier holds. Holders of long-lived
+// sessions (xDS streams) verify their token again when it closes; Poll (or
+// any Verify) is what reads those changes from the store.
+func (k *Keys) Changed() <-chan struct{} {
+	k.changedMu.Lock()
+	defer k.changedMu.Unlock()
+	if k.changed == nil {
+		k.changed = make(chan struct{})
+	}
+	return k.changed
+}
+
+func (k *Keys) notifyChanged() {
+	k.changedMu.Lock()
+	defer k.changedMu.Unlock()
+	if k.changed != nil {
+		close(k.changed)
+		k.changed = nil
+	}
+}
+
+// Poll re-reads the signing key and the revocation list in the background
+// when RefreshInterval has passed since the last read, as a Verify does: a
+// process whose sessions outlive their Verify calls runs it periodically
+// (RunPoller) so a revocation reaches Changed within about RefreshInterval.
+func (k *Keys) Poll(ctx context.Context) { k.refresh(ctx, false) }
+
+// RunPoller calls Poll every RefreshInterval until ctx ends.
+func (k *Keys) RunPoller(ctx context.Context) error {
+	t := time.NewTicker(RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			k.Poll(ctx)
+		}
+	}
 }
 
 // maxCached bounds the verified-token cache; when full it starts over.
@@ -298,6 +346,7 @@ func (k *Keys) setKey(priv *ecdsa.PrivateKey, gen uint64) {
 		k.cacheMu.Lock()
 		k.verified = nil
 		k.cacheMu.Unlock()
+		k.notifyChanged()
 	}
 }
 

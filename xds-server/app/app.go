@@ -249,18 +249,21 @@ func (c *Config) Validate() error {
 
 // App is a running xds-server.
 type App struct {
-	cfg     Config
-	log     *slog.Logger
-	lis     net.Listener
-	admin   *telemetry.Admin
-	cli     *clientv3Closer
-	st      *store.Store
-	grpc    *grpc.Server
-	caConn  *grpc.ClientConn
-	model   *model.Model
-	rec     *reconcile.Reconciler
-	certs   *certs.Manager
-	ins     *insight.Recorder
+	cfg    Config
+	log    *slog.Logger
+	lis    net.Listener
+	admin  *telemetry.Admin
+	cli    *clientv3Closer
+	st     *store.Store
+	grpc   *grpc.Server
+	caConn *grpc.ClientConn
+	model  *model.Model
+	rec    *reconcile.Reconciler
+	certs  *certs.Manager
+	ins    *insight.Recorder
+	// tokens verifies proxies' tokens; its poller tells open streams of a
+	// revocation or a new signing key.
+	tokens  *token.Keys
 	cache   cachev3.SnapshotCache
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -341,6 +344,7 @@ func New(cfg Config) (*App, error) {
 	rec.OnGenerationError(ins.GenerationFailed)
 
 	tokens := token.New(a.st)
+	a.tokens = tokens
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
 	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy
 	callbacks.SetTracerProvider(tp)
@@ -349,7 +353,7 @@ func New(cfg Config) (*App, error) {
 	// hours, the reconciler makes short spans per generation and push.
 	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{
 		ads.FirstRequestLimit(cfg.Limits, log.With("component", "ads")),
-		ads.StreamAuthWithIngresses(ads.TokenVerifier(tokens), ads.Ingresses{Zone: cfg.Zone, Verify: ads.IngressTokenVerifier(tokens)})},
+		ads.StreamAuthKeys(tokens, cfg.Zone)},
 		grpcx.WithTracerProvider(tp), grpcx.WithoutSpans(
 			discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResources_FullMethodName,
 			discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResources_FullMethodName,
@@ -467,6 +471,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Add("model", a.model.Run)
 	g.Add("reconcile", run.Func(a.rec.Run))
 	g.Add("insight", a.ins.Run)
+	g.Add("token-refresh", a.tokens.RunPoller)
 	if a.admin != nil {
 		g.Add("admin", a.admin.Serve)
 	}
