@@ -104,6 +104,13 @@ func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name str
 		icfg := ingressapp.Default()
 		icfg.Zone, icfg.Name, icfg.Address, icfg.AdminAddress = name, "ingress", "127.0.0.1:0", ""
 		icfg.Etcd.Client, icfg.Logger = cp.Client, log
+		// The built-in ingress gets its routes from this zone's xds-server.
+		icfg.XDSServer = z.xds
+		ic := token.Claims{Kind: token.KindIngress, Zone: name}
+		ic.Subject = "ingress"
+		if icfg.Token, _, err = token.New(cp.Store).Issue(context.Background(), ic, time.Hour); err != nil {
+			t.Fatal(err)
+		}
 		if z.ingress, err = ingressapp.New(icfg); err != nil {
 			t.Fatal(err)
 		}
