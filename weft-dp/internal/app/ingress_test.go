@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/weft-dp/agent"
 )
@@ -61,5 +64,61 @@ func TestIngressRunNeedsEnvoy(t *testing.T) {
 	}
 	if err := Run(context.Background(), &cfg, ac, log); !errors.Is(err, ErrEnvoyNotFound) {
 		t.Fatalf("Run = %v, want ErrEnvoyNotFound", err)
+	}
+}
+
+// TestIngressRunsEnvoy: `run --proxy-type ingress` writes the ingress
+// bootstrap to D/envoy.json (mode 0600: it holds the token), runs Envoy on
+// it (a stand-in script here: no Envoy is installed) and starts no
+// access-log service; SIGTERM (ctx) stops it cleanly.
+func TestIngressRunsEnvoy(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	script := "#!/bin/sh\necho \"$@\" >> " + runs + "\nexec sleep 60\n"
+	if err := os.WriteFile(filepath.Join(dir, "envoy"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		code <- Main(ctx, []string{"run", "--proxy-type", "ingress", "--zone", "zone-1", "--name", "ingress", "--workdir", dir,
+			"--token-file", write(t, dir, "token", "ing-token"), "--log-level", "error"}, &bytes.Buffer{}, &errb)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(runs)
+		if strings.Contains(string(b), "\n") {
+			if !strings.Contains(string(b), "-c "+filepath.Join(dir, "envoy.json")) {
+				t.Fatalf("envoy args: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("envoy not started: %q %s", b, errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	path := filepath.Join(dir, "envoy.json")
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"id": "_ingress.zone-1.ingress"`) || !strings.Contains(string(b), "Bearer ing-token") {
+		t.Fatalf("bootstrap: %v %s", err, b)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("envoy.json mode: %v %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "access-log.sock")); !os.IsNotExist(err) {
+		t.Errorf("an ingress started the access-log service: %v", err)
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("exit %d: %s", c, errb.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop")
 	}
 }
