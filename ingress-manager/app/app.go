@@ -161,7 +161,7 @@ func (c *Config) Validate() error {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Zone, "zone", c.Zone, "this zone's name (required)")
 	fs.StringVar(&c.Name, "name", c.Name, "name of this zone's ZoneIngress resource; several instances behind one advertised address share it")
-	fs.StringVar(&c.Dataplane, "dataplane", c.Dataplane, "builtin: this process is the ingress; envoy: an Envoy ingress run by weft-dp is, this process keeps the ZoneIngress")
+	fs.StringVar(&c.Dataplane, "dataplane", c.Dataplane, "builtin: this process is the ingress; envoy: an Envoy ingress run by weft-dp (run --proxy-type ingress --zone Z --name N) is, this process keeps the ZoneIngress")
 	fs.StringVar(&c.Address, "address", c.Address, "listen address of the built-in ingress (host:port)")
 	fs.StringVar(&c.AdvertisedAddress, "advertised-address", c.AdvertisedAddress, "address other zones dial (a load balancer or NAT address); empty: the listen address, or the host's first non-loopback address")
 	fs.Func("advertised-port", "port other zones dial (default: the listen port)", func(v string) error {

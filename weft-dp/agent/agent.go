@@ -38,6 +38,10 @@ import (
 const (
 	ProxyEnvoy = xdsnames.KindEnvoy
 	ProxyGRPC  = xdsnames.KindGRPC
+	// ProxyIngress is an Envoy zone ingress: node id
+	// xdsnames.IngressNodeID(Zone, Name), an ingress token, no mesh, no
+	// certificates (the ingress never terminates TLS).
+	ProxyIngress = xdsnames.KindIngress
 )
 
 // Names shared with the xds-server (it generates the resources these refer
@@ -61,8 +65,10 @@ const MaxSecretResponse = 1 << 20
 type Config struct {
 	// CP is the xds-server as a gRPC target: host:port, or dns:///name:port
 	// to reach every replica behind one name.
-	CP        string
-	Mesh      string
+	CP   string
+	Mesh string
+	// Zone is the zone of an ingress (ProxyIngress only; Mesh is empty).
+	Zone      string
 	Name      string
 	Token     string
 	ProxyType string
@@ -81,17 +87,36 @@ func (c *Config) Validate() error {
 	if c.CP == "" {
 		errs = append(errs, errors.New("--cp: xds-server address required"))
 	}
-	if c.Mesh == "" || strings.Contains(c.Mesh, ".") {
-		errs = append(errs, errors.New("--mesh: required, without dots"))
+	if c.ProxyType == ProxyIngress {
+		// The ingress serves every mesh of its zone: it has a zone, no mesh.
+		if c.Zone == "" || strings.Contains(c.Zone, ".") {
+			errs = append(errs, errors.New("--zone: required with --proxy-type ingress, without dots"))
+		}
+		if c.Mesh != "" {
+			errs = append(errs, errors.New("--mesh: not used with --proxy-type ingress (an ingress serves every mesh of its zone)"))
+		}
+		if c.Name == "" {
+			errs = append(errs, errors.New("--name: required (the ZoneIngress name, ingress-manager's --name)"))
+		}
+		if c.Token == "" {
+			errs = append(errs, errors.New("--token-file: an ingress token is required (weftctl generate ingress-token --zone Z --name N)"))
+		}
+	} else {
+		if c.Mesh == "" || strings.Contains(c.Mesh, ".") {
+			errs = append(errs, errors.New("--mesh: required, without dots"))
+		}
+		if c.Zone != "" {
+			errs = append(errs, errors.New("--zone: only with --proxy-type ingress"))
+		}
+		if c.Name == "" {
+			errs = append(errs, errors.New("--name: required"))
+		}
+		if c.Token == "" {
+			errs = append(errs, errors.New("--token-file: a dataplane token is required"))
+		}
 	}
-	if c.Name == "" {
-		errs = append(errs, errors.New("--name: required"))
-	}
-	if c.Token == "" {
-		errs = append(errs, errors.New("--token-file: a dataplane token is required"))
-	}
-	if c.ProxyType != ProxyEnvoy && c.ProxyType != ProxyGRPC {
-		errs = append(errs, fmt.Errorf("--proxy-type: %q is not envoy or grpc", c.ProxyType))
+	if c.ProxyType != ProxyEnvoy && c.ProxyType != ProxyGRPC && c.ProxyType != ProxyIngress {
+		errs = append(errs, fmt.Errorf("--proxy-type: %q is not envoy, grpc or ingress", c.ProxyType))
 	}
 	if c.Workdir == "" {
 		errs = append(errs, errors.New("--workdir: required"))
@@ -99,8 +124,14 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NodeID is the xDS node id.
-func (c *Config) NodeID() string { return xdsnames.NodeID(c.Mesh, c.Name) }
+// NodeID is the xDS node id: <mesh>.<name> for a dataplane,
+// xdsnames.IngressNodeID(zone, name) for an ingress.
+func (c *Config) NodeID() string {
+	if c.ProxyType == ProxyIngress {
+		return xdsnames.IngressNodeID(c.Zone, c.Name)
+	}
+	return xdsnames.NodeID(c.Mesh, c.Name)
+}
 
 // AccessLogSocket is the unix socket of weft-dp's access-log service,
 // which Envoy's gRPC access loggers reach through the bootstrap cluster
@@ -165,7 +196,10 @@ func GRPCBootstrap(c *Config) ([]byte, error) {
 }
 
 // EnvoyBootstrap returns an Envoy v3 bootstrap: ADS to the xds-server with
-// the token as an initial gRPC header, everything else dynamic.
+// the token as an initial gRPC header, everything else dynamic. For
+// ProxyIngress the node is the zone ingress (node cluster the zone, metadata
+// kind ingress) and there is no access-log sink: an ingress only passes TLS
+// through, it has no certificates (no SDS) and no TrafficLog.
 func EnvoyBootstrap(c *Config, adminPort int) ([]byte, error) {
 	host, port, err := splitTarget(c.CP)
 	if err != nil {
@@ -207,11 +241,15 @@ func EnvoyBootstrap(c *Config, adminPort int) ([]byte, error) {
 			"initial_metadata": []any{map[string]any{"key": "authorization", "value": "Bearer " + c.Token}},
 		}},
 	}
+	nodeCluster, kind, static := c.Mesh, ProxyEnvoy, []any{cluster, accessLogSink(c)}
+	if c.ProxyType == ProxyIngress {
+		nodeCluster, kind, static = c.Zone, ProxyIngress, []any{cluster}
+	}
 	b := map[string]any{
 		"node": map[string]any{
 			"id":       c.NodeID(),
-			"cluster":  c.Mesh,
-			"metadata": map[string]any{MetadataKind: ProxyEnvoy},
+			"cluster":  nodeCluster,
+			"metadata": map[string]any{MetadataKind: kind},
 		},
 		"admin": map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": adminPort}}},
 		"dynamic_resources": map[string]any{
@@ -219,7 +257,7 @@ func EnvoyBootstrap(c *Config, adminPort int) ([]byte, error) {
 			"lds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},
 			"cds_config": map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"},
 		},
-		"static_resources": map[string]any{"clusters": []any{cluster, accessLogSink(c)}},
+		"static_resources": map[string]any{"clusters": static},
 	}
 	return json.MarshalIndent(b, "", "  ")
 }

@@ -38,6 +38,7 @@ type Config struct {
 	CP            string
 	CPCAFile      string
 	Mesh          string
+	Zone          string
 	Name          string
 	TokenFile     string
 	ProxyType     string
@@ -63,9 +64,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CP, "cp", c.CP, "xds-server address as a gRPC target (host:port, dns:///name:port)")
 	fs.StringVar(&c.CPCAFile, "cp-ca-file", c.CPCAFile, "CA bundle verifying the xds-server (empty: plaintext)")
 	fs.StringVar(&c.Mesh, "mesh", c.Mesh, "mesh of the dataplane")
-	fs.StringVar(&c.Name, "name", c.Name, "dataplane name")
-	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the dataplane token")
-	fs.StringVar(&c.ProxyType, "proxy-type", c.ProxyType, "envoy (sidecar) or grpc (proxyless gRPC application)")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "zone of the ingress (--proxy-type ingress only)")
+	fs.StringVar(&c.Name, "name", c.Name, "dataplane name (--proxy-type ingress: the ZoneIngress name)")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the dataplane token (--proxy-type ingress: the ingress token)")
+	fs.StringVar(&c.ProxyType, "proxy-type", c.ProxyType, "envoy (sidecar), grpc (proxyless gRPC application) or ingress (Envoy zone ingress)")
 	fs.StringVar(&c.Workdir, "workdir", c.Workdir, "directory for the bootstrap and certificates")
 	fs.StringVar(&c.DataplaneFile, "dataplane-file", c.DataplaneFile, "Dataplane (YAML/JSON) to register at start and remove on clean exit")
 	fs.StringVar(&c.APIURL, "api-url", c.APIURL, "api-server REST URL (for --dataplane-file, and to tell when the Dataplane is missing or deleted)")
@@ -78,7 +80,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 func (c *Config) agentConfig(log *slog.Logger) (*agent.Config, error) {
 	if c.TokenFile == "" {
+		if c.ProxyType == agent.ProxyIngress {
+			return nil, errors.New("--token-file: an ingress token is required (weftctl generate ingress-token --zone Z --name N)")
+		}
 		return nil, errors.New("--token-file: a dataplane token is required")
+	}
+	if c.ProxyType == agent.ProxyIngress && c.DataplaneFile != "" {
+		return nil, errors.New("--dataplane-file: not used with --proxy-type ingress (ingress-manager keeps the ZoneIngress)")
 	}
 	tok, err := os.ReadFile(c.TokenFile)
 	if err != nil {
@@ -87,7 +95,7 @@ func (c *Config) agentConfig(log *slog.Logger) (*agent.Config, error) {
 	if t := strings.TrimSpace(string(tok)); strings.ContainsAny(t, " \t\r\n") {
 		return nil, fmt.Errorf("--token-file %s: holds more than one word; it must hold only the token (weftctl generate dataplane-token ... > FILE)", c.TokenFile)
 	}
-	ac := &agent.Config{CP: c.CP, Mesh: c.Mesh, Name: c.Name, Token: strings.TrimSpace(string(tok)), ProxyType: c.ProxyType,
+	ac := &agent.Config{CP: c.CP, Mesh: c.Mesh, Zone: c.Zone, Name: c.Name, Token: strings.TrimSpace(string(tok)), ProxyType: c.ProxyType,
 		Workdir: c.Workdir, CPCAFile: c.CPCAFile, CertRefresh: c.CertRefresh, Log: log}
 	if err := ac.Validate(); err != nil {
 		return nil, err
@@ -115,7 +123,8 @@ const usage = `usage: weft-dp <command> [flags]
 commands:
   run        register the dataplane (--dataplane-file), write the bootstrap and
              run Envoy (--proxy-type envoy) or keep a proxyless gRPC app's
-             certificates fresh (--proxy-type grpc)
+             certificates fresh (--proxy-type grpc), or run an Envoy zone
+             ingress (--proxy-type ingress --zone Z --name N)
   bootstrap  print the bootstrap for --proxy-type and exit
   iptables   print (--print) or load (--apply) the transparent-proxy
              iptables rules; the injected init container runs it
@@ -182,7 +191,7 @@ var ErrEnvoyNotFound = errors.New("envoy is not installed")
 // Run does `weft-dp run` until ctx ends.
 func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) error {
 	var envoyPath string
-	if ac.ProxyType == agent.ProxyEnvoy {
+	if ac.ProxyType == agent.ProxyEnvoy || ac.ProxyType == agent.ProxyIngress {
 		p, err := exec.LookPath(cfg.EnvoyBinary)
 		if err != nil {
 			return fmt.Errorf("%w: %q not found in PATH (%v); install Envoy, point --envoy-binary at it, or use --proxy-type grpc for a proxyless gRPC application", ErrEnvoyNotFound, cfg.EnvoyBinary, err)
@@ -193,7 +202,7 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 		return err
 	}
 	if ac.CPCAFile == "" {
-		log.Warn("--cp-ca-file not set: talking to the xds-server in plaintext, which only an xds-server run with --insecure-dev accepts; the dataplane token crosses the network in the clear")
+		log.Warn("--cp-ca-file not set: talking to the xds-server in plaintext, which only an xds-server run with --insecure-dev accepts; the token crosses the network in the clear")
 	}
 	if cfg.DataplaneFile != "" {
 		reg, err := newRegistrar(cfg, ac)
@@ -235,6 +244,11 @@ func Run(ctx context.Context, cfg *Config, ac *agent.Config, log *slog.Logger) e
 	path := filepath.Join(ac.Workdir, "envoy.json")
 	if err := agent.WriteFileAtomic(path, b, 0o600); err != nil {
 		return err
+	}
+	if ac.ProxyType == agent.ProxyIngress {
+		// An ingress passes TLS through: no certificates, no access logs.
+		log.Info("wrote Envoy ingress bootstrap", "path", path, "node", ac.NodeID())
+		return runEnvoy(ctx, envoyPath, path, log)
 	}
 	if stopAccessLog, err := startAccessLog(ctx, ac, log); err != nil {
 		// Only TrafficLogs to tcp backends need it: run Envoy anyway.
