@@ -330,4 +330,17 @@ func TestUpZonesDemoCallsCrossZone(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// No call failed on the way: the greeter is routable only once it
+	// serves, and the client starts only once zone-1 routes to it. Every
+	// summary so far, the first included, counts no failure.
+	summary := regexp.MustCompile(`demo: client-1-zone-1 \(zone-1\): calls to xds:///greeter.mesh: .*`)
+	lines := summary.FindAllString(out.String(), -1)
+	if len(lines) == 0 {
+		t.Fatalf("no summary lines:\n%s", out.String())
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "; failed: 0") || strings.Contains(l, "nobody yet") {
+			t.Fatalf("a demo call failed before the first success in zone-2: %s\n%s", l, out.String())
+		}
+	}
 }
