@@ -312,6 +312,13 @@ func TestUpDemoClientCallsGreeter(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The client starts once the greeter serves and is ready: no call
+	// failed before the first success.
+	for _, l := range regexp.MustCompile(`demo: client-1 \(standalone\): calls to .*`).FindAllString(out.String(), -1) {
+		if !strings.Contains(l, "; failed: 0") || strings.Contains(l, "nobody yet") {
+			t.Fatalf("a demo call failed before the first success: %s\n%s", l, out.String())
+		}
+	}
 }
 
 // TestUpZonesDemoCallsCrossZone: with --zones 2 the demo client runs in
