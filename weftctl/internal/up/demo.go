@@ -159,9 +159,9 @@ func demo(ctx context.Context, planes []*plane, o Options) (*demoRun, error) {
 		cmd := exec.Command(self, append([]string{DemoAppCommand}, args...)...)
 		cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+boot, "GRPC_EXPERIMENTAL_XDS_SNI=true")
 		dieWithParent(cmd)
-		var serving chan struct{}
+		var serving chan error
 		if a.role == "greeter" {
-			serving = make(chan struct{})
+			serving = make(chan error, 1)
 		}
 		if err := a.run(ctx, cmd, o.Out, a.plane.log, &d.wg, serving); err != nil {
 			return d, fmt.Errorf("%s: %w", a.name, err)
@@ -253,10 +253,10 @@ func (a *demoApp) startAgent(ctx context.Context, dataDir string, wg *sync.WaitG
 
 // waitServing waits until the greeter reports it serves (grpc-go's xDS
 // server got its listener from the xds-server).
-func (a *demoApp) waitServing(ctx context.Context, serving <-chan struct{}) error {
+func (a *demoApp) waitServing(ctx context.Context, serving <-chan error) error {
 	select {
-	case <-serving:
-		return nil
+	case err := <-serving:
+		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(2 * time.Minute):
@@ -266,8 +266,9 @@ func (a *demoApp) waitServing(ctx context.Context, serving <-chan struct{}) erro
 
 // run starts the workload's process, prefixes its output lines with its
 // name, and stops it (SIGTERM, then SIGKILL after a grace) when ctx ends.
-// A greeter's serving channel is closed when it reports it serves.
-func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *slog.Logger, wg *sync.WaitGroup, serving chan struct{}) error {
+// A greeter's serving channel gets nil when it reports it serves, an
+// error when it exits before.
+func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *slog.Logger, wg *sync.WaitGroup, serving chan<- error) error {
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -282,9 +283,12 @@ func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *sl
 		for sc.Scan() {
 			fmt.Fprintln(out, prefix+sc.Text())
 			if serving != nil && strings.HasPrefix(sc.Text(), servingLine) {
-				close(serving)
+				serving <- nil
 				serving = nil
 			}
+		}
+		if serving != nil {
+			serving <- fmt.Errorf("%s exited before serving (see its output above)", a.name)
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
