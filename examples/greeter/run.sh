@@ -70,13 +70,18 @@ build() {
   run go build -o "$BIN/" ./weftctl/cmd/weftctl ./weft-dp/cmd/weft-dp ./examples/greeter/cmd/greeter ./examples/greeter/cmd/greeter-client
 }
 
-# dataplane NAME FILE PORT: registers a Dataplane from FILE (with its mesh,
-# name and port replaced), issues its token, fetches the control-plane CA and
-# starts weft-dp beside it; the bootstrap is $WORKDIR/NAME/bootstrap.json.
+# dataplane NAME FILE PORT [READY]: registers a Dataplane from FILE (with its
+# mesh, name and port replaced; with READY=false its inbound is registered not
+# ready: no caller gets it until mark_ready), issues its token, fetches the
+# control-plane CA and starts weft-dp beside it; the bootstrap is
+# $WORKDIR/NAME/bootstrap.json.
 dataplane() {
-  local name=$1 file=$2 port=$3
+  local name=$1 file=$2 port=$3 ready=${4:-true}
   say "Register the Dataplane $name and start weft-dp beside it"
   sed -e "s/^mesh: .*/mesh: $MESH/" -e "s/^name: .*/name: $name/" -e "s/- port: .*/- port: $port/" "$file" >"$WORKDIR/$name.yaml"
+  if [[ $ready == false ]]; then
+    printf '    health:\n      ready: false\n' >>"$WORKDIR/$name.yaml"
+  fi
   WEFT_CP=$API run "$BIN/weftctl" apply -f "$WORKDIR/$name.yaml"
   WEFT_CP=$API run "$BIN/weftctl" generate dataplane-token --mesh "$MESH" --name "$name" >"$WORKDIR/$name.token"
   [[ -s "$WORKDIR/cp-ca.pem" ]] || run curl -sf "http://$XDS_ADMIN/control-plane-ca.pem" -o "$WORKDIR/cp-ca.pem"
@@ -88,13 +93,31 @@ dataplane() {
   grep -h 'certificate written' "$WORKDIR/$name.weft-dp.log" | head -1
 }
 
+# The greeter's Dataplane is registered not ready: the xds-server sends the
+# greeter its listener (it needs the Dataplane for that), but callers get the
+# endpoint only once the greeter serves; before, its port accepts and closes
+# connections (grpc-go's xDS server, not serving yet) and calls routed to it
+# would fail with Unavailable.
 start_greeter() {
-  dataplane "$NAME" "$EXAMPLE/greeter-1.yaml" "$GREETER_PORT"
+  dataplane "$NAME" "$EXAMPLE/greeter-1.yaml" "$GREETER_PORT" false
   say "Start the greeter with weft-dp's bootstrap"
   printf '$ %s\n' "GRPC_XDS_BOOTSTRAP=$WORKDIR/$NAME/bootstrap.json greeter --address 127.0.0.1:$GREETER_PORT --zone $zone_name --instance $NAME &" >&2
   GRPC_XDS_BOOTSTRAP=$WORKDIR/$NAME/bootstrap.json "$BIN/greeter" --address "127.0.0.1:$GREETER_PORT" --zone "$zone_name" --instance "$NAME" \
     >"$WORKDIR/$NAME.log" 2>&1 &
   pids+=($!)
+  say "Once the greeter serves, mark its Dataplane's inbound ready"
+  for _ in $(seq 1 600); do
+    grep -q "greeter: $NAME serving on " "$WORKDIR/$NAME.log" && break
+    sleep 0.1
+  done
+  if ! grep -q "greeter: $NAME serving on " "$WORKDIR/$NAME.log"; then
+    echo "the greeter is not serving after 60 s; its log says:" >&2
+    cat "$WORKDIR/$NAME.log" >&2
+    return 1
+  fi
+  sed -e 's/ready: false/ready: true/' "$WORKDIR/$NAME.yaml" >"$WORKDIR/$NAME.ready.yaml"
+  mv "$WORKDIR/$NAME.ready.yaml" "$WORKDIR/$NAME.yaml"
+  WEFT_CP=$API run "$BIN/weftctl" apply -f "$WORKDIR/$NAME.yaml"
 }
 
 client() {
@@ -127,9 +150,9 @@ walkthrough() {
 
 greeter_only() {
   build
+  trap 'WEFT_CP=$API "$BIN/weftctl" delete dataplane "$NAME" -m "$MESH" >/dev/null 2>&1 || true; cleanup' EXIT
   start_greeter
   say "$NAME runs in $zone_name until Ctrl-C; its Dataplane is removed then"
-  trap 'WEFT_CP=$API "$BIN/weftctl" delete dataplane "$NAME" -m "$MESH" >/dev/null 2>&1 || true; cleanup' EXIT
   tail -n +1 -f "$WORKDIR/$NAME.log" &
   pids+=($!)
   wait "${pids[-2]}"

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -158,8 +159,28 @@ func demo(ctx context.Context, planes []*plane, o Options) (*demoRun, error) {
 		cmd := exec.Command(self, append([]string{DemoAppCommand}, args...)...)
 		cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP="+boot, "GRPC_EXPERIMENTAL_XDS_SNI=true")
 		dieWithParent(cmd)
-		if err := a.run(ctx, cmd, o.Out, a.plane.log, &d.wg); err != nil {
+		var serving chan error
+		if a.role == "greeter" {
+			serving = make(chan error, 1)
+		}
+		if err := a.run(ctx, cmd, o.Out, a.plane.log, &d.wg, serving); err != nil {
 			return d, fmt.Errorf("%s: %w", a.name, err)
+		}
+		if a.role == "greeter" {
+			// Callers get the greeter only once it serves (its Dataplane
+			// was registered not ready), and the client starts only once
+			// its zone routes to it: no call fails while things start.
+			if err := a.waitServing(ctx, serving); err != nil {
+				return d, err
+			}
+			if err := markReady(ctx, a); err != nil {
+				return d, err
+			}
+			if clientApp.plane != a.plane {
+				if err := waitForRemoteService(ctx, clientApp.plane, "demo", a.service, 2*time.Minute); err != nil {
+					return d, err
+				}
+			}
 		}
 	}
 	fmt.Fprintf(o.Out, "demo: the client prints its call counts by serving zone every %s\n", demoSummaryEvery)
@@ -230,9 +251,24 @@ func (a *demoApp) startAgent(ctx context.Context, dataDir string, wg *sync.WaitG
 	}
 }
 
+// waitServing waits until the greeter reports it serves (grpc-go's xDS
+// server got its listener from the xds-server).
+func (a *demoApp) waitServing(ctx context.Context, serving <-chan error) error {
+	select {
+	case err := <-serving:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("%s: not serving within 2 minutes (see its output and the xds-server's log)", a.name)
+	}
+}
+
 // run starts the workload's process, prefixes its output lines with its
 // name, and stops it (SIGTERM, then SIGKILL after a grace) when ctx ends.
-func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *slog.Logger, wg *sync.WaitGroup) error {
+// A greeter's serving channel gets nil when it reports it serves, an
+// error when it exits before.
+func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *slog.Logger, wg *sync.WaitGroup, serving chan<- error) error {
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -243,8 +279,16 @@ func (a *demoApp) run(ctx context.Context, cmd *exec.Cmd, out io.Writer, log *sl
 	go func() {
 		defer wg.Done()
 		sc := bufio.NewScanner(pr)
+		servingLine := "greeter: " + a.name + " serving on "
 		for sc.Scan() {
 			fmt.Fprintln(out, prefix+sc.Text())
+			if serving != nil && strings.HasPrefix(sc.Text(), servingLine) {
+				serving <- nil
+				serving = nil
+			}
+		}
+		if serving != nil {
+			serving <- fmt.Errorf("%s exited before serving (see its output above)", a.name)
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()

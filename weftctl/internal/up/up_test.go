@@ -312,6 +312,13 @@ func TestUpDemoClientCallsGreeter(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The client starts once the greeter serves and is ready: no call
+	// failed before the first success.
+	for _, l := range regexp.MustCompile(`demo: client-1 \(standalone\): calls to .*`).FindAllString(out.String(), -1) {
+		if !strings.Contains(l, "; failed: 0") || strings.Contains(l, "nobody yet") {
+			t.Fatalf("a demo call failed before the first success: %s\n%s", l, out.String())
+		}
+	}
 }
 
 // TestUpZonesDemoCallsCrossZone: with --zones 2 the demo client runs in
@@ -329,5 +336,18 @@ func TestUpZonesDemoCallsCrossZone(t *testing.T) {
 			t.Fatalf("no cross-zone calls from the demo client within 3 minutes:\n%s", out.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// No call failed on the way: the greeter is routable only once it
+	// serves, and the client starts only once zone-1 routes to it. Every
+	// summary so far, the first included, counts no failure.
+	summary := regexp.MustCompile(`demo: client-1-zone-1 \(zone-1\): calls to xds:///greeter.mesh: .*`)
+	lines := summary.FindAllString(out.String(), -1)
+	if len(lines) == 0 {
+		t.Fatalf("no summary lines:\n%s", out.String())
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, "; failed: 0") || strings.Contains(l, "nobody yet") {
+			t.Fatalf("a demo call failed before the first success in zone-2: %s\n%s", l, out.String())
+		}
 	}
 }
