@@ -23,10 +23,9 @@ import (
 	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/run"
-	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/test/e2e/internal/meshtest"
 	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
-	"github.com/weftmesh/weft/weft-dp/agent"
 	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	"github.com/weftmesh/weft/zone-sync/apptest"
 )
@@ -102,13 +101,7 @@ func startIngress(t *testing.T, ctx context.Context, log *slog.Logger, zoneName 
 	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
 	cfg.Etcd.Client, cfg.Logger = cp.Client, log
 	cfg.XDSServer = xds
-	c := token.Claims{Kind: token.KindIngress, Zone: zoneName}
-	c.Subject = name
-	tok, _, err := token.New(cp.Store).Issue(ctx, c, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Token = tok
+	cfg.Token = meshtest.IngressToken(t, ctx, cp.Store, zoneName, name)
 	a, err := ingressapp.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -150,35 +143,7 @@ destinations:
 func startAgent(t *testing.T, ctx context.Context, z *zone, name, service string, port int) string {
 	t.Helper()
 	apply(t, z.cp, eproc.DataplaneYAML(name, service, port))
-	c := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{service}}
-	c.Subject = name
-	tok, _, err := token.New(z.cp.Store).Issue(ctx, c, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &agent.Config{CP: z.xds, Mesh: "default", Name: name, Token: tok, ProxyType: agent.ProxyGRPC, Workdir: t.TempDir(),
-		CertRefresh: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	b, err := agent.GRPCBootstrap(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agent.WriteFileAtomic(cfg.GRPCBootstrapPath(), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := agent.RunCertificates(actx, cfg, nil); err != nil && actx.Err() == nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	apptest.Eventually(t, time.Minute, func() error {
-		_, err := os.Stat(filepath.Join(cfg.CertDir(), "cert.pem"))
-		return err
-	})
-	return cfg.GRPCBootstrapPath()
+	return meshtest.GRPCAgent(t, ctx, z.xds, name, meshtest.DataplaneToken(t, ctx, z.cp.Store, name, service))
 }
 
 // The shared process helpers (package proc).

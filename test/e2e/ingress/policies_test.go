@@ -8,16 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	"github.com/weftmesh/weft/pkg/resource"
-	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
-	"github.com/weftmesh/weft/weft-dp/agent"
+	"github.com/weftmesh/weft/test/e2e/internal/meshtest"
 	"github.com/weftmesh/weft/zone-sync/apptest"
 )
 
@@ -40,35 +38,7 @@ func taggedDataplaneYAML(name, service string, port int, tags map[string]string)
 func startTaggedAgent(t *testing.T, ctx context.Context, z *zone, name, service, dpYAML string) string {
 	t.Helper()
 	apply(t, z.cp, dpYAML)
-	c := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{service}}
-	c.Subject = name
-	tok, _, err := token.New(z.cp.Store).Issue(ctx, c, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &agent.Config{CP: z.xds, Mesh: "default", Name: name, Token: tok, ProxyType: agent.ProxyGRPC, Workdir: t.TempDir(),
-		CertRefresh: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	b, err := agent.GRPCBootstrap(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agent.WriteFileAtomic(cfg.GRPCBootstrapPath(), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := agent.RunCertificates(actx, cfg, nil); err != nil && actx.Err() == nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	apptest.Eventually(t, time.Minute, func() error {
-		_, err := os.Stat(filepath.Join(cfg.CertDir(), "cert.pem"))
-		return err
-	})
-	return cfg.GRPCBootstrapPath()
+	return meshtest.GRPCAgent(t, ctx, z.xds, name, meshtest.DataplaneToken(t, ctx, z.cp.Store, name, service))
 }
 
 // startIngressInstance runs one more built-in ingress in a zone under its
@@ -82,13 +52,7 @@ func startIngressInstance(t *testing.T, ctx context.Context, log *slog.Logger, z
 	cfg.Etcd.Client, cfg.Logger = z.cp.Client, log
 	cfg.DrainTimeout = 50 * time.Millisecond
 	cfg.XDSServer = z.xds
-	c := token.Claims{Kind: token.KindIngress, Zone: zoneName}
-	c.Subject = name
-	tok, _, err := token.New(z.cp.Store).Issue(ctx, c, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Token = tok
+	cfg.Token = meshtest.IngressToken(t, ctx, z.cp.Store, zoneName, name)
 	a, err := ingressapp.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -33,8 +33,8 @@ import (
 	"github.com/weftmesh/weft/pkg/run"
 	"github.com/weftmesh/weft/pkg/token"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
+	"github.com/weftmesh/weft/test/e2e/internal/meshtest"
 	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
-	"github.com/weftmesh/weft/weft-dp/agent"
 	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	"github.com/weftmesh/weft/zone-sync/apptest"
 )
@@ -106,11 +106,7 @@ func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name str
 		icfg.Etcd.Client, icfg.Logger = cp.Client, log
 		// The built-in ingress gets its routes from this zone's xds-server.
 		icfg.XDSServer = z.xds
-		ic := token.Claims{Kind: token.KindIngress, Zone: name}
-		ic.Subject = "ingress"
-		if icfg.Token, _, err = token.New(cp.Store).Issue(context.Background(), ic, time.Hour); err != nil {
-			t.Fatal(err)
-		}
+		icfg.Token = meshtest.IngressToken(t, context.Background(), cp.Store, name, "ingress")
 		if z.ingress, err = ingressapp.New(icfg); err != nil {
 			t.Fatal(err)
 		}
@@ -137,29 +133,7 @@ func apply(t *testing.T, cp *apptest.ControlPlane, y string) {
 // name with tok; it returns the bootstrap path once a certificate is there.
 func startAgent(t *testing.T, ctx context.Context, z *zone, name, tok string) string {
 	t.Helper()
-	cfg := &agent.Config{CP: z.xds, Mesh: "default", Name: name, Token: tok, ProxyType: agent.ProxyGRPC, Workdir: t.TempDir(),
-		CertRefresh: 500 * time.Millisecond, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	b, err := agent.GRPCBootstrap(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agent.WriteFileAtomic(cfg.GRPCBootstrapPath(), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := agent.RunCertificates(actx, cfg, nil); err != nil && actx.Err() == nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	apptest.Eventually(t, time.Minute, func() error {
-		_, err := os.Stat(filepath.Join(cfg.CertDir(), "cert.pem"))
-		return err
-	})
-	return cfg.GRPCBootstrapPath()
+	return meshtest.GRPCAgent(t, ctx, z.xds, name, tok)
 }
 
 var (
