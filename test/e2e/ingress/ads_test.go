@@ -127,11 +127,11 @@ conf:
     version: v1
 `)
 	apptest.Eventually(t, time.Minute, func() error {
-		_, err := z.cp.Store.Get(ctx, resource.TrafficRouteType, "default", "backend-v1")
+		_, err := z.CP.Store.Get(ctx, resource.TrafficRouteType, "default", "backend-v1")
 		return err
 	})
 	port, accepted := backend(t)
-	apply(t, z.cp, fmt.Sprintf(`
+	apply(t, z.CP, fmt.Sprintf(`
 type: Dataplane
 mesh: default
 name: backend-1
@@ -145,11 +145,11 @@ networking:
       env: prod
 `, port))
 	select {
-	case <-z.ingress.RoutesSynced():
+	case <-z.Ingress.RoutesSynced():
 	case <-ctx.Done():
 		t.Fatal("the ingress got no configuration from the xds-server")
 	}
-	addr := z.ingress.Addr()
+	addr := z.Ingress.Addr()
 	routedTo := func(name string) {
 		t.Helper()
 		apptest.Eventually(t, time.Minute, func() error {
@@ -179,16 +179,16 @@ networking:
 		{sni.Service("default", "nothing"), proxy.ReasonUnknownService},
 		{sni.Service("other", "backend"), proxy.ReasonForeignMesh},
 	} {
-		before := rejected(t, z.ingress, tc.reason)
+		before := rejected(t, z.Ingress, tc.reason)
 		hello(addr, tc.name)
 		apptest.Eventually(t, 30*time.Second, func() error {
-			if rejected(t, z.ingress, tc.reason) <= before {
+			if rejected(t, z.Ingress, tc.reason) <= before {
 				return fmt.Errorf("%s: not counted as %s", tc.name, tc.reason)
 			}
 			return nil
 		})
 	}
-	before := rejected(t, z.ingress, proxy.ReasonNotTLS)
+	before := rejected(t, z.Ingress, proxy.ReasonNotTLS)
 	if pc, err := net.Dial("tcp", addr); err == nil {
 		_, _ = pc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
 		_ = pc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -196,7 +196,7 @@ networking:
 		pc.Close()
 	}
 	apptest.Eventually(t, 30*time.Second, func() error {
-		if rejected(t, z.ingress, proxy.ReasonNotTLS) <= before {
+		if rejected(t, z.Ingress, proxy.ReasonNotTLS) <= before {
 			return fmt.Errorf("plaintext not counted")
 		}
 		return nil
@@ -208,11 +208,11 @@ networking:
 	logs := &syncBuffer{}
 	cfg := ingressapp.Default()
 	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = "zone-1", "forged", "127.0.0.1:0", ""
-	cfg.Etcd.Client, cfg.XDSServer = z.cp.Client, z.xds
+	cfg.Etcd.Client, cfg.XDSServer = z.CP.Client, z.XDS
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	dc := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{"backend"}}
 	dc.Subject = "forged"
-	if cfg.Token, _, err = token.New(z.cp.Store).Issue(ctx, dc, time.Hour); err != nil {
+	if cfg.Token, _, err = token.New(z.CP.Store).Issue(ctx, dc, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	forged, err := ingressapp.New(cfg)

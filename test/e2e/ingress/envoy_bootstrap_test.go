@@ -168,11 +168,11 @@ func TestEnvoyIngressBootstrapOverADS(t *testing.T) {
 	z := startServices(t, ctx, log, "zone-1", c.Zones[0], "zone")
 	apply(t, c.Global, "type: Mesh\nname: default\n")
 	apptest.Eventually(t, time.Minute, func() error {
-		_, err := z.cp.Store.Get(ctx, resource.MeshType, "", "default")
+		_, err := z.CP.Store.Get(ctx, resource.MeshType, "", "default")
 		return err
 	})
 	port, _ := backend(t)
-	apply(t, z.cp, fmt.Sprintf(`
+	apply(t, z.CP, fmt.Sprintf(`
 type: Dataplane
 mesh: default
 name: backend-1
@@ -186,15 +186,15 @@ networking:
 
 	ic := token.Claims{Kind: token.KindIngress, Zone: "zone-1"}
 	ic.Subject = "ingress"
-	itok, _, err := token.New(z.cp.Store).Issue(ctx, ic, time.Hour)
+	itok, _, err := token.New(z.CP.Store).Issue(ctx, ic, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs := envoyIngressBootstrap(t, z.xds, "zone-1", "ingress", itok)
+	bs := envoyIngressBootstrap(t, z.XDS, "zone-1", "ingress", itok)
 	if bs.GetNode().GetId() != xdsnames.IngressNodeID("zone-1", "ingress") {
 		t.Fatalf("bootstrap node id %q", bs.GetNode().GetId())
 	}
-	ingHost, ingPort, err := net.SplitHostPort(z.ingress.Addr())
+	ingHost, ingPort, err := net.SplitHostPort(z.Ingress.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ networking:
 		}
 		l := ls[0]
 		if sa := l.GetAddress().GetSocketAddress(); sa.GetAddress() != ingHost || strconv.Itoa(int(sa.GetPortValue())) != ingPort {
-			last = fmt.Sprintf("listener at %s:%d, want the ZoneIngress's %s", sa.GetAddress(), sa.GetPortValue(), z.ingress.Addr())
+			last = fmt.Sprintf("listener at %s:%d, want the ZoneIngress's %s", sa.GetAddress(), sa.GetPortValue(), z.Ingress.Addr())
 			return false
 		}
 		if len(l.GetListenerFilters()) != 1 || l.GetListenerFilters()[0].GetName() != "envoy.filters.listener.tls_inspector" {
@@ -250,26 +250,26 @@ networking:
 	// the ingress) is refused before anything is sent.
 	dc := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{"backend"}}
 	dc.Subject = "ingress"
-	dtok, _, err := token.New(z.cp.Store).Issue(ctx, dc, time.Hour)
+	dtok, _, err := token.New(z.CP.Store).Issue(ctx, dc, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An ingress token of another zone, and of another ingress name, too.
 	oz := token.Claims{Kind: token.KindIngress, Zone: "zone-2"}
 	oz.Subject = "ingress"
-	oztok, _, err := token.New(z.cp.Store).Issue(ctx, oz, time.Hour)
+	oztok, _, err := token.New(z.CP.Store).Issue(ctx, oz, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	on := token.Claims{Kind: token.KindIngress, Zone: "zone-1"}
 	on.Subject = "other"
-	ontok, _, err := token.New(z.cp.Store).Issue(ctx, on, time.Hour)
+	ontok, _, err := token.New(z.CP.Store).Issue(ctx, on, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for what, tok := range map[string]string{"dataplane token": dtok, "zone-2 ingress token": oztok, "ingress token for another name": ontok} {
 		fctx, fcancel := context.WithTimeout(ctx, time.Minute)
-		err := adsLikeEnvoy(fctx, envoyIngressBootstrap(t, z.xds, "zone-1", "ingress", tok), func([]*listenerv3.Listener, map[string]*clusterv3.Cluster, map[string]*endpointv3.ClusterLoadAssignment) bool {
+		err := adsLikeEnvoy(fctx, envoyIngressBootstrap(t, z.XDS, "zone-1", "ingress", tok), func([]*listenerv3.Listener, map[string]*clusterv3.Cluster, map[string]*endpointv3.ClusterLoadAssignment) bool {
 			return true
 		})
 		fcancel()

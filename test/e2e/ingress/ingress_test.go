@@ -19,18 +19,23 @@ import (
 	"testing"
 	"time"
 
-	caapp "github.com/weftmesh/weft/ca-service/app"
 	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	"github.com/weftmesh/weft/pkg/resource"
-	"github.com/weftmesh/weft/pkg/run"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/test/e2e/internal/meshtest"
 	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
-	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	"github.com/weftmesh/weft/zone-sync/apptest"
 )
 
 var binDir string
+
+// zone is one control plane's services (meshtest.Zone).
+type zone = meshtest.Zone
+
+var (
+	startServices = meshtest.StartServices
+	apply         = meshtest.Apply
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "weft-ingress-e2e")
@@ -51,81 +56,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// zone is one zone's services besides zone-sync.
-type zone struct {
-	cp      *apptest.ControlPlane
-	xds     string
-	ingress *ingressapp.App
-}
-
-func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name string, cp *apptest.ControlPlane, mode string) *zone {
-	t.Helper()
-	z := &zone{cp: cp}
-	g := run.New(log)
-	caCfg := caapp.Default()
-	caCfg.Address, caCfg.AdminAddress, caCfg.InstanceID = "127.0.0.1:0", "", name+"-ca"
-	caCfg.Etcd.Client, caCfg.Encryption.Keyring, caCfg.Logger = cp.Client, cp.Keyring, log
-	// Mesh roots are made on global and synced: one root for all zones.
-	caCfg.CreateBuiltinRoots = mode == "global"
-	ca, err := caapp.New(caCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Add("ca-service", ca.Run)
-	if mode == "zone" {
-		xdsCfg := xdsapp.Default()
-		xdsCfg.Address, xdsCfg.AdminAddress, xdsCfg.InstanceID, xdsCfg.Zone = "127.0.0.1:0", "", name+"-xds", name
-		xdsCfg.Etcd.Client, xdsCfg.Encryption.Keyring, xdsCfg.Logger = cp.Client, cp.Keyring, log
-		xdsCfg.CA.Address = ca.Addr()
-		xdsCfg.InsecureDev = true // the proxies' side; xds-server to ca-service is TLS
-		x, err := xdsapp.New(xdsCfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		z.xds = x.Addr()
-		g.Add("xds-server", x.Run)
-		z.ingress = startIngress(t, ctx, log, name, cp, "ingress", z.xds)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	return z
-}
-
-// startIngress runs an ingress-manager whose built-in data path gets its
-// routes from the zone's xds-server (xds) over ADS, with an ingress token.
-func startIngress(t *testing.T, ctx context.Context, log *slog.Logger, zoneName string, cp *apptest.ControlPlane, name, xds string) *ingressapp.App {
-	t.Helper()
-	cfg := ingressapp.Default()
-	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
-	cfg.Etcd.Client, cfg.Logger = cp.Client, log
-	cfg.XDSServer = xds
-	cfg.Token = meshtest.IngressToken(t, ctx, cp.Store, zoneName, name)
-	a, err := ingressapp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-done })
-	return a
-}
-
-func apply(t *testing.T, cp *apptest.ControlPlane, y string) {
-	t.Helper()
-	rs, err := resource.UnmarshalAll(strings.NewReader(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rs {
-		if _, _, err := cp.Store.Upsert(context.Background(), r); err != nil {
-			t.Fatalf("apply %s: %v", r.Key(), err)
-		}
-	}
-}
-
 const permissionYAML = `
 type: TrafficPermission
 mesh: default
@@ -142,8 +72,8 @@ destinations:
 // `weft-dp run --proxy-type grpc` runs; it returns the bootstrap path.
 func startAgent(t *testing.T, ctx context.Context, z *zone, name, service string, port int) string {
 	t.Helper()
-	apply(t, z.cp, eproc.DataplaneYAML(name, service, port))
-	return meshtest.GRPCAgent(t, ctx, z.xds, name, meshtest.DataplaneToken(t, ctx, z.cp.Store, name, service))
+	apply(t, z.CP, eproc.DataplaneYAML(name, service, port))
+	return meshtest.GRPCAgent(t, ctx, z.XDS, name, meshtest.DataplaneToken(t, ctx, z.CP.Store, name, service))
 }
 
 // The shared process helpers (package proc).
@@ -182,7 +112,7 @@ mtls:
 ---`+permissionYAML)
 	for _, z := range []*zone{z1, z2} {
 		apptest.Eventually(t, time.Minute, func() error {
-			_, err := z.cp.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-greeter")
+			_, err := z.CP.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-greeter")
 			return err
 		})
 	}
@@ -222,7 +152,7 @@ mtls:
 	// Cross zone, through zone-2's ingress: the greeter sees the client's
 	// SPIFFE ID, so the TLS session is the client's, end to end.
 	expect("OK spiffe://default/client zone-2", time.Minute)
-	routed := func() float64 { return counter(t, z2.ingress, "weft_ingress_connections_total") }
+	routed := func() float64 { return counter(t, z2.Ingress, "weft_ingress_connections_total") }
 	if routed() < 1 {
 		t.Fatalf("zone-2's ingress routed no connection")
 	}
@@ -267,7 +197,7 @@ mtls:
 
 func listIngresses(t *testing.T, z *zone) []*resource.Resource {
 	t.Helper()
-	rs, _, err := z.cp.Store.ListAll(context.Background(), resource.ZoneIngressType, "")
+	rs, _, err := z.CP.Store.ListAll(context.Background(), resource.ZoneIngressType, "")
 	if err != nil {
 		t.Fatal(err)
 	}

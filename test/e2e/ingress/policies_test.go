@@ -37,43 +37,15 @@ func taggedDataplaneYAML(name, service string, port int, tags map[string]string)
 // startTaggedAgent is startAgent for a Dataplane given as YAML.
 func startTaggedAgent(t *testing.T, ctx context.Context, z *zone, name, service, dpYAML string) string {
 	t.Helper()
-	apply(t, z.cp, dpYAML)
-	return meshtest.GRPCAgent(t, ctx, z.xds, name, meshtest.DataplaneToken(t, ctx, z.cp.Store, name, service))
+	apply(t, z.CP, dpYAML)
+	return meshtest.GRPCAgent(t, ctx, z.XDS, name, meshtest.DataplaneToken(t, ctx, z.CP.Store, name, service))
 }
 
 // startIngressInstance runs one more built-in ingress in a zone under its
-// own ZoneIngress name (advertising its own loopback address) and returns
-// it with a function that kills it: the listener closes and the
-// connections it holds are cut after a 50 ms drain.
-func startIngressInstance(t *testing.T, ctx context.Context, log *slog.Logger, zoneName string, z *zone, name string) (*ingressapp.App, func()) {
-	t.Helper()
-	cfg := ingressapp.Default()
-	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = zoneName, name, "127.0.0.1:0", ""
-	cfg.Etcd.Client, cfg.Logger = z.cp.Client, log
-	cfg.DrainTimeout = 50 * time.Millisecond
-	cfg.XDSServer = z.xds
-	cfg.Token = meshtest.IngressToken(t, ctx, z.cp.Store, zoneName, name)
-	a, err := ingressapp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(runCtx) }()
-	killed := false
-	kill := func() {
-		if !killed {
-			killed = true
-			stop()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				t.Errorf("ingress %s did not stop within 30 s", name)
-			}
-		}
-	}
-	t.Cleanup(kill)
-	return a, kill
+// own ZoneIngress name (advertising its own loopback address, drain 50 ms)
+// and returns it with a function that stops it.
+func startIngressInstance(t *testing.T, ctx context.Context, log *slog.Logger, z *zone, name string) (*ingressapp.App, func()) {
+	return meshtest.StartIngressStoppable(t, ctx, log, z, name, 50*time.Millisecond)
 }
 
 // manyCalls makes n RPCs from a testapp client to target, one after the
@@ -127,7 +99,7 @@ func TestCrossZonePolicies(t *testing.T) {
 	z1 := startServices(t, ctx, log, "zone-1", c.Zones[0], "zone")
 	z2 := startServices(t, ctx, log, "zone-2", c.Zones[1], "zone")
 	// A second ingress instance in zone-2, for the kill below.
-	ingressB, killB := startIngressInstance(t, ctx, log, "zone-2", z2, "ingress-b")
+	ingressB, killB := startIngressInstance(t, ctx, log, z2, "ingress-b")
 
 	apply(t, c.Global, `
 type: Mesh
@@ -149,7 +121,7 @@ destinations:
     weft.io/service: '*'
 `)
 	apptest.Eventually(t, time.Minute, func() error {
-		_, err := z1.cp.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-all")
+		_, err := z1.CP.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-all")
 		return err
 	})
 
@@ -292,7 +264,7 @@ destinations:
 		// over the two endpoints of zone-2's locality).
 		apptest.Eventually(t, time.Minute, func() error {
 			do("xds:///hello.mesh", 20)
-			a, b := z2.ingress.Proxy().Active(), ingressB.Proxy().Active()
+			a, b := z2.Ingress.Proxy().Active(), ingressB.Proxy().Active()
 			if a == 0 || b == 0 {
 				return fmt.Errorf("open connections: ingress %d, ingress-b %d", a, b)
 			}

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	caapp "github.com/weftmesh/weft/ca-service/app"
 	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
 	k8sapp "github.com/weftmesh/weft/k8s-controller/app"
 	"github.com/weftmesh/weft/k8s-controller/kubetest"
@@ -35,11 +33,18 @@ import (
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 	"github.com/weftmesh/weft/test/e2e/internal/meshtest"
 	eproc "github.com/weftmesh/weft/test/e2e/internal/proc"
-	xdsapp "github.com/weftmesh/weft/xds-server/app"
 	"github.com/weftmesh/weft/zone-sync/apptest"
 )
 
 var binDir string
+
+// zone is one control plane's services (meshtest.Zone).
+type zone = meshtest.Zone
+
+var (
+	startServices = meshtest.StartServices
+	apply         = meshtest.Apply
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "weft-kubezone-e2e")
@@ -61,12 +66,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type zone struct {
-	cp      *apptest.ControlPlane
-	xds     string
-	ingress *ingressapp.App
-}
-
 func runGroup(t *testing.T, ctx context.Context, g *run.Group) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -74,66 +73,11 @@ func runGroup(t *testing.T, ctx context.Context, g *run.Group) {
 	t.Cleanup(func() { stop(); <-done })
 }
 
-// startServices runs a control plane's ca-service and, in a zone, its
-// xds-server and ingress-manager (zone-sync runs in apptest).
-func startServices(t *testing.T, ctx context.Context, log *slog.Logger, name string, cp *apptest.ControlPlane, mode string) *zone {
-	t.Helper()
-	z := &zone{cp: cp}
-	g := run.New(log)
-	caCfg := caapp.Default()
-	caCfg.Address, caCfg.AdminAddress, caCfg.InstanceID = "127.0.0.1:0", "", name+"-ca"
-	caCfg.Etcd.Client, caCfg.Encryption.Keyring, caCfg.Logger = cp.Client, cp.Keyring, log
-	caCfg.CreateBuiltinRoots = mode == "global"
-	ca, err := caapp.New(caCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Add("ca-service", ca.Run)
-	if mode == "zone" {
-		xdsCfg := xdsapp.Default()
-		xdsCfg.Address, xdsCfg.AdminAddress, xdsCfg.InstanceID, xdsCfg.Zone = "127.0.0.1:0", "", name+"-xds", name
-		xdsCfg.Etcd.Client, xdsCfg.Encryption.Keyring, xdsCfg.Logger = cp.Client, cp.Keyring, log
-		xdsCfg.CA.Address = ca.Addr()
-		xdsCfg.InsecureDev = true // the proxies' side; xds-server to ca-service is TLS
-		x, err := xdsapp.New(xdsCfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		z.xds = x.Addr()
-		g.Add("xds-server", x.Run)
-		icfg := ingressapp.Default()
-		icfg.Zone, icfg.Name, icfg.Address, icfg.AdminAddress = name, "ingress", "127.0.0.1:0", ""
-		icfg.Etcd.Client, icfg.Logger = cp.Client, log
-		// The built-in ingress gets its routes from this zone's xds-server.
-		icfg.XDSServer = z.xds
-		icfg.Token = meshtest.IngressToken(t, context.Background(), cp.Store, name, "ingress")
-		if z.ingress, err = ingressapp.New(icfg); err != nil {
-			t.Fatal(err)
-		}
-		g.Add("ingress-manager", z.ingress.Run)
-	}
-	runGroup(t, ctx, g)
-	return z
-}
-
-func apply(t *testing.T, cp *apptest.ControlPlane, y string) {
-	t.Helper()
-	rs, err := resource.UnmarshalAll(stringsReader(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range rs {
-		if _, _, err := cp.Store.Upsert(context.Background(), r); err != nil {
-			t.Fatalf("apply %s: %v", r.Key(), err)
-		}
-	}
-}
-
 // startAgent runs what `weft-dp run --proxy-type grpc` runs for Dataplane
 // name with tok; it returns the bootstrap path once a certificate is there.
 func startAgent(t *testing.T, ctx context.Context, z *zone, name, tok string) string {
 	t.Helper()
-	return meshtest.GRPCAgent(t, ctx, z.xds, name, tok)
+	return meshtest.GRPCAgent(t, ctx, z.XDS, name, tok)
 }
 
 var (
@@ -156,7 +100,7 @@ func TestPodInKubernetesZoneReachedFromVMZone(t *testing.T) {
 	k8sCfg := k8sapp.Default()
 	k8sCfg.Mode, k8sCfg.Zone = k8sapp.ModeZone, "zone-2"
 	k8sCfg.RestConfig = srv.Config()
-	k8sCfg.Etcd.Client, k8sCfg.Encryption.Keyring, k8sCfg.Logger = kubeZone.cp.Client, kubeZone.cp.Keyring, log
+	k8sCfg.Etcd.Client, k8sCfg.Encryption.Keyring, k8sCfg.Logger = kubeZone.CP.Client, kubeZone.CP.Keyring, log
 	k8sCfg.WebhookAddress, k8sCfg.AdminAddress, k8sCfg.Pods.Inject = "", "", false
 	k8s, err := k8sapp.New(ctx, k8sCfg)
 	if err != nil {
@@ -187,7 +131,7 @@ destinations:
 `)
 	for _, z := range []*zone{vmZone, kubeZone} {
 		apptest.Eventually(t, time.Minute, func() error {
-			_, err := z.cp.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-backend")
+			_, err := z.CP.Store.Get(ctx, resource.TrafficPermissionType, "default", "client-to-backend")
 			return err
 		})
 	}
@@ -228,7 +172,7 @@ destinations:
 	}
 	backendName := "backend-0." + ns
 	apptest.Eventually(t, time.Minute, func() error {
-		r, err := kubeZone.cp.Store.Get(ctx, resource.DataplaneType, "default", backendName)
+		r, err := kubeZone.CP.Store.Get(ctx, resource.DataplaneType, "default", backendName)
 		if err != nil {
 			return err
 		}
@@ -255,10 +199,10 @@ destinations:
 	server.WaitLine(t, servingRe, time.Minute)
 
 	// The client is a VM in zone-1.
-	apply(t, vmZone.cp, eproc.DataplaneYAML("client-1", "client", eproc.FreePort(t)))
+	apply(t, vmZone.CP, eproc.DataplaneYAML("client-1", "client", eproc.FreePort(t)))
 	cc := token.Claims{Kind: token.KindDataplane, Mesh: "default", Services: []string{"client"}}
 	cc.Subject = "client-1"
-	clientTok, _, err := token.New(vmZone.cp.Store).Issue(ctx, cc, time.Hour)
+	clientTok, _, err := token.New(vmZone.CP.Store).Issue(ctx, cc, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +213,7 @@ destinations:
 
 	// zone-2's ZoneIngress, offering the pod's service, reaches zone-1.
 	apptest.Eventually(t, time.Minute, func() error {
-		rs, _, err := vmZone.cp.Store.ListAll(ctx, resource.ZoneIngressType, "")
+		rs, _, err := vmZone.CP.Store.ListAll(ctx, resource.ZoneIngressType, "")
 		if err != nil {
 			return err
 		}
@@ -291,7 +235,7 @@ destinations:
 		}
 		return nil
 	})
-	if n := counter(t, kubeZone.ingress, "weft_ingress_connections_total"); n < 1 {
+	if n := counter(t, kubeZone.Ingress, "weft_ingress_connections_total"); n < 1 {
 		t.Fatalf("zone-2's ingress routed no connection")
 	}
 }
@@ -312,5 +256,3 @@ func counter(t *testing.T, a *ingressapp.App, name string) float64 {
 	}
 	return sum
 }
-
-func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

@@ -9,8 +9,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	caapp "github.com/weftmesh/weft/ca-service/app"
+	ingressapp "github.com/weftmesh/weft/ingress-manager/app"
+	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/run"
+	xdsapp "github.com/weftmesh/weft/xds-server/app"
+	"github.com/weftmesh/weft/zone-sync/apptest"
 
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/pkg/token"
@@ -76,4 +85,112 @@ func GRPCAgent(t *testing.T, ctx context.Context, xds, name, tok string) string 
 		return err
 	})
 	return cfg.GRPCBootstrapPath()
+}
+
+// Zone is one control plane's services besides zone-sync (which apptest
+// runs): ca-service and, in a zone, xds-server and a built-in ingress.
+type Zone struct {
+	// Name is the zone's name ("global" on global).
+	Name string
+	CP   *apptest.ControlPlane
+	// XDS is the zone's xds-server address ("" on global).
+	XDS     string
+	Ingress *ingressapp.App
+}
+
+// StartServices runs a control plane's ca-service and, in a zone (mode
+// "zone"), its xds-server (proxies' side without TLS; xds-server to
+// ca-service is TLS) and a built-in ingress named "ingress", until the test
+// ends. Mesh roots are made on global (mode "global") and synced, one root
+// for all zones.
+func StartServices(t *testing.T, ctx context.Context, log *slog.Logger, name string, cp *apptest.ControlPlane, mode string) *Zone {
+	t.Helper()
+	z := &Zone{Name: name, CP: cp}
+	g := run.New(log)
+	caCfg := caapp.Default()
+	caCfg.Address, caCfg.AdminAddress, caCfg.InstanceID = "127.0.0.1:0", "", name+"-ca"
+	caCfg.Etcd.Client, caCfg.Encryption.Keyring, caCfg.Logger = cp.Client, cp.Keyring, log
+	caCfg.CreateBuiltinRoots = mode == "global"
+	ca, err := caapp.New(caCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Add("ca-service", ca.Run)
+	if mode == "zone" {
+		xdsCfg := xdsapp.Default()
+		xdsCfg.Address, xdsCfg.AdminAddress, xdsCfg.InstanceID, xdsCfg.Zone = "127.0.0.1:0", "", name+"-xds", name
+		xdsCfg.Etcd.Client, xdsCfg.Encryption.Keyring, xdsCfg.Logger = cp.Client, cp.Keyring, log
+		xdsCfg.CA.Address = ca.Addr()
+		xdsCfg.InsecureDev = true
+		x, err := xdsapp.New(xdsCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.XDS = x.Addr()
+		g.Add("xds-server", x.Run)
+		z.Ingress = StartIngress(t, ctx, log, z, "ingress", 0)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return z
+}
+
+// StartIngress runs an ingress-manager named name in z on 127.0.0.1:0
+// whose built-in data path gets its routes from z's xds-server over ADS
+// with an ingress token (drain 0: the default drain timeout). It runs
+// until the test ends; Stop ends it earlier.
+func StartIngress(t *testing.T, ctx context.Context, log *slog.Logger, z *Zone, name string, drain time.Duration) *ingressapp.App {
+	a, _ := StartIngressStoppable(t, ctx, log, z, name, drain)
+	return a
+}
+
+// StartIngressStoppable is StartIngress also returning a stop function
+// (safe to call more than once; the test fails if the ingress does not
+// stop within 30 s).
+func StartIngressStoppable(t *testing.T, ctx context.Context, log *slog.Logger, z *Zone, name string, drain time.Duration) (*ingressapp.App, func()) {
+	t.Helper()
+	cfg := ingressapp.Default()
+	cfg.Zone, cfg.Name, cfg.Address, cfg.AdminAddress = z.Name, name, "127.0.0.1:0", ""
+	cfg.Etcd.Client, cfg.Logger = z.CP.Client, log
+	if drain > 0 {
+		cfg.DrainTimeout = drain
+	}
+	cfg.XDSServer = z.XDS
+	cfg.Token = IngressToken(t, ctx, z.CP.Store, z.Name, name)
+	a, err := ingressapp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Errorf("ingress %s did not stop within 30 s", name)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
+}
+
+// Apply upserts the resources of a YAML document into cp's store.
+func Apply(t *testing.T, cp *apptest.ControlPlane, y string) {
+	t.Helper()
+	rs, err := resource.UnmarshalAll(strings.NewReader(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if _, _, err := cp.Store.Upsert(context.Background(), r); err != nil {
+			t.Fatalf("apply %s: %v", r.Key(), err)
+		}
+	}
 }
