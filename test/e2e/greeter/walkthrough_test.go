@@ -10,8 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -31,34 +29,7 @@ var upPorts = []int{5678, 5679, 5680, 5681, 5682, 5653, 5654, 5688, 5689}
 // taken.
 func freeOffset(t *testing.T) int {
 	t.Helper()
-	for range 200 {
-		off := 10000 + rand.IntN(40000)
-		ok := true
-		var held []io.Closer
-		for _, p := range upPorts {
-			addr := fmt.Sprintf("127.0.0.1:%d", p+off)
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l)
-			u, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, u)
-		}
-		for _, c := range held {
-			c.Close()
-		}
-		if ok {
-			return off
-		}
-	}
-	t.Fatal("no free port offset")
-	return 0
+	return freeOffsetOf(t, upPorts)
 }
 
 func freePort(t *testing.T) int {
