@@ -3,22 +3,31 @@ package xds
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	apiapp "github.com/weftmesh/weft/api-server/app"
 	dnsapp "github.com/weftmesh/weft/dns-server/app"
 	k8sapp "github.com/weftmesh/weft/k8s-controller/app"
+	"github.com/weftmesh/weft/k8s-controller/crd"
 	"github.com/weftmesh/weft/k8s-controller/kubetest"
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/resource"
@@ -74,6 +83,29 @@ func TestHybridPodAndVM(t *testing.T) {
 	dns, err := dnsapp.New(dnsCfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The CRDs, as the chart installs them, before the controller starts
+	// watching (it syncs CRs once every kind's cache has synced).
+	dyn := dynamic.NewForConfigOrDie(srv.Config())
+	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, k := range crd.Kinds() {
+		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(k.CRD())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dyn.Resource(crdGVR).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("install the %s CRD: %v", k.Kind, err)
+		}
+	}
+	for _, k := range crd.Kinds() {
+		eventually(t, time.Minute, func() error {
+			_, err := dyn.Resource(k.GVR()).List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		})
+	}
+	kind, ok := crd.KindOf("TrafficPermission")
+	if !ok {
+		t.Fatal("no TrafficPermission CRD kind")
 	}
 	k8sCfg := k8sapp.Default()
 	k8sCfg.RestConfig = srv.Config()
@@ -153,6 +185,37 @@ func TestHybridPodAndVM(t *testing.T) {
 	eventually(t, 60*time.Second, func() error {
 		if got := call(control); got != "OK spiffe://default/client" {
 			return fmt.Errorf("call: %s", got)
+		}
+		return nil
+	})
+
+	// A CR applied through the Kubernetes API (as kubectl apply does) is
+	// served by the REST API.
+	cr := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": crd.Group + "/" + crd.Version, "kind": kind.Kind,
+		"metadata": map[string]any{"name": "from-kubectl"}, "mesh": "default",
+		"spec": map[string]any{
+			"sources":      []any{map[string]any{"match": map[string]any{"weft.io/service": "client"}}},
+			"destinations": []any{map[string]any{"match": map[string]any{"weft.io/service": "backend"}}},
+		},
+	}}
+	if _, err := dyn.Resource(kind.GVR()).Create(ctx, cr, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create the TrafficPermission CR: %v", err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		req, err := http.NewRequest("GET", "http://"+api.HTTPAddr()+"/meshes/default/traffic-permissions/from-kubectl", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+adminTok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"from-kubectl"`) || !strings.Contains(string(body), "client") {
+			return fmt.Errorf("GET: %d %s", resp.StatusCode, body)
 		}
 		return nil
 	})
