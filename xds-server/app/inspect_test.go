@@ -293,7 +293,9 @@ conf:
 `)
 	waitFor(t, 20*time.Second, "the model to hold timeout-all", func() bool {
 		v := e.app.model.View("default")
-		return v != nil && len(v.Policies) == 1
+		// The Mesh too: each type has its own informer, so a policy can
+		// arrive before its Mesh.
+		return v != nil && v.Spec != nil && len(v.Policies) == 1 && len(v.Dataplanes) == 2
 	})
 	rev, err := e.st.Revision(e.ctx)
 	if err != nil {
