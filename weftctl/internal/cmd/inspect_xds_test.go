@@ -79,7 +79,15 @@ networking:
 			Resources []json.RawMessage `json:"resources"`
 		} `json:"types"`
 	}
-	r := h.ok("", "inspect", "dataplane", "web-1", "--config-dump")
+	// The xds-server's model may not hold web-1 yet (404 until it does).
+	r := h.run("", "inspect", "dataplane", "web-1", "--config-dump")
+	for deadline := time.Now().Add(30 * time.Second); r.code != 0 && strings.Contains(r.stderr, "not found") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		r = h.run("", "inspect", "dataplane", "web-1", "--config-dump")
+	}
+	if r.code != 0 {
+		t.Fatalf("weftctl inspect dataplane web-1 --config-dump: exit %d\n%s", r.code, r.stderr)
+	}
 	if err := json.Unmarshal([]byte(r.stdout), &dump); err != nil || dump.Source != "computed" || len(dump.Types) == 0 {
 		t.Fatalf("config dump: %v\n%s", err, r.stdout)
 	}
