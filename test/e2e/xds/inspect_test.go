@@ -104,21 +104,26 @@ func TestConfigDumpAcrossReplicas(t *testing.T) {
 		}
 		return nil
 	})
-	fromB := dump(b.addr)
-	if fromB.GetSource() != "computed" || fromB.GetInstanceId() != "replica-b" || len(fromB.GetConnectedInstances()) != 1 || fromB.GetConnectedInstances()[0] != "replica-a" {
-		t.Fatalf("replica-b: source %s, instance %s, connected %v", fromB.GetSource(), fromB.GetInstanceId(), fromB.GetConnectedInstances())
-	}
-	versions := map[string]string{}
-	for _, td := range fromB.GetTypes() {
-		versions[short(td.GetTypeUrl())] = td.GetVersion()
-	}
-	for _, td := range fromA.GetTypes() {
-		typ := short(td.GetTypeUrl())
-		if typ == "Secret" {
-			continue // made per stream: never in a computed dump
+	// replica-b learns of replica-a's stream from its insight, and of the
+	// mesh from its own informers: both may lag a moment.
+	eventually(t, 20*time.Second, func() error {
+		fromB := dump(b.addr)
+		if fromB.GetSource() != "computed" || fromB.GetInstanceId() != "replica-b" || len(fromB.GetConnectedInstances()) != 1 || fromB.GetConnectedInstances()[0] != "replica-a" {
+			return fmt.Errorf("replica-b: source %s, instance %s, connected %v", fromB.GetSource(), fromB.GetInstanceId(), fromB.GetConnectedInstances())
 		}
-		if versions[typ] != td.GetVersion() {
-			t.Errorf("%s: replica-a sent %q, replica-b computes %q", typ, td.GetVersion(), versions[typ])
+		versions := map[string]string{}
+		for _, td := range fromB.GetTypes() {
+			versions[short(td.GetTypeUrl())] = td.GetVersion()
 		}
-	}
+		for _, td := range fromA.GetTypes() {
+			typ := short(td.GetTypeUrl())
+			if typ == "Secret" {
+				continue // made per stream: never in a computed dump
+			}
+			if versions[typ] != td.GetVersion() {
+				return fmt.Errorf("%s: replica-a sent %q, replica-b computes %q", typ, td.GetVersion(), versions[typ])
+			}
+		}
+		return nil
+	})
 }
