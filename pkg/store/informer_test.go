@@ -357,6 +357,9 @@ func TestInformerContextCancelLeaksNoGoroutine(t *testing.T) {
 		goleak.IgnoreAnyFunction("go.etcd.io/etcd/client/v3.(*watchGRPCStream).serveWatchClient"),
 		goleak.IgnoreAnyFunction("go.etcd.io/etcd/client/v3.(*watchGRPCStream).serveSubstream"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc.newClientStreamWithParams.func4"),
+		// The stream's context, derived from the client's: its cancel
+		// propagation goroutine ends with the stream.
+		goleak.IgnoreTopFunction("context.(*cancelCtx).propagateCancel.func2"),
 		goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc.(*watchServer).Watch"),
 		goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc.(*serverWatchStream).sendLoop"),
 		goleak.IgnoreAnyFunction("go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc.(*serverWatchStream).recvLoop"),

@@ -282,9 +282,10 @@ func TestQueueBounded(t *testing.T) {
 	}
 	sendHTTP(t, cli, xdsnames.AccessLogName(addr, ""), batch, batch)
 	s := srv.Sender(addr)
-	// 200 lines: at most 4 queued and one batch taken for sending (the
-	// first line and what the queue held then, ≤ 5); the rest dropped.
-	if d := s.Dropped(); d < 191 || d > 200 {
+	// 200 lines: at most 4 queued and what the sender took out for its
+	// failing dials (a batch or two of ≤ 5, depending on timing: 190 was
+	// seen under -race); the rest dropped.
+	if d := s.Dropped(); d < 185 || d > 200 {
 		t.Fatalf("dropped %d of 200 with a queue of 4", d)
 	}
 	logMu.Lock()
