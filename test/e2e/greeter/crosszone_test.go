@@ -37,7 +37,9 @@ func crossZonePorts() []int {
 func freeOffsetOf(t *testing.T, ports []int) int {
 	t.Helper()
 	for range 200 {
-		off := 10000 + rand.IntN(40000)
+		// below the ephemeral range (32768), where no outgoing connection
+		// or listener on port 0 can take a port before weftctl up binds it
+		off := 10000 + rand.IntN(16000)
 		ok := true
 		var held []io.Closer
 		for _, p := range ports {

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/test/e2e/internal/proc"
 )
 
 // upPorts are the default ports of a standalone `weftctl up` (docs: README,
@@ -32,15 +33,9 @@ func freeOffset(t *testing.T) int {
 	return freeOffsetOf(t, upPorts)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a loopback port no listener on port 0 or outgoing connection
+// can take before the example binds it (see proc.FreePort).
+func freePort(t *testing.T) int { return proc.FreePort(t) }
 
 // lines collects a process's output.
 type lines struct {

@@ -9,11 +9,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -129,14 +131,54 @@ func Call(controlAddr string) string {
 	return string(bytes.TrimSpace(b))
 }
 
-// FreePort is a loopback port free at the time of the call.
+// FreePort is a loopback port free at the time of the call, for a program
+// the test starts later. It is picked below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), so neither an outgoing connection nor a
+// listener on port 0 can take it in the meantime; a port this process has
+// handed out before is never handed out again.
 func FreePort(t *testing.T) int {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Helper()
+	low := ephemeralLow()
+	freeMu.Lock()
+	defer freeMu.Unlock()
+	for range 500 {
+		p := low - 12000 + rand.IntN(12000)
+		if p < 1024 || handedOut[p] {
+			continue
+		}
+		lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		lis.Close()
+		handedOut[p] = true
+		return p
 	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free loopback port below %d", low)
+	return 0
+}
+
+var (
+	freeMu    sync.Mutex
+	handedOut = map[int]bool{}
+)
+
+// ephemeralLow is the first port of the kernel's ephemeral range (32768 when
+// it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil || n < 13024 {
+		return 32768
+	}
+	return n
 }
 
 // DataplaneYAML is a proxyless gRPC workload of mesh default on loopback.
