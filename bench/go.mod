@@ -52,6 +52,7 @@ require (
 	github.com/soheilhy/cmux v0.1.5 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tmc/grpc-websocket-proxy v0.0.0-20220101234140-673ab2c3ae75 // indirect
+	github.com/weftmesh/weft/ca-service v0.0.0
 	github.com/weftmesh/weft/xds-server v0.0.0
 	github.com/xiang90/probing v0.0.0-20221125231312-a49e3df8f510 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
@@ -97,3 +98,5 @@ replace (
 replace github.com/weftmesh/weft/ingress-manager => ../ingress-manager
 
 replace github.com/weftmesh/weft/xds-server => ../xds-server
+
+replace github.com/weftmesh/weft/ca-service => ../ca-service

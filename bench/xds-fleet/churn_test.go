@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -177,34 +176,3 @@ func tokenOf(t *testing.T, b []byte) string {
 	rest := b[i+len(`"token":"`):]
 	return string(rest[:bytes.IndexByte(rest, '"')])
 }
-
-// compareSnapshots says how got differs from want ("" when equal).
-func compareSnapshots(got, want map[string]map[string][]byte) string {
-	var out []string
-	for typ, w := range want {
-		g := got[typ]
-		for name, wb := range w {
-			gb, ok := g[name]
-			switch {
-			case !ok:
-				out = append(out, fmt.Sprintf("%s %q missing", short(typ), name))
-			case !bytes.Equal(gb, wb):
-				out = append(out, fmt.Sprintf("%s %q differs", short(typ), name))
-			}
-		}
-		for name := range g {
-			if _, ok := w[name]; !ok {
-				out = append(out, fmt.Sprintf("%s %q extra", short(typ), name))
-			}
-		}
-	}
-	for typ := range got {
-		if _, ok := want[typ]; !ok && len(got[typ]) > 0 {
-			out = append(out, fmt.Sprintf("%s: not in the fresh configuration", short(typ)))
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, "; ")
-}
-
-func short(typ string) string { return typ[strings.LastIndexByte(typ, '.')+1:] }

@@ -78,6 +78,11 @@ type options struct {
 	cpuProfile        string
 	heapProfile       string
 	log               io.Writer
+	// Scenarios of scenarios.go.
+	mtls      bool
+	meshes    int
+	churn     time.Duration
+	churnRate float64
 }
 
 type stringsFlag []string
@@ -108,6 +113,10 @@ func main() {
 	flag.StringVar(&o.label, "label", "", "label of this run in the result row")
 	flag.StringVar(&o.cpuProfile, "xds-cpuprofile", "", "write the started xds-server's CPU profile (whole run) to this file")
 	flag.StringVar(&o.heapProfile, "xds-heapprofile", "", "write the started xds-server's heap profile (fleet connected, idle) to this file")
+	flag.BoolVar(&o.mtls, "mtls", false, "builtin mTLS on every mesh: a ca-service is started too, and every proxy subscribes to the SDS secrets its clusters and listeners name (configured includes them)")
+	flag.IntVar(&o.meshes, "meshes", 1, "spread the proxies over this many meshes (mesh-0 … mesh-(M-1), each with -services services); (a) and (b) then change mesh-0 only and check that the other meshes' proxies got no push")
+	flag.DurationVar(&o.churn, "churn", 0, "after (a) and (b), churn for this long: -churn-rate of the Dataplanes per minute are deleted and re-registered at a new address, their proxies reconnecting; then every proxy's last ACKed config is checked against a fresh replica's")
+	flag.Float64Var(&o.churnRate, "churn-rate", 0.1, "fraction of the Dataplanes churned per minute with -churn")
 	flag.Parse()
 	o.xdsArgs = xa
 	o.log = os.Stderr
@@ -186,10 +195,19 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 		return fail(err)
 	}
 	cp.apiURL = "http://" + api.HTTPAddr()
+	caAddr := "127.0.0.1:1" // unused with mTLS off
+	if o.mtls {
+		addr, stopCA, err := startCA(ctx, cli, keys)
+		if err != nil {
+			return fail(err)
+		}
+		stops = append(stops, stopCA)
+		caAddr = addr
+	}
 	args := append([]string{"--address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0",
 		"--instance-id", "xds-fleet", "--tls-hostnames", "127.0.0.1,localhost",
 		"--etcd-endpoints", etcd.Endpoint(), "--encryption-key-file", keyFile,
-		"--ca-address", "127.0.0.1:1", "--log-format", "json", "--log-level", "info"}, o.xdsArgs...)
+		"--ca-address", caAddr, "--log-format", "json", "--log-level", "info"}, o.xdsArgs...)
 	var child *xdsChild
 	var extra []*xdsChild
 	// newReplica starts another xds-server replica on the same etcd (no
@@ -411,6 +429,11 @@ func register(ctx context.Context, r *rest, mesh string, from, to, services, c i
 	if _, err := r.do(ctx, "PUT", "/meshes/"+mesh, map[string]any{"type": "Mesh"}); err != nil {
 		return nil, err
 	}
+	return registerDataplanes(ctx, r, mesh, from, to, services, c)
+}
+
+// registerDataplanes creates Dataplanes [from, to) of an existing mesh.
+func registerDataplanes(ctx context.Context, r *rest, mesh string, from, to, services, c int) ([]string, error) {
 	toks := make([]string, to-from)
 	var next atomic.Int64
 	next.Store(int64(from))

@@ -29,7 +29,7 @@ import (
 )
 
 // Resource types in the order an Envoy subscribes to them.
-var typeOrder = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType}
+var typeOrder = []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 
 // proxySpec is one simulated proxy: its Dataplane and how it connects.
 type proxySpec struct {
@@ -40,6 +40,10 @@ type proxySpec struct {
 	Kind string
 	// GRPCListeners are the listener names a grpc-like proxy asks for.
 	GRPCListeners []string
+	// GRPCSecrets: a grpc-like proxy also asks for weft-dp's SDS secrets
+	// (mTLS on); an Envoy-like one follows its clusters' and listeners'
+	// SDS references whatever this says.
+	GRPCSecrets bool
 }
 
 // watch is a condition on one resource type that a scenario waits for:
@@ -58,6 +62,9 @@ type proxy struct {
 	mu sync.Mutex
 	// names subscribed per type (nil: wildcard).
 	names map[string][]string
+	// secretsBy is the SDS names the last CDS and LDS responses refer to
+	// (Envoy subscribes to their union).
+	secretsBy map[string][]string
 	// acked holds the last ACKed response per type.
 	acked map[string]*discoveryv3.DiscoveryResponse
 	// full is set when every subscribed type has an ACKed response.
@@ -144,8 +151,11 @@ func (p *proxy) stream(ctx context.Context) error {
 	if p.spec.Kind == xdsnames.KindGRPC {
 		if p.names[resourcev3.ListenerType] == nil {
 			p.names[resourcev3.ListenerType] = p.spec.GRPCListeners
+			if p.spec.GRPCSecrets {
+				p.names[resourcev3.SecretType] = grpcSecrets
+			}
 		}
-		for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+		for _, t := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType} {
 			if n, ok := p.names[t]; ok && len(n) > 0 {
 				first = append(first, p.request(t, ""))
 			}
@@ -197,6 +207,9 @@ func (p *proxy) stream(ctx context.Context) error {
 				}
 			}
 		}
+		if p.spec.Kind != xdsnames.KindGRPC && p.followSecrets(t, resp.GetResources()) {
+			follow = append(follow, p.request(resourcev3.SecretType, ""))
+		}
 		p.acked[t] = resp
 		ack := p.request(t, resp.GetNonce())
 		full := p.isFull()
@@ -240,6 +253,11 @@ func (p *proxy) request(typ, nonce string) *discoveryv3.DiscoveryRequest {
 func (p *proxy) isFull() bool {
 	for t, names := range p.names {
 		if p.acked[t] == nil && (names == nil || len(names) > 0) {
+			return false
+		}
+		// Secrets: configured once every named one arrived (the
+		// certificate may follow the listeners that name it).
+		if t == resourcev3.SecretType && len(p.acked[t].GetResources()) < len(names) {
 			return false
 		}
 	}

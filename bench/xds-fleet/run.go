@@ -99,10 +99,17 @@ type result struct {
 	xdsArgs                  []string
 	streamsOpened, acksTotal int64
 	reconnects               int64
+	// -mtls, -meshes, -churn (scenarios.go, churn.go).
+	mtls                         bool
+	meshes                       int
+	affectedA, affectedB         int
+	othersPushedA, othersPushedB [2]int64 // proxies, responses
+	churn                        *churnResult
 }
 
 func run(ctx context.Context, o options) (*result, error) {
-	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs}
+	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs,
+		mtls: o.mtls, meshes: max(o.meshes, 1)}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
@@ -111,7 +118,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	logf := func(format string, args ...any) { fmt.Fprintf(o.log, "xds-fleet: "+format+"\n", args...) }
 	r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc * 2}}}
 	t := time.Now()
-	toks, err := register(ctx, r, o.mesh, 0, o.n, o.services, o.conc)
+	specs, err := setupFleet(ctx, r, o)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +134,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
-	f, all, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, o.services), dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
+	f, all, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
 	if f != nil {
 		defer f.stop()
 	}
@@ -169,8 +176,17 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	logf("idle: %.3f cores; RSS %d MiB", res.idleCPU.Seconds()/o.idle.Seconds(), i1.rss>>20)
 
+	// With -meshes, (a) and (b) change mesh-0: its proxies must converge,
+	// the others get nothing.
+	all1 := f
+	o.mesh = meshName(o, 0)
+	pc := splitByMesh(all1, o.mesh)
+	f = pc.target
+	res.affectedA, res.affectedB = len(f.proxies), len(f.proxies)
+
 	// (a) one endpoint added to svc-0, which every proxy calls.
 	const newAddr = "10.250.0.1"
+	pc.arm()
 	c0, _ := readProc(cp.xdsPID)
 	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
@@ -184,9 +200,15 @@ func run(ctx context.Context, o options) (*result, error) {
 	c1, _ := readProc(cp.xdsPID)
 	res.endpointCPU = c1.cpu - c0.cpu
 	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
-	time.Sleep(2 * time.Second)
+	if len(pc.others) > 0 {
+		res.othersPushedA[0], res.othersPushedA[1] = pc.pushed(ctx, 2*time.Second)
+		logf("(a) unaffected meshes: %d of %d proxies got a response (%d responses)", res.othersPushedA[0], len(pc.others), res.othersPushedA[1])
+	} else {
+		time.Sleep(2 * time.Second)
+	}
 
 	// (b) a mesh-wide policy: a Timeout for every source and destination.
+	pc.arm()
 	c0, _ = readProc(cp.xdsPID)
 	// Envoy: the clusters' connect_timeout; proxyless: the route's
 	// max_stream_duration (grpc-go has no connect timeout).
@@ -208,6 +230,16 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.policyCPU = c1.cpu - c0.cpu
 	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
 	res.afterScenarios = c1
+	if len(pc.others) > 0 {
+		res.othersPushedB[0], res.othersPushedB[1] = pc.pushed(ctx, 2*time.Second)
+		logf("(b) unaffected meshes: %d of %d proxies got a response (%d responses)", res.othersPushedB[0], len(pc.others), res.othersPushedB[1])
+	}
+	f = all1
+	if o.churn > 0 {
+		if res.churn, err = runChurn(ctx, o, cp, r, f, tc, logf); err != nil {
+			return nil, fmt.Errorf("churn: %w", err)
+		}
+	}
 	for _, p := range f.proxies {
 		res.streamsOpened += p.streams.Load()
 		res.acksTotal += p.acks.Load()
@@ -220,8 +252,16 @@ func run(ctx context.Context, o options) (*result, error) {
 func (r *result) print(w io.Writer) {
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 	perProxy := func(b float64) string { return fmt.Sprintf("%.1f KB", b/float64(r.n)/1000) }
-	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies, %d services, mTLS off; %s; load average %s → %s\n",
-		r.label, r.n, r.kind, r.services, goVersion(), r.loadStart, r.loadEnd)
+	mtls := "mTLS off"
+	if r.mtls {
+		mtls = "mTLS on (builtin CA, SDS)"
+	}
+	meshes := ""
+	if r.meshes > 1 {
+		meshes = fmt.Sprintf(" over %d meshes", r.meshes)
+	}
+	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies%s, %d services per mesh, %s; %s; load average %s → %s\n",
+		r.label, r.n, r.kind, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
 	if len(r.xdsArgs) > 0 {
 		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
 	}
@@ -238,6 +278,13 @@ func (r *result) print(w io.Writer) {
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	if r.meshes > 1 {
+		fmt.Fprintf(w, "-meshes %d: (a) and (b) changed mesh-0 (%d proxies affected); the other %d proxies got responses: (a) %d proxies, %d responses; (b) %d proxies, %d responses (2 s window after convergence)\n",
+			r.meshes, r.affectedA, r.n-r.affectedA, r.othersPushedA[0], r.othersPushedA[1], r.othersPushedB[0], r.othersPushedB[1])
+	}
+	if r.churn != nil {
+		r.churn.print(w)
+	}
 	fmt.Fprintf(w, "streams opened %d (reconnects %d), ACKs sent %d\n", r.streamsOpened, r.reconnects, r.acksTotal)
 	fmt.Fprintf(w, "| %s | %d | %s | %s / %s | %s | %s | %.2f s | %.3f | %s / %s / %s | %s / %s / %s |\n",
 		r.label, r.n, r.configureAll.Round(10*time.Millisecond), pct(r.configured, 50).Round(time.Millisecond), pct(r.configured, 99).Round(time.Millisecond),
