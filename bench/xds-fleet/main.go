@@ -14,12 +14,24 @@
 //     destination) — from just before the REST PUT (whose etcd commit it
 //     waits for) until each proxy has ACKed a response holding the change.
 //
+// Scenarios (scenarios.go, churn.go): -mtls turns builtin mTLS on (a
+// ca-service in this process; every proxy is configured only once it has
+// ACKed the SDS secrets its clusters and listeners name); -meshes M spreads
+// the proxies over M meshes and (a)/(b) change mesh-0 only, checking that
+// the other meshes' proxies get no response; -churn D then re-registers
+// -churn-rate of the Dataplanes per minute for D (new address, new token,
+// a new proxy) and finally checks every proxy's last ACKed configuration
+// against a fresh replica's.
+//
 // By default it starts its own control plane: an embedded etcd and an
 // api-server in this process and the xds-server as a child process (this
 // binary re-executed), so /proc measures the xds-server alone. -api-url,
 // -token, -xds, -xds-admin and -xds-pid aim it at a running one instead.
 //
 //	go run ./bench/xds-fleet -n 1000 -services 500
+//	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
+//	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
+//	go run ./bench/xds-fleet -n 1000 -services 500 -churn 2m
 package main
 
 import (
