@@ -18,16 +18,20 @@ import (
 
 // churnResult is the -churn scenario's numbers.
 type churnResult struct {
-	window, elapsed    time.Duration
-	rate               float64
-	events, failed     int
-	firstErr           string
-	configured         []time.Duration // churned proxy: dial → every type ACKed
-	reregistered       []time.Duration // stop of the old proxy → new one configured
-	cpu                time.Duration   // xds-server CPU from the first event until the last is configured
-	rss                int64           // xds-server RSS at the end
-	acks               int64           // responses ACKed by the whole fleet over the window
-	loadStart, loadEnd string
+	window, elapsed time.Duration
+	rate            float64
+	events, failed  int
+	firstErr        string
+	configured      []time.Duration // churned proxy: dial → every type ACKed
+	reregistered    []time.Duration // stop of the old proxy → new one configured
+	cpu             time.Duration   // xds-server CPU from the first event until the last is configured
+	rss0, rss       int64           // xds-server RSS before and at the end
+	// xds-server goroutines and heap in use before and at the end: the
+	// same number of streams, so goroutines must come back (no leak per
+	// reconnect).
+	goroutines0, goroutines, heap0, heap float64
+	acks                                 int64 // responses ACKed by the whole fleet over the window
+	loadStart, loadEnd                   string
 	// The end check: every live proxy's last ACKed config against a
 	// fresh replica's (secrets excluded: each replica signs its own).
 	checked, stale int
@@ -72,6 +76,8 @@ func runChurn(ctx context.Context, o options, cp *controlPlane, r *rest, f *flee
 	}
 	sem := make(chan struct{}, o.conc)
 	c0, _ := readProc(cp.xdsPID)
+	res.rss0 = c0.rss
+	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
 	t0 := time.Now()
 	for k := 0; k < events; k++ {
 		select {
@@ -111,6 +117,15 @@ func runChurn(ctx context.Context, o options, cp *controlPlane, r *rest, f *flee
 	res.elapsed = time.Since(t0)
 	c1, _ := readProc(cp.xdsPID)
 	res.cpu, res.rss = c1.cpu-c0.cpu, c1.rss
+	// The streams of the stopped proxies end asynchronously: wait (a few
+	// seconds at most) until the goroutines are back to where they were.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
+		if res.goroutines <= res.goroutines0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	churned := map[int]bool{}
 	for _, idx := range order[:events] {
 		churned[idx] = true
@@ -253,8 +268,9 @@ func (c *churnResult) print(w io.Writer) {
 		100*c.rate, c.window, len(c.configured), c.failed, c.elapsed.Round(time.Millisecond), c.loadStart, c.loadEnd)
 	fmt.Fprintf(w, "churn: churned proxy configured (dial → all ACKed): p50 %s p99 %s max %s; old proxy stopped → new one configured: p50 %s p99 %s max %s\n",
 		pct(c.configured, 50), pct(c.configured, 99), pct(c.configured, 100), pct(c.reregistered, 50), pct(c.reregistered, 99), pct(c.reregistered, 100))
-	fmt.Fprintf(w, "churn: xds-server CPU %.2f s over %s (%.3f cores); RSS at the end %.0f MiB; responses ACKed by the long-lived proxies %d\n",
-		c.cpu.Seconds(), c.elapsed.Round(time.Millisecond), c.cpu.Seconds()/c.elapsed.Seconds(), float64(c.rss)/(1<<20), c.acks)
+	fmt.Fprintf(w, "churn: xds-server CPU %.2f s over %s (%.3f cores); RSS %.0f → %.0f MiB, heap in use %.0f → %.0f MiB, goroutines %.0f → %.0f; responses ACKed by the long-lived proxies %d\n",
+		c.cpu.Seconds(), c.elapsed.Round(time.Millisecond), c.cpu.Seconds()/c.elapsed.Seconds(), float64(c.rss0)/(1<<20), float64(c.rss)/(1<<20),
+		c.heap0/(1<<20), c.heap/(1<<20), c.goroutines0, c.goroutines, c.acks)
 	switch {
 	case c.skipped != "":
 		fmt.Fprintf(w, "churn: end check skipped: %s\n", c.skipped)
