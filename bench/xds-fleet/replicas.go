@@ -750,7 +750,7 @@ func (r *replicaResult) print(w io.Writer) {
 		len(r.back), dist(r.back), r.silent)
 	fmt.Fprintf(w, "probe after the scenario: one endpoint added → all %d ACKed p50/p99/max %s\n", len(r.probe), dist(r.probe))
 	fmt.Fprintf(w, "without a stream (end → next stream opened), %d reconnects: p50/p99/max %s\n", len(r.down), dist(r.down))
-	fmt.Fprintf(w, "gaps (a resource held before the reconnect missing after it): %d; version changes on reconnect: %d (same version: %d); proxies without a stream at the end: %d\n",
+	fmt.Fprintf(w, "gaps (a resource held before the reconnect missing after it): %d; version changes on reconnect: %d (same version: %d); proxies between streams at the end: %d\n",
 		r.gaps, r.changes, r.same, r.noStream)
 	if r.gapWhy != "" {
 		fmt.Fprintf(w, "first gap: %s\n", r.gapWhy)
