@@ -423,6 +423,7 @@ type replicaResult struct {
 	balanced           time.Duration
 	spreadAfter        map[string]int
 	storm              time.Duration // signal → all back
+	serving            time.Duration // restart: signal → the new replicas serve
 	reconnects         int
 }
 
@@ -550,6 +551,8 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 				return nil, fmt.Errorf("restarting %s: %w", x.name, err)
 			}
 		}
+		res.serving = time.Since(t0)
+		logf("serving again %s after %s", ms(res.serving), sig)
 	case "kill":
 		victim := rs.all[len(rs.all)-1]
 		affected = nil
@@ -742,6 +745,9 @@ func (r *replicaResult) print(w io.Writer) {
 	}
 	if r.balanced > 0 {
 		fmt.Fprintf(w, "balanced %s after the new replica(s) started\n", ms(r.balanced))
+	}
+	if r.serving > 0 {
+		fmt.Fprintf(w, "replicas serving again %s after the signal (exit, start, \"serving xDS\")\n", ms(r.serving))
 	}
 	if r.reconnected != nil {
 		fmt.Fprintf(w, "reconnected (signal → stream on a ready replica), %d affected proxies: p50/p99/max %s; all in %s\n", r.affected, dist(r.reconnected), ms(r.storm))
