@@ -19,6 +19,9 @@
 // binary re-executed), so /proc measures the xds-server alone. -api-url,
 // -token, -xds, -xds-admin and -xds-pid aim it at a running one instead.
 //
+// -scenario restart|kill|scaleout runs several replicas instead of (a)
+// and (b): see replicas.go.
+//
 //	go run ./bench/xds-fleet -n 1000 -services 500
 package main
 
