@@ -433,7 +433,8 @@ type repNumbers struct {
 	rss, peak int64
 	cpu       time.Duration
 	cpuDelta  time.Duration
-	proxies   int // its weft_xds_connected_proxies
+	proxies   int     // its weft_xds_connected_proxies
+	heap, gor float64 // go_memstats_heap_inuse_bytes, go_goroutines
 	exited    bool
 	pid       int
 }
@@ -703,6 +704,7 @@ func (rs *replicaSet) numbers(ctx context.Context, before []repNumbers) []repNum
 			n.rss, n.cpu = ps.rss, ps.cpu
 			n.peak = max(r.peakRSS.Load(), ps.rss)
 			n.proxies, _ = connectedProxies(ctx, r.admin)
+			n.gor, n.heap, _ = goMetrics(ctx, r.admin)
 			// A process started in the scenario counts from its start.
 			n.cpuDelta = n.cpu - prev[r.pid].cpu
 		}
@@ -738,7 +740,7 @@ func (r *replicaResult) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "configure all: %s; spread before: %v\n", ms(r.configureAll), r.spreadBefore)
 	for _, x := range r.replicas0 {
-		fmt.Fprintf(w, "before: %s RSS %s, %d proxies (server)\n", x.name, mib(x.rss), x.proxies)
+		fmt.Fprintf(w, "before: %s RSS %s, heap %.0f MiB, %.0f goroutines, %d proxies (server)\n", x.name, mib(x.rss), x.heap/(1<<20), x.gor, x.proxies)
 	}
 	for _, l := range r.timeline {
 		fmt.Fprintf(w, "  %s\n", l)
@@ -770,8 +772,8 @@ func (r *replicaResult) print(w io.Writer) {
 		if x.proxies > 0 {
 			per = fmt.Sprintf("%.1f KB", float64(x.rss)/float64(x.proxies)/1000)
 		}
-		fmt.Fprintf(w, "after: %s RSS %s (peak %s, %s per proxy incl. base), CPU %.2f s in the scenario, %d proxies (server)\n",
-			x.name, mib(x.rss), mib(x.peak), per, x.cpuDelta.Seconds(), x.proxies)
+		fmt.Fprintf(w, "after: %s RSS %s (peak %s, %s per proxy incl. base), heap %.0f MiB, %.0f goroutines, CPU %.2f s in the scenario, %d proxies (server)\n",
+			x.name, mib(x.rss), mib(x.peak), per, x.heap/(1<<20), x.gor, x.cpuDelta.Seconds(), x.proxies)
 	}
 	fmt.Fprintf(w, "spread after: %v\n", r.spreadAfter)
 	var peaks, cpus []string
