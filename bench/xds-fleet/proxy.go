@@ -125,6 +125,7 @@ func (p *proxy) run(ctx context.Context, d dialOpts) error {
 	// 500 ms, doubling to at most 30 s, reset by a response.
 	var b envoyBackoff
 	for ctx.Err() == nil {
+		p.awaitConnection(ctx)
 		got, err := p.stream(ctx)
 		p.streamEnded()
 		if ctx.Err() != nil {

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/connectivity"
 )
 
 // envoyBackoff is Envoy's xDS stream retry (JitteredExponentialBackOff,
@@ -66,6 +67,38 @@ func (b *envoyBackoff) next() time.Duration {
 }
 
 func (b *envoyBackoff) reset() { b.n = 0 }
+
+// awaitConnection makes one connection attempt before a stream attempt,
+// as Envoy does (its xDS stream opens a connection on demand): without
+// it a gRPC channel in TRANSIENT_FAILURE fails the stream at once during
+// gRPC's own reconnect backoff, without dialling, and every such failure
+// would double the stream backoff too.
+func (p *proxy) awaitConnection(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st := p.conn.GetState()
+	if st == connectivity.TransientFailure {
+		p.conn.ResetConnectBackoff()
+	}
+	p.conn.Connect()
+	tried := false
+	for {
+		switch st {
+		case connectivity.Ready, connectivity.Shutdown:
+			return
+		case connectivity.Connecting:
+			tried = true
+		case connectivity.TransientFailure:
+			if tried {
+				return
+			}
+		}
+		if !p.conn.WaitForStateChange(ctx, st) {
+			return
+		}
+		st = p.conn.GetState()
+	}
+}
 
 // replicaState is one proxy's current stream, guarded by proxy.mu.
 type replicaState struct {
