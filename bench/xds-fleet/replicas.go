@@ -586,7 +586,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 			}
 		}
 		res.serving = time.Since(t0)
-		logf("serving again %s after %s", ms(res.serving), sig)
+		logf("serving again %s after %s", roundDur(res.serving), sig)
 	case "kill":
 		victim := rs.all[len(rs.all)-1]
 		affected = nil
@@ -622,7 +622,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 			at, _ := p.streamSince(t0)
 			res.reconnected = append(res.reconnected, at.Sub(t0))
 		}
-		logf("all %d reconnected %s after %s", len(affected), ms(res.storm), sig)
+		logf("all %d reconnected %s after %s", len(affected), roundDur(res.storm), sig)
 	case "scaleout":
 		// Every proxy reconnects at least once (age + 10% jitter + grace,
 		// + its backoff), and the spread is balanced: each replica holds
@@ -704,7 +704,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe change after the scenario: %w", err)
 	}
-	logf("probe: one endpoint added → all %d ACKed p50 %s p99 %s max %s", len(res.probe), ms(pct(res.probe, 50)), ms(pct(res.probe, 99)), ms(pct(res.probe, 100)))
+	logf("probe: one endpoint added → all %d ACKed p50 %s p99 %s max %s", len(res.probe), roundDur(pct(res.probe, 50)), roundDur(pct(res.probe, 99)), roundDur(pct(res.probe, 100)))
 	res.loadEnd = loadavg()
 	return res, nil
 }
@@ -747,18 +747,18 @@ func (rs *replicaSet) numbers(ctx context.Context, before []repNumbers) []repNum
 	return out
 }
 
-func ms(d time.Duration) string {
+func roundDur(d time.Duration) string {
 	if d >= 10*time.Second {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Millisecond).String()
 }
 
-func dist(d []time.Duration) string {
+func durDist(d []time.Duration) string {
 	if len(d) == 0 {
 		return "–"
 	}
-	return fmt.Sprintf("%s / %s / %s", ms(pct(d, 50)), ms(pct(d, 99)), ms(pct(d, 100)))
+	return fmt.Sprintf("%s / %s / %s", roundDur(pct(d, 50)), roundDur(pct(d, 99)), roundDur(pct(d, 100)))
 }
 
 func (r *replicaResult) print(w io.Writer) {
@@ -771,7 +771,7 @@ func (r *replicaResult) print(w io.Writer) {
 	if r.maxAge > 0 {
 		fmt.Fprintf(w, "# --max-connection-age %s --max-connection-age-grace %s\n", r.maxAge, r.grace)
 	}
-	fmt.Fprintf(w, "configure all: %s; spread before: %v\n", ms(r.configureAll), r.spreadBefore)
+	fmt.Fprintf(w, "configure all: %s; spread before: %v\n", roundDur(r.configureAll), r.spreadBefore)
 	for _, x := range r.replicas0 {
 		fmt.Fprintf(w, "before: %s RSS %s, heap %.0f MiB, %.0f goroutines, %d proxies (server)\n", x.name, mib(x.rss), x.heap/(1<<20), x.gor, x.proxies)
 	}
@@ -779,18 +779,18 @@ func (r *replicaResult) print(w io.Writer) {
 		fmt.Fprintf(w, "  %s\n", l)
 	}
 	if r.balanced > 0 {
-		fmt.Fprintf(w, "balanced %s after the new replica(s) started\n", ms(r.balanced))
+		fmt.Fprintf(w, "balanced %s after the new replica(s) started\n", roundDur(r.balanced))
 	}
 	if r.serving > 0 {
-		fmt.Fprintf(w, "replicas serving again %s after the signal (exit, start, \"serving xDS\")\n", ms(r.serving))
+		fmt.Fprintf(w, "replicas serving again %s after the signal (exit, start, \"serving xDS\")\n", roundDur(r.serving))
 	}
 	if r.reconnected != nil {
-		fmt.Fprintf(w, "reconnected (signal → stream on a ready replica), %d affected proxies: p50/p99/max %s; all in %s\n", r.affected, dist(r.reconnected), ms(r.storm))
+		fmt.Fprintf(w, "reconnected (signal → stream on a ready replica), %d affected proxies: p50/p99/max %s; all in %s\n", r.affected, durDist(r.reconnected), roundDur(r.storm))
 	}
 	fmt.Fprintf(w, "every type answered on the new stream: %d proxies, p50/p99/max %s (from the signal / scale-out); reconnected without a response (same versions): %d\n",
-		len(r.back), dist(r.back), r.silent)
-	fmt.Fprintf(w, "probe after the scenario: one endpoint added → all %d ACKed p50/p99/max %s\n", len(r.probe), dist(r.probe))
-	fmt.Fprintf(w, "without a stream (end → next stream opened), %d reconnects: p50/p99/max %s\n", len(r.down), dist(r.down))
+		len(r.back), durDist(r.back), r.silent)
+	fmt.Fprintf(w, "probe after the scenario: one endpoint added → all %d ACKed p50/p99/max %s\n", len(r.probe), durDist(r.probe))
+	fmt.Fprintf(w, "without a stream (end → next stream opened), %d reconnects: p50/p99/max %s\n", len(r.down), durDist(r.down))
 	fmt.Fprintf(w, "gaps (a resource held before the reconnect missing after it): %d; version changes on reconnect: %d (same version: %d); proxies between streams at the end: %d\n",
 		r.gaps, r.changes, r.same, r.noStream)
 	if r.gapWhy != "" {
@@ -819,6 +819,6 @@ func (r *replicaResult) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %d / %d | %s | %d / %d | %s | %s s | %s | %s → %s |\n",
-		head, r.n, r.replicas, r.affected, dist(r.reconnected), dist(r.down), len(r.back), r.silent, dist(r.probe), r.gaps, r.changes, ms(r.storm),
+		head, r.n, r.replicas, r.affected, durDist(r.reconnected), durDist(r.down), len(r.back), r.silent, durDist(r.probe), r.gaps, r.changes, roundDur(r.storm),
 		strings.Join(cpus, " + "), strings.Join(peaks, ", "), r.loadStart, r.loadEnd)
 }
