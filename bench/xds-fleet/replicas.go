@@ -508,7 +508,9 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 		o.xdsArgs = append(append([]string(nil), o.xdsArgs...), "--max-connection-age", o.maxConnAge.String(),
 			"--max-connection-age-grace", o.maxConnAgeGrace.String())
 	}
-	o.apiURL = "" // replicas are started here
+	if o.apiURL != "" {
+		return nil, errors.New("-scenario starts its own control plane and replicas: no -api-url")
+	}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
