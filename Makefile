@@ -113,5 +113,16 @@ bench-xds:
 	cd bench && go build -o $(BIN)/xds-fleet ./xds-fleet
 	@for n in $(BENCH_XDS_N); do $(BIN)/xds-fleet -n $$n $(BENCH_XDS_FLAGS) -label "N=$$n"; done
 
+## bench-xds-replicas: the fleet with several xds-server replicas (issue 18 (d)–(f)): every
+## replica restarted (SIGTERM, SIGKILL), one of two killed, one added (30 s max connection age)
+BENCH_XDS_REPLICAS_N ?= 1000
+.PHONY: bench-xds-replicas
+bench-xds-replicas:
+	cd bench && go build -o $(BIN)/xds-fleet ./xds-fleet
+	$(BIN)/xds-fleet -n $(BENCH_XDS_REPLICAS_N) $(BENCH_XDS_FLAGS) -scenario restart -signal term
+	$(BIN)/xds-fleet -n $(BENCH_XDS_REPLICAS_N) $(BENCH_XDS_FLAGS) -scenario restart -signal kill
+	$(BIN)/xds-fleet -n $(BENCH_XDS_REPLICAS_N) $(BENCH_XDS_FLAGS) -scenario kill -replicas 2
+	$(BIN)/xds-fleet -n $(BENCH_XDS_REPLICAS_N) $(BENCH_XDS_FLAGS) -scenario scaleout -replicas 2 -max-connection-age 30s
+
 clean:
 	rm -rf $(BIN)

@@ -28,6 +28,9 @@
 // binary re-executed), so /proc measures the xds-server alone. -api-url,
 // -token, -xds, -xds-admin and -xds-pid aim it at a running one instead.
 //
+// -scenario restart|kill|scaleout runs several replicas instead of (a)
+// and (b): see replicas.go.
+//
 //	go run ./bench/xds-fleet -n 1000 -services 500
 //	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
 //	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
@@ -95,6 +98,11 @@ type options struct {
 	meshes    int
 	churn     time.Duration
 	churnRate float64
+	// Replica scenarios (replicas.go).
+	scenario, signal            string
+	replicas                    int
+	maxConnAge, maxConnAgeGrace time.Duration
+	balance                     float64
 }
 
 type stringsFlag []string
@@ -129,11 +137,29 @@ func main() {
 	flag.IntVar(&o.meshes, "meshes", 1, "spread the proxies over this many meshes (mesh-0 … mesh-(M-1), each with -services services); (a) and (b) then change mesh-0 only and check that the other meshes' proxies got no push")
 	flag.DurationVar(&o.churn, "churn", 0, "after (a) and (b), churn for this long: -churn-rate of the Dataplanes per minute are deleted and re-registered at a new address, their proxies reconnecting; then every proxy's last ACKed config is checked against a fresh replica's")
 	flag.Float64Var(&o.churnRate, "churn-rate", 0.1, "fraction of the Dataplanes churned per minute with -churn")
+	flag.StringVar(&o.scenario, "scenario", "", "instead of (a)/(b): restart (every replica signalled, then started again), kill (one of -replicas signalled; its proxies move), scaleout (1 replica, then -replicas; proxies rebalance within -max-connection-age)")
+	flag.IntVar(&o.replicas, "replicas", 0, "xds-server replicas behind a simulated Service (each connection to a random ready one) for -scenario (default: restart 1, kill 2, scaleout 2)")
+	flag.StringVar(&o.signal, "signal", "", "signal for -scenario restart or kill: term or kill (default: restart term, kill kill)")
+	flag.DurationVar(&o.maxConnAge, "max-connection-age", 0, "the replicas' --max-connection-age for -scenario (0: the xds-server's default; scaleout: 30s)")
+	flag.DurationVar(&o.maxConnAgeGrace, "max-connection-age-grace", 5*time.Second, "the replicas' --max-connection-age-grace, with -max-connection-age")
+	flag.Float64Var(&o.balance, "balance", 0.9, "-scenario scaleout: balanced when every replica holds at least this fraction of N/replicas")
 	flag.Parse()
 	o.xdsArgs = xa
 	o.log = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.scenario != "" {
+		if o.scenario == "scaleout" && o.maxConnAge == 0 {
+			o.maxConnAge = 30 * time.Second
+		}
+		res, err := runReplicas(ctx, o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "xds-fleet:", err)
+			os.Exit(1)
+		}
+		res.print(os.Stdout)
+		return
+	}
 	res, err := run(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
@@ -153,6 +179,10 @@ type controlPlane struct {
 	xdsLogTail    func() string
 	heapProfile   func()
 	newReplica    func(ctx context.Context, instance string) (addr, admin string, err error)
+	// For replicas.go: the started xds-server, its flags and the temp dir.
+	child   func() *xdsChild
+	xdsArgs []string
+	dir     string
 }
 
 func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
@@ -166,7 +196,7 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := &controlPlane{}
+	cp := &controlPlane{dir: dir}
 	var stops []func()
 	cp.stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -220,6 +250,7 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 		"--instance-id", "xds-fleet", "--tls-hostnames", "127.0.0.1,localhost",
 		"--etcd-endpoints", etcd.Endpoint(), "--encryption-key-file", keyFile,
 		"--ca-address", caAddr, "--log-format", "json", "--log-level", "info"}, o.xdsArgs...)
+	cp.xdsArgs = args
 	var child *xdsChild
 	var extra []*xdsChild
 	// newReplica starts another xds-server replica on the same etcd (no
@@ -258,6 +289,7 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 		return fail(err)
 	}
 	cp.xdsLogTail = func() string { return child.tail() }
+	cp.child = func() *xdsChild { return child }
 	cp.heapProfile = func() { _ = child.cmd.Process.Signal(syscall.SIGUSR1) }
 	stops = append(stops, func() {
 		if child != nil {

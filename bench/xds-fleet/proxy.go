@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -82,11 +83,17 @@ type proxy struct {
 	wDone   chan time.Time // one value when w is satisfied (buffered 1)
 	acks    atomic.Int64
 	streams atomic.Int64
+
+	// rs is the current stream's replica and configuration (replicas.go).
+	rs replicaState
 }
 
 type dialOpts struct {
 	addr string
 	tls  *tls.Config
+	// dialer, when set, opens each connection (the replicas' Service:
+	// a random ready replica per connection).
+	dialer func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func newProxy(spec proxySpec) *proxy {
@@ -98,29 +105,48 @@ func newProxy(spec proxySpec) *proxy {
 // reconnects (as proxies do, after a short backoff) and re-subscribes.
 func (p *proxy) run(ctx context.Context, d dialOpts) error {
 	p.start = time.Now()
-	conn, err := grpc.NewClient(d.addr, grpc.WithTransportCredentials(credentials.NewTLS(d.tls)),
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(d.tls)),
 		// Client-side memory only (the simulator's): small buffers.
-		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10),
+		grpc.WithReadBufferSize(8 << 10), grpc.WithWriteBufferSize(8 << 10),
 		// Envoy retries its xDS connection with a jittered backoff capped
 		// at seconds, not gRPC's default two minutes.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
-			MinConnectTimeout: 20 * time.Second}))
+			MinConnectTimeout: 20 * time.Second})}
+	if d.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			c, err := d.dialer(ctx, a)
+			if err == nil {
+				p.dialed(c.RemoteAddr().String())
+			}
+			return c, err
+		}))
+	}
+	conn, err := grpc.NewClient(d.addr, opts...)
 	if err != nil {
 		return err
 	}
 	p.conn = conn
 	defer conn.Close()
+	// A stream that ends (the replica stopped, max connection age) is
+	// re-established after Envoy's xDS retry backoff: full jitter, base
+	// 500 ms, doubling to at most 30 s, reset by a response.
+	var b envoyBackoff
 	for ctx.Err() == nil {
-		err := p.stream(ctx)
+		p.awaitConnection(ctx)
+		got, err := p.stream(ctx)
+		p.streamEnded()
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
 			p.lastErr.Store(err.Error())
 		}
+		if got {
+			b.reset()
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(b.next()):
 		}
 	}
 	return nil
@@ -135,14 +161,16 @@ func (p *proxy) node() *corev3.Node {
 	return &corev3.Node{Id: xdsnames.NodeID(p.spec.Mesh, p.spec.Name), Metadata: md, UserAgentName: ua}
 }
 
-func (p *proxy) stream(ctx context.Context) error {
+// stream serves one ADS stream until it ends; got: a response arrived.
+func (p *proxy) stream(ctx context.Context) (got bool, _ error) {
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+p.spec.Token))
 	defer cancel()
 	s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(p.conn).StreamAggregatedResources(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	p.streams.Add(1)
+	p.streamStarted()
 	node := p.node()
 	p.mu.Lock()
 	// A reconnecting proxy re-subscribes with what it has (versions kept,
@@ -177,14 +205,15 @@ func (p *proxy) stream(ctx context.Context) error {
 			r.Node = node
 		}
 		if err := s.Send(r); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for {
 		resp, err := s.Recv()
 		if err != nil {
-			return err
+			return got, err
 		}
+		got = true
 		now := time.Now()
 		p.mu.Lock()
 		if p.firstResp.IsZero() {
@@ -210,18 +239,20 @@ func (p *proxy) stream(ctx context.Context) error {
 		if p.spec.Kind != xdsnames.KindGRPC && p.followSecrets(t, resp.GetResources()) {
 			follow = append(follow, p.request(resourcev3.SecretType, ""))
 		}
+		prev := p.acked[t]
 		p.acked[t] = resp
 		ack := p.request(t, resp.GetNonce())
 		full := p.isFull()
 		p.mu.Unlock()
 		for _, r := range follow {
 			if err := s.Send(r); err != nil {
-				return err
+				return got, err
 			}
 		}
 		if err := s.Send(ack); err != nil {
-			return err
+			return got, err
 		}
+		p.streamAcked(t, prev, resp)
 		p.acks.Add(1)
 		if full {
 			p.fullOnce.Do(func() {
