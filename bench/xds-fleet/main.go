@@ -342,6 +342,7 @@ func xdsServer() int {
 			}
 		}()
 	}
+	serveChangeProfile(context.Background())
 	return xdsapp.Main(context.Background(), os.Args[1:], os.Stderr)
 }
 

@@ -103,6 +103,9 @@ type result struct {
 
 func run(ctx context.Context, o options) (*result, error) {
 	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs}
+	if err := exportChangeProfile(o); err != nil {
+		return nil, err
+	}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
@@ -171,6 +174,10 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// (a) one endpoint added to svc-0, which every proxy calls.
 	const newAddr = "10.250.0.1"
+	prof := newChangeProfiler(cp.xdsPID)
+	if err := prof.start('a'); err != nil {
+		return nil, err
+	}
 	c0, _ := readProc(cp.xdsPID)
 	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
@@ -183,10 +190,16 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	c1, _ := readProc(cp.xdsPID)
 	res.endpointCPU = c1.cpu - c0.cpu
+	if err := prof.stop('a'); err != nil {
+		return nil, err
+	}
 	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
 	time.Sleep(2 * time.Second)
 
 	// (b) a mesh-wide policy: a Timeout for every source and destination.
+	if err := prof.start('b'); err != nil {
+		return nil, err
+	}
 	c0, _ = readProc(cp.xdsPID)
 	// Envoy: the clusters' connect_timeout; proxyless: the route's
 	// max_stream_duration (grpc-go has no connect timeout).
@@ -206,6 +219,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	c1, _ = readProc(cp.xdsPID)
 	res.policyCPU = c1.cpu - c0.cpu
+	if err := prof.stop('b'); err != nil {
+		return nil, err
+	}
 	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
 	res.afterScenarios = c1
 	for _, p := range f.proxies {
