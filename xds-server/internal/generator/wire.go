@@ -1,0 +1,135 @@
+package generator
+
+import (
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// The wire form of a resource serializes it once and shares the bytes.
+//
+// go-control-plane's snapshot cache marshals every resource of every
+// response it sends (cache.RawResponse.GetDiscoveryResponse, once per
+// stream), and the versions marshal every resource once more to hash it: a
+// change that reaches 2,000 proxies marshaled the same shared
+// ClusterLoadAssignment 2,000 times, and every per-proxy Cluster and
+// Listener twice. Wire marshals each resource once — a shared one once per
+// Snapshot, a per-proxy one once per generation — hashes those bytes, and
+// hands the cache a hollow message of the same type that marshals back to
+// exactly those bytes: the name (field 1 of every xDS resource type Weft
+// serves, so GetResourceName and the cache's bookkeeping work) and the rest
+// of the encoding as unknown fields, which protobuf copies verbatim when it
+// marshals. Marshaling it is a copy of the bytes, whichever stream sends
+// it.
+//
+// A hollow resource is only for the cache: everything that reads a
+// resource's fields (Consistent, the config dump) uses the originals or
+// Expand. Shared resources' wire forms live in the Snapshot, so they go
+// when the snapshot and the cache snapshots using them go.
+
+// wireRes is one resource's wire form.
+type wireRes struct {
+	digest [32]byte
+	hollow types.Resource
+}
+
+// Wire returns the resources' wire forms (same types, order and names)
+// and their per-type versions (equal to Versions(r)).
+func (s *Snapshot) Wire(r Resources) (Resources, map[string]string) {
+	out := make(Resources, len(r))
+	versions := make(map[string]string, len(r))
+	for typ, list := range r {
+		h := sha256.New()
+		wl := make([]types.Resource, len(list))
+		for i, res := range list {
+			w := s.wire(res)
+			h.Write(w.digest[:])
+			wl[i] = w.hollow
+		}
+		out[typ] = wl
+		versions[typ] = hexVersion(h.Sum(nil))
+	}
+	return out, versions
+}
+
+// wire returns a resource's wire form, cached for the Snapshot's life when
+// the resource is shared by many proxies.
+func (s *Snapshot) wire(res types.Resource) *wireRes {
+	if s == nil || !s.isShared(res) {
+		return newWire(res)
+	}
+	if w, ok := s.wires.Load(res); ok {
+		return w.(*wireRes)
+	}
+	w, _ := s.wires.LoadOrStore(res, newWire(res))
+	return w.(*wireRes)
+}
+
+func newWire(res types.Resource) *wireRes {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		// Generated resources always marshal; make a failure visible as a
+		// digest that never matches, and let the cache report the error
+		// when it marshals the original.
+		return &wireRes{digest: digestBytes(cachev3.GetResourceName(res), []byte(err.Error())), hollow: res}
+	}
+	name := cachev3.GetResourceName(res)
+	return &wireRes{digest: digestBytes(name, b), hollow: hollowOf(res, name, b)}
+}
+
+// hollowOf is a message of res's type holding only its name (field 1),
+// with the rest of b, res's deterministic encoding, as unknown fields.
+// When b does not start with the name (a type without a string field 1, or
+// an empty name), res itself is returned: correct, only not cheaper.
+func hollowOf(res types.Resource, name string, b []byte) types.Resource {
+	m := res.ProtoReflect()
+	fd := m.Descriptor().Fields().ByNumber(1)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.Cardinality() == protoreflect.Repeated || fd.ContainingOneof() != nil || name == "" {
+		return res
+	}
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != 1 || typ != protowire.BytesType {
+		return res
+	}
+	v, m2 := protowire.ConsumeBytes(b[n:])
+	if m2 < 0 || string(v) != name {
+		return res
+	}
+	h := m.New()
+	h.Set(fd, protoreflect.ValueOfString(name))
+	if rest := b[n+m2:]; len(rest) > 0 {
+		h.SetUnknown(rest)
+	}
+	return h.Interface()
+}
+
+// Expand returns a resource with its fields readable: the original for a
+// resource Wire did not hollow, a decoded copy for a hollow one.
+func Expand(res types.Resource) types.Resource {
+	if res == nil || len(res.ProtoReflect().GetUnknown()) == 0 {
+		return res
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		return res
+	}
+	full := res.ProtoReflect().New().Interface()
+	if err := proto.Unmarshal(b, full); err != nil {
+		return res
+	}
+	return full
+}
+
+func digestBytes(name string, b []byte) [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
+	h.Write(b)
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
