@@ -3,9 +3,11 @@ package generator
 import (
 	"crypto/sha256"
 	"fmt"
+	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -32,10 +34,13 @@ import (
 // Expand. Shared resources' wire forms live in the Snapshot, so they go
 // when the snapshot and the cache snapshots using them go.
 
-// wireRes is one resource's wire form.
+// wireRes is one resource's wire form, and the names it references
+// (Consistent).
 type wireRes struct {
-	digest [32]byte
-	hollow types.Resource
+	digest   [32]byte
+	hollow   types.Resource
+	refsOnce sync.Once
+	refs     map[string]map[string]bool
 }
 
 // Wire returns the resources' wire forms (same types, order and names)
@@ -123,6 +128,60 @@ func Expand(res types.Resource) types.Resource {
 		return res
 	}
 	return full
+}
+
+// Consistent is go-control-plane's Snapshot.Consistent for r, without
+// building a cache snapshot and reading the references of shared resources
+// once per Snapshot (a listener's references cost unpacking its
+// HttpConnectionManager): every ClusterLoadAssignment and
+// RouteConfiguration is referenced by a Cluster or a Listener, and every
+// reference resolves. A nil Snapshot caches nothing.
+func (s *Snapshot) Consistent(r Resources) error {
+	refs := map[string]map[string]bool{}
+	for _, typ := range []string{resourcev3.ClusterType, resourcev3.ListenerType} {
+		for _, res := range r[typ] {
+			for t, names := range s.references(res) {
+				if refs[t] == nil {
+					refs[t] = map[string]bool{}
+				}
+				for n := range names {
+					refs[t][n] = true
+				}
+			}
+		}
+	}
+	for _, typ := range []string{resourcev3.EndpointType, resourcev3.RouteType} {
+		have := make(map[string]bool, len(r[typ]))
+		for _, res := range r[typ] {
+			have[cachev3.GetResourceName(res)] = true
+		}
+		if len(refs[typ]) != len(have) {
+			return fmt.Errorf("mismatched %q reference and resource lengths: len(%v) != %d", typ, refs[typ], len(have))
+		}
+		for n := range refs[typ] {
+			if !have[n] {
+				return fmt.Errorf("inconsistent %q reference: %q not listed", typ, n)
+			}
+		}
+	}
+	return nil
+}
+
+// references are the names a Cluster or a Listener references, by type.
+func (s *Snapshot) references(res types.Resource) map[string]map[string]bool {
+	read := func() map[string]map[string]bool {
+		out := map[string]map[string]bool{}
+		for t, names := range cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{"": {Resource: res}}) {
+			out[t] = names
+		}
+		return out
+	}
+	if s == nil || !s.isShared(res) {
+		return read()
+	}
+	w := s.wire(res)
+	w.refsOnce.Do(func() { w.refs = read() })
+	return w.refs
 }
 
 func digestBytes(name string, b []byte) [32]byte {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -70,6 +71,22 @@ func TestWire(t *testing.T) {
 					if s.isShared(orig) && s.wire(orig) != s.wire(orig) {
 						t.Errorf("%s %q: shared wire form built twice", typ, n)
 					}
+				}
+			}
+			// Consistent agrees with go-control-plane's, also when a
+			// referenced ClusterLoadAssignment is missing.
+			gcp := func(r Resources) error { return r.CacheSnapshot(r.Versions()).Consistent() }
+			if got, want := s.Consistent(res), gcp(res); (got == nil) != (want == nil) {
+				t.Errorf("Consistent: %v, go-control-plane's: %v", got, want)
+			}
+			if eds := res[resourcev3.EndpointType]; len(eds) > 0 {
+				broken := Resources{}
+				for typ, list := range res {
+					broken[typ] = list
+				}
+				broken[resourcev3.EndpointType] = eds[1:]
+				if got, want := s.Consistent(broken), gcp(broken); got == nil || want == nil {
+					t.Errorf("a missing ClusterLoadAssignment: Consistent %v, go-control-plane's %v", got, want)
 				}
 			}
 		})

@@ -488,7 +488,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		// Consistent does not follow api_listener route names, so proxyless
 		// snapshots skip it (their references are checked by construction).
 		// It reads the resources' fields: the originals, not the wire forms.
-		if err := res.CacheSnapshot(versions).Consistent(); err != nil {
+		if err := snap.Consistent(res); err != nil {
 			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 			r.setErrLocked(p, err.Error())
 			return
@@ -585,7 +585,7 @@ func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res ge
 	if !changed {
 		return
 	}
-	if err := res.CacheSnapshot(versions).Consistent(); err != nil {
+	if err := none.Consistent(res); err != nil {
 		r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 		p.lastErr = err.Error()
 		return
