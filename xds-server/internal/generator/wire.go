@@ -3,8 +3,11 @@ package generator
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -170,11 +173,10 @@ func (s *Snapshot) Consistent(r Resources) error {
 // references are the names a Cluster or a Listener references, by type.
 func (s *Snapshot) references(res types.Resource) map[string]map[string]bool {
 	read := func() map[string]map[string]bool {
-		out := map[string]map[string]bool{}
-		for t, names := range cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{"": {Resource: res}}) {
-			out[t] = names
+		if l, ok := res.(*listenerv3.Listener); ok {
+			return listenerReferences(l)
 		}
-		return out
+		return gcpReferences(res)
 	}
 	if s == nil || !s.isShared(res) {
 		return read()
@@ -182,6 +184,120 @@ func (s *Snapshot) references(res types.Resource) map[string]map[string]bool {
 	w := s.wire(res)
 	w.refsOnce.Do(func() { w.refs = read() })
 	return w.refs
+}
+
+// listenerReferences is what go-control-plane's GetResourceReferences
+// finds in a listener — the RDS route names of its HttpConnectionManagers —
+// read from the filters' packed bytes with protowire instead of unpacking
+// every HttpConnectionManager (with its inline routes) into messages.
+// Scoped routes (Weft generates none) and anything not decodable go to
+// go-control-plane's reader. TestWire compares the two on every golden.
+func listenerReferences(l *listenerv3.Listener) map[string]map[string]bool {
+	routes := map[string]bool{}
+	chains := l.GetFilterChains()
+	if d := l.GetDefaultFilterChain(); d != nil {
+		chains = append(chains[:len(chains):len(chains)], d)
+	}
+	for _, c := range chains {
+		for _, f := range c.GetFilters() {
+			tc := f.GetTypedConfig()
+			if tc == nil {
+				continue
+			}
+			u := tc.GetTypeUrl()
+			if u[strings.LastIndexByte(u, '/')+1:] != hcmName {
+				continue
+			}
+			if !hcmRoutes(tc.GetValue(), routes) {
+				return gcpReferences(l)
+			}
+		}
+	}
+	if len(routes) == 0 {
+		return map[string]map[string]bool{}
+	}
+	return map[string]map[string]bool{resourcev3.RouteType: routes}
+}
+
+func gcpReferences(res types.Resource) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for t, names := range cachev3.GetResourceReferences(map[string]types.ResourceWithTTL{"": {Resource: res}}) {
+		out[t] = names
+	}
+	return out
+}
+
+var (
+	hcmName = string((&hcmv3.HttpConnectionManager{}).ProtoReflect().Descriptor().FullName())
+	// Field numbers, from the descriptors: the route_specifier oneof's
+	// members, and Rds's name.
+	hcmRds         = fieldNum(&hcmv3.HttpConnectionManager{}, "rds")
+	hcmRouteConfig = fieldNum(&hcmv3.HttpConnectionManager{}, "route_config")
+	hcmScoped      = fieldNum(&hcmv3.HttpConnectionManager{}, "scoped_routes")
+	rdsName        = fieldNum(&hcmv3.Rds{}, "route_config_name")
+)
+
+func fieldNum(m proto.Message, name protoreflect.Name) protowire.Number {
+	return m.ProtoReflect().Descriptor().Fields().ByName(name).Number()
+}
+
+// hcmRoutes adds the RDS route name an encoded HttpConnectionManager
+// references, decoding as protobuf does: the last route_specifier member
+// wins, occurrences of rds merge (the last route_config_name set wins).
+// false: b is malformed or uses scoped routes (left to go-control-plane).
+func hcmRoutes(b []byte, routes map[string]bool) bool {
+	var member protowire.Number
+	rds := ""
+	ok := eachField(b, func(num protowire.Number, v []byte) bool {
+		switch num {
+		case hcmScoped:
+			return false
+		case hcmRouteConfig:
+			member, rds = num, ""
+		case hcmRds:
+			if member != hcmRds {
+				member, rds = num, ""
+			}
+			return eachField(v, func(num protowire.Number, v []byte) bool {
+				if num == rdsName {
+					rds = string(v)
+				}
+				return true
+			})
+		}
+		return true
+	})
+	if ok && member == hcmRds && rds != "" {
+		routes[rds] = true
+	}
+	return ok
+}
+
+// eachField calls f with each length-delimited field of an encoded
+// message (other wire types are skipped); false when b is malformed or f
+// says so.
+func eachField(b []byte, f func(protowire.Number, []byte) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if typ != protowire.BytesType {
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n < 0 {
+				return false
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 || !f(num, v) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 func digestBytes(name string, b []byte) [32]byte {
