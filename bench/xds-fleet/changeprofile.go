@@ -43,6 +43,11 @@ func exportChangeProfile(o options) error {
 	if o.cpuProfile != "" {
 		return fmt.Errorf("-xds-change-cpuprofile and -xds-cpuprofile exclude each other")
 	}
+	if o.apiURL != "" {
+		// SIGUSR2 would terminate an xds-server that is not this
+		// binary's child.
+		return fmt.Errorf("-xds-change-cpuprofile needs the xds-server this command starts (no -api-url)")
+	}
 	return os.Setenv(changeProfileEnv, abs(*changeCPUProfile))
 }
 
