@@ -404,6 +404,7 @@ func xdsServer() int {
 			}
 		}()
 	}
+	serveChangeProfile(context.Background())
 	return xdsapp.Main(context.Background(), os.Args[1:], os.Stderr)
 }
 

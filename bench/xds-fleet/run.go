@@ -110,6 +110,9 @@ type result struct {
 func run(ctx context.Context, o options) (*result, error) {
 	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs,
 		mtls: o.mtls, meshes: max(o.meshes, 1)}
+	if err := exportChangeProfile(o); err != nil {
+		return nil, err
+	}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
@@ -187,6 +190,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	// (a) one endpoint added to svc-0, which every proxy calls.
 	const newAddr = "10.250.0.1"
 	pc.arm()
+	prof := newChangeProfiler(cp.xdsPID)
+	if err := prof.start('a'); err != nil {
+		return nil, err
+	}
 	c0, _ := readProc(cp.xdsPID)
 	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
@@ -199,6 +206,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	c1, _ := readProc(cp.xdsPID)
 	res.endpointCPU = c1.cpu - c0.cpu
+	if err := prof.stop('a'); err != nil {
+		return nil, err
+	}
 	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
 	if len(pc.others) > 0 {
 		res.othersPushedA[0], res.othersPushedA[1] = pc.pushed(ctx, 2*time.Second)
@@ -209,6 +219,9 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// (b) a mesh-wide policy: a Timeout for every source and destination.
 	pc.arm()
+	if err := prof.start('b'); err != nil {
+		return nil, err
+	}
 	c0, _ = readProc(cp.xdsPID)
 	// Envoy: the clusters' connect_timeout; proxyless: the route's
 	// max_stream_duration (grpc-go has no connect timeout).
@@ -228,6 +241,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	c1, _ = readProc(cp.xdsPID)
 	res.policyCPU = c1.cpu - c0.cpu
+	if err := prof.stop('b'); err != nil {
+		return nil, err
+	}
 	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
 	res.afterScenarios = c1
 	if len(pc.others) > 0 {

@@ -98,14 +98,11 @@ func digestOf(res types.Resource) [32]byte {
 		// digest that never matches.
 		b = []byte(err.Error())
 	}
-	name := cachev3.GetResourceName(res)
-	h := sha256.New()
-	fmt.Fprintf(h, "%d:%s:%d:", len(name), name, len(b))
-	h.Write(b)
-	var d [32]byte
-	copy(d[:], h.Sum(nil))
-	return d
+	return digestBytes(cachev3.GetResourceName(res), b)
 }
+
+// hexVersion is a type's version: its digest's first 8 bytes, hex.
+func hexVersion(sum []byte) string { return hex.EncodeToString(sum)[:16] }
 
 func (r Resources) versions(cache digester) map[string]string {
 	out := map[string]string{}
@@ -122,7 +119,7 @@ func (r Resources) versions(cache digester) map[string]string {
 			}
 			h.Write(d[:])
 		}
-		out[typ] = hex.EncodeToString(h.Sum(nil))[:16]
+		out[typ] = hexVersion(h.Sum(nil))
 	}
 	return out
 }

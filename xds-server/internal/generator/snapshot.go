@@ -55,6 +55,7 @@ type Snapshot struct {
 	shared    map[types.Resource]bool
 	sharedErr error
 	digests   sync.Map // types.Resource → [32]byte
+	wires     sync.Map // shared types.Resource → *wireRes (wire.go)
 	// policy-shaped pieces, built on first use (policy_*.go)
 	pol policyPieces
 }

@@ -170,7 +170,8 @@ func (s *Service) ConfigDump(ctx context.Context, req *inspectv1.ConfigDumpReque
 				res := snap.GetResources(typ)
 				list := make([]types.Resource, 0, len(res))
 				for _, r := range res {
-					list = append(list, r)
+					// The cache holds wire forms (generator.Wire).
+					list = append(list, generator.Expand(r))
 				}
 				sort.Slice(list, func(i, j int) bool { return cachev3.GetResourceName(list[i]) < cachev3.GetResourceName(list[j]) })
 				td := &inspectv1.TypeDump{TypeUrl: typ, Version: snap.GetVersion(typ)}

@@ -471,7 +471,9 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		r.setErrLocked(p, err.Error())
 		return
 	}
-	versions := snap.Versions(res)
+	// Each resource is serialized once, for its version and for every
+	// response that carries it (generator.Wire).
+	wire, versions := snap.Wire(res)
 	changed := false
 	for _, typ := range generator.TypeURLs {
 		if versions[typ] != p.versions[typ] {
@@ -482,16 +484,17 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 		r.setErrLocked(p, "")
 		return
 	}
-	cs := res.CacheSnapshot(versions)
 	if kind != generator.KindGRPC {
 		// Consistent does not follow api_listener route names, so proxyless
 		// snapshots skip it (their references are checked by construction).
-		if err := cs.Consistent(); err != nil {
+		// It reads the resources' fields: the originals, not the wire forms.
+		if err := snap.Consistent(res); err != nil {
 			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 			r.setErrLocked(p, err.Error())
 			return
 		}
 	}
+	cs := wire.CacheSnapshot(versions)
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
 	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
 		pspan.RecordError(err)
@@ -566,11 +569,13 @@ func (r *Reconciler) reconcileIngress(ctx context.Context, p *proxy, id, name st
 		}
 		p.ingressDropped = msg
 	}
-	r.pushLocked(ctx, p, id, res, res.Versions(), seen)
+	r.pushLocked(ctx, p, id, res, seen)
 }
 
 // pushLocked sets a proxy's snapshot when its versions changed.
-func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res generator.Resources, versions map[string]string, seen time.Time) {
+func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res generator.Resources, seen time.Time) {
+	var none *generator.Snapshot // an ingress's resources are its own
+	wire, versions := none.Wire(res)
 	changed := false
 	for _, typ := range generator.TypeURLs {
 		if versions[typ] != p.versions[typ] {
@@ -580,12 +585,12 @@ func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res ge
 	if !changed {
 		return
 	}
-	cs := res.CacheSnapshot(versions)
-	if err := cs.Consistent(); err != nil {
+	if err := none.Consistent(res); err != nil {
 		r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 		p.lastErr = err.Error()
 		return
 	}
+	cs := wire.CacheSnapshot(versions)
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
 	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
 		pspan.RecordError(err)
