@@ -122,7 +122,17 @@ func (c *Callbacks) identity(key string) (Identity, bool) {
 
 func (c *Callbacks) request(key, typeURL, nonce, version string, errDetail *status.Status) {
 	if nonce == "" {
-		return // a subscription, not a reply to a response
+		// A subscription, not a reply to a response. On a new stream its
+		// version is what the proxy already holds (it reconnected): when
+		// this replica computes the same, nothing is sent, so record it
+		// here or the push would wait for an ACK forever.
+		if version != "" && errDetail == nil {
+			if id, ok := c.identity(key); ok {
+				c.ins.Holds(key, typeURL, version)
+				c.rec.Holds(id.NodeID, typeURL, version)
+			}
+		}
+		return
 	}
 	id, ok := c.identity(key)
 	if !ok {

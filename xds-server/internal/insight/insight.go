@@ -162,6 +162,21 @@ func (r *Recorder) Acked(id, typeURL, version string) {
 	r.markLocked(s.mesh, s.name)
 }
 
+// Holds records the version a new stream's first request says the proxy
+// already has (it reconnected with its configuration): its last version
+// until a response and an ACK say otherwise. No ACK is counted.
+func (r *Recorder) Holds(id, typeURL, version string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ts := r.typeStatus(id, typeURL)
+	if s == nil || ts.LastVersion == version {
+		return
+	}
+	ts.LastVersion = version
+	ts.LastUpdateTime = timestamppb.Now()
+	r.markLocked(s.mesh, s.name)
+}
+
 // Nacked records a NACK with the proxy's error detail.
 func (r *Recorder) Nacked(id, typeURL, detail string) {
 	r.mu.Lock()

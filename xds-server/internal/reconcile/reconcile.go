@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -99,8 +100,12 @@ type proxy struct {
 	certs                bool
 
 	// Written by the worker under Reconciler.mu.
-	versions    map[string]string
-	pending     map[string]pending
+	versions map[string]string
+	pending  map[string]pending
+	// held is what the proxy said it holds per type (the version of its
+	// latest ACK, or of a new stream's first request): a push of that
+	// version gets no response and so waits for no ACK.
+	held        map[string]string
 	deps        map[string]bool // services consumed; "*" all
 	inboundTags []map[string]string
 	transparent bool
@@ -233,12 +238,51 @@ func (r *Reconciler) Acked(nodeID, typeURL, version string) (time.Duration, bool
 	if p == nil {
 		return 0, false
 	}
+	if slices.Contains(generator.TypeURLs, typeURL) {
+		if p.held == nil {
+			p.held = map[string]string{}
+		}
+		p.held[typeURL] = version
+	}
 	pd, ok := p.pending[typeURL]
 	if !ok || pd.version != version {
 		return 0, false
 	}
 	delete(p.pending, typeURL)
 	return time.Since(pd.seen), true
+}
+
+// Holds records that a proxy's new stream already holds version of
+// typeURL (its first request's version_info): a proxy reconnecting to this
+// replica asks with the versions it has, and when this replica computes the
+// same, go-control-plane sends nothing, so no ACK would ever clear the push.
+func (r *Reconciler) Holds(nodeID, typeURL, version string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.proxies[nodeID]
+	if p == nil || version == "" {
+		return
+	}
+	if p.held == nil {
+		p.held = map[string]string{}
+	}
+	if !slices.Contains(generator.TypeURLs, typeURL) {
+		return // bounded: only the types this server serves
+	}
+	p.held[typeURL] = version
+	if pd, ok := p.pending[typeURL]; ok && pd.version == version {
+		delete(p.pending, typeURL)
+	}
+}
+
+// Pending is the number of types pushed to a proxy and not yet ACKed.
+func (r *Reconciler) Pending(nodeID string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.proxies[nodeID]; p != nil {
+		return len(p.pending)
+	}
+	return 0
 }
 
 // CertUpdated marks a proxy whose certificate changed.
@@ -507,8 +551,10 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {
-			p.pending[typ] = pending{version: v, seen: seen}
 			r.obs.Pushed(id, typ, v)
+			if p.held[typ] != v {
+				p.pending[typ] = pending{version: v, seen: seen}
+			}
 		}
 	}
 	p.versions = versions
@@ -602,8 +648,10 @@ func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res ge
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {
-			p.pending[typ] = pending{version: v, seen: seen}
 			r.obs.Pushed(id, typ, v)
+			if p.held[typ] != v {
+				p.pending[typ] = pending{version: v, seen: seen}
+			}
 		}
 	}
 	p.versions = versions

@@ -191,3 +191,52 @@ destinations:
 		t.Error("snapshot kept after the proxy left")
 	}
 }
+
+// TestReconnectHoldingVersionsLeavesNothingPending: a proxy that reconnects
+// saying it holds the versions this replica then computes gets no response
+// (go-control-plane answers only a different version), so no ACK will come;
+// its push must not stay pending. A proxy that said nothing waits for ACKs.
+func TestReconnectHoldingVersionsLeavesNothingPending(t *testing.T) {
+	st := store.New(etcdtest.Client(t, nil))
+	apply(t, st, "type: Mesh\nname: m\n---"+dp("web-1", "web", "backend")+"---"+dp("backend-1", "backend", ""))
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := model.New(st, log)
+	rec := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Run(ctx) }()
+	go rec.Run(ctx)
+	rec.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
+	waitFor(t, "first snapshot", func() bool { _, err := cache.GetSnapshot("m.web-1"); return err == nil })
+	if n := rec.Pending("m.web-1"); n == 0 {
+		t.Fatal("a push no ACK answered is not pending")
+	}
+	s, _ := cache.GetSnapshot("m.web-1")
+	held := map[string]string{}
+	for _, typ := range generator.TypeURLs {
+		held[typ] = s.GetVersion(typ)
+	}
+
+	// The proxy reconnects (to this or another replica) holding them: its
+	// first requests arrive before the new generation.
+	rec.Disconnect("m.web-1")
+	rec.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
+	for typ, v := range held {
+		rec.Holds("m.web-1", typ, v)
+	}
+	rec.Holds("m.web-1", "type.googleapis.com/not.Served", "x") // ignored, not stored
+	waitFor(t, "snapshot after reconnect", func() bool { _, err := cache.GetSnapshot("m.web-1"); return err == nil })
+	waitFor(t, "nothing pending", func() bool { return rec.Pending("m.web-1") == 0 })
+
+	// And after the generation: the push it reports holding is cleared.
+	rec.Disconnect("m.web-1")
+	rec.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
+	waitFor(t, "snapshot after second reconnect", func() bool { return rec.Pending("m.web-1") > 0 })
+	for typ, v := range held {
+		rec.Holds("m.web-1", typ, v)
+	}
+	if n := rec.Pending("m.web-1"); n != 0 {
+		t.Errorf("%d types still pending after the proxy said it holds them", n)
+	}
+}
