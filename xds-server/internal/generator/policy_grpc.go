@@ -41,9 +41,27 @@ func (g *grpcShared) cluster(s *Snapshot, svc string) *clusterv3.Cluster {
 // codes, max stream duration, fault delay/abort, success-rate outlier
 // detection, max_requests, ring hash) and nothing it would NACK.
 func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
-	// The client resources depend only on what the caller selects, so
-	// callers with the same tag sets share one list.
-	list, err := sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
+	list, err := grpcClientList(s, sel)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(list); {
+		typ, end := typeURLOf(list[start]), start+1
+		for end < len(list) && typeURLOf(list[end]) == typ {
+			end++
+		}
+		out.add(typ, list[start:end:end]...)
+		start = end
+	}
+	return nil
+}
+
+// grpcClientList is a proxyless client's resources for every service of
+// the mesh, grouped by type and sorted by name. The client resources
+// depend only on what the caller selects, so callers with the same tag
+// sets share one list.
+func grpcClientList(s *Snapshot, sel *outboundSelector) ([]types.Resource, error) {
+	return sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
 		// Callers with other tag sets often select the same policies:
 		// one list per distinct selection over the mesh's services.
 		var b strings.Builder
@@ -68,18 +86,6 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 		v, _ := s.pol.grpcClients.LoadOrStore(b.String(), list)
 		return v.([]types.Resource), nil
 	})
-	if err != nil {
-		return err
-	}
-	for start := 0; start < len(list); {
-		typ, end := typeURLOf(list[start]), start+1
-		for end < len(list) && typeURLOf(list[end]) == typ {
-			end++
-		}
-		out.add(typ, list[start:end:end]...)
-		start = end
-	}
-	return nil
 }
 
 func typeURLOf(res types.Resource) string {
