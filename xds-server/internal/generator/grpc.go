@@ -63,13 +63,11 @@ func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 	sel := newOutboundSelector(s, p)
 	switch {
 	case p.Requested != nil && sel.any():
-		// Only what the client named (requested.go), from the list its
-		// policies shape, indexed once per list.
-		list, err := grpcClientList(s, sel) // policy_grpc.go
-		if err != nil {
+		// Only what the client named (requested.go), shaped by its
+		// policies.
+		if err := addRequestedGRPCClients(out, s, sel, p.Requested); err != nil { // policy_grpc.go
 			return nil, err
 		}
-		s.shapedIndex(list).addRequested(out, p.Requested)
 	case p.Requested != nil:
 		s.plainIndex().addRequested(out, p.Requested)
 	case sel.any():

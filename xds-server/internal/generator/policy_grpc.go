@@ -103,36 +103,79 @@ func typeURLOf(res types.Resource) string {
 }
 
 func buildGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
-	sh := s.grpcShared
 	added := map[string]bool{}
 	for i, svc := range s.services {
-		sl := sel.lookup(svc)
-		o := sl.o
-		if o.Empty() {
-			out.add(resourcev3.ListenerType, sh.listeners[i])
-			out.add(resourcev3.RouteType, sh.routes[i])
-		} else {
-			l := sh.listeners[i]
-			if o.FaultInjection != nil {
-				r, err := s.memo("grpc-listener|"+svc+"|"+o.FaultInjection.Meta.GetName(), func() types.Resource {
-					return grpcClientListener(svc, faultFilter(o.FaultInjection, true))
-				})
-				if err != nil {
-					return err
-				}
-				l = r.(*listenerv3.Listener)
-			}
-			rc, err := s.memo("grpc-route|"+svc+"|"+sl.key, func() types.Resource { return grpcPolicyRoute(svc, o) })
-			if err != nil {
-				return err
-			}
-			out.add(resourcev3.ListenerType, l)
-			out.add(resourcev3.RouteType, rc)
-		}
-		if err := addDestination(out, s, svc, true, sel, added, true); err != nil {
+		if err := addGRPCService(out, s, sel, i, svc, added); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// addGRPCService adds the client resources of s.services[i] as sel shapes
+// them: its listener and route, and the clusters and endpoints its route
+// leads to (other services' subsets included).
+func addGRPCService(out Resources, s *Snapshot, sel *outboundSelector, i int, svc string, added map[string]bool) error {
+	sh := s.grpcShared
+	sl := sel.lookup(svc)
+	o := sl.o
+	if o.Empty() {
+		out.add(resourcev3.ListenerType, sh.listeners[i])
+		out.add(resourcev3.RouteType, sh.routes[i])
+	} else {
+		l := sh.listeners[i]
+		if o.FaultInjection != nil {
+			r, err := s.memo("grpc-listener|"+svc+"|"+o.FaultInjection.Meta.GetName(), func() types.Resource {
+				return grpcClientListener(svc, faultFilter(o.FaultInjection, true))
+			})
+			if err != nil {
+				return err
+			}
+			l = r.(*listenerv3.Listener)
+		}
+		rc, err := s.memo("grpc-route|"+svc+"|"+sl.key, func() types.Resource { return grpcPolicyRoute(svc, o) })
+		if err != nil {
+			return err
+		}
+		out.add(resourcev3.ListenerType, l)
+		out.add(resourcev3.RouteType, rc)
+	}
+	return addDestination(out, s, svc, true, sel, added, true)
+}
+
+// addRequestedGRPCClients adds what a client named of its policy-shaped
+// client resources, building only the services it named: a listener or
+// route "<svc>.mesh", a cluster or endpoints "<svc>" or "<svc>{tags}".
+// The clusters a route leads to are built with the route's service, so
+// a subset of another service, named by the route, is found too.
+func addRequestedGRPCClients(out Resources, s *Snapshot, sel *outboundSelector, q *Requested) error {
+	svcs := map[string]bool{}
+	for _, typ := range requestedTypes {
+		for n := range q.names[typ] {
+			switch typ {
+			case resourcev3.ListenerType, resourcev3.RouteType:
+				n, _ = strings.CutSuffix(n, ".mesh")
+			default:
+				n, _, _ = strings.Cut(n, "{")
+			}
+			svcs[n] = true
+		}
+	}
+	part := Resources{}
+	added := map[string]bool{}
+	for i, svc := range s.services {
+		if !svcs[svc] {
+			continue
+		}
+		if err := addGRPCService(part, s, sel, i, svc, added); err != nil {
+			return err
+		}
+	}
+	var list []types.Resource
+	for _, typ := range requestedTypes {
+		list = append(list, part[typ]...)
+	}
+	newClientIndex(list).addRequested(out, q)
 	return nil
 }
 

@@ -127,12 +127,11 @@ func (idx clientIndex) addRequested(out Resources, q *Requested) {
 	}
 }
 
-// grpcIndexes caches the client indexes of a snapshot: one for the
-// policy-free client resources, one per distinct policy selection.
+// grpcIndexes caches the index of a snapshot's policy-free client
+// resources.
 type grpcIndexes struct {
-	once   sync.Once
-	plain  clientIndex
-	shaped sync.Map // *types.Resource (a cached list's first element) → clientIndex
+	once  sync.Once
+	plain clientIndex
 }
 
 // plainIndex indexes the shared, policy-free client resources, once per
@@ -147,18 +146,4 @@ func (s *Snapshot) plainIndex() clientIndex {
 		s.grpcIdx.plain = newClientIndex(list)
 	})
 	return s.grpcIdx.plain
-}
-
-// shapedIndex indexes a cached list of policy-shaped client resources
-// (addGRPCClients), once per list.
-func (s *Snapshot) shapedIndex(list []types.Resource) clientIndex {
-	if len(list) == 0 {
-		return clientIndex{}
-	}
-	key := &list[0]
-	if v, ok := s.grpcIdx.shaped.Load(key); ok {
-		return v.(clientIndex)
-	}
-	v, _ := s.grpcIdx.shaped.LoadOrStore(key, newClientIndex(list))
-	return v.(clientIndex)
 }
