@@ -1,6 +1,8 @@
 package generator
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -127,11 +129,14 @@ func (idx clientIndex) addRequested(out Resources, q *Requested) {
 	}
 }
 
-// grpcIndexes caches the index of a snapshot's policy-free client
-// resources.
+// grpcIndexes caches, per snapshot, the index of the policy-free client
+// resources and the versions of every client list.
 type grpcIndexes struct {
-	once  sync.Once
-	plain clientIndex
+	once          sync.Once
+	plain         clientIndex
+	plainOnce     sync.Once
+	plainVersions clientVersions
+	shaped        sync.Map // *types.Resource (a cached list's first element) → clientVersions
 }
 
 // plainIndex indexes the shared, policy-free client resources, once per
@@ -146,4 +151,131 @@ func (s *Snapshot) plainIndex() clientIndex {
 		s.grpcIdx.plain = newClientIndex(list)
 	})
 	return s.grpcIdx.plain
+}
+
+// clientVersions are the sorted client resources of one list (every
+// service's, plain or shaped by one selection of policies) per type, with
+// their digests and the version they hash to: computed once per list.
+type clientVersions map[string]*sortedClients
+
+type sortedClients struct {
+	list    []types.Resource
+	digests [][32]byte
+	version string
+	names   map[string]bool
+}
+
+func (s *Snapshot) newClientVersions(list []types.Resource) clientVersions {
+	part := Resources{}
+	for _, res := range list {
+		part.add(typeURLOf(res), res)
+	}
+	part.sort()
+	cv := clientVersions{}
+	for typ, l := range part {
+		sc := &sortedClients{list: l, digests: make([][32]byte, len(l))}
+		if typ == resourcev3.ListenerType {
+			sc.names = make(map[string]bool, len(l))
+		}
+		h := sha256.New()
+		for i, res := range l {
+			if sc.names != nil {
+				sc.names[cachev3.GetResourceName(res)] = true
+			}
+			sc.digests[i] = s.digestFor(res)
+			h.Write(sc.digests[i][:])
+		}
+		sc.version = hex.EncodeToString(h.Sum(nil))[:16]
+		cv[typ] = sc
+	}
+	return cv
+}
+
+func (s *Snapshot) digestFor(res types.Resource) [32]byte {
+	if d, ok := s.digest(res); ok {
+		return d
+	}
+	return digestOf(res)
+}
+
+// VersionsFor is Versions for p's configuration r. A proxyless proxy that
+// gets only what it requested has the versions its full configuration
+// (every service's client resources) would have: they depend on the mesh
+// and the proxy, never on what its stream asked for, so every replica
+// computes the same ones (inspect's computed config dumps) and a name
+// asked for later comes with the version the proxy already has
+// (go-control-plane answers a newly requested name at an unchanged
+// version). The shared part is hashed once per snapshot and list; per
+// proxy only its listener names are merged with its server listeners.
+func (s *Snapshot) VersionsFor(p *Proxy, r Resources) (map[string]string, error) {
+	if p.Kind != KindGRPC || p.Requested == nil {
+		return s.Versions(r), nil
+	}
+	var cv clientVersions
+	if sel := newOutboundSelector(s, p); sel.any() {
+		list, err := grpcClientList(s, sel)
+		if err != nil {
+			return nil, err
+		}
+		if len(list) > 0 {
+			key := &list[0]
+			v, ok := s.grpcIdx.shaped.Load(key)
+			if !ok {
+				v, _ = s.grpcIdx.shaped.LoadOrStore(key, s.newClientVersions(list))
+			}
+			cv = v.(clientVersions)
+		}
+	} else {
+		s.grpcIdx.plainOnce.Do(func() {
+			sh := s.grpcShared
+			list := make([]types.Resource, 0, 4*len(sh.listeners))
+			for i := range sh.listeners {
+				list = append(list, sh.listeners[i], sh.routes[i], sh.clusters[i], sh.endpoints[i])
+			}
+			s.grpcIdx.plainVersions = s.newClientVersions(list)
+		})
+		cv = s.grpcIdx.plainVersions
+	}
+	out := map[string]string{}
+	for _, typ := range []string{resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+		// generateGRPC adds nothing of these types but client resources.
+		if sc := cv[typ]; sc != nil {
+			out[typ] = sc.version
+		}
+	}
+	if list := r[resourcev3.SecretType]; list != nil {
+		out[resourcev3.SecretType] = s.Versions(Resources{resourcev3.SecretType: list})[resourcev3.SecretType]
+	}
+	// Listeners: the client ones merged, by name, with the proxy's own
+	// (its server listeners), as the full configuration sorts them.
+	sc := cv[resourcev3.ListenerType]
+	if sc == nil {
+		sc = &sortedClients{}
+	}
+	var own []types.Resource
+	for _, res := range r[resourcev3.ListenerType] {
+		if !sc.names[cachev3.GetResourceName(res)] {
+			own = append(own, res)
+		}
+	}
+	if len(own) == 0 && len(sc.list) == 0 {
+		if _, ok := r[resourcev3.ListenerType]; ok {
+			out[resourcev3.ListenerType] = s.Versions(Resources{resourcev3.ListenerType: nil})[resourcev3.ListenerType]
+		}
+		return out, nil
+	}
+	h := sha256.New()
+	i, j := 0, 0
+	for i < len(sc.list) || j < len(own) {
+		if j == len(own) || i < len(sc.list) && cachev3.GetResourceName(sc.list[i]) <= cachev3.GetResourceName(own[j]) {
+			h.Write(sc.digests[i][:])
+			i++
+			continue
+		}
+		d := s.digestFor(own[j])
+		h.Write(d[:])
+		j++
+	}
+	out[resourcev3.ListenerType] = hex.EncodeToString(h.Sum(nil))[:16]
+	return out, nil
 }

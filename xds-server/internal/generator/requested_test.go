@@ -79,6 +79,18 @@ func TestRequestedSelects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Its versions are the full configuration's, on this snapshot
+			// and on one built anew (another replica).
+			want := s.Versions(full)
+			for _, snap := range []*Snapshot{s, func() *Snapshot { s2, _ := loadInput(t, in); return s2 }()} {
+				v, err := snap.VersionsFor(&q, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(v) != fmt.Sprint(want) {
+					t.Fatalf("versions of one service's configuration: %v, want the full configuration's %v", v, want)
+				}
+			}
 			for _, typ := range TypeURLs {
 				want := 0
 				for _, res := range full[typ] {
@@ -101,6 +113,9 @@ func TestRequestedSelects(t *testing.T) {
 				if len(got[typ]) != 0 {
 					t.Errorf("nothing requested: %s holds %v", typ, names(got[typ]))
 				}
+			}
+			if v, err := s.VersionsFor(&q, got); err != nil || fmt.Sprint(v) != fmt.Sprint(s.Versions(full)) {
+				t.Errorf("nothing requested: versions %v (%v), want the full configuration's %v", v, err, s.Versions(full))
 			}
 		})
 	}

@@ -102,6 +102,8 @@ type proxy struct {
 	// notes the fallback was logged.
 	requested    *generator.Requested
 	requestedAll bool
+	// pushedRequested is the requested of the snapshot last set.
+	pushedRequested *generator.Requested
 	// gen serialises the proxy's generations and SetSnapshot calls: the
 	// worker's and Requested's, so a snapshot set after a request was
 	// recorded always reflects it.
@@ -546,7 +548,14 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	_, span := r.tracer.Start(ctx, "xds.Generate", trace.WithAttributes(
 		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
 	start := time.Now()
-	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags, Requested: requested})
+	gp := &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags, Requested: requested}
+	res, err := generator.Generate(snap, gp)
+	var versions map[string]string
+	if err == nil {
+		// A proxyless proxy's versions do not depend on what it requested
+		// (generator.Snapshot.VersionsFor).
+		versions, err = snap.VersionsFor(gp, res)
+	}
 	r.obs.Generated(id, kind, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)
@@ -566,8 +575,9 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		r.setErrLocked(p, err.Error())
 		return
 	}
-	versions := snap.Versions(res)
-	changed := false
+	// A newly requested name leaves the versions as they were: its
+	// resource must reach the cache all the same.
+	changed := requested != p.pushedRequested
 	for _, typ := range generator.TypeURLs {
 		if versions[typ] != p.versions[typ] {
 			changed = true
@@ -596,6 +606,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	}
 	pspan.End()
 	r.setErrLocked(p, "")
+	p.pushedRequested = requested
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {
