@@ -104,7 +104,7 @@ func regenerateAll(b *testing.B, kind string, dps []*resource.Resource, snapshot
 }
 
 // BenchmarkGenerateProxyless is one proxyless proxy's generation as the
-// reconciler does it per change (Generate, Versions, CacheSnapshot) in a
+// reconciler does it per change (Generate, VersionsFor, CacheSnapshot) in a
 // mesh of 500 services, with every service's client resources (Requested
 // nil: the cost before requested names were tracked) and with what a
 // client calling one service asks for (its listener, route, cluster and
@@ -132,11 +132,16 @@ func BenchmarkGenerateProxyless(b *testing.B) {
 				b.ReportAllocs()
 				var count int
 				for i := 0; i < b.N; i++ {
-					res, err := Generate(s, &Proxy{Mesh: "bench", Name: "dp-7", Kind: KindGRPC, Dataplane: dp, Identity: identity, Requested: v.q})
+					p := &Proxy{Mesh: "bench", Name: "dp-7", Kind: KindGRPC, Dataplane: dp, Identity: identity, Requested: v.q}
+					res, err := Generate(s, p)
 					if err != nil {
 						b.Fatal(err)
 					}
-					res.CacheSnapshot(s.Versions(res))
+					vs, err := s.VersionsFor(p, res)
+					if err != nil {
+						b.Fatal(err)
+					}
+					res.CacheSnapshot(vs)
 					count = 0
 					for _, list := range res {
 						count += len(list)
