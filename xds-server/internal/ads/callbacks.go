@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/pkg/grpcx"
+	"github.com/weftmesh/weft/xds-server/internal/generator"
 	"github.com/weftmesh/weft/xds-server/internal/insight"
 	"github.com/weftmesh/weft/xds-server/internal/reconcile"
 )
@@ -200,6 +201,11 @@ func (c *Callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest)
 		st = rpcStatus(req.GetErrorDetail())
 	}
 	c.request(sotwKey(id), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), st)
+	if ident, ok := c.identity(sotwKey(id)); ok && ident.Kind == generator.KindGRPC {
+		// A proxyless proxy gets only what it names; a new name is
+		// generated before the request is answered.
+		c.rec.Requested(context.Background(), ident.NodeID, req.GetTypeUrl(), req.GetResourceNames())
+	}
 	return nil
 }
 
@@ -222,6 +228,10 @@ func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 		st = rpcStatus(req.GetErrorDetail())
 	}
 	c.request(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce(), "", st)
+	if ident, ok := c.identity(deltaKey(id)); ok && ident.Kind == generator.KindGRPC {
+		// Delta subscriptions are not tracked: everything.
+		c.rec.RequestedAll(context.Background(), ident.NodeID)
+	}
 	return nil
 }
 

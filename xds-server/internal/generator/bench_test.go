@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
 	"github.com/weftmesh/weft/pkg/resource"
+	"github.com/weftmesh/weft/pkg/xdsnames"
 	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
@@ -98,4 +101,54 @@ func regenerateAll(b *testing.B, kind string, dps []*resource.Resource, snapshot
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs/proxy")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs/proxy")
+}
+
+// BenchmarkGenerateProxyless is one proxyless proxy's generation as the
+// reconciler does it per change (Generate, VersionsFor, CacheSnapshot) in a
+// mesh of 500 services, with every service's client resources (Requested
+// nil: the cost before requested names were tracked) and with what a
+// client calling one service asks for (its listener, route, cluster and
+// endpoints, plus its server listener).
+func BenchmarkGenerateProxyless(b *testing.B) {
+	const n = 5000 // 500 services
+	mesh, dps, tps, vips := benchMesh(n)
+	for _, policies := range []bool{false, true} {
+		var others []*resource.Resource
+		if policies {
+			others = benchPolicies(n/10, dps, mesh, false)
+		}
+		s := NewSnapshotWithPolicies("bench", mesh, dps, tps, vips, others)
+		dp := s.Dataplanes["dp-7"]
+		one := NewRequested()
+		one, _ = one.With(resourcev3.ListenerType, []string{ClientListenerName("svc-8"), xdsnames.ServerListenerName("10.0.0.7", 8080)})
+		one, _ = one.With(resourcev3.RouteType, []string{ClientListenerName("svc-8")})
+		one, _ = one.With(resourcev3.ClusterType, []string{"svc-8"})
+		one, _ = one.With(resourcev3.EndpointType, []string{"svc-8"})
+		for _, v := range []struct {
+			name string
+			q    *Requested
+		}{{"every-service", nil}, {"one-service", one}} {
+			b.Run(fmt.Sprintf("policies=%v/requested=%s", policies, v.name), func(b *testing.B) {
+				b.ReportAllocs()
+				var count int
+				for i := 0; i < b.N; i++ {
+					p := &Proxy{Mesh: "bench", Name: "dp-7", Kind: KindGRPC, Dataplane: dp, Identity: identity, Requested: v.q}
+					res, err := Generate(s, p)
+					if err != nil {
+						b.Fatal(err)
+					}
+					vs, err := s.VersionsFor(p, res)
+					if err != nil {
+						b.Fatal(err)
+					}
+					res.CacheSnapshot(vs)
+					count = 0
+					for _, list := range res {
+						count += len(list)
+					}
+				}
+				b.ReportMetric(float64(count), "resources/proxy")
+			})
+		}
+	}
 }

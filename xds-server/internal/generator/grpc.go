@@ -60,11 +60,21 @@ func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	mtls, _ := s.MTLS()
 	sh := s.grpcShared
-	if sel := newOutboundSelector(s, p); sel.any() {
+	sel := newOutboundSelector(s, p)
+	switch {
+	case p.Requested != nil && sel.any():
+		// Only what the client named (requested.go), shaped by its
+		// policies.
+		if err := addRequestedGRPCClients(out, s, sel, p.Requested); err != nil { // policy_grpc.go
+			return nil, err
+		}
+	case p.Requested != nil:
+		s.plainIndex().addRequested(out, p.Requested)
+	case sel.any():
 		if err := addGRPCClients(out, s, sel); err != nil { // policy_grpc.go
 			return nil, err
 		}
-	} else {
+	default:
 		for i := range sh.listeners {
 			out.add(resourcev3.ListenerType, sh.listeners[i])
 			out.add(resourcev3.RouteType, sh.routes[i])

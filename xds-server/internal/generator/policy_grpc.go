@@ -41,9 +41,27 @@ func (g *grpcShared) cluster(s *Snapshot, svc string) *clusterv3.Cluster {
 // codes, max stream duration, fault delay/abort, success-rate outlier
 // detection, max_requests, ring hash) and nothing it would NACK.
 func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
-	// The client resources depend only on what the caller selects, so
-	// callers with the same tag sets share one list.
-	list, err := sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
+	list, err := grpcClientList(s, sel)
+	if err != nil {
+		return err
+	}
+	for start := 0; start < len(list); {
+		typ, end := typeURLOf(list[start]), start+1
+		for end < len(list) && typeURLOf(list[end]) == typ {
+			end++
+		}
+		out.add(typ, list[start:end:end]...)
+		start = end
+	}
+	return nil
+}
+
+// grpcClientList is a proxyless client's resources for every service of
+// the mesh, grouped by type and sorted by name. The client resources
+// depend only on what the caller selects, so callers with the same tag
+// sets share one list.
+func grpcClientList(s *Snapshot, sel *outboundSelector) ([]types.Resource, error) {
+	return sel.piece(pieceKey{kind: "grpc-clients"}, func() ([]types.Resource, error) {
 		// Callers with other tag sets often select the same policies:
 		// one list per distinct selection over the mesh's services.
 		var b strings.Builder
@@ -68,18 +86,6 @@ func addGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 		v, _ := s.pol.grpcClients.LoadOrStore(b.String(), list)
 		return v.([]types.Resource), nil
 	})
-	if err != nil {
-		return err
-	}
-	for start := 0; start < len(list); {
-		typ, end := typeURLOf(list[start]), start+1
-		for end < len(list) && typeURLOf(list[end]) == typ {
-			end++
-		}
-		out.add(typ, list[start:end:end]...)
-		start = end
-	}
-	return nil
 }
 
 func typeURLOf(res types.Resource) string {
@@ -97,36 +103,79 @@ func typeURLOf(res types.Resource) string {
 }
 
 func buildGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
-	sh := s.grpcShared
 	added := map[string]bool{}
 	for i, svc := range s.services {
-		sl := sel.lookup(svc)
-		o := sl.o
-		if o.Empty() {
-			out.add(resourcev3.ListenerType, sh.listeners[i])
-			out.add(resourcev3.RouteType, sh.routes[i])
-		} else {
-			l := sh.listeners[i]
-			if o.FaultInjection != nil {
-				r, err := s.memo("grpc-listener|"+svc+"|"+o.FaultInjection.Meta.GetName(), func() types.Resource {
-					return grpcClientListener(svc, faultFilter(o.FaultInjection, true))
-				})
-				if err != nil {
-					return err
-				}
-				l = r.(*listenerv3.Listener)
-			}
-			rc, err := s.memo("grpc-route|"+svc+"|"+sl.key, func() types.Resource { return grpcPolicyRoute(svc, o) })
-			if err != nil {
-				return err
-			}
-			out.add(resourcev3.ListenerType, l)
-			out.add(resourcev3.RouteType, rc)
-		}
-		if err := addDestination(out, s, svc, true, sel, added, true); err != nil {
+		if err := addGRPCService(out, s, sel, i, svc, added); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// addGRPCService adds the client resources of s.services[i] as sel shapes
+// them: its listener and route, and the clusters and endpoints its route
+// leads to (other services' subsets included).
+func addGRPCService(out Resources, s *Snapshot, sel *outboundSelector, i int, svc string, added map[string]bool) error {
+	sh := s.grpcShared
+	sl := sel.lookup(svc)
+	o := sl.o
+	if o.Empty() {
+		out.add(resourcev3.ListenerType, sh.listeners[i])
+		out.add(resourcev3.RouteType, sh.routes[i])
+	} else {
+		l := sh.listeners[i]
+		if o.FaultInjection != nil {
+			r, err := s.memo("grpc-listener|"+svc+"|"+o.FaultInjection.Meta.GetName(), func() types.Resource {
+				return grpcClientListener(svc, faultFilter(o.FaultInjection, true))
+			})
+			if err != nil {
+				return err
+			}
+			l = r.(*listenerv3.Listener)
+		}
+		rc, err := s.memo("grpc-route|"+svc+"|"+sl.key, func() types.Resource { return grpcPolicyRoute(svc, o) })
+		if err != nil {
+			return err
+		}
+		out.add(resourcev3.ListenerType, l)
+		out.add(resourcev3.RouteType, rc)
+	}
+	return addDestination(out, s, svc, true, sel, added, true)
+}
+
+// addRequestedGRPCClients adds what a client named of its policy-shaped
+// client resources, building only the services it named: a listener or
+// route "<svc>.mesh", a cluster or endpoints "<svc>" or "<svc>{tags}".
+// The clusters a route leads to are built with the route's service, so
+// a subset of another service, named by the route, is found too.
+func addRequestedGRPCClients(out Resources, s *Snapshot, sel *outboundSelector, q *Requested) error {
+	svcs := map[string]bool{}
+	for _, typ := range requestedTypes {
+		for n := range q.names[typ] {
+			switch typ {
+			case resourcev3.ListenerType, resourcev3.RouteType:
+				n, _ = strings.CutSuffix(n, ".mesh")
+			default:
+				n, _, _ = strings.Cut(n, "{")
+			}
+			svcs[n] = true
+		}
+	}
+	part := Resources{}
+	added := map[string]bool{}
+	for i, svc := range s.services {
+		if !svcs[svc] {
+			continue
+		}
+		if err := addGRPCService(part, s, sel, i, svc, added); err != nil {
+			return err
+		}
+	}
+	var list []types.Resource
+	for _, typ := range requestedTypes {
+		list = append(list, part[typ]...)
+	}
+	newClientIndex(list).addRequested(out, q)
 	return nil
 }
 

@@ -49,6 +49,7 @@ type Snapshot struct {
 	protocols   map[string]string                            // service → protocol tag of its inbounds
 	endpoints   map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
 	grpcShared  *grpcShared
+	grpcIdx     grpcIndexes // requested.go
 	envoyShared *envoyShared
 	// shared marks resources built once for the whole mesh: validated at
 	// build time, digests cached.
@@ -304,6 +305,9 @@ type Proxy struct {
 	// RequiredTags come from the dataplane token: every inbound must carry
 	// them, or the proxy gets nothing.
 	RequiredTags map[string]string
+	// Requested is what a proxyless (KindGRPC) proxy has asked for: it gets
+	// only those of the mesh's client resources. nil: all of them.
+	Requested *Requested
 }
 
 // Identity is a workload certificate, its key and the mesh trust bundle, PEM.

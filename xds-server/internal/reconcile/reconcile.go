@@ -98,6 +98,17 @@ type proxy struct {
 	ingressDropped       string // an ingress's names left out as invalid, logged once
 	streams              int
 	certs                bool
+	// requested is what a proxyless proxy's streams asked for (nil: every
+	// service's resources; always nil for other kinds); requestedAll
+	// notes the fallback was logged.
+	requested    *generator.Requested
+	requestedAll bool
+	// pushedRequested is the requested of the snapshot last set.
+	pushedRequested *generator.Requested
+	// gen serialises the proxy's generations and SetSnapshot calls: the
+	// worker's and Requested's, so a snapshot set after a request was
+	// recorded always reflects it.
+	gen sync.Mutex
 
 	// Written by the worker under Reconciler.mu.
 	versions map[string]string
@@ -182,6 +193,9 @@ func (r *Reconciler) Connect(nodeID, mesh, name, kind string, cred *Credential) 
 	}
 	if p == nil {
 		p = &proxy{id: nodeID, mesh: mesh, name: name, kind: kind, tags: requiredTags, cred: cred, versions: map[string]string{}, pending: map[string]pending{}}
+		if kind == generator.KindGRPC {
+			p.requested = generator.NewRequested()
+		}
 		r.proxies[nodeID] = p
 		if r.byMesh[mesh] == nil {
 			r.byMesh[mesh] = map[string]*proxy{}
@@ -443,16 +457,99 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
+// Requested records the names a stream of a proxyless proxy asked for
+// (an SotW request of typeURL). A name it had not asked for before
+// regenerates the proxy at once, on the caller's goroutine: the callback
+// runs before go-control-plane answers the request, and in ADS mode it
+// drops a named request the snapshot cannot fully answer, so the snapshot
+// must already hold the new name (when the mesh has it). ACKs, which
+// repeat known names, cost a lookup. Other kinds are ignored.
+func (r *Reconciler) Requested(ctx context.Context, nodeID, typeURL string, names []string) {
+	r.mu.Lock()
+	p := r.proxies[nodeID]
+	r.mu.Unlock()
+	if p == nil || p.kind != generator.KindGRPC {
+		return
+	}
+	p.gen.Lock()
+	defer p.gen.Unlock()
+	r.mu.Lock()
+	next, changed := p.requested.With(typeURL, names)
+	if changed {
+		r.setRequestedLocked(p, next)
+	}
+	r.mu.Unlock()
+	if changed {
+		r.regenerateNow(ctx, p)
+	}
+}
+
+// RequestedAll makes a proxyless proxy get every service's resources: its
+// names are not tracked (a delta stream).
+func (r *Reconciler) RequestedAll(ctx context.Context, nodeID string) {
+	r.mu.Lock()
+	p := r.proxies[nodeID]
+	r.mu.Unlock()
+	if p == nil || p.kind != generator.KindGRPC {
+		return
+	}
+	p.gen.Lock()
+	defer p.gen.Unlock()
+	r.mu.Lock()
+	changed := p.requested != nil
+	if changed {
+		r.setRequestedLocked(p, nil)
+	}
+	r.mu.Unlock()
+	if changed {
+		r.regenerateNow(ctx, p)
+	}
+}
+
+func (r *Reconciler) setRequestedLocked(p *proxy, next *generator.Requested) {
+	if next == nil && !p.requestedAll {
+		p.requestedAll = true
+		r.log.Info("proxyless proxy gets every service's configuration: its names are not tracked (a wildcard or delta subscription, or more than the names limit)",
+			"node", p.id, "names", p.requested.Len(), "limit", generator.MaxRequestedNames)
+	}
+	p.requested = next
+}
+
+// regenerateNow generates p on the caller's goroutine (p.gen held), once
+// the model has synced; before that the worker's first generation will
+// see the names.
+func (r *Reconciler) regenerateNow(ctx context.Context, p *proxy) {
+	select {
+	case <-r.model.Synced():
+	default:
+		return
+	}
+	r.reconcileHeld(ctx, p, time.Now(), "")
+}
+
 // reconcile regenerates one proxy; cause is the traceparent of the store
 // write that dirtied it ("" when none was traced).
 func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, cause string) {
 	r.mu.Lock()
 	p := r.proxies[id]
+	r.mu.Unlock()
 	if p == nil {
-		r.mu.Unlock()
 		return
 	}
-	mesh, name, kind, tags, stream, cred := p.mesh, p.name, p.kind, p.tags, p.stream, p.cred
+	p.gen.Lock()
+	defer p.gen.Unlock()
+	r.reconcileHeld(ctx, p, seen, cause)
+}
+
+// reconcileHeld is reconcile with p.gen held.
+func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time, cause string) {
+	id := p.id
+	r.mu.Lock()
+	if r.proxies[id] != p {
+		r.mu.Unlock()
+		return // disconnected (and maybe connected again as another proxy)
+	}
+	mesh, name, kind, tags, stream, cred, requested := p.mesh, p.name, p.kind, p.tags, p.stream, p.cred, p.requested
 	r.mu.Unlock()
 	ingress := kind == generator.KindIngress && mesh == ingressMesh
 
@@ -495,7 +592,14 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	_, span := r.tracer.Start(ctx, "xds.Generate", trace.WithAttributes(
 		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
 	start := time.Now()
-	res, err := generator.Generate(snap, &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags})
+	gp := &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags, Requested: requested}
+	res, err := generator.Generate(snap, gp)
+	var versions map[string]string
+	if err == nil && kind == generator.KindGRPC && requested != nil {
+		// A proxyless proxy's versions do not depend on what it requested
+		// (generator.Snapshot.VersionsFor).
+		versions, err = snap.VersionsFor(gp, res)
+	}
 	r.obs.Generated(id, kind, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)
@@ -517,8 +621,13 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	}
 	// Each resource is serialized once, for its version and for every
 	// response that carries it (generator.Wire).
-	wire, versions := snap.Wire(res)
-	changed := false
+	wire, wireVersions := snap.Wire(res)
+	if versions == nil {
+		versions = wireVersions
+	}
+	// A newly requested name leaves the versions as they were: its
+	// resource must reach the cache all the same.
+	changed := requested != p.pushedRequested
 	for _, typ := range generator.TypeURLs {
 		if versions[typ] != p.versions[typ] {
 			changed = true
@@ -548,6 +657,7 @@ func (r *Reconciler) reconcile(ctx context.Context, id string, seen time.Time, c
 	}
 	pspan.End()
 	r.setErrLocked(p, "")
+	p.pushedRequested = requested
 	for _, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[typ] {
