@@ -20,7 +20,6 @@ import (
 	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -348,7 +347,9 @@ func New(cfg Config) (*App, error) {
 	callbacks := ads.NewCallbacks(rec, ins, a.metrics, log.With("component", "ads"))
 	callbacks.MaxStreamsPerProxy = cfg.Limits.MaxStreamsPerProxy
 	callbacks.SetTracerProvider(tp)
-	xds := serverv3.NewServer(a.ctx, a.cache, callbacks)
+	// One go-control-plane stream loop per stream, ending with the stream's
+	// context (a token cut) or a.ctx (see ads.Server).
+	xds := ads.NewServer(a.ctx, a.cache, callbacks)
 	// xDS streams live as long as the proxy: instead of one span open for
 	// hours, the reconciler makes short spans per generation and push.
 	opts := grpcx.ServerOptions(log, reg, service, nil, []grpc.StreamServerInterceptor{
