@@ -342,6 +342,7 @@ func xdsServer() int {
 			}
 		}()
 	}
+	serveIdleProfile()
 	return xdsapp.Main(context.Background(), os.Args[1:], os.Stderr)
 }
 
