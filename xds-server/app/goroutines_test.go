@@ -39,14 +39,14 @@ func serverGoroutines() (int, string) {
 // timer and re-verification one goroutine per process, so neither is per
 // stream. Before, a stream had 4: a goroutine per receive (so a receive was
 // parked in two) and a token watcher each. The bound (2.2 per stream with
-// K=40 on one connection: 2 plus the token registry and slack for a
+// K=100 on one connection: 2 plus the token registry and slack for a
 // goroutine of the test's own) fails as soon as anything adds one per
 // stream. Both SotW and delta ADS are measured; when the streams end, the
 // goroutines go.
 func TestGoroutinesPerStream(t *testing.T) {
-	e := newTestEnvCfg(t, false, func(c *Config) { c.Limits.MaxStreamsPerProxy = 100 })
+	e := newTestEnvCfg(t, false, func(c *Config) { c.Limits.MaxStreamsPerProxy = 200 })
 	tok := e.token("default", "web-1", e.keys, time.Hour)
-	const k = 40
+	const k = 100
 	const bound = 2.2
 
 	// A first stream so that the connection, the token registry and
@@ -117,7 +117,10 @@ func TestGoroutinesPerStream(t *testing.T) {
 				t.Fatalf("%.2f server goroutines per %s stream, want ≤ %.1f; goroutines:\n%s", per, kind, bound, dump)
 			}
 			cancel()
-			if n, dump := settle(base + 2); n > base+2 {
+			// Other parts of the server (insights, etcd watches) may have
+			// started a goroutine or two meanwhile; one left per stream
+			// would be 100.
+			if n, dump := settle(base + 10); n > base+10 {
 				t.Fatalf("%d server goroutines after the streams ended, %d before; goroutines:\n%s", n, base, dump)
 			}
 		})
