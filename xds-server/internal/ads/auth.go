@@ -219,7 +219,13 @@ func (r *tokenRegistry) add(s *authStream) {
 	r.streams[s] = struct{}{}
 	if r.stop == nil {
 		r.stop = make(chan struct{})
-		go r.run(r.stop)
+		// Taken now, with s registered: a change from here on reaches
+		// run, one before is seen by the stream's own check.
+		var changed <-chan struct{}
+		if r.changes != nil {
+			changed = r.changes()
+		}
+		go r.run(r.stop, changed)
 	}
 }
 
@@ -233,18 +239,17 @@ func (r *tokenRegistry) remove(s *authStream) {
 	}
 }
 
-func (r *tokenRegistry) run(stop <-chan struct{}) {
+func (r *tokenRegistry) run(stop, changed <-chan struct{}) {
 	var tick <-chan time.Time
 	if r.changes == nil {
 		t := time.NewTicker(r.interval)
 		defer t.Stop()
 		tick = t.C
 	}
-	for {
+	for first := true; ; first = false {
 		// Taken before the checks below, so a change while verifying is
 		// not missed.
-		var changed <-chan struct{}
-		if r.changes != nil {
+		if r.changes != nil && !first {
 			changed = r.changes()
 		}
 		select {
@@ -418,6 +423,9 @@ func (s *authStream) doCut(why string) {
 			s.cutErr = status.Errorf(codes.Unauthenticated, "ingress %s/%s: %s: closing the xDS stream; give the ingress a new token (weftctl generate ingress-token)", s.id.Zone, s.id.Name, why)
 		}
 		slog.Default().Info("closing xDS stream: its token no longer verifies", "node", s.id.NodeID, "reason", why)
+		// In this order: the handler returns once the context is
+		// cancelled, and must then find cut closed (else the proxy would
+		// see the stream end without the reason).
 		close(s.cut)
 		s.cancel()
 	})
