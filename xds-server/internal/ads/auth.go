@@ -87,9 +87,11 @@ type Ingresses struct {
 	Verify IngressVerifier
 }
 
-// RecheckInterval is how often an open stream's token is verified again,
-// so a revoked token (or rotated signing key) closes the stream within
-// about RecheckInterval + token.RefreshInterval.
+// RecheckInterval is how often the open streams' tokens are verified again
+// when the interceptor has no token.Keys to say when they change (StreamAuth,
+// StreamAuthWithIngresses; read when the interceptor is made), so a revoked
+// token (or rotated signing key) closes the stream within about
+// RecheckInterval + token.RefreshInterval.
 var RecheckInterval = 2 * time.Second
 
 type nodeRequest interface {
