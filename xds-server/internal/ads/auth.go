@@ -58,8 +58,22 @@ type identityKey struct{}
 
 // IdentityFrom returns the stream's authenticated proxy.
 func IdentityFrom(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok
+	v, ok := ctx.Value(identityKey{}).(streamValue)
+	return v.id, ok
+}
+
+// streamValue is what StreamAuth puts in the stream's context: the
+// identity, and the cancel of that context (a cut), which Server reuses
+// instead of making a cancellable context of its own.
+type streamValue struct {
+	id     Identity
+	cancel context.CancelFunc
+}
+
+// streamCancel returns the cancel of ctx's stream, when StreamAuth made it.
+func streamCancel(ctx context.Context) (context.CancelFunc, bool) {
+	v, ok := ctx.Value(identityKey{}).(streamValue)
+	return v.cancel, ok && v.cancel != nil
 }
 
 // Verifier checks a dataplane token for mesh/name and returns its claims.
@@ -152,8 +166,9 @@ func streamAuth(verify Verifier, ing Ingresses, changes func() <-chan struct{}) 
 			return err
 		}
 		// Cancelled by a cut: the stream's xDS loop (Server) then returns.
-		ctx, cancel := context.WithCancel(context.WithValue(ss.Context(), identityKey{}, id))
+		ctx, cancel := context.WithCancel(ss.Context())
 		defer cancel()
+		ctx = context.WithValue(ctx, identityKey{}, streamValue{id: id, cancel: cancel})
 		as := &authStream{ServerStream: ss, ctx: ctx, cancel: cancel, first: first, id: id, cut: make(chan struct{})}
 		as.recheck = func(ctx context.Context) error {
 			_, err := verify(ctx, id.Token, id.Mesh, id.Name)

@@ -47,11 +47,18 @@ func NewServer(ctx context.Context, cache cachev3.Cache, cb *Callbacks) *Server 
 
 // streamContext is the loop's context: the stream's (cancelled by a cut)
 // ending also when the server's does. context.AfterFunc registers with the
-// server's context without a goroutine.
+// server's context without a goroutine. StreamAuth's context is already
+// cancellable (its cut), so it is used as it is.
 func (s *Server) streamContext(ctx context.Context) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	cancel, ok := streamCancel(ctx)
+	if !ok {
+		var cancelOwn context.CancelFunc
+		ctx, cancelOwn = context.WithCancel(ctx)
+		stop := context.AfterFunc(s.ctx, cancelOwn)
+		return ctx, func() { stop(); cancelOwn() }
+	}
 	stop := context.AfterFunc(s.ctx, cancel)
-	return ctx, func() { stop(); cancel() }
+	return ctx, func() { stop() }
 }
 
 func (s *Server) sotw(str streamv3.Stream, typeURL string) error {
