@@ -37,6 +37,15 @@ func changeProfilePath(file string, scenario byte) string {
 // after it (their environment is this process's). A process has one CPU
 // profile at a time: it excludes -xds-cpuprofile.
 func exportChangeProfile(o options) error {
+	if os.Getenv(idleProfileEnv) != "" {
+		// The idle profile is also started and stopped by signals.
+		if o.apiURL != "" {
+			return fmt.Errorf("-xds-idle-cpuprofile needs the xds-server this command starts (no -api-url)")
+		}
+		if *changeCPUProfile != "" || o.cpuProfile != "" {
+			return fmt.Errorf("-xds-idle-cpuprofile excludes -xds-change-cpuprofile and -xds-cpuprofile (one CPU profile at a time)")
+		}
+	}
 	if *changeCPUProfile == "" {
 		return nil
 	}

@@ -405,6 +405,7 @@ func xdsServer() int {
 		}()
 	}
 	serveChangeProfile(context.Background())
+	serveIdleProfile()
 	return xdsapp.Main(context.Background(), os.Args[1:], os.Stderr)
 }
 

@@ -157,6 +157,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	logf("%d proxies configured in %s", o.n, all.Round(time.Millisecond))
 	// Settle (insight flushes after the connect storm), then measure idle.
 	time.Sleep(o.settle)
+	idleProfile(cp.xdsPID, true)
 	i0, _ := readProc(cp.xdsPID)
 	var im procStat
 	for half := 0; half < 2; half++ {
@@ -170,6 +171,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 	}
 	i1, _ := readProc(cp.xdsPID)
+	idleProfile(cp.xdsPID, false)
 	res.idleHalves = [2]time.Duration{im.cpu - i0.cpu, i1.cpu - im.cpu}
 	res.idleCPU, res.idleWindow = i1.cpu-i0.cpu, o.idle
 	res.after = i1

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -57,8 +58,22 @@ type identityKey struct{}
 
 // IdentityFrom returns the stream's authenticated proxy.
 func IdentityFrom(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok
+	v, ok := ctx.Value(identityKey{}).(streamValue)
+	return v.id, ok
+}
+
+// streamValue is what StreamAuth puts in the stream's context: the
+// identity, and the cancel of that context (a cut), which Server reuses
+// instead of making a cancellable context of its own.
+type streamValue struct {
+	id     Identity
+	cancel context.CancelFunc
+}
+
+// streamCancel returns the cancel of ctx's stream, when StreamAuth made it.
+func streamCancel(ctx context.Context) (context.CancelFunc, bool) {
+	v, ok := ctx.Value(identityKey{}).(streamValue)
+	return v.cancel, ok && v.cancel != nil
 }
 
 // Verifier checks a dataplane token for mesh/name and returns its claims.
@@ -86,9 +101,11 @@ type Ingresses struct {
 	Verify IngressVerifier
 }
 
-// RecheckInterval is how often an open stream's token is verified again,
-// so a revoked token (or rotated signing key) closes the stream within
-// about RecheckInterval + token.RefreshInterval.
+// RecheckInterval is how often the open streams' tokens are verified again
+// when the interceptor has no token.Keys to say when they change (StreamAuth,
+// StreamAuthWithIngresses; read when the interceptor is made), so a revoked
+// token (or rotated signing key) closes the stream within about
+// RecheckInterval + token.RefreshInterval.
 var RecheckInterval = 2 * time.Second
 
 type nodeRequest interface {
@@ -122,8 +139,11 @@ func StreamAuthKeys(keys *token.Keys, zone string) grpc.StreamServerInterceptor 
 }
 
 // streamAuth: changes (nil: recheck every RecheckInterval) says when to
-// verify an open stream's token again.
+// verify the open streams' tokens again. One registry per interceptor (per
+// process) does it for all of them; no stream has a goroutine or a ticker
+// of its own for its token.
 func streamAuth(verify Verifier, ing Ingresses, changes func() <-chan struct{}) grpc.StreamServerInterceptor {
+	reg := &tokenRegistry{changes: changes, interval: RecheckInterval}
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if !strings.HasPrefix(info.FullMethod, "/envoy.service.") {
 			return handler(srv, ss)
@@ -135,23 +155,45 @@ func streamAuth(verify Verifier, ing Ingresses, changes func() <-chan struct{}) 
 		if err := ss.RecvMsg(first); err != nil {
 			return err
 		}
+		// Taken before the token is verified, so a change while verifying
+		// is not missed (checked once the stream is registered).
+		var changed <-chan struct{}
+		if changes != nil {
+			changed = changes()
+		}
 		id, err := AuthenticateNode(ss.Context(), first.GetNode(), verify, ing)
 		if err != nil {
 			return err
 		}
-		ctx := context.WithValue(ss.Context(), identityKey{}, id)
-		as := &authStream{ServerStream: ss, ctx: ctx, first: first, id: id, cut: make(chan struct{})}
-		recheck := func(ctx context.Context) error {
+		// Cancelled by a cut: the stream's xDS loop (Server) then returns.
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		ctx = context.WithValue(ctx, identityKey{}, streamValue{id: id, cancel: cancel})
+		as := &authStream{ServerStream: ss, ctx: ctx, cancel: cancel, first: first, id: id, cut: make(chan struct{})}
+		as.recheck = func(ctx context.Context) error {
 			_, err := verify(ctx, id.Token, id.Mesh, id.Name)
 			return err
 		}
 		if id.Kind == generator.KindIngress && id.Mesh == "" {
-			recheck = func(ctx context.Context) error {
+			as.recheck = func(ctx context.Context) error {
 				_, err := ing.Verify(ctx, id.Token, id.Zone, id.Name)
 				return err
 			}
 		}
-		go as.watchToken(recheck, changes)
+		if c := id.Claims; c != nil && c.ExpiresAt != nil {
+			at := c.ExpiresAt.Time
+			t := time.AfterFunc(time.Until(at), func() {
+				as.doCut(fmt.Sprintf("token expired at %s", at.UTC().Format(time.RFC3339)))
+			})
+			defer t.Stop()
+		}
+		reg.add(as)
+		defer reg.remove(as)
+		select {
+		case <-changed:
+			as.verify(ctx)
+		default:
+		}
 		err = handler(srv, as)
 		select {
 		case <-as.cut:
@@ -164,6 +206,93 @@ func streamAuth(verify Verifier, ing Ingresses, changes func() <-chan struct{}) 
 			return as.err
 		}
 		return err
+	}
+}
+
+// maxRecheckers bounds the token re-verifications run at once after a
+// change: verifying is CPU (a cached signature check, the revocation list),
+// so more than a few at a time only queues on the cores.
+const maxRecheckers = 4
+
+// tokenRegistry re-verifies the tokens of the registered (open) streams
+// when changes fires (or every interval when changes is nil), cutting those
+// that no longer verify. Its one goroutine runs while any stream is
+// registered.
+type tokenRegistry struct {
+	changes  func() <-chan struct{}
+	interval time.Duration
+
+	mu      sync.Mutex
+	streams map[*authStream]struct{}
+	stop    chan struct{} // closed when the last stream leaves
+}
+
+func (r *tokenRegistry) add(s *authStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.streams == nil {
+		r.streams = map[*authStream]struct{}{}
+	}
+	r.streams[s] = struct{}{}
+	if r.stop == nil {
+		r.stop = make(chan struct{})
+		// Taken now, with s registered: a change from here on reaches
+		// run, one before is seen by the stream's own check.
+		var changed <-chan struct{}
+		if r.changes != nil {
+			changed = r.changes()
+		}
+		go r.run(r.stop, changed)
+	}
+}
+
+func (r *tokenRegistry) remove(s *authStream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.streams, s)
+	if len(r.streams) == 0 && r.stop != nil {
+		close(r.stop)
+		r.stop = nil
+	}
+}
+
+func (r *tokenRegistry) run(stop, changed <-chan struct{}) {
+	var tick <-chan time.Time
+	if r.changes == nil {
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for first := true; ; first = false {
+		// Taken before the checks below, so a change while verifying is
+		// not missed.
+		if r.changes != nil && !first {
+			changed = r.changes()
+		}
+		select {
+		case <-stop:
+			return
+		case <-tick:
+		case <-changed:
+		}
+		r.mu.Lock()
+		all := make([]*authStream, 0, len(r.streams))
+		for s := range r.streams {
+			all = append(all, s)
+		}
+		r.mu.Unlock()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(maxRecheckers, len(all)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1) - 1; i < int64(len(all)); i = next.Add(1) - 1 {
+					all[i].verify(all[i].ctx)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
 
@@ -271,57 +400,34 @@ func metadataString(node *corev3.Node, key string) string {
 
 type authStream struct {
 	grpc.ServerStream
-	ctx   context.Context
-	first nodeRequest
-	id    Identity
-	err   error
+	ctx     context.Context
+	cancel  context.CancelFunc
+	first   nodeRequest
+	id      Identity
+	recheck func(context.Context) error
+	// err is set by RecvMsg (on go-control-plane's receiving goroutine)
+	// before the receive fails, which closes the loop's request channel:
+	// the handler reads it after the loop has returned.
+	err error
 
 	// cut is closed (once, with cutErr set) when the token expires or no
-	// longer verifies: the stream's next (or pending) receive fails with
-	// cutErr, which ends go-control-plane's stream loop.
+	// longer verifies; the stream's context is cancelled with it, which
+	// ends the xDS loop (Server).
 	cutOnce sync.Once
 	cut     chan struct{}
 	cutErr  error
 }
 
-// watchToken cuts the stream when its token expires, and when a periodic
-// re-verification (cheap: token.Keys caches the signature check and
-// refreshes revocations in the background) says it was revoked or its
-// signing key rotated. It ends with the stream.
-func (s *authStream) watchToken(recheck func(context.Context) error, changes func() <-chan struct{}) {
-	ctx, id := s.ServerStream.Context(), s.id
-	var expiry <-chan time.Time
-	if c := id.Claims; c != nil && c.ExpiresAt != nil {
-		t := time.NewTimer(time.Until(c.ExpiresAt.Time))
-		defer t.Stop()
-		expiry = t.C
+// verify cuts the stream when its token no longer verifies (cheap:
+// token.Keys caches the signature check and refreshes revocations in the
+// background). An error other than an invalid token (etcd unreachable, the
+// stream ended) keeps the stream.
+func (s *authStream) verify(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
 	}
-	var tick <-chan time.Time
-	if changes == nil {
-		t := time.NewTicker(RecheckInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		// Taken before the check below, so a change while verifying is
-		// not missed.
-		var changed <-chan struct{}
-		if changes != nil {
-			changed = changes()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-expiry:
-			s.doCut(fmt.Sprintf("token expired at %s", id.Claims.ExpiresAt.UTC().Format(time.RFC3339)))
-			return
-		case <-tick:
-		case <-changed:
-		}
-		if err := recheck(ctx); token.IsInvalid(err) {
-			s.doCut(err.Error())
-			return
-		}
+	if err := s.recheck(ctx); token.IsInvalid(err) {
+		s.doCut(err.Error())
 	}
 }
 
@@ -334,12 +440,19 @@ func (s *authStream) doCut(why string) {
 			s.cutErr = status.Errorf(codes.Unauthenticated, "ingress %s/%s: %s: closing the xDS stream; give the ingress a new token (weftctl generate ingress-token)", s.id.Zone, s.id.Name, why)
 		}
 		slog.Default().Info("closing xDS stream: its token no longer verifies", "node", s.id.NodeID, "reason", why)
+		// In this order: the handler returns once the context is
+		// cancelled, and must then find cut closed (else the proxy would
+		// see the stream end without the reason).
 		close(s.cut)
+		s.cancel()
 	})
 }
 
 func (s *authStream) Context() context.Context { return s.ctx }
 
+// RecvMsg receives on the caller's goroutine: a cut does not interrupt a
+// receive, it cancels the stream's context, which ends the xDS loop
+// (Server) and so the RPC, and with it the receive.
 func (s *authStream) RecvMsg(m any) error {
 	if s.first != nil {
 		first := s.first
@@ -352,17 +465,15 @@ func (s *authStream) RecvMsg(m any) error {
 		proto.Merge(pm, first)
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- s.ServerStream.RecvMsg(m) }()
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
 	select {
-	case err := <-done:
-		if err != nil {
-			return err
-		}
 	case <-s.cut:
-		// The receiving goroutine ends when the RPC does.
-		s.err = s.cutErr
-		return s.err
+		// A request that raced the cut is not handed on (the handler
+		// returns cutErr).
+		return s.cutErr
+	default:
 	}
 	if r, ok := m.(nodeRequest); ok {
 		if n := r.GetNode(); n != nil && n.GetId() != "" && n.GetId() != s.id.NodeID {
