@@ -344,3 +344,10 @@ func sortEndpoints(list []endpointKey) {
 		return list[i].port < list[j].port
 	})
 }
+
+// FromViewAfter is FromView for a mesh whose previous snapshot is prev (nil:
+// none). It may reuse from prev what the change cannot have touched; the
+// result is the same as FromView's.
+func FromViewAfter(mesh string, v *meshview.Mesh, prev *Snapshot) *Snapshot {
+	return FromView(mesh, v)
+}
