@@ -97,7 +97,10 @@ func typeURLOf(res types.Resource) string {
 }
 
 func buildGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
-	sh := s.grpcShared
+	sh, err := s.grpc()
+	if err != nil {
+		return err
+	}
 	added := map[string]bool{}
 	for i, svc := range s.services {
 		sl := sel.lookup(svc)
