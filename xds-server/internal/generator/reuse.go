@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -171,6 +172,9 @@ func (s *Snapshot) buildEndpoints(prev *Snapshot, ingresses []*resource.Resource
 	var remoteProto map[string]string
 	s.remote, remoteProto = s.remoteEndpoints(ingresses)
 	s.services = make([]string, 0, len(s.members)+len(s.remote))
+	s.protocols = make(map[string]string, len(s.members))
+	s.endpoints = make(map[string]*endpointv3.ClusterLoadAssignment, len(s.members))
+	s.shared = make(map[types.Resource]bool, len(s.members))
 	for svc := range s.members {
 		s.services = append(s.services, svc)
 	}

@@ -122,8 +122,8 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 	s := &Snapshot{
 		Mesh:       meshName,
 		MeshSpec:   mesh,
-		Dataplanes: map[string]*meshv1.Dataplane{},
-		VIPs:       map[string]string{},
+		Dataplanes: make(map[string]*meshv1.Dataplane, len(dataplanes)),
+		VIPs:       make(map[string]string, len(vips)),
 		protocols:  map[string]string{},
 		endpoints:  map[string]*endpointv3.ClusterLoadAssignment{},
 		shared:     map[types.Resource]bool{},
