@@ -302,3 +302,51 @@ func (w *randomMesh) mutate(rng *rand.Rand) {
 		w.last = "mesh"
 	}
 }
+
+// TestLazyPiecesConcurrent generates Envoy and proxyless proxies of one
+// snapshot (built from a predecessor whose lazy pieces were used) from
+// many goroutines at once: the lazy builds run once, and every proxy gets
+// what a sequential generation on a fresh snapshot gives it. Run with
+// -race.
+func TestLazyPiecesConcurrent(t *testing.T) {
+	rng := rand.New(rand.NewSource(99))
+	w := newRandomMesh(rng)
+	v := w.view()
+	prev := FromView("m", v)
+	useSome(prev, v, rng)
+	w.putDataplane(rng, "dp-3") // a Dataplane change: the rest is carried
+	v = w.view()
+	s := FromViewAfter("m", v, prev)
+	fresh := FromView("m", v)
+	type result struct {
+		name, kind string
+		versions   map[string]string
+		err        error
+	}
+	results := make(chan result, 2*len(v.Dataplanes))
+	done := make(chan struct{})
+	for _, d := range v.Dataplanes {
+		for _, kind := range []string{KindEnvoy, KindGRPC} {
+			go func(name, kind string) {
+				<-done
+				res, err := Generate(s, &Proxy{Mesh: "m", Name: name, Kind: kind, Dataplane: s.Dataplanes[name], Identity: identity})
+				r := result{name: name, kind: kind, err: err}
+				if err == nil {
+					r.versions = s.Versions(res)
+				}
+				results <- r
+			}(d.Meta.GetName(), kind)
+		}
+	}
+	close(done)
+	for range 2 * len(v.Dataplanes) {
+		r := <-results
+		want, err := Generate(fresh, &Proxy{Mesh: "m", Name: r.name, Kind: r.kind, Dataplane: fresh.Dataplanes[r.name], Identity: identity})
+		if (err == nil) != (r.err == nil) {
+			t.Fatalf("%s %s: error %v, sequential from scratch %v", r.kind, r.name, r.err, err)
+		}
+		if err == nil && !reflect.DeepEqual(r.versions, want.Versions()) {
+			t.Fatalf("%s %s: versions %v, sequential from scratch %v", r.kind, r.name, r.versions, want.Versions())
+		}
+	}
+}
