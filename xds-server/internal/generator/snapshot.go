@@ -50,7 +50,7 @@ type Snapshot struct {
 	protocols map[string]string                            // service → protocol tag of its inbounds
 	endpoints map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
 	// Per-kind shared pieces, built on first use by a proxy of that kind
-	// (lazy.go): a mesh without proxyless clients never builds grpc's.
+	// (reuse.go): a mesh without proxyless clients never builds grpc's.
 	grpcOnce   sync.Once
 	grpcBuilt  atomic.Pointer[grpcShared]
 	envoyOnce  sync.Once
