@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -88,7 +90,10 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	if tp := dp.GetNetworking().GetTransparentProxying(); tp != nil {
 		// One VIP:80 listener per reachable service; the redirect listener
 		// hands intercepted connections to them by original destination.
-		sh := s.envoyShared
+		sh, err := s.envoy()
+		if err != nil {
+			return nil, err
+		}
 		for _, svc := range sh.vipServices {
 			l, err := envoyOutbound(s, sel, sh.vipListeners[svc], outboundListenerName(s.VIPs[svc], 80), s.VIPs[svc], 80, svc, false)
 			if err != nil {
@@ -135,22 +140,41 @@ type envoyShared struct {
 	clusters     map[string]*clusterv3.Cluster
 	vipServices  []string
 	vipListeners map[string]*listenerv3.Listener
+	// set marks the pieces built here (shared: validated once, digests
+	// cached); err is the first invalid one.
+	set map[types.Resource]bool
+	err error
 }
 
+// buildEnvoyShared builds the pieces on first use by a sidecar
+// (Snapshot.envoy), taking from the previous snapshot those built for the
+// same protocol and VIP.
 func buildEnvoyShared(s *Snapshot) *envoyShared {
-	e := &envoyShared{clusters: map[string]*clusterv3.Cluster{}, vipListeners: map[string]*listenerv3.Listener{}}
+	e := &envoyShared{clusters: map[string]*clusterv3.Cluster{}, vipListeners: map[string]*listenerv3.Listener{}, set: map[types.Resource]bool{}}
 	if s.MeshSpec == nil {
 		return e
 	}
+	carry := s.envoyCarry
+	if carry == nil {
+		carry = &envoyCarry{}
+	}
 	for _, svc := range s.services {
-		e.clusters[svc] = newOutboundCluster(s, svc)
-		s.share(e.clusters[svc])
+		c, ok := carry.clusters[svc]
+		if !ok || c.protocol != s.protocols[svc] {
+			c, ok = carriedCluster{c: newOutboundCluster(s, svc)}, false
+		}
+		e.clusters[svc] = c.c
+		s.lazyShare(e.set, c.c, carry.digests, ok, &e.err)
 	}
 	e.vipServices = sortedKeys(s.VIPs)
 	for _, svc := range e.vipServices {
 		vip := s.VIPs[svc]
-		e.vipListeners[svc] = envoyOutboundListener(s, outboundListenerName(vip, 80), vip, 80, svc, false)
-		s.share(e.vipListeners[svc])
+		l, ok := carry.vips[svc]
+		if !ok || l.vip != vip || l.protocol != s.protocols[svc] {
+			l, ok = carriedVIP{l: envoyOutboundListener(s, outboundListenerName(vip, 80), vip, 80, svc, false)}, false
+		}
+		e.vipListeners[svc] = l.l
+		s.lazyShare(e.set, l.l, carry.digests, ok, &e.err)
 	}
 	return e
 }

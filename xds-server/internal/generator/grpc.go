@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/weftmesh/weft/pkg/xdsnames"
@@ -22,36 +23,54 @@ const ServerListenerNameTemplate = xdsnames.ServerListenerNameTemplate
 func ClientListenerName(service string) string { return xdsnames.ClientListenerName(service) }
 
 // grpcShared holds the client-side resources of every service of a mesh:
-// the same for every proxyless client, so built once per mesh snapshot.
+// the same for every proxyless client, so built once per mesh snapshot, on
+// first use by one (Snapshot.grpc).
 type grpcShared struct {
+	services  []string
 	listeners []*listenerv3.Listener
 	routes    []*routev3.RouteConfiguration
 	clusters  []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
+	// set marks the pieces built here (shared: validated once, digests
+	// cached); err is the first invalid one.
+	set map[types.Resource]bool
+	err error
 }
 
 func buildGRPCShared(s *Snapshot) *grpcShared {
-	g := &grpcShared{}
+	g := &grpcShared{set: map[types.Resource]bool{}}
 	if s.MeshSpec == nil {
 		return g
 	}
+	carry := s.grpcCarry
+	if carry == nil {
+		carry = &grpcCarry{}
+	}
+	g.services = s.services
 	for _, svc := range s.services {
-		name := ClientListenerName(svc)
-		g.listeners = append(g.listeners, grpcClientListener(svc))
-		g.routes = append(g.routes, &routev3.RouteConfiguration{
-			Name: name,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name:    svc,
-				Domains: []string{name, name + ":*"},
-				Routes:  []*routev3.Route{routeTo(svc)},
-			}},
-		})
-		c := newGRPCCluster(s, svc)
-		g.clusters = append(g.clusters, c)
+		p, ok := carry.pieces[svc]
+		if !ok {
+			name := ClientListenerName(svc)
+			p = grpcPiece{
+				listener: grpcClientListener(svc),
+				route: &routev3.RouteConfiguration{
+					Name: name,
+					VirtualHosts: []*routev3.VirtualHost{{
+						Name:    svc,
+						Domains: []string{name, name + ":*"},
+						Routes:  []*routev3.Route{routeTo(svc)},
+					}},
+				},
+				cluster: newGRPCCluster(s, svc),
+			}
+		}
+		g.listeners = append(g.listeners, p.listener)
+		g.routes = append(g.routes, p.route)
+		g.clusters = append(g.clusters, p.cluster)
 		g.endpoints = append(g.endpoints, s.endpoints[svc])
-		s.share(g.listeners[len(g.listeners)-1])
-		s.share(g.routes[len(g.routes)-1])
-		s.share(c)
+		s.lazyShare(g.set, p.listener, carry.digests, ok, &g.err)
+		s.lazyShare(g.set, p.route, carry.digests, ok, &g.err)
+		s.lazyShare(g.set, p.cluster, carry.digests, ok, &g.err)
 	}
 	return g
 }
@@ -59,7 +78,10 @@ func buildGRPCShared(s *Snapshot) *grpcShared {
 func generateGRPC(s *Snapshot, p *Proxy) (Resources, error) {
 	out := Resources{}
 	mtls, _ := s.MTLS()
-	sh := s.grpcShared
+	sh, err := s.grpc()
+	if err != nil {
+		return nil, err
+	}
 	sel := newOutboundSelector(s, p)
 	switch {
 	case p.Requested != nil && sel.any():

@@ -78,7 +78,7 @@ func (s *Snapshot) noteEndpointTags(svc string, e endpointKey, tags map[string]s
 // isShared reports whether a resource was built once for the snapshot
 // (validated when built, digest cached).
 func (s *Snapshot) isShared(res types.Resource) bool {
-	if s.shared[res] {
+	if s.sharedPiece(res) {
 		return true
 	}
 	_, ok := s.lazyDigest(res)

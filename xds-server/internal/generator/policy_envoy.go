@@ -372,9 +372,17 @@ func routeStaysIn(o policy.Outbound, svc string) bool {
 func policyCluster(s *Snapshot, ss subset, o policy.Outbound, proxyless bool) (*clusterv3.Cluster, error) {
 	if len(ss.tags) == 0 && o.Empty() {
 		if proxyless {
-			return s.grpcShared.cluster(s, ss.service), nil
+			g, err := s.grpc()
+			if err != nil {
+				return nil, err
+			}
+			return g.cluster(s, ss.service), nil
 		}
-		return s.envoyShared.cluster(s, ss.service), nil
+		e, err := s.envoy()
+		if err != nil {
+			return nil, err
+		}
+		return e.cluster(s, ss.service), nil
 	}
 	name := ss.clusterName()
 	r, err := s.memo("cluster|"+name+"|"+strconv.FormatBool(proxyless)+"|"+o.Key(), func() types.Resource {

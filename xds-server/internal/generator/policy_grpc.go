@@ -116,7 +116,10 @@ func buildGRPCClients(out Resources, s *Snapshot, sel *outboundSelector) error {
 // them: its listener and route, and the clusters and endpoints its route
 // leads to (other services' subsets included).
 func addGRPCService(out Resources, s *Snapshot, sel *outboundSelector, i int, svc string, added map[string]bool) error {
-	sh := s.grpcShared
+	sh, err := s.grpc()
+	if err != nil {
+		return err
+	}
 	sl := sel.lookup(svc)
 	o := sl.o
 	if o.Empty() {

@@ -97,9 +97,13 @@ func FuzzProxyTemplate(f *testing.F) {
 			conf.Resources = []*meshv1.ProxyTemplate_Resource{{Name: "r", Resource: res}}
 		}
 		s := templateSnapshot(t, conf)
-		before := s.envoyShared.cluster(s, "api").String()
+		sh, err := s.envoy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := sh.cluster(s, "api").String()
 		_, _ = Generate(s, &Proxy{Mesh: "m", Name: "web-1", Kind: KindEnvoy, Dataplane: s.Dataplanes["web-1"]})
-		if after := s.envoyShared.cluster(s, "api").String(); after != before {
+		if after := sh.cluster(s, "api").String(); after != before {
 			t.Fatalf("the shared cluster changed: %s", after)
 		}
 	})

@@ -143,7 +143,7 @@ type grpcIndexes struct {
 // snapshot.
 func (s *Snapshot) plainIndex() clientIndex {
 	s.grpcIdx.once.Do(func() {
-		sh := s.grpcShared
+		sh, _ := s.grpc() // built: the proxy's generation succeeded
 		list := make([]types.Resource, 0, 4*len(sh.listeners))
 		for i := range sh.listeners {
 			list = append(list, sh.listeners[i], sh.routes[i], sh.clusters[i], sh.endpoints[i])
@@ -227,7 +227,7 @@ func (s *Snapshot) VersionsFor(p *Proxy, r Resources) (map[string]string, error)
 		}
 	} else {
 		s.grpcIdx.plainOnce.Do(func() {
-			sh := s.grpcShared
+			sh, _ := s.grpc() // built: the proxy's generation succeeded
 			list := make([]types.Resource, 0, 4*len(sh.listeners))
 			for i := range sh.listeners {
 				list = append(list, sh.listeners[i], sh.routes[i], sh.clusters[i], sh.endpoints[i])

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -45,15 +46,25 @@ type Snapshot struct {
 	VIPs map[string]string
 
 	// Shared pieces.
-	services    []string                                     // every service with an inbound, sorted
-	protocols   map[string]string                            // service → protocol tag of its inbounds
-	endpoints   map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
-	grpcShared  *grpcShared
-	grpcIdx     grpcIndexes // requested.go
-	envoyShared *envoyShared
+	services  []string                                     // every service with an inbound, sorted
+	protocols map[string]string                            // service → protocol tag of its inbounds
+	endpoints map[string]*endpointv3.ClusterLoadAssignment // service → healthy endpoints
+	// Per-kind shared pieces, built on first use by a proxy of that kind
+	// (reuse.go): a mesh without proxyless clients never builds grpc's.
+	grpcOnce   sync.Once
+	grpcBuilt  atomic.Pointer[grpcShared]
+	envoyOnce  sync.Once
+	envoyBuilt atomic.Pointer[envoyShared]
+	// What the rebuild may reuse from the previous snapshot (reuse.go).
+	members    map[string][]member      // service → its inbounds, by (dataplane name, inbound index)
+	remote     map[string][]endpointKey // service → other zones' ingress endpoints
+	grpcCarry  *grpcCarry
+	grpcIdx    grpcIndexes // requested.go
+	envoyCarry *envoyCarry
 	// shared marks resources built once for the whole mesh: validated at
 	// build time, digests cached.
 	shared    map[types.Resource]bool
+	reused    map[types.Resource]bool // shared, taken from the previous snapshot
 	sharedErr error
 	digests   sync.Map // types.Resource → [32]byte
 	wires     sync.Map // shared types.Resource → *wireRes (wire.go)
@@ -66,7 +77,7 @@ func (s *Snapshot) share(res types.Resource) {
 }
 
 func (s *Snapshot) digest(res types.Resource) ([32]byte, bool) {
-	if !s.shared[res] {
+	if !s.sharedPiece(res) {
 		return s.lazyDigest(res)
 	}
 	if d, ok := s.digests.Load(res); ok {
@@ -104,11 +115,17 @@ func NewSnapshotWithPolicies(meshName string, mesh *meshv1.Mesh, dataplanes, per
 
 // newSnapshot also takes other zones' ZoneIngresses (cross-zone endpoints).
 func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, policies, ingresses []*resource.Resource) *Snapshot {
+	return buildSnapshot(nil, meshName, mesh, dataplanes, permissions, vips, policies, ingresses)
+}
+
+// buildSnapshot builds a mesh snapshot, reusing from prev (when not nil)
+// the pieces the change cannot have touched (reuse.go).
+func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vips, policies, ingresses []*resource.Resource) *Snapshot {
 	s := &Snapshot{
 		Mesh:       meshName,
 		MeshSpec:   mesh,
-		Dataplanes: map[string]*meshv1.Dataplane{},
-		VIPs:       map[string]string{},
+		Dataplanes: make(map[string]*meshv1.Dataplane, len(dataplanes)),
+		VIPs:       make(map[string]string, len(vips)),
 		protocols:  map[string]string{},
 		endpoints:  map[string]*endpointv3.ClusterLoadAssignment{},
 		shared:     map[types.Resource]bool{},
@@ -134,10 +151,15 @@ func newSnapshot(meshName string, mesh *meshv1.Mesh, dataplanes, permissions, vi
 		s.VIPs[svc] = vip.GetIp()
 	}
 	s.Policies = policy.NewSet(permissions, policies)
-	s.buildEndpoints(ingresses)
-	s.grpcShared = buildGRPCShared(s)
-	s.envoyShared = buildEnvoyShared(s)
+	if !prev.reusableFor(s) {
+		prev = nil
+	}
+	s.buildEndpoints(prev, ingresses)
+	s.carryFrom(prev)
 	for res := range s.shared {
+		if s.reused[res] {
+			continue // valid in prev
+		}
 		if v, ok := res.(interface{ ValidateAll() error }); ok {
 			if err := v.ValidateAll(); err != nil && s.sharedErr == nil {
 				s.sharedErr = fmt.Errorf("mesh %s: invalid shared resource %q: %w", meshName, cachev3.GetResourceName(res), err)
@@ -159,115 +181,6 @@ type endpointKey struct {
 // LocalZone is the locality zone of endpoints without a weft.io/zone tag
 // (grpc-go rejects localities without an id).
 const LocalZone = "local"
-
-func (s *Snapshot) buildEndpoints(ingresses []*resource.Resource) {
-	eps := map[string][]endpointKey{}
-	seen := map[string]bool{}
-	names := make([]string, 0, len(s.Dataplanes))
-	for n := range s.Dataplanes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		dp := s.Dataplanes[name]
-		for _, in := range dp.GetNetworking().GetInbound() {
-			svc := in.GetTags()[resource.ServiceTag]
-			if svc == "" {
-				continue
-			}
-			if !seen[svc] {
-				seen[svc] = true
-				s.services = append(s.services, svc)
-			}
-			if p := in.GetTags()[resource.ProtocolTag]; p != "" && s.protocols[svc] == "" {
-				s.protocols[svc] = p
-			}
-			if h := in.GetHealth(); h != nil && !h.GetReady() {
-				continue
-			}
-			addr := in.GetAddress()
-			if addr == "" {
-				addr = dp.GetNetworking().GetAdvertisedAddress()
-			}
-			if addr == "" {
-				addr = dp.GetNetworking().GetAddress()
-			}
-			zone := in.GetTags()[resource.ZoneTag]
-			if zone == "" {
-				zone = LocalZone
-			}
-			eps[svc] = append(eps[svc], endpointKey{zone: zone, addr: addr, port: in.GetPort()})
-			s.noteEndpointTags(svc, eps[svc][len(eps[svc])-1], in.GetTags())
-		}
-	}
-	remote := s.remoteEndpoints(ingresses, seen)
-	sort.Strings(s.services)
-	for _, svc := range s.services {
-		list := eps[svc]
-		sortEndpoints(list)
-		s.endpoints[svc] = loadAssignment(svc, list, remote[svc])
-		s.share(s.endpoints[svc])
-	}
-}
-
-// remoteEndpoints turns other zones' ZoneIngresses into endpoints: per
-// service, one endpoint per ingress advertised address, weighted by the
-// instances of the service behind it, sorted by (zone, address, port).
-// Services offered only remotely join s.services.
-func (s *Snapshot) remoteEndpoints(ingresses []*resource.Resource, seen map[string]bool) map[string][]endpointKey {
-	sums := map[string]map[endpointKey]uint32{}
-	for _, r := range ingresses {
-		zi, ok := r.Spec.(*meshv1.ZoneIngress)
-		if !ok {
-			continue
-		}
-		zone := meshview.IngressZone(r)
-		nw := zi.GetNetworking()
-		addr, port := nw.GetAdvertisedAddress(), nw.GetAdvertisedPort()
-		if addr == "" {
-			addr = nw.GetAddress()
-		}
-		if port == 0 {
-			port = nw.GetPort()
-		}
-		if zone == "" || addr == "" || port == 0 {
-			continue
-		}
-		for _, as := range zi.GetAvailableServices() {
-			svc := as.GetTags()[resource.ServiceTag]
-			if as.GetMesh() != s.Mesh || svc == "" || as.GetInstances() == 0 {
-				continue
-			}
-			if !seen[svc] {
-				seen[svc] = true
-				s.services = append(s.services, svc)
-			}
-			if p := as.GetTags()[resource.ProtocolTag]; p != "" && s.protocols[svc] == "" {
-				s.protocols[svc] = p
-			}
-			if sums[svc] == nil {
-				sums[svc] = map[endpointKey]uint32{}
-			}
-			k := endpointKey{zone: zone, addr: addr, port: port}
-			sums[svc][k] = min(sums[svc][k]+as.GetInstances(), maxRemoteWeight)
-			if s.pol.remoteTags == nil {
-				s.pol.remoteTags = map[string][]remoteTagSet{}
-			}
-			s.pol.remoteTags[svc] = append(s.pol.remoteTags[svc], remoteTagSet{key: k, tags: as.GetTags(), instances: as.GetInstances()})
-		}
-	}
-	out := map[string][]endpointKey{}
-	for svc, m := range sums {
-		list := make([]endpointKey, 0, len(m))
-		for k, w := range m {
-			k.weight = w
-			list = append(list, k)
-		}
-		sortEndpoints(list)
-		out[svc] = list
-	}
-	return out
-}
 
 // maxRemoteWeight caps an ingress endpoint's weight (a locality's weight,
 // the sum over its endpoints, must stay within uint32).
@@ -348,4 +261,14 @@ func sortEndpoints(list []endpointKey) {
 		}
 		return list[i].port < list[j].port
 	})
+}
+
+// FromViewAfter is FromView for a mesh whose previous snapshot is prev (nil:
+// none). It may reuse from prev what the change cannot have touched; the
+// result is the same as FromView's.
+func FromViewAfter(mesh string, v *meshview.Mesh, prev *Snapshot) *Snapshot {
+	if v == nil {
+		return NewSnapshot(mesh, nil, nil, nil, nil)
+	}
+	return buildSnapshot(prev, v.Name, v.Spec, v.Dataplanes, v.TrafficPermissions, v.VirtualIPs, v.Policies, v.ZoneIngresses)
 }

@@ -67,6 +67,9 @@ type Reconciler struct {
 	// snaps caches each mesh's generator snapshot by the model view it was
 	// built from, so a mesh is built once per change, not once per proxy.
 	snaps map[string]*meshSnapshot
+	// built is each mesh's latest built snapshot: the next build reuses
+	// what the change cannot have touched (generator.FromViewAfter).
+	built map[string]*generator.Snapshot
 	// genErrs hears when a proxy's generation error changes.
 	genErrs func(mesh, name, msg string)
 }
@@ -132,7 +135,7 @@ func New(m *model.Model, cache cachev3.SnapshotCache, certs Certs, obs Observer,
 	return &Reconciler{model: m, cache: cache, certs: certs, obs: obs, log: log,
 		tracer:  otel.Tracer("github.com/weftmesh/weft/xds-server"),
 		proxies: map[string]*proxy{}, byMesh: map[string]map[string]*proxy{}, dirty: map[string]time.Time{}, causes: map[string]string{}, wake: make(chan struct{}, 1),
-		snaps: map[string]*meshSnapshot{}}
+		snaps: map[string]*meshSnapshot{}, built: map[string]*generator.Snapshot{}}
 }
 
 // SetTracerProvider makes the reconciler's spans with tp, the service's
@@ -778,13 +781,30 @@ func (r *Reconciler) snapshot(mesh string) *generator.Snapshot {
 	e := r.snaps[mesh]
 	if v == nil {
 		delete(r.snaps, mesh)
+		delete(r.built, mesh)
 		e = &meshSnapshot{}
 	} else if e == nil || e.view != v {
 		e = &meshSnapshot{view: v}
 		r.snaps[mesh] = e
 	}
 	r.mu.Unlock()
-	e.once.Do(func() { e.snap = generator.FromView(mesh, v) })
+	e.once.Do(func() {
+		if v == nil {
+			e.snap = generator.FromView(mesh, nil)
+			return
+		}
+		r.mu.Lock()
+		prev := r.built[mesh]
+		r.mu.Unlock()
+		// Any earlier snapshot of the mesh is a correct base: the reuse
+		// compares what it was built from with v.
+		e.snap = generator.FromViewAfter(mesh, v, prev)
+		r.mu.Lock()
+		if r.snaps[mesh] == e {
+			r.built[mesh] = e.snap
+		}
+		r.mu.Unlock()
+	})
 	return e.snap
 }
 
