@@ -468,28 +468,23 @@ func (r *Reconciler) Run(ctx context.Context) {
 // must already hold the new name (when the mesh has it). ACKs, which
 // repeat known names, cost a lookup. Other kinds are ignored.
 func (r *Reconciler) Requested(ctx context.Context, nodeID, typeURL string, names []string) {
-	r.mu.Lock()
-	p := r.proxies[nodeID]
-	r.mu.Unlock()
-	if p == nil || p.kind != generator.KindGRPC {
-		return
-	}
-	p.gen.Lock()
-	defer p.gen.Unlock()
-	r.mu.Lock()
-	next, changed := p.requested.With(typeURL, names)
-	if changed {
-		r.setRequestedLocked(p, next)
-	}
-	r.mu.Unlock()
-	if changed {
-		r.regenerateNow(ctx, p)
-	}
+	r.updateRequested(ctx, nodeID, func(p *proxy) (*generator.Requested, bool) {
+		return p.requested.With(typeURL, names)
+	})
 }
 
 // RequestedAll makes a proxyless proxy get every service's resources: its
 // names are not tracked (a delta stream).
 func (r *Reconciler) RequestedAll(ctx context.Context, nodeID string) {
+	r.updateRequested(ctx, nodeID, func(p *proxy) (*generator.Requested, bool) {
+		return nil, p.requested != nil
+	})
+}
+
+// updateRequested applies next to a proxyless proxy's requested names
+// (under its generation lock, then r.mu) and regenerates it at once when
+// they changed. Other kinds are ignored.
+func (r *Reconciler) updateRequested(ctx context.Context, nodeID string, next func(*proxy) (*generator.Requested, bool)) {
 	r.mu.Lock()
 	p := r.proxies[nodeID]
 	r.mu.Unlock()
@@ -499,9 +494,9 @@ func (r *Reconciler) RequestedAll(ctx context.Context, nodeID string) {
 	p.gen.Lock()
 	defer p.gen.Unlock()
 	r.mu.Lock()
-	changed := p.requested != nil
+	q, changed := next(p)
 	if changed {
-		r.setRequestedLocked(p, nil)
+		r.setRequestedLocked(p, q)
 	}
 	r.mu.Unlock()
 	if changed {
