@@ -82,6 +82,7 @@ const roleEnv = "WEFT_XDS_FLEET_ROLE"
 type options struct {
 	n, services, conc int
 	kind              string
+	keepDir           bool
 	mesh              string
 	xdsArgs           []string
 	apiURL, token     string
@@ -131,6 +132,7 @@ func main() {
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait this long after the fleet is configured before measuring idle CPU (insight writes of the connect storm)")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up on a phase after this")
 	flag.StringVar(&o.label, "label", "", "label of this run in the result row")
+	flag.BoolVar(&o.keepDir, "keep-dir", false, "keep the started control plane's directory (etcd data, xds-server logs) and print its path at the end")
 	flag.StringVar(&o.cpuProfile, "xds-cpuprofile", "", "write the started xds-server's CPU profile (whole run) to this file")
 	flag.StringVar(&o.heapProfile, "xds-heapprofile", "", "write the started xds-server's heap profile (fleet connected, idle) to this file")
 	flag.BoolVar(&o.mtls, "mtls", false, "builtin mTLS on every mesh: a ca-service is started too, and every proxy subscribes to the SDS secrets its clusters and listeners name (configured includes them)")
@@ -201,6 +203,10 @@ func startControlPlane(ctx context.Context, o options) (*controlPlane, error) {
 	cp.stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
+		}
+		if o.keepDir {
+			fmt.Fprintln(os.Stderr, "xds-fleet: kept", dir, "(etcd data, xds-server logs)")
+			return
 		}
 		os.RemoveAll(dir)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -140,6 +142,7 @@ func (p *proxy) run(ctx context.Context, d dialOpts) error {
 		}
 		if err != nil {
 			p.lastErr.Store(err.Error())
+			streamErrs.add(err)
 		}
 		if got {
 			b.reset()
@@ -445,4 +448,51 @@ func sameNames(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// streamErrs tallies why streams ended, fleet-wide, by gRPC code and the
+// start of the message (addresses and numbers vary; the kind does not).
+var streamErrs errTally
+
+type errTally struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (t *errTally) add(err error) {
+	st, _ := status.FromError(err)
+	msg := []rune(digits.ReplaceAllString(st.Message(), "N"))
+	if len(msg) > 160 {
+		msg = append(msg[:160], '…')
+	}
+	k := st.Code().String() + ": " + string(msg)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == nil {
+		t.n = map[string]int{}
+	}
+	t.n[k]++
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// take returns the tally since the last take, most frequent first, and
+// resets it.
+func (t *errTally) take() []string {
+	t.mu.Lock()
+	n := t.n
+	t.n = nil
+	t.mu.Unlock()
+	keys := make([]string, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		return n[keys[i]] > n[keys[j]] || n[keys[i]] == n[keys[j]] && keys[i] < keys[j]
+	})
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = fmt.Sprintf("%d× %s", n[k], k)
+	}
+	return out
 }

@@ -438,26 +438,29 @@ type replicaResult struct {
 	n, replicas        int
 	maxAge, grace      time.Duration
 	loadStart, loadEnd string
-	configureAll       time.Duration
-	spreadBefore       map[string]int
-	affected           int
-	reconnected        []time.Duration // signal → a stream on a ready replica
-	back               []time.Duration // signal → every type answered on the new stream
-	silent             int             // reconnected, no response (same versions)
-	probe              []time.Duration // one endpoint change after the scenario → ACKed
-	down               []time.Duration // stream end → next first response
-	gaps, changes      int
-	same               int
-	gapWhy             string
-	noStream           int // proxies without a stream at the end
-	replicas0          []repNumbers
-	replicas1          []repNumbers
-	timeline           []string
-	balanced           time.Duration
-	spreadAfter        map[string]int
-	storm              time.Duration // signal → all back
-	serving            time.Duration // restart: signal → the new replicas serve
-	reconnects         int
+	// errsBefore and errs tally why streams ended while the fleet
+	// connected, and from the scenario's start to the end.
+	errsBefore, errs []string
+	configureAll     time.Duration
+	spreadBefore     map[string]int
+	affected         int
+	reconnected      []time.Duration // signal → a stream on a ready replica
+	back             []time.Duration // signal → every type answered on the new stream
+	silent           int             // reconnected, no response (same versions)
+	probe            []time.Duration // one endpoint change after the scenario → ACKed
+	down             []time.Duration // stream end → next first response
+	gaps, changes    int
+	same             int
+	gapWhy           string
+	noStream         int // proxies without a stream at the end
+	replicas0        []repNumbers
+	replicas1        []repNumbers
+	timeline         []string
+	balanced         time.Duration
+	spreadAfter      map[string]int
+	storm            time.Duration // signal → all back
+	serving          time.Duration // restart: signal → the new replicas serve
+	reconnects       int
 }
 
 // repNumbers: one replica's memory and CPU at a point.
@@ -563,6 +566,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 		rr.peakRSS.Store(0) // peaks from here on
 	}
 
+	res.errsBefore = streamErrs.take()
 	var t0 time.Time
 	affected := f.proxies
 	switch o.scenario {
@@ -707,6 +711,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 		return nil, fmt.Errorf("probe change after the scenario: %w", err)
 	}
 	logf("probe: one endpoint added → all %d ACKed p50 %s p99 %s max %s", len(res.probe), roundDur(pct(res.probe, 50)), roundDur(pct(res.probe, 99)), roundDur(pct(res.probe, 100)))
+	res.errs = streamErrs.take()
 	res.loadEnd = loadavg()
 	return res, nil
 }
@@ -798,6 +803,14 @@ func (r *replicaResult) print(w io.Writer) {
 	if r.gapWhy != "" {
 		fmt.Fprintf(w, "first gap: %s\n", r.gapWhy)
 	}
+	tally := func(errs []string) string {
+		if len(errs) == 0 {
+			return "none"
+		}
+		return strings.Join(errs[:min(len(errs), 6)], "; ")
+	}
+	fmt.Fprintf(w, "streams ended with an error while connecting: %s\n", tally(r.errsBefore))
+	fmt.Fprintf(w, "streams ended with an error in the scenario (its own signal included): %s\n", tally(r.errs))
 	for _, x := range r.replicas1 {
 		if x.exited {
 			fmt.Fprintf(w, "after: %s exited\n", x.name)

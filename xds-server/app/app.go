@@ -186,6 +186,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.InsightTTL, "insight-ttl", c.InsightTTL, "lease TTL of DataplaneInsights: a dead replica's proxies show offline after it")
 	fs.DurationVar(&c.Limits.FirstRequestTimeout, "first-request-timeout", c.Limits.FirstRequestTimeout, "an xDS stream must send its first (authenticating) request within this")
 	fs.IntVar(&c.Limits.MaxPendingStreams, "max-pending-streams", c.Limits.MaxPendingStreams, "xDS streams that have not sent their first request, at most (beyond: ResourceExhausted)")
+	fs.IntVar(&c.Limits.MaxConcurrentHandshakes, "max-concurrent-handshakes", c.Limits.MaxConcurrentHandshakes, "connections in their TLS/HTTP2 set-up at once, at most; the rest wait in arrival order (0: no limit)")
 	fs.IntVar(&c.Limits.MaxStreamsPerProxy, "max-streams-per-proxy", c.Limits.MaxStreamsPerProxy, "concurrent xDS streams of one node id on this replica, at most (beyond: ResourceExhausted)")
 	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", c.MaxConnectionAge, "close each connection after about this long (±10% jitter), so proxies rebalance over replicas; 0: never")
 	fs.DurationVar(&c.MaxConnectionAgeGrace, "max-connection-age-grace", c.MaxConnectionAgeGrace, "after --max-connection-age, time for in-flight responses before the connection is cut")
@@ -230,6 +231,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxPendingStreams < 1 {
 		errs = append(errs, errors.New("max-pending-streams: at least 1"))
+	}
+	if c.Limits.MaxConcurrentHandshakes < 0 {
+		errs = append(errs, errors.New("max-concurrent-handshakes: not negative"))
 	}
 	if c.Limits.MaxStreamsPerProxy < 1 {
 		errs = append(errs, errors.New("max-streams-per-proxy: at least 1"))
@@ -424,6 +428,9 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return fail(fmt.Errorf("listen %s: %w", cfg.Address, err))
 	}
+	// A reconnect storm's handshakes finish a few at a time instead of
+	// all of them late (ads.LimitHandshakes).
+	a.lis = ads.LimitHandshakes(a.lis, cfg.Limits.MaxConcurrentHandshakes, ads.HandshakeMaxHold, log.With("component", "ads"))
 	if cfg.AdminAddress != "" {
 		a.admin, err = telemetry.NewAdmin(cfg.AdminAddress, reg, log)
 		if err != nil {

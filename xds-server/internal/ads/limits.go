@@ -43,11 +43,22 @@ type Limits struct {
 	// MaxStreamsPerProxy caps concurrent streams of one node id on this
 	// replica (each is a subscription in the DataplaneInsight).
 	MaxStreamsPerProxy int
+	// MaxConcurrentHandshakes caps connections in their TLS and HTTP/2
+	// set-up at once (LimitHandshakes); 0: no cap.
+	MaxConcurrentHandshakes int
 }
+
+// HandshakeMaxHold is the longest one connection's set-up holds its
+// handshake slot (LimitHandshakes).
+const HandshakeMaxHold = time.Second
+
+// HandshakeMaxWait is the longest a connection waits for a handshake slot
+// (LimitHandshakes) before its set-up goes on without one.
+const HandshakeMaxWait = 30 * time.Second
 
 // DefaultLimits are the flags' defaults.
 func DefaultLimits() Limits {
-	return Limits{FirstRequestTimeout: 10 * time.Second, MaxPendingStreams: 1024, MaxStreamsPerProxy: 8}
+	return Limits{FirstRequestTimeout: 10 * time.Second, MaxPendingStreams: 1024, MaxStreamsPerProxy: 8, MaxConcurrentHandshakes: 64}
 }
 
 // KnownTypeURL reports whether a type URL is one this server serves.
