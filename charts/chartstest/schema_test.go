@@ -35,6 +35,8 @@ func TestWrongValues(t *testing.T) {
 			[]string{"additional properties 'replicas' not allowed"}, false},
 		{"bad duration", "xds-server", "ads:\n  maxConnectionAge: 30 minutes\n",
 			[]string{"at '/ads/maxConnectionAge'", "does not match pattern"}, false},
+		{"negative handshake bound", "xds-server", "ads:\n  maxConcurrentHandshakes: -1\n",
+			[]string{"at '/ads/maxConcurrentHandshakes'", "minimum: got -1, want 0"}, false},
 		{"etcd endpoint without port", "api-server", "etcd:\n  endpoints: [etcd.example.com]\n",
 			[]string{"at '/etcd/endpoints/0'", "does not match pattern"}, false},
 		{"bad log level", umbrella, "global:\n  mode: standalone\n  log:\n    level: verbose\n",
