@@ -105,11 +105,15 @@ type result struct {
 	affectedA, affectedB         int
 	othersPushedA, othersPushedB [2]int64 // proxies, responses
 	churn                        *churnResult
+	// -delta, -nack (delta.go, nack.go).
+	delta        bool
+	nack         float64
+	nackA, nackB *nackOutcome
 }
 
 func run(ctx context.Context, o options) (*result, error) {
 	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs,
-		mtls: o.mtls, meshes: max(o.meshes, 1)}
+		mtls: o.mtls, meshes: max(o.meshes, 1), delta: o.delta, nack: o.nack}
 	if err := exportChangeProfile(o); err != nil {
 		return nil, err
 	}
@@ -197,12 +201,12 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	c0, _ := readProc(cp.xdsPID)
-	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
+	res.endpoint, res.nackA, err = f.scenario(ctx, o, cp.xdsAdmin, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
 		dp["networking"].(map[string]any)["address"] = newAddr
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/dataplanes/new-endpoint", dp)
 		return err
-	}, o.timeout)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (a): %w", err)
 	}
@@ -212,6 +216,9 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
+	if res.nackA != nil {
+		logf("(a) -nack: %s", res.nackA)
+	}
 	if len(pc.others) > 0 {
 		res.othersPushedA[0], res.othersPushedA[1] = pc.pushed(ctx, 2*time.Second)
 		logf("(a) unaffected meshes: %d of %d proxies got a response (%d responses)", res.othersPushedA[0], len(pc.others), res.othersPushedA[1])
@@ -231,13 +238,13 @@ func run(ctx context.Context, o options) (*result, error) {
 	if o.kind == xdsnames.KindGRPC {
 		policyWatch = hasMaxStreamDuration(7 * time.Second)
 	}
-	res.policy, err = f.converge(ctx, policyWatch, func() error {
+	res.policy, res.nackB, err = f.scenario(ctx, o, cp.xdsAdmin, policyWatch, func() error {
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/timeouts/mesh-wide", map[string]any{"type": "Timeout",
 			"sources":      []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
 		return err
-	}, o.timeout)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (b): %w", err)
 	}
@@ -247,6 +254,9 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
+	if res.nackB != nil {
+		logf("(b) -nack: %s", res.nackB)
+	}
 	res.afterScenarios = c1
 	if len(pc.others) > 0 {
 		res.othersPushedB[0], res.othersPushedB[1] = pc.pushed(ctx, 2*time.Second)
@@ -267,6 +277,30 @@ func run(ctx context.Context, o options) (*result, error) {
 	return res, nil
 }
 
+// scenario runs one change on the fleet and waits for convergence: with
+// -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
+// counter over the scenario); times are the other proxies'.
+func (f *fleet) scenario(ctx context.Context, o options, admin string, w *watch, change func() error) ([]time.Duration, *nackOutcome, error) {
+	if o.nack <= 0 {
+		times, err := f.converge(ctx, w, change, o.timeout)
+		return times, nil, err
+	}
+	m0, err := counterSum(ctx, admin, "weft_xds_nacks_total")
+	if err != nil {
+		return nil, nil, err
+	}
+	times, n, err := f.convergeNack(ctx, w, change, o.timeout)
+	if err != nil {
+		return times, &n, err
+	}
+	m1, err := counterSum(ctx, admin, "weft_xds_nacks_total")
+	if err != nil {
+		return nil, nil, err
+	}
+	n.metric = m1 - m0
+	return times, &n, nil
+}
+
 func (r *result) print(w io.Writer) {
 	mib := func(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 	perProxy := func(b float64) string { return fmt.Sprintf("%.1f KB", b/float64(r.n)/1000) }
@@ -278,8 +312,15 @@ func (r *result) print(w io.Writer) {
 	if r.meshes > 1 {
 		meshes = fmt.Sprintf(" over %d meshes", r.meshes)
 	}
-	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies%s, %d services per mesh, %s; %s; load average %s → %s\n",
-		r.label, r.n, r.kind, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
+	proto := "SotW"
+	if r.delta {
+		proto = "delta"
+	}
+	if r.nack > 0 {
+		proto += fmt.Sprintf(", -nack %g", r.nack)
+	}
+	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies (%s)%s, %d services per mesh, %s; %s; load average %s → %s\n",
+		r.label, r.n, r.kind, proto, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
 	if len(r.xdsArgs) > 0 {
 		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
 	}
@@ -296,6 +337,12 @@ func (r *result) print(w io.Writer) {
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	if r.nackA != nil {
+		fmt.Fprintf(w, "(a) -nack: %s\n", r.nackA)
+	}
+	if r.nackB != nil {
+		fmt.Fprintf(w, "(b) -nack: %s\n", r.nackB)
+	}
 	if r.meshes > 1 {
 		fmt.Fprintf(w, "-meshes %d: (a) and (b) changed mesh-0 (%d proxies affected); the other %d proxies got responses: (a) %d proxies, %d responses; (b) %d proxies, %d responses (2 s window after convergence)\n",
 			r.meshes, r.affectedA, r.n-r.affectedA, r.othersPushedA[0], r.othersPushedA[1], r.othersPushedB[0], r.othersPushedB[1])
