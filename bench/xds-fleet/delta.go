@@ -7,7 +7,9 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -80,7 +82,7 @@ func (p *proxy) deltaStream(ctx context.Context) (got bool, _ error) {
 			// Rejected: the proxy keeps what it held; a delta NACK is
 			// the rejected response's nonce with error_detail.
 			p.mu.Unlock()
-			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce(), ErrorDetail: nackDetail()}); err != nil {
+			if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.GetNonce(), ErrorDetail: status.New(codes.InvalidArgument, nackMessage).Proto()}); err != nil {
 				return got, err
 			}
 			continue

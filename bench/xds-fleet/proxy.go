@@ -18,12 +18,12 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -250,7 +250,7 @@ func (p *proxy) stream(ctx context.Context) (got bool, _ error) {
 			// Rejected: nothing of it is applied; the request names the
 			// version still held and the nonce of the rejected response.
 			nack := p.request(t, resp.GetNonce())
-			nack.ErrorDetail = nackDetail()
+			nack.ErrorDetail = status.New(codes.InvalidArgument, nackMessage).Proto()
 			p.mu.Unlock()
 			if err := s.Send(nack); err != nil {
 				return got, err
@@ -328,11 +328,10 @@ func (p *proxy) shouldNack(t string, res []*anypb.Any) bool {
 	return true
 }
 
-// nackDetail is the error_detail of a NACK, as Envoy sends one (code
-// INVALID_ARGUMENT, the rejection reason as message).
-func nackDetail() *rpcstatus.Status {
-	return &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "xds-fleet: rejected on request (-nack)"}
-}
+// nackMessage is the error_detail message of a NACK; the code is
+// INVALID_ARGUMENT, as Envoy sends for a rejected update. (Built through
+// grpc's status package: genproto stays an indirect dependency.)
+const nackMessage = "xds-fleet: rejected on request (-nack)"
 
 // request is a (re)subscription or ACK for typ with the last ACKed version.
 func (p *proxy) request(typ, nonce string) *discoveryv3.DiscoveryRequest {
