@@ -26,8 +26,9 @@ import (
 // NACK), which the proxy then ACKs; over delta the server has recorded the
 // rejected resources as sent and sends them again only when they change.
 
-// nackWait is how long after a change the NACKing proxies are waited for.
-const nackWait = 10 * time.Second
+// nackWait is how long after a change the NACKing proxies are waited for
+// (a variable for the tests).
+var nackWait = 10 * time.Second
 
 // nackPick: proxy i of the fleet is one of the fraction f that NACK (f of
 // every run of consecutive proxies, spread evenly).

@@ -107,6 +107,7 @@ type result struct {
 	churn                        *churnResult
 	// -delta, -nack (delta.go, nack.go).
 	delta        bool
+	deltaProxies int // proxies holding state built from delta responses
 	nack         float64
 	nackA, nackB *nackOutcome
 }
@@ -269,6 +270,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 	}
 	for _, p := range f.proxies {
+		p.mu.Lock()
+		if len(p.held) > 0 {
+			res.deltaProxies++
+		}
+		p.mu.Unlock()
 		res.streamsOpened += p.streams.Load()
 		res.acksTotal += p.acks.Load()
 	}
@@ -351,6 +357,9 @@ func (r *result) print(w io.Writer) {
 		r.churn.print(w)
 	}
 	fmt.Fprintf(w, "streams opened %d (reconnects %d), ACKs sent %d\n", r.streamsOpened, r.reconnects, r.acksTotal)
+	if r.delta {
+		fmt.Fprintf(w, "delta: %d of %d proxies hold state built from delta responses\n", r.deltaProxies, r.n)
+	}
 	fmt.Fprintf(w, "| %s | %d | %s | %s / %s | %s | %s | %.2f s | %.3f | %s / %s / %s | %s / %s / %s |\n",
 		r.label, r.n, r.configureAll.Round(10*time.Millisecond), pct(r.configured, 50).Round(time.Millisecond), pct(r.configured, 99).Round(time.Millisecond),
 		perProxy(float64(r.after.rss-r.before.rss)), perProxy(r.heap-r.heap0), r.connectCPU.Seconds(), r.idleCPU.Seconds()/r.idleWindow.Seconds(),

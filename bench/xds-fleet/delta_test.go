@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/pkg/xdsnames"
+)
+
+// TestDeltaFleetConverges: -delta through the benchmark's own run: 40
+// Envoy-like proxies on delta streams (a real xds-server child process)
+// are configured, and the endpoint (a) and mesh-wide policy (b) changes
+// reach every one of them, each ACKing the response after which it holds
+// the change; every proxy's state was built from delta responses.
+func TestDeltaFleetConverges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o := options{n: 40, services: 10, conc: 16, kind: xdsnames.KindEnvoy, mesh: "default", meshes: 1, delta: true,
+		idle: 200 * time.Millisecond, timeout: 90 * time.Second, log: io.Discard}
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.configured) != 40 || len(res.endpoint) != 40 || len(res.policy) != 40 {
+		t.Fatalf("%d configured, %d converged on (a), %d on (b); want 40", len(res.configured), len(res.endpoint), len(res.policy))
+	}
+	if res.deltaProxies != 40 {
+		t.Fatalf("%d of 40 proxies hold delta state", res.deltaProxies)
+	}
+	if res.reconnects != 0 {
+		t.Fatalf("%d reconnects", res.reconnects)
+	}
+}
+
+// TestDeltaGRPCRefused: there is no grpc-like delta proxy.
+func TestDeltaGRPCRefused(t *testing.T) {
+	if err := (options{kind: xdsnames.KindGRPC, delta: true}).validate(); err == nil {
+		t.Fatal("-delta -kind grpc accepted")
+	}
+	for _, f := range []float64{-0.1, 1.5} {
+		if err := (options{kind: xdsnames.KindEnvoy, nack: f}).validate(); err == nil {
+			t.Fatalf("-nack %v accepted", f)
+		}
+	}
+}
+
+// TestNackPick: -nack F picks F of the proxies, spread.
+func TestNackPick(t *testing.T) {
+	n := 0
+	for i := 0; i < 1000; i++ {
+		if nackPick(i, 0.1) {
+			n++
+			if i%10 != 9 {
+				t.Fatalf("proxy %d picked", i)
+			}
+		}
+	}
+	if n != 100 || nackPick(0, 0) || !nackPick(0, 1) {
+		t.Fatalf("0.1 of 1000 picked %d", n)
+	}
+}
+
+// TestNackFleet: -nack, SotW and delta, CI-sized. 40 Envoy-like proxies,
+// 10 of them NACKing the first response that carries the endpoint change:
+// the other 30 converge, each NACKing proxy sent one NACK, the
+// xds-server's weft_xds_nacks_total rose by at least as many, and a
+// NACKing proxy's DataplaneInsight counts it. Over SotW the server sends
+// the snapshot again after its NACK backoff and the NACKing proxies ACK
+// it; over delta it does not resend (it recorded the resources as sent),
+// so they are only accounted for.
+func TestNackFleet(t *testing.T) {
+	defer func(w time.Duration) { nackWait = w }(nackWait)
+	nackWait = 3 * time.Second
+	for _, delta := range []bool{false, true} {
+		name := "sotw"
+		if delta {
+			name = "delta"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			o := options{n: 40, services: 10, conc: 16, kind: xdsnames.KindEnvoy, mesh: "default", meshes: 1, delta: delta, nack: 0.25,
+				timeout: 90 * time.Second, log: io.Discard}
+			cp, err := startControlPlane(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cp.stop()
+			r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{}}
+			specs, err := setupFleet(ctx, r, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc, err := cpTLS(ctx, cp.xdsAdmin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, _, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, 90*time.Second, nil)
+			if f != nil {
+				defer f.stop()
+			}
+			if err != nil {
+				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
+			}
+			times, n, err := f.scenario(ctx, o, cp.xdsAdmin, hasEndpoint("10.250.0.1"), func() error {
+				dp := dataplane(0, o.services)
+				dp["networking"].(map[string]any)["address"] = "10.250.0.1"
+				_, err := r.do(ctx, "PUT", "/meshes/default/dataplanes/new-endpoint", dp)
+				return err
+			})
+			if err != nil {
+				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
+			}
+			t.Logf("%s", n)
+			if len(times) != 30 || n.proxies != 10 || n.sent != 10 || n.metric < 10 {
+				t.Fatalf("%d ACKing proxies converged (want 30); %s (want 10 proxies, 10 NACKs, metric +10)", len(times), n)
+			}
+			if len(n.converged)+n.missing != 10 {
+				t.Fatalf("NACKing proxies: %d converged + %d missing, want 10", len(n.converged), n.missing)
+			}
+			if !delta && len(n.converged) != 10 {
+				t.Fatalf("SotW: the server's resend after a NACK reached %d of 10 NACKing proxies", len(n.converged))
+			}
+			// dp-00003 is a NACKing one (0.25: every fourth).
+			if !nackPick(3, o.nack) {
+				t.Fatal("dp-00003 does not NACK")
+			}
+			waitInsightNacks(ctx, t, r, "default", dpName(3))
+		})
+	}
+}
+
+// waitInsightNacks waits (deadline 20 s) until the Dataplane's insight
+// counts a NACK on some type (the xds-server flushes insights each second).
+func waitInsightNacks(ctx context.Context, t *testing.T, r *rest, mesh, name string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		b, err := r.do(ctx, "GET", "/meshes/"+mesh+"/dataplanes+insights/"+name, nil)
+		if err == nil {
+			last = string(b)
+			var v struct {
+				Insight struct {
+					Subscriptions []struct {
+						Types map[string]struct {
+							Nacks json.RawMessage `json:"nacks"`
+						} `json:"types"`
+					} `json:"subscriptions"`
+				} `json:"insight"`
+			}
+			if json.Unmarshal(b, &v) == nil {
+				for _, s := range v.Insight.Subscriptions {
+					for _, ts := range s.Types {
+						q, _ := strconv.Unquote(string(ts.Nacks))
+						if q == "" {
+							q = string(ts.Nacks)
+						}
+						if n, _ := strconv.Atoi(q); n > 0 {
+							return
+						}
+					}
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s's insight shows no NACK: %s", name, last)
+}
