@@ -1,7 +1,7 @@
 // Command xds-fleet is the xds-server load generator: it registers N
 // Dataplanes through the REST API (with a dataplane token each), then opens
 // N ADS streams as those Dataplanes — one TLS gRPC connection and one SotW
-// stream each, authenticated by the token as weft-dp's proxies are, Envoy-
+// (or, with -delta, delta) stream each, authenticated by the token as weft-dp's proxies are, Envoy-
 // like (wildcard CDS/LDS, EDS by name) or grpc-like (named LDS, then RDS,
 // CDS, EDS by reference) — ACKs every response, and measures:
 //
@@ -23,6 +23,18 @@
 // a new proxy) and finally checks every proxy's last ACKed configuration
 // against a fresh replica's.
 //
+// Protocol (delta.go, nack.go): -delta makes the proxies speak delta xDS
+// (DeltaAggregatedResources) as Envoy does with api_type DELTA_GRPC —
+// wildcard CDS/LDS, EDS/RDS/SDS subscribed and unsubscribed by name, each
+// response applied to the per-resource versions the proxy holds and ACKed
+// with its nonce; configured and converged mean what they mean over SotW.
+// Envoy-like only: gRPC's xDS clients speak SotW, so -delta -kind grpc is
+// refused. -nack F makes a fraction F of the proxies NACK the first
+// response that carries (a)'s and (b)'s change, then ACK every later one;
+// (a)/(b) are measured over the others, and the NACKs sent, the
+// xds-server's weft_xds_nacks_total and whether each NACKing proxy ACKed
+// the change within 10 s are reported.
+//
 // By default it starts its own control plane: an embedded etcd and an
 // api-server in this process and the xds-server as a child process (this
 // binary re-executed), so /proc measures the xds-server alone. -api-url,
@@ -35,6 +47,8 @@
 //	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
 //	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
 //	go run ./bench/xds-fleet -n 1000 -services 500 -churn 2m
+//	go run ./bench/xds-fleet -n 1000 -services 500 -delta
+//	go run ./bench/xds-fleet -n 1000 -services 500 -nack 0.1
 package main
 
 import (
