@@ -1,9 +1,10 @@
 // Command xds-fleet is the xds-server load generator: it registers N
 // Dataplanes through the REST API (with a dataplane token each), then opens
 // N ADS streams as those Dataplanes — one TLS gRPC connection and one SotW
-// (or, with -delta, delta) stream each, authenticated by the token as weft-dp's proxies are, Envoy-
-// like (wildcard CDS/LDS, EDS by name) or grpc-like (named LDS, then RDS,
-// CDS, EDS by reference) — ACKs every response, and measures:
+// (or, with -delta, delta) stream each, authenticated by the token as
+// weft-dp's proxies are, Envoy-like (wildcard CDS/LDS, EDS by name) or
+// grpc-like (named LDS, then RDS, CDS, EDS by reference) — ACKs every
+// response (or NACKs on request: -nack), and measures:
 //
 //   - connect: dial until the first response; configured: dial until every
 //     subscribed type is ACKed (p50/p99/max, and the wall time for all N);
