@@ -119,7 +119,7 @@ func TestNackFleet(t *testing.T) {
 				dp["networking"].(map[string]any)["address"] = "10.250.0.1"
 				_, err := r.do(ctx, "PUT", "/meshes/default/dataplanes/new-endpoint", dp)
 				return err
-			})
+			}, nil)
 			if err != nil {
 				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
 			}

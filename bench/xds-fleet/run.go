@@ -110,6 +110,8 @@ type result struct {
 	deltaProxies int // proxies holding state built from delta responses
 	nack         float64
 	nackA, nackB *nackOutcome
+	// weft_xds_acks_total's increase over (a) and (b).
+	serverAcksA, serverAcksB float64
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -207,7 +209,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		dp["networking"].(map[string]any)["address"] = newAddr
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/dataplanes/new-endpoint", dp)
 		return err
-	})
+	}, &res.serverAcksA)
 	if err != nil {
 		return nil, fmt.Errorf("scenario (a): %w", err)
 	}
@@ -245,7 +247,7 @@ func run(ctx context.Context, o options) (*result, error) {
 			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
 		return err
-	})
+	}, &res.serverAcksB)
 	if err != nil {
 		return nil, fmt.Errorf("scenario (b): %w", err)
 	}
@@ -286,7 +288,17 @@ func run(ctx context.Context, o options) (*result, error) {
 // scenario runs one change on the fleet and waits for convergence: with
 // -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
 // counter over the scenario); times are the other proxies'.
-func (f *fleet) scenario(ctx context.Context, o options, admin string, w *watch, change func() error) ([]time.Duration, *nackOutcome, error) {
+// serverAcks, when set, gets the increase of the xds-server's
+// weft_xds_acks_total over the scenario (ACKs of pushed versions it
+// matched).
+func (f *fleet) scenario(ctx context.Context, o options, admin string, w *watch, change func() error, serverAcks *float64) ([]time.Duration, *nackOutcome, error) {
+	a0, _ := counterSum(ctx, admin, "weft_xds_acks_total")
+	defer func() {
+		if serverAcks != nil {
+			a1, _ := counterSum(ctx, admin, "weft_xds_acks_total")
+			*serverAcks = a1 - a0
+		}
+	}()
 	if o.nack <= 0 {
 		times, err := f.converge(ctx, w, change, o.timeout)
 		return times, nil, err
@@ -343,6 +355,7 @@ func (r *result) print(w io.Writer) {
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	fmt.Fprintf(w, "xds-server weft_xds_acks_total (ACKs of pushed versions it matched): (a) +%.0f, (b) +%.0f\n", r.serverAcksA, r.serverAcksB)
 	if r.nackA != nil {
 		fmt.Fprintf(w, "(a) -nack: %s\n", r.nackA)
 	}
