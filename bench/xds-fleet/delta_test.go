@@ -114,12 +114,12 @@ func TestNackFleet(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
 			}
-			times, n, err := f.scenario(ctx, o, cp.xdsAdmin, hasEndpoint("10.250.0.1"), func() error {
+			times, n, so, err := f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, hasEndpoint("10.250.0.1"), func() error {
 				dp := dataplane(0, o.services)
 				dp["networking"].(map[string]any)["address"] = "10.250.0.1"
 				_, err := r.do(ctx, "PUT", "/meshes/default/dataplanes/new-endpoint", dp)
 				return err
-			}, nil)
+			})
 			if err != nil {
 				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
 			}
@@ -132,6 +132,12 @@ func TestNackFleet(t *testing.T) {
 			}
 			if !delta && len(n.converged) != 10 {
 				t.Fatalf("SotW: the server's resend after a NACK reached %d of 10 NACKing proxies", len(n.converged))
+			}
+			// Over SotW the server matched every proxy's ACK of the new
+			// EDS version (the NACKing ones' after the resend). (Over
+			// delta it matches none: a delta ACK carries no version.)
+			if !delta && so.serverAcks < 40 {
+				t.Fatalf("SotW: weft_xds_acks_total +%.0f, want at least 40", so.serverAcks)
 			}
 			// dp-00003 is a NACKing one (0.25: every fourth).
 			if !nackPick(3, o.nack) {

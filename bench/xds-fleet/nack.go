@@ -65,8 +65,9 @@ type nackOutcome struct {
 
 // convergeNack is converge for a fleet with NACKing proxies: times are the
 // other proxies'; the NACKing ones are waited for until nackWait after
-// the change (or until the others have converged, if later).
-func (f *fleet) convergeNack(ctx context.Context, w *watch, change func() error, timeout time.Duration) ([]time.Duration, nackOutcome, error) {
+// the change (or until the others have converged, if later). converged
+// runs as soon as the others have.
+func (f *fleet) convergeNack(ctx context.Context, w *watch, change func() error, timeout time.Duration, converged func()) ([]time.Duration, nackOutcome, error) {
 	var out nackOutcome
 	var acking, nacking []*proxy
 	for _, p := range f.proxies {
@@ -90,6 +91,7 @@ func (f *fleet) convergeNack(ctx context.Context, w *watch, change func() error,
 	if err != nil {
 		return times, out, err
 	}
+	converged()
 	deadline := time.NewTimer(max(time.Until(t0.Add(nackWait)), 0))
 	defer deadline.Stop()
 	expired := false

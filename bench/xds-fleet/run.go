@@ -204,17 +204,18 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	c0, _ := readProc(cp.xdsPID)
-	res.endpoint, res.nackA, err = f.scenario(ctx, o, cp.xdsAdmin, hasEndpoint(newAddr), func() error {
+	var so scenarioOut
+	res.endpoint, res.nackA, so, err = f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
 		dp["networking"].(map[string]any)["address"] = newAddr
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/dataplanes/new-endpoint", dp)
 		return err
-	}, &res.serverAcksA)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (a): %w", err)
 	}
-	c1, _ := readProc(cp.xdsPID)
-	res.endpointCPU = c1.cpu - c0.cpu
+	c1 := so.cpu
+	res.endpointCPU, res.serverAcksA = c1.cpu-c0.cpu, so.serverAcks
 	if err := prof.stop('a'); err != nil {
 		return nil, err
 	}
@@ -241,18 +242,18 @@ func run(ctx context.Context, o options) (*result, error) {
 	if o.kind == xdsnames.KindGRPC {
 		policyWatch = hasMaxStreamDuration(7 * time.Second)
 	}
-	res.policy, res.nackB, err = f.scenario(ctx, o, cp.xdsAdmin, policyWatch, func() error {
+	res.policy, res.nackB, so, err = f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, policyWatch, func() error {
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/timeouts/mesh-wide", map[string]any{"type": "Timeout",
 			"sources":      []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
 		return err
-	}, &res.serverAcksB)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (b): %w", err)
 	}
-	c1, _ = readProc(cp.xdsPID)
-	res.policyCPU = c1.cpu - c0.cpu
+	c1 = so.cpu
+	res.policyCPU, res.serverAcksB = c1.cpu-c0.cpu, so.serverAcks
 	if err := prof.stop('b'); err != nil {
 		return nil, err
 	}
@@ -288,35 +289,70 @@ func run(ctx context.Context, o options) (*result, error) {
 // scenario runs one change on the fleet and waits for convergence: with
 // -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
 // counter over the scenario); times are the other proxies'.
-// serverAcks, when set, gets the increase of the xds-server's
-// weft_xds_acks_total over the scenario (ACKs of pushed versions it
-// matched).
-func (f *fleet) scenario(ctx context.Context, o options, admin string, w *watch, change func() error, serverAcks *float64) ([]time.Duration, *nackOutcome, error) {
+// scenarioOut is what scenario measures besides the convergence times.
+type scenarioOut struct {
+	// cpu is the xds-server's /proc when the (ACKing) proxies had all
+	// converged: the scenario's CPU ends there, not after the wait for
+	// the NACKing ones.
+	cpu procStat
+	// serverAcks is the increase of the xds-server's weft_xds_acks_total
+	// (ACKs it matched to a version it pushed), read once it stopped
+	// growing (an ACK the proxy sent may still be in flight when it
+	// converged).
+	serverAcks float64
+}
+
+// scenario runs one change on the fleet and waits for convergence: with
+// -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
+// counter over the scenario); times are the other proxies'.
+func (f *fleet) scenario(ctx context.Context, o options, admin string, pid int, w *watch, change func() error) ([]time.Duration, *nackOutcome, scenarioOut, error) {
+	var out scenarioOut
 	a0, _ := counterSum(ctx, admin, "weft_xds_acks_total")
-	defer func() {
-		if serverAcks != nil {
-			a1, _ := counterSum(ctx, admin, "weft_xds_acks_total")
-			*serverAcks = a1 - a0
-		}
-	}()
-	if o.nack <= 0 {
-		times, err := f.converge(ctx, w, change, o.timeout)
-		return times, nil, err
-	}
 	m0, err := counterSum(ctx, admin, "weft_xds_nacks_total")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, out, err
 	}
-	times, n, err := f.convergeNack(ctx, w, change, o.timeout)
+	converged := func() { out.cpu, _ = readProc(pid) }
+	var times []time.Duration
+	var n *nackOutcome
+	if o.nack <= 0 {
+		times, err = f.converge(ctx, w, change, o.timeout)
+		converged()
+	} else {
+		var no nackOutcome
+		times, no, err = f.convergeNack(ctx, w, change, o.timeout, converged)
+		n = &no
+	}
 	if err != nil {
-		return times, &n, err
+		return times, n, out, err
 	}
-	m1, err := counterSum(ctx, admin, "weft_xds_nacks_total")
-	if err != nil {
-		return nil, nil, err
+	out.serverAcks = settledCounter(ctx, admin, "weft_xds_acks_total") - a0
+	if n != nil {
+		m1, err := counterSum(ctx, admin, "weft_xds_nacks_total")
+		if err != nil {
+			return nil, nil, out, err
+		}
+		n.metric = m1 - m0
 	}
-	n.metric = m1 - m0
-	return times, &n, nil
+	return times, n, out, nil
+}
+
+// settledCounter reads a counter until it has not grown for 500 ms (at
+// most 3 s).
+func settledCounter(ctx context.Context, admin, name string) float64 {
+	last, _ := counterSum(ctx, admin, name)
+	stable := time.Now()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && time.Since(stable) < 500*time.Millisecond; {
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(100 * time.Millisecond):
+		}
+		if v, _ := counterSum(ctx, admin, name); v != last {
+			last, stable = v, time.Now()
+		}
+	}
+	return last
 }
 
 func (r *result) print(w io.Writer) {
