@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/weftmesh/weft/pkg/xdsnames"
 )
@@ -190,4 +195,48 @@ func waitInsightNacks(ctx context.Context, t *testing.T, r *rest, mesh, name str
 		}
 	}
 	t.Fatalf("%s's insight shows no NACK: %s", name, last)
+}
+
+// TestDeltaState: a delta response updates and removes by name without
+// touching the state it was applied to (a NACKed response leaves the
+// proxy's state as it was), and a changed named subscription is sent as
+// the difference, dropping the unsubscribed resources the proxy held.
+func TestDeltaState(t *testing.T) {
+	res := func(name, version string) *discoveryv3.Resource {
+		return &discoveryv3.Resource{Name: name, Version: version, Resource: &anypb.Any{TypeUrl: resourcev3.EndpointType, Value: []byte(name + "@" + version)}}
+	}
+	held := map[string]*discoveryv3.Resource{"a": res("a", "1"), "b": res("b", "1"), "c": res("c", "1")}
+	next := applyDelta(held, &discoveryv3.DeltaDiscoveryResponse{
+		Resources: []*discoveryv3.Resource{res("b", "2"), res("d", "1")}, RemovedResources: []string{"c", "x"}})
+	got := map[string]string{}
+	for n, r := range next {
+		got[n] = r.GetVersion()
+	}
+	if want := map[string]string{"a": "1", "b": "2", "d": "1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("applied: %v, want %v", got, want)
+	}
+	if len(held) != 3 || held["b"].GetVersion() != "1" || held["c"] == nil {
+		t.Fatalf("the state applied to changed: %v", held)
+	}
+	if l := heldList(next); len(l) != 3 || string(l[0].GetValue()) != "a@1" || string(l[2].GetValue()) != "d@1" {
+		t.Fatalf("heldList: %v", l)
+	}
+
+	p := newProxy(proxySpec{})
+	p.held[resourcev3.EndpointType] = next
+	p.names[resourcev3.EndpointType] = []string{"a", "b", "d"}
+	p.acked[resourcev3.EndpointType] = &discoveryv3.DiscoveryResponse{Resources: heldList(next)}
+	r := p.resubscribe(resourcev3.EndpointType, []string{"a", "e"})
+	if r == nil || fmt.Sprint(r.GetResourceNamesSubscribe()) != "[e]" || fmt.Sprint(r.GetResourceNamesUnsubscribe()) != "[b d]" {
+		t.Fatalf("resubscribe: %v", r)
+	}
+	if len(p.held[resourcev3.EndpointType]) != 1 || p.held[resourcev3.EndpointType]["a"] == nil || len(p.acked[resourcev3.EndpointType].GetResources()) != 1 {
+		t.Fatalf("after unsubscribing b and d: held %v, acked %d resources", p.held[resourcev3.EndpointType], len(p.acked[resourcev3.EndpointType].GetResources()))
+	}
+	if p.resubscribe(resourcev3.EndpointType, []string{"a", "e"}) != nil {
+		t.Fatal("an unchanged subscription sent again")
+	}
+	if p.heldVersions(resourcev3.EndpointType)["a"] != "1" {
+		t.Fatalf("initial_resource_versions: %v", p.heldVersions(resourcev3.EndpointType))
+	}
 }
