@@ -108,8 +108,9 @@ bench:
 ## bench-xds: the xDS fleet benchmark (bench/xds-fleet: its own etcd + api-server, the
 ## xds-server as a child process, N simulated proxies); numbers go to bench/results/xds-fleet.md.
 ## Other scenarios through BENCH_XDS_FLAGS, e.g. BENCH_XDS_N=1000 BENCH_XDS_FLAGS="-services 500
-## -mtls" (builtin mTLS, SDS), "-meshes 10" (changes in one mesh of 10) or "-churn 2m" (10% of
-## the Dataplanes re-registered per minute, then a check against a fresh replica).
+## -mtls" (builtin mTLS, SDS), "-meshes 10" (changes in one mesh of 10), "-churn 2m" (10% of
+## the Dataplanes re-registered per minute, then a check against a fresh replica), "-delta"
+## (delta xDS proxies) or "-nack 0.1" (10% of the proxies NACK each change once).
 BENCH_XDS_N ?= 1000 5000
 BENCH_XDS_FLAGS ?= -services 500
 .PHONY: bench-xds

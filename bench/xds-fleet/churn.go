@@ -219,6 +219,9 @@ func checkCurrent(ctx context.Context, cp *controlPlane, live []*proxy, tc *tls.
 	specs := make([]proxySpec, len(live))
 	for i, p := range live {
 		specs[i] = p.spec
+		// The twins speak SotW: a delta proxy's state, built response by
+		// response, is checked against a full state of the world.
+		specs[i].Delta = false
 	}
 	fresh, _, err := connect(ctx, specs, dialOpts{addr: freshAddr, tls: tc}, conc, timeout, nil)
 	if fresh != nil {

@@ -1,9 +1,10 @@
 // Command xds-fleet is the xds-server load generator: it registers N
 // Dataplanes through the REST API (with a dataplane token each), then opens
 // N ADS streams as those Dataplanes — one TLS gRPC connection and one SotW
-// stream each, authenticated by the token as weft-dp's proxies are, Envoy-
-// like (wildcard CDS/LDS, EDS by name) or grpc-like (named LDS, then RDS,
-// CDS, EDS by reference) — ACKs every response, and measures:
+// (or, with -delta, delta) stream each, authenticated by the token as
+// weft-dp's proxies are, Envoy-like (wildcard CDS/LDS, EDS by name) or
+// grpc-like (named LDS, then RDS, CDS, EDS by reference) — ACKs every
+// response (or NACKs on request: -nack), and measures:
 //
 //   - connect: dial until the first response; configured: dial until every
 //     subscribed type is ACKed (p50/p99/max, and the wall time for all N);
@@ -23,6 +24,18 @@
 // a new proxy) and finally checks every proxy's last ACKed configuration
 // against a fresh replica's.
 //
+// Protocol (delta.go, nack.go): -delta makes the proxies speak delta xDS
+// (DeltaAggregatedResources) as Envoy does with api_type DELTA_GRPC —
+// wildcard CDS/LDS, EDS/RDS/SDS subscribed and unsubscribed by name, each
+// response applied to the per-resource versions the proxy holds and ACKed
+// with its nonce; configured and converged mean what they mean over SotW.
+// Envoy-like only: gRPC's xDS clients speak SotW, so -delta -kind grpc is
+// refused. -nack F makes a fraction F of the proxies NACK the first
+// response that carries (a)'s and (b)'s change, then ACK every later one;
+// (a)/(b) are measured over the others, and the NACKs sent, the
+// xds-server's weft_xds_nacks_total and whether each NACKing proxy ACKed
+// the change within 10 s are reported.
+//
 // By default it starts its own control plane: an embedded etcd and an
 // api-server in this process and the xds-server as a child process (this
 // binary re-executed), so /proc measures the xds-server alone. -api-url,
@@ -35,6 +48,8 @@
 //	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
 //	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
 //	go run ./bench/xds-fleet -n 1000 -services 500 -churn 2m
+//	go run ./bench/xds-fleet -n 1000 -services 500 -delta
+//	go run ./bench/xds-fleet -n 1000 -services 500 -nack 0.1
 package main
 
 import (
@@ -99,6 +114,9 @@ type options struct {
 	meshes    int
 	churn     time.Duration
 	churnRate float64
+	// -delta and -nack (delta.go, nack.go).
+	delta bool
+	nack  float64
 	// Replica scenarios (replicas.go).
 	scenario, signal            string
 	replicas                    int
@@ -139,6 +157,8 @@ func main() {
 	flag.IntVar(&o.meshes, "meshes", 1, "spread the proxies over this many meshes (mesh-0 … mesh-(M-1), each with -services services); (a) and (b) then change mesh-0 only and check that the other meshes' proxies got no push")
 	flag.DurationVar(&o.churn, "churn", 0, "after (a) and (b), churn for this long: -churn-rate of the Dataplanes per minute are deleted and re-registered at a new address, their proxies reconnecting; then every proxy's last ACKed config is checked against a fresh replica's")
 	flag.Float64Var(&o.churnRate, "churn-rate", 0.1, "fraction of the Dataplanes churned per minute with -churn")
+	flag.BoolVar(&o.delta, "delta", false, "the proxies speak delta xDS (DeltaAggregatedResources) as Envoy does with api_type DELTA_GRPC: wildcard CDS/LDS, EDS/RDS/SDS subscribed by name, every response ACKed with its nonce; Envoy-like only (gRPC's xDS clients speak SotW)")
+	flag.Float64Var(&o.nack, "nack", 0, "fraction (0..1) of the proxies, spread evenly, that NACK (error_detail, the version they hold, the response's nonce) the first response carrying (a)'s and (b)'s change, then ACK every later one; (a)/(b) are measured over the other proxies, and the NACKs sent, the xds-server's weft_xds_nacks_total and how the NACKing proxies ended (converged within 10 s of the change or not) are reported")
 	flag.StringVar(&o.scenario, "scenario", "", "instead of (a)/(b): restart (every replica signalled, then started again), kill (one of -replicas signalled; its proxies move), scaleout (1 replica, then -replicas; proxies rebalance within -max-connection-age)")
 	flag.IntVar(&o.replicas, "replicas", 0, "xds-server replicas behind a simulated Service (each connection to a random ready one) for -scenario (default: restart 1, kill 2, scaleout 2)")
 	flag.StringVar(&o.signal, "signal", "", "signal for -scenario restart or kill: term or kill (default: restart term, kill kill)")
@@ -148,6 +168,10 @@ func main() {
 	flag.Parse()
 	o.xdsArgs = xa
 	o.log = os.Stderr
+	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.scenario != "" {

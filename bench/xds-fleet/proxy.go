@@ -21,6 +21,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -47,6 +48,13 @@ type proxySpec struct {
 	// (mTLS on); an Envoy-like one follows its clusters' and listeners'
 	// SDS references whatever this says.
 	GRPCSecrets bool
+	// Delta: the proxy speaks delta xDS (DeltaAggregatedResources) as
+	// Envoy does with api_type DELTA_GRPC (delta.go); Envoy-like only.
+	Delta bool
+	// Nack: in each scenario the proxy rejects the first response that
+	// carries the change (the one that would satisfy the armed watch),
+	// then ACKs as usual (-nack).
+	Nack bool
 }
 
 // watch is a condition on one resource type that a scenario waits for:
@@ -57,7 +65,9 @@ type watch struct {
 }
 
 // proxy is a simulated xDS client over one gRPC connection and one ADS
-// stream (SotW), ACKing every response like Envoy (NACK never).
+// stream (SotW, or delta with spec.Delta), ACKing every response like
+// Envoy; with spec.Nack it NACKs the first response carrying a scenario's
+// change.
 type proxy struct {
 	spec proxySpec
 	conn *grpc.ClientConn
@@ -68,8 +78,14 @@ type proxy struct {
 	// secretsBy is the SDS names the last CDS and LDS responses refer to
 	// (Envoy subscribes to their union).
 	secretsBy map[string][]string
-	// acked holds the last ACKed response per type.
+	// acked holds the last ACKed response per type. Over delta it is the
+	// state the proxy holds after the ACKed response (every resource of
+	// the type, sorted by name), so the watches, isFull and snapshot read
+	// both protocols alike.
 	acked map[string]*discoveryv3.DiscoveryResponse
+	// held is, over delta, the resources the proxy holds per type, by
+	// name, with the version the server gave each (delta.go).
+	held map[string]map[string]*discoveryv3.Resource
 	// full is set when every subscribed type has an ACKed response.
 	full time.Time
 
@@ -85,6 +101,10 @@ type proxy struct {
 	wDone   chan time.Time // one value when w is satisfied (buffered 1)
 	acks    atomic.Int64
 	streams atomic.Int64
+	// nackNext: reject the next response that satisfies w (armed by
+	// setWatch when spec.Nack); nacks counts the NACKs sent.
+	nackNext atomic.Bool
+	nacks    atomic.Int64
 
 	// rs is the current stream's replica and configuration (replicas.go).
 	rs replicaState
@@ -100,7 +120,7 @@ type dialOpts struct {
 
 func newProxy(spec proxySpec) *proxy {
 	return &proxy{spec: spec, names: map[string][]string{}, acked: map[string]*discoveryv3.DiscoveryResponse{},
-		fullCh: make(chan struct{})}
+		held: map[string]map[string]*discoveryv3.Resource{}, fullCh: make(chan struct{})}
 }
 
 // run connects and serves the stream until ctx ends; on a stream error it
@@ -135,7 +155,12 @@ func (p *proxy) run(ctx context.Context, d dialOpts) error {
 	var b envoyBackoff
 	for ctx.Err() == nil {
 		p.awaitConnection(ctx)
-		got, err := p.stream(ctx)
+		var got bool
+		if p.spec.Delta {
+			got, err = p.deltaStream(ctx)
+		} else {
+			got, err = p.stream(ctx)
+		}
 		p.streamEnded()
 		if ctx.Err() != nil {
 			return nil
@@ -223,6 +248,17 @@ func (p *proxy) stream(ctx context.Context) (got bool, _ error) {
 			p.firstResp = now
 		}
 		t := resp.GetTypeUrl()
+		if p.shouldNack(t, resp.GetResources()) {
+			// Rejected: nothing of it is applied; the request names the
+			// version still held and the nonce of the rejected response.
+			nack := p.request(t, resp.GetNonce())
+			nack.ErrorDetail = status.New(codes.InvalidArgument, nackMessage).Proto()
+			p.mu.Unlock()
+			if err := s.Send(nack); err != nil {
+				return got, err
+			}
+			continue
+		}
 		// Envoy: the referenced types' subscriptions change first (EDS for
 		// new clusters, RDS for new listeners), then the ACK.
 		var follow []*discoveryv3.DiscoveryRequest
@@ -255,23 +291,49 @@ func (p *proxy) stream(ctx context.Context) (got bool, _ error) {
 		if err := s.Send(ack); err != nil {
 			return got, err
 		}
-		p.streamAcked(t, prev, resp)
-		p.acks.Add(1)
-		if full {
-			p.fullOnce.Do(func() {
-				p.mu.Lock()
-				p.full = time.Now()
-				p.mu.Unlock()
-				close(p.fullCh)
-			})
-		}
-		if w := p.w.Load(); w != nil && w.typeURL == t && w.ok(resp.GetResources()) {
-			if p.w.CompareAndSwap(w, nil) {
-				p.wDone <- time.Now()
-			}
+		p.acked1(t, prev, resp, full)
+	}
+}
+
+// acked1 records an ACK sent for resp (of type t; prev: the response
+// ACKed before it): stream state, configured, and the armed watch.
+func (p *proxy) acked1(t string, prev, resp *discoveryv3.DiscoveryResponse, full bool) {
+	p.streamAcked(t, prev, resp)
+	p.acks.Add(1)
+	if full {
+		p.fullOnce.Do(func() {
+			p.mu.Lock()
+			p.full = time.Now()
+			p.mu.Unlock()
+			close(p.fullCh)
+		})
+	}
+	if w := p.w.Load(); w != nil && w.typeURL == t && w.ok(resp.GetResources()) {
+		if p.w.CompareAndSwap(w, nil) {
+			p.wDone <- time.Now()
 		}
 	}
 }
+
+// shouldNack: a -nack proxy rejects this response of type t holding res
+// (under p.mu): it is the first to satisfy the armed watch.
+func (p *proxy) shouldNack(t string, res []*anypb.Any) bool {
+	if !p.spec.Nack || !p.nackNext.Load() {
+		return false
+	}
+	w := p.w.Load()
+	if w == nil || w.typeURL != t || !w.ok(res) {
+		return false
+	}
+	p.nackNext.Store(false)
+	p.nacks.Add(1)
+	return true
+}
+
+// nackMessage is the error_detail message of a NACK; the code is
+// INVALID_ARGUMENT, as Envoy sends for a rejected update. (Built through
+// grpc's status package: genproto stays an indirect dependency.)
+const nackMessage = "xds-fleet: rejected on request (-nack)"
 
 // request is a (re)subscription or ACK for typ with the last ACKed version.
 func (p *proxy) request(typ, nonce string) *discoveryv3.DiscoveryRequest {
@@ -301,6 +363,7 @@ func (p *proxy) isFull() bool {
 // setWatch arms a scenario's condition; the ACK time arrives on wDone.
 func (p *proxy) setWatch(w *watch) {
 	p.wDone = make(chan time.Time, 1)
+	p.nackNext.Store(p.spec.Nack)
 	p.w.Store(w)
 	// The proxy may already hold it (pushed before the watch was armed).
 	p.mu.Lock()

@@ -105,11 +105,18 @@ type result struct {
 	affectedA, affectedB         int
 	othersPushedA, othersPushedB [2]int64 // proxies, responses
 	churn                        *churnResult
+	// -delta, -nack (delta.go, nack.go).
+	delta        bool
+	deltaProxies int // proxies holding state built from delta responses
+	nack         float64
+	nackA, nackB *nackOutcome
+	// weft_xds_acks_total's increase over (a) and (b).
+	serverAcksA, serverAcksB float64
 }
 
 func run(ctx context.Context, o options) (*result, error) {
 	res := &result{label: o.label, kind: o.kind, n: o.n, services: o.services, loadStart: loadavg(), xdsArgs: o.xdsArgs,
-		mtls: o.mtls, meshes: max(o.meshes, 1)}
+		mtls: o.mtls, meshes: max(o.meshes, 1), delta: o.delta, nack: o.nack}
 	if err := exportChangeProfile(o); err != nil {
 		return nil, err
 	}
@@ -197,21 +204,25 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	c0, _ := readProc(cp.xdsPID)
-	res.endpoint, err = f.converge(ctx, hasEndpoint(newAddr), func() error {
+	var so scenarioOut
+	res.endpoint, res.nackA, so, err = f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, hasEndpoint(newAddr), func() error {
 		dp := dataplane(0, o.services)
 		dp["networking"].(map[string]any)["address"] = newAddr
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/dataplanes/new-endpoint", dp)
 		return err
-	}, o.timeout)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (a): %w", err)
 	}
-	c1, _ := readProc(cp.xdsPID)
-	res.endpointCPU = c1.cpu - c0.cpu
+	c1 := so.cpu
+	res.endpointCPU, res.serverAcksA = c1.cpu-c0.cpu, so.serverAcks
 	if err := prof.stop('a'); err != nil {
 		return nil, err
 	}
 	logf("(a) endpoint added: p50 %s p99 %s max %s", pct(res.endpoint, 50), pct(res.endpoint, 99), pct(res.endpoint, 100))
+	if res.nackA != nil {
+		logf("(a) -nack: %s", res.nackA)
+	}
 	if len(pc.others) > 0 {
 		res.othersPushedA[0], res.othersPushedA[1] = pc.pushed(ctx, 2*time.Second)
 		logf("(a) unaffected meshes: %d of %d proxies got a response (%d responses)", res.othersPushedA[0], len(pc.others), res.othersPushedA[1])
@@ -231,22 +242,25 @@ func run(ctx context.Context, o options) (*result, error) {
 	if o.kind == xdsnames.KindGRPC {
 		policyWatch = hasMaxStreamDuration(7 * time.Second)
 	}
-	res.policy, err = f.converge(ctx, policyWatch, func() error {
+	res.policy, res.nackB, so, err = f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, policyWatch, func() error {
 		_, err := r.do(ctx, "PUT", "/meshes/"+o.mesh+"/timeouts/mesh-wide", map[string]any{"type": "Timeout",
 			"sources":      []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"destinations": []any{map[string]any{"match": map[string]string{"weft.io/service": "*"}}},
 			"conf":         map[string]any{"connectTimeout": "7s", "http": map[string]any{"requestTimeout": "7s"}}})
 		return err
-	}, o.timeout)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("scenario (b): %w", err)
 	}
-	c1, _ = readProc(cp.xdsPID)
-	res.policyCPU = c1.cpu - c0.cpu
+	c1 = so.cpu
+	res.policyCPU, res.serverAcksB = c1.cpu-c0.cpu, so.serverAcks
 	if err := prof.stop('b'); err != nil {
 		return nil, err
 	}
 	logf("(b) mesh-wide policy: p50 %s p99 %s max %s", pct(res.policy, 50), pct(res.policy, 99), pct(res.policy, 100))
+	if res.nackB != nil {
+		logf("(b) -nack: %s", res.nackB)
+	}
 	res.afterScenarios = c1
 	if len(pc.others) > 0 {
 		res.othersPushedB[0], res.othersPushedB[1] = pc.pushed(ctx, 2*time.Second)
@@ -259,12 +273,86 @@ func run(ctx context.Context, o options) (*result, error) {
 		}
 	}
 	for _, p := range f.proxies {
+		p.mu.Lock()
+		if len(p.held) > 0 {
+			res.deltaProxies++
+		}
+		p.mu.Unlock()
 		res.streamsOpened += p.streams.Load()
 		res.acksTotal += p.acks.Load()
 	}
 	res.reconnects = res.streamsOpened - int64(len(f.proxies))
 	res.loadEnd = loadavg()
 	return res, nil
+}
+
+// scenario runs one change on the fleet and waits for convergence: with
+// -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
+// counter over the scenario); times are the other proxies'.
+// scenarioOut is what scenario measures besides the convergence times.
+type scenarioOut struct {
+	// cpu is the xds-server's /proc when the (ACKing) proxies had all
+	// converged: the scenario's CPU ends there, not after the wait for
+	// the NACKing ones.
+	cpu procStat
+	// serverAcks is the increase of the xds-server's weft_xds_acks_total
+	// (ACKs it matched to a version it pushed), read once it stopped
+	// growing (an ACK the proxy sent may still be in flight when it
+	// converged).
+	serverAcks float64
+}
+
+// scenario runs one change on the fleet and waits for convergence: with
+// -nack, the NACKing proxies apart (nackOutcome, with the xds-server's NACK
+// counter over the scenario); times are the other proxies'.
+func (f *fleet) scenario(ctx context.Context, o options, admin string, pid int, w *watch, change func() error) ([]time.Duration, *nackOutcome, scenarioOut, error) {
+	var out scenarioOut
+	a0, _ := counterSum(ctx, admin, "weft_xds_acks_total")
+	m0, err := counterSum(ctx, admin, "weft_xds_nacks_total")
+	if err != nil {
+		return nil, nil, out, err
+	}
+	converged := func() { out.cpu, _ = readProc(pid) }
+	var times []time.Duration
+	var n *nackOutcome
+	if o.nack <= 0 {
+		times, err = f.converge(ctx, w, change, o.timeout)
+		converged()
+	} else {
+		var no nackOutcome
+		times, no, err = f.convergeNack(ctx, w, change, o.timeout, converged)
+		n = &no
+	}
+	if err != nil {
+		return times, n, out, err
+	}
+	out.serverAcks = settledCounter(ctx, admin, "weft_xds_acks_total") - a0
+	if n != nil {
+		m1, err := counterSum(ctx, admin, "weft_xds_nacks_total")
+		if err != nil {
+			return nil, nil, out, err
+		}
+		n.metric = m1 - m0
+	}
+	return times, n, out, nil
+}
+
+// settledCounter reads a counter until it has not grown for 500 ms (at
+// most 3 s).
+func settledCounter(ctx context.Context, admin, name string) float64 {
+	last, _ := counterSum(ctx, admin, name)
+	stable := time.Now()
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && time.Since(stable) < 500*time.Millisecond; {
+		select {
+		case <-ctx.Done():
+			return last
+		case <-time.After(100 * time.Millisecond):
+		}
+		if v, _ := counterSum(ctx, admin, name); v != last {
+			last, stable = v, time.Now()
+		}
+	}
+	return last
 }
 
 func (r *result) print(w io.Writer) {
@@ -278,8 +366,15 @@ func (r *result) print(w io.Writer) {
 	if r.meshes > 1 {
 		meshes = fmt.Sprintf(" over %d meshes", r.meshes)
 	}
-	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies%s, %d services per mesh, %s; %s; load average %s → %s\n",
-		r.label, r.n, r.kind, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
+	proto := "SotW"
+	if r.delta {
+		proto = "delta"
+	}
+	if r.nack > 0 {
+		proto += fmt.Sprintf(", -nack %g", r.nack)
+	}
+	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies (%s)%s, %d services per mesh, %s; %s; load average %s → %s\n",
+		r.label, r.n, r.kind, proto, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
 	if len(r.xdsArgs) > 0 {
 		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
 	}
@@ -296,6 +391,13 @@ func (r *result) print(w io.Writer) {
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	fmt.Fprintf(w, "xds-server weft_xds_acks_total (ACKs of pushed versions it matched): (a) +%.0f, (b) +%.0f\n", r.serverAcksA, r.serverAcksB)
+	if r.nackA != nil {
+		fmt.Fprintf(w, "(a) -nack: %s\n", r.nackA)
+	}
+	if r.nackB != nil {
+		fmt.Fprintf(w, "(b) -nack: %s\n", r.nackB)
+	}
 	if r.meshes > 1 {
 		fmt.Fprintf(w, "-meshes %d: (a) and (b) changed mesh-0 (%d proxies affected); the other %d proxies got responses: (a) %d proxies, %d responses; (b) %d proxies, %d responses (2 s window after convergence)\n",
 			r.meshes, r.affectedA, r.n-r.affectedA, r.othersPushedA[0], r.othersPushedA[1], r.othersPushedB[0], r.othersPushedB[1])
@@ -304,6 +406,9 @@ func (r *result) print(w io.Writer) {
 		r.churn.print(w)
 	}
 	fmt.Fprintf(w, "streams opened %d (reconnects %d), ACKs sent %d\n", r.streamsOpened, r.reconnects, r.acksTotal)
+	if r.delta {
+		fmt.Fprintf(w, "delta: %d of %d proxies hold state built from delta responses\n", r.deltaProxies, r.n)
+	}
 	fmt.Fprintf(w, "| %s | %d | %s | %s / %s | %s | %s | %.2f s | %.3f | %s / %s / %s | %s / %s / %s |\n",
 		r.label, r.n, r.configureAll.Round(10*time.Millisecond), pct(r.configured, 50).Round(time.Millisecond), pct(r.configured, 99).Round(time.Millisecond),
 		perProxy(float64(r.after.rss-r.before.rss)), perProxy(r.heap-r.heap0), r.connectCPU.Seconds(), r.idleCPU.Seconds()/r.idleWindow.Seconds(),

@@ -60,6 +60,8 @@ func setupFleet(ctx context.Context, r *rest, o options) ([]proxySpec, error) {
 		s := proxySpecs(mesh, o.kind, toks, from, o.services)
 		for i := range s {
 			s[i].GRPCSecrets = o.mtls && o.kind == xdsnames.KindGRPC
+			s[i].Delta = o.delta
+			s[i].Nack = nackPick(len(specs)+i, o.nack)
 		}
 		specs = append(specs, s...)
 	}
