@@ -373,6 +373,18 @@ func TestDeltaADS(t *testing.T) {
 	if err := s.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
+	// A delta ACK names only the nonce: it is matched to the response's
+	// system version, so it counts and ends the push (latency observed).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		body := get(t, "http://"+e.app.AdminAddr()+"/metrics")
+		if strings.Contains(body, `weft_xds_acks_total{type="Cluster"} 1`) && strings.Contains(body, `weft_xds_push_latency_seconds_count{type="Cluster"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delta ACK not counted: %s", grepLines(body, "weft_xds_acks_total", "weft_xds_push_latency_seconds_count"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	e.apply(`
 type: Dataplane
 mesh: default
@@ -439,4 +451,17 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}
 	}
+}
+
+// grepLines is body's lines that start with any of prefixes.
+func grepLines(body string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -44,6 +44,24 @@ type Callbacks struct {
 	mu      sync.Mutex
 	streams map[string]Identity
 	nacks   map[string]int // consecutive NACKs per stream
+	// deltaSent is, per delta stream, the last response of each type
+	// (generator.TypeURLs order): a delta ACK names only the nonce, and
+	// the response's system_version_info is the type's snapshot version
+	// that the reconciler waits for.
+	deltaSent map[string]*[typeCount]sentVersion
+}
+
+const typeCount = 5
+
+type sentVersion struct{ nonce, version string }
+
+func typeIndex(typeURL string) int {
+	for i, t := range generator.TypeURLs {
+		if t == typeURL {
+			return i
+		}
+	}
+	return -1
 }
 
 // nackBackoff throttles a stream that keeps rejecting: go-control-plane
@@ -104,6 +122,7 @@ func (c *Callbacks) close(key string) {
 	id, ok := c.streams[key]
 	delete(c.streams, key)
 	delete(c.nacks, key)
+	delete(c.deltaSent, key)
 	c.mu.Unlock()
 	if !ok {
 		return
@@ -227,7 +246,7 @@ func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	if req.GetErrorDetail() != nil {
 		st = rpcStatus(req.GetErrorDetail())
 	}
-	c.request(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce(), "", st)
+	c.request(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce(), c.deltaVersion(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce()), st)
 	if ident, ok := c.identity(deltaKey(id)); ok && ident.Kind == generator.KindGRPC {
 		// Delta subscriptions are not tracked: everything.
 		c.rec.RequestedAll(context.Background(), ident.NodeID)
@@ -237,8 +256,39 @@ func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 
 // OnStreamDeltaResponse records a delta response sent.
 func (c *Callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
-	c.ins.Sent(deltaKey(id), resp.GetTypeUrl(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
+	key := deltaKey(id)
+	c.ins.Sent(key, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), len(resp.GetResources()))
 	c.metrics.Sent(resp.GetTypeUrl())
+	if i := typeIndex(resp.GetTypeUrl()); i >= 0 {
+		c.mu.Lock()
+		if _, open := c.streams[key]; open {
+			if c.deltaSent == nil {
+				c.deltaSent = map[string]*[typeCount]sentVersion{}
+			}
+			sent := c.deltaSent[key]
+			if sent == nil {
+				sent = new([typeCount]sentVersion)
+				c.deltaSent[key] = sent
+			}
+			sent[i] = sentVersion{nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo()}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// deltaVersion is the version of the delta response a request's nonce
+// answers ("": not the last one of its type on this stream).
+func (c *Callbacks) deltaVersion(key, typeURL, nonce string) string {
+	i := typeIndex(typeURL)
+	if nonce == "" || i < 0 {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sent := c.deltaSent[key]; sent != nil && sent[i].nonce == nonce {
+		return sent[i].version
+	}
+	return ""
 }
 
 // OnFetchRequest refuses REST/unary fetches: they carry no stream identity.
