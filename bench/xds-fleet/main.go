@@ -401,6 +401,16 @@ func xdsServer() int {
 					_ = pprof.WriteHeapProfile(f)
 					f.Close()
 				}
+				// Beside it: the goroutines by stack (debug=1) and the
+				// runtime's memory classes, for RSS − heap (stacks etc.).
+				if f, err := os.Create(path + ".goroutines.txt"); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
+				if f, err := os.Create(path + ".memclasses.txt"); err == nil {
+					writeMemClasses(f)
+					f.Close()
+				}
 			}
 		}()
 	}
