@@ -121,6 +121,7 @@ func main() {
 	flag.IntVar(&o.conc, "c", 64, "concurrent connects and REST writes")
 	flag.StringVar(&o.kind, "kind", xdsnames.KindEnvoy, "envoy (wildcard CDS/LDS, EDS by name) or grpc (named LDS → RDS → CDS → EDS)")
 	flag.StringVar(&o.mesh, "mesh", "default", "mesh")
+	flag.Var(&xdsEnv, "xds-env", "extra environment variable KEY=VALUE for the started xds-server(s) only (repeatable), e.g. -xds-env=GOGC=50 or -xds-env=GODEBUG=adaptivestackstart=0")
 	flag.Var(&xa, "xds-arg", "extra flag for the started xds-server (repeatable), e.g. -xds-arg=--grpc-shared-write-buffer=false")
 	flag.StringVar(&o.apiURL, "api-url", "", "REST API of a running control plane (default: start one)")
 	flag.StringVar(&o.token, "token", "", "admin token for -api-url")
@@ -315,6 +316,7 @@ func startXDSChild(ctx context.Context, args []string, logFile, cpuProfile, heap
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=xds-server", cpuProfileEnv+"="+cpuProfile, heapProfileEnv+"="+heapProfile)
+	cmd.Env = append(cmd.Env, xdsEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -376,6 +378,10 @@ func (c *xdsChild) stop() {
 		<-c.done
 	}
 }
+
+// xdsEnv is -xds-env: set in the xds-server children only, not in this
+// process (its etcd and api-server keep the defaults).
+var xdsEnv stringsFlag
 
 const (
 	cpuProfileEnv  = "WEFT_XDS_FLEET_CPUPROFILE"

@@ -280,6 +280,9 @@ func (r *result) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies%s, %d services per mesh, %s; %s; load average %s → %s\n",
 		r.label, r.n, r.kind, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
+	if len(xdsEnv) > 0 {
+		fmt.Fprintf(w, "# xds-server extra environment: %s\n", strings.Join(xdsEnv, " "))
+	}
 	if len(r.xdsArgs) > 0 {
 		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
 	}
