@@ -413,9 +413,11 @@ func xdsServer() int {
 					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
 					f.Close()
 				}
-				if f, err := os.Create(path + ".memclasses.txt"); err == nil {
+				// Renamed into place: the fleet waits for this file.
+				if f, err := os.Create(path + ".memclasses.txt.tmp"); err == nil {
 					writeMemClasses(f)
 					f.Close()
+					_ = os.Rename(path+".memclasses.txt.tmp", path+".memclasses.txt")
 				}
 			}
 		}()

@@ -177,7 +177,22 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.after = i1
 	res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
 	if cp.heapProfile != nil && o.heapProfile != "" {
+		// Wait for the profile (and the memory classes, written last) so
+		// the forced GC and the dump see the idle fleet, not (a).
+		done := abs(o.heapProfile) + ".memclasses.txt"
+		_ = os.Remove(done)
 		cp.heapProfile()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if st, err := os.Stat(done); err == nil && st.Size() > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				logf("heap profile: %s not written within a minute", done)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	logf("idle: %.3f cores; RSS %d MiB", res.idleCPU.Seconds()/o.idle.Seconds(), i1.rss>>20)
 
