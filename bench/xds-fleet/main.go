@@ -31,6 +31,13 @@
 // -scenario restart|kill|scaleout runs several replicas instead of (a)
 // and (b): see replicas.go.
 //
+// Memory: -xds-heapprofile FILE writes the xds-server's heap profile once
+// the fleet is connected and idle (after a forced GC, before (a)), with
+// FILE.goroutines.txt (goroutines by stack) and FILE.memclasses.txt (the
+// runtime's memory classes: live heap, goroutine stacks, unused spans,
+// metadata) beside it. -xds-env KEY=VALUE sets GOGC, GOMEMLIMIT or GODEBUG
+// in the xds-server only.
+//
 //	go run ./bench/xds-fleet -n 1000 -services 500
 //	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
 //	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
