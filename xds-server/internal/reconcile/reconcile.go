@@ -646,7 +646,10 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	// Each resource is serialized once, for its version and for every
 	// response that carries it (generator.Wire).
 	wire, wireVersions := snap.Wire(res)
-	if versions == nil {
+	// Versions that hash the resources themselves (all but a proxyless
+	// proxy's VersionsFor) let proxies share the cache's resource groups.
+	byContent := versions == nil
+	if byContent {
 		versions = wireVersions
 	}
 	// A newly requested name leaves the versions as they were: its
@@ -671,7 +674,12 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 			return
 		}
 	}
-	cs := wire.CacheSnapshot(versions)
+	var cs *cachev3.Snapshot
+	if byContent {
+		cs = snap.SharedCacheSnapshot(wire, versions)
+	} else {
+		cs = wire.CacheSnapshot(versions)
+	}
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
 	if err := r.cache.SetSnapshot(ctx, id, cs); err != nil {
 		pspan.RecordError(err)
