@@ -44,6 +44,13 @@
 // -scenario restart|kill|scaleout runs several replicas instead of (a)
 // and (b): see replicas.go.
 //
+// Memory: -xds-heapprofile FILE writes the xds-server's heap profile once
+// the fleet is connected and idle (after a forced GC, before (a)), with
+// FILE.goroutines.txt (goroutines by stack) and FILE.memclasses.txt (the
+// runtime's memory classes: live heap, goroutine stacks, unused spans,
+// metadata) beside it. -xds-env KEY=VALUE sets GOGC, GOMEMLIMIT or GODEBUG
+// in the xds-server only.
+//
 //	go run ./bench/xds-fleet -n 1000 -services 500
 //	go run ./bench/xds-fleet -n 1000 -services 500 -mtls
 //	go run ./bench/xds-fleet -n 1000 -services 500 -meshes 10
@@ -140,6 +147,7 @@ func main() {
 	flag.IntVar(&o.conc, "c", 64, "concurrent connects and REST writes")
 	flag.StringVar(&o.kind, "kind", xdsnames.KindEnvoy, "envoy (wildcard CDS/LDS, EDS by name) or grpc (named LDS → RDS → CDS → EDS)")
 	flag.StringVar(&o.mesh, "mesh", "default", "mesh")
+	flag.Var(&xdsEnv, "xds-env", "extra environment variable KEY=VALUE for the started xds-server(s) only (repeatable), e.g. -xds-env=GOGC=50 or -xds-env=GODEBUG=adaptivestackstart=0")
 	flag.Var(&xa, "xds-arg", "extra flag for the started xds-server (repeatable), e.g. -xds-arg=--grpc-shared-write-buffer=false")
 	flag.StringVar(&o.apiURL, "api-url", "", "REST API of a running control plane (default: start one)")
 	flag.StringVar(&o.token, "token", "", "admin token for -api-url")
@@ -345,6 +353,7 @@ func startXDSChild(ctx context.Context, args []string, logFile, cpuProfile, heap
 	}
 	cmd := exec.Command(self, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"=xds-server", cpuProfileEnv+"="+cpuProfile, heapProfileEnv+"="+heapProfile)
+	cmd.Env = append(cmd.Env, xdsEnv...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -407,6 +416,10 @@ func (c *xdsChild) stop() {
 	}
 }
 
+// xdsEnv is -xds-env: set in the xds-server children only, not in this
+// process (its etcd and api-server keep the defaults).
+var xdsEnv stringsFlag
+
 const (
 	cpuProfileEnv  = "WEFT_XDS_FLEET_CPUPROFILE"
 	heapProfileEnv = "WEFT_XDS_FLEET_HEAPPROFILE"
@@ -430,6 +443,18 @@ func xdsServer() int {
 					runtime.GC()
 					_ = pprof.WriteHeapProfile(f)
 					f.Close()
+				}
+				// Beside it: the goroutines by stack (debug=1) and the
+				// runtime's memory classes, for RSS − heap (stacks etc.).
+				if f, err := os.Create(path + ".goroutines.txt"); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
+				// Renamed into place: the fleet waits for this file.
+				if f, err := os.Create(path + ".memclasses.txt.tmp"); err == nil {
+					writeMemClasses(f)
+					f.Close()
+					_ = os.Rename(path+".memclasses.txt.tmp", path+".memclasses.txt")
 				}
 			}
 		}()

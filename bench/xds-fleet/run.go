@@ -184,7 +184,22 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.after = i1
 	res.goroutines, res.heap, _ = goMetrics(ctx, cp.xdsAdmin)
 	if cp.heapProfile != nil && o.heapProfile != "" {
+		// Wait for the profile (and the memory classes, written last) so
+		// the forced GC and the dump see the idle fleet, not (a).
+		done := abs(o.heapProfile) + ".memclasses.txt"
+		_ = os.Remove(done)
 		cp.heapProfile()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if st, err := os.Stat(done); err == nil && st.Size() > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				logf("heap profile: %s not written within a minute", done)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 	logf("idle: %.3f cores; RSS %d MiB", res.idleCPU.Seconds()/o.idle.Seconds(), i1.rss>>20)
 
@@ -375,6 +390,9 @@ func (r *result) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "# xds-fleet %s: N=%d %s proxies (%s)%s, %d services per mesh, %s; %s; load average %s → %s\n",
 		r.label, r.n, r.kind, proto, meshes, r.services, mtls, goVersion(), r.loadStart, r.loadEnd)
+	if len(xdsEnv) > 0 {
+		fmt.Fprintf(w, "# xds-server extra environment: %s\n", strings.Join(xdsEnv, " "))
+	}
 	if len(r.xdsArgs) > 0 {
 		fmt.Fprintf(w, "# xds-server extra flags: %s\n", strings.Join(r.xdsArgs, " "))
 	}

@@ -48,15 +48,24 @@ type Manager struct {
 
 type entry struct {
 	mesh, name string
-	token      string            // the proxy's dataplane token, under mu
-	cause      trace.SpanContext // the first request's parent trace, under mu
-	refs       int
+	refs       int // under Manager.mu
+	ctx        context.Context
 	cancel     context.CancelFunc
-	renew      chan struct{}
 
-	mu   sync.Mutex
-	id   *meshview.Identity
-	info Info
+	mu    sync.Mutex
+	token string            // the proxy's dataplane token
+	cause trace.SpanContext // the first request's parent trace
+	id    *meshview.Identity
+	info  Info
+	// An entry has no goroutine of its own while it waits: a signing
+	// request runs on a goroutine that ends with it (issue), and the next
+	// one is a timer (renewal at 4/5 of the lifetime, or a retry after
+	// backoff). running: a request is in flight; again: a renewal was
+	// asked for meanwhile (a CA rotation), so issue goes once more.
+	timer   *time.Timer
+	running bool
+	again   bool
+	backoff time.Duration
 }
 
 type bundleWatch struct {
@@ -95,9 +104,9 @@ func (m *Manager) Acquire(mesh, name, token string, cause trace.SpanContext) {
 		return
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
-	e := &entry{mesh: mesh, name: name, token: token, cause: cause, refs: 1, cancel: cancel, renew: make(chan struct{}, 1)}
+	e := &entry{mesh: mesh, name: name, token: token, cause: cause, refs: 1, ctx: ctx, cancel: cancel, backoff: minBackoff}
 	m.entries[k] = e
-	go m.keep(ctx, e)
+	m.start(e)
 	bw := m.bundles[mesh]
 	if bw == nil {
 		bctx, bcancel := context.WithCancel(m.ctx)
@@ -121,6 +130,12 @@ func (m *Manager) Release(mesh, name string) {
 		return
 	}
 	e.cancel()
+	e.mu.Lock()
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.mu.Unlock()
 	delete(m.entries, k)
 	if bw := m.bundles[mesh]; bw != nil {
 		if bw.refs--; bw.refs <= 0 {
@@ -149,49 +164,87 @@ func (m *Manager) Get(mesh, name string) *meshview.Identity {
 	return id
 }
 
-func (m *Manager) keep(ctx context.Context, e *entry) {
-	backoff := 200 * time.Millisecond
+const minBackoff = 200 * time.Millisecond
+
+// start issues (or renews) e's certificate now: a signing request on a
+// goroutine that lives only as long as the request. One already in flight
+// is asked to go once more when it is done.
+//
+// Before, every entry had a goroutine for its life (keep: issue, then wait
+// for the renewal timer or a rotation), one more goroutine per connected
+// proxy of an mTLS mesh, parked with its stack for days between renewals.
+func (m *Manager) start(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ctx.Err() != nil {
+		return
+	}
+	if e.running {
+		e.again = true
+		return
+	}
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.running = true
+	go m.issueEntry(e)
+}
+
+// issueEntry signs e's certificate, then schedules the next request: the
+// renewal at 4/5 of the lifetime, or a retry with backoff.
+func (m *Manager) issueEntry(e *entry) {
 	for {
 		e.mu.Lock()
 		tok, cause := e.token, e.cause
 		e.cause = trace.SpanContext{} // only the first request continues the cause's trace
+		e.again = false
 		e.mu.Unlock()
-		ictx := ctx
+		ctx := e.ctx
 		if cause.IsValid() {
-			ictx = trace.ContextWithSpanContext(ctx, cause)
+			ctx = trace.ContextWithSpanContext(ctx, cause)
 		}
-		id, info, err := m.issue(ictx, e.mesh, e.name, tok)
+		id, info, err := m.issue(ctx, e.mesh, e.name, tok)
 		var wait time.Duration
+		e.mu.Lock()
 		if err != nil {
-			if ctx.Err() != nil {
+			if e.ctx.Err() != nil {
+				e.running = false
+				e.mu.Unlock()
 				return
 			}
-			m.log.Warn("certificate not issued, retrying", "dataplane", key(e.mesh, e.name), "err", err, "retry", backoff)
-			wait = backoff
-			backoff = min(backoff*2, 30*time.Second)
+			wait = e.backoff
+			e.backoff = min(e.backoff*2, 30*time.Second)
 		} else {
-			backoff = 200 * time.Millisecond
-			e.mu.Lock()
+			e.backoff = minBackoff
 			info.Regenerations = e.info.Regenerations + 1
 			e.id, e.info = id, info
-			e.mu.Unlock()
-			m.onUpdate(e.mesh, e.name)
 			// Renew at 4/5 of the lifetime.
 			life := info.NotAfter.Sub(info.Issued)
-			wait = time.Until(info.Issued.Add(life * 4 / 5))
-			if wait < time.Second {
-				wait = time.Second
-			}
+			wait = max(time.Until(info.Issued.Add(life*4/5)), time.Second)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		e.mu.Unlock()
+		if err != nil {
+			m.log.Warn("certificate not issued, retrying", "dataplane", key(e.mesh, e.name), "err", err, "retry", wait)
+		} else {
+			m.onUpdate(e.mesh, e.name)
+		}
+		e.mu.Lock()
+		if e.ctx.Err() != nil {
+			e.running = false
+			e.mu.Unlock()
 			return
-		case <-e.renew:
-			t.Stop()
-		case <-t.C:
 		}
+		if e.again {
+			// A rotation asked for a new certificate while this one
+			// was being signed (possibly under the old CA).
+			e.mu.Unlock()
+			continue
+		}
+		e.running = false
+		e.timer = time.AfterFunc(wait, func() { m.start(e) })
+		e.mu.Unlock()
+		return
 	}
 }
 
@@ -272,10 +325,7 @@ func (m *Manager) renewMesh(mesh string) {
 	defer m.mu.Unlock()
 	for _, e := range m.entries {
 		if e.mesh == mesh {
-			select {
-			case e.renew <- struct{}{}:
-			default:
-			}
+			m.start(e)
 		}
 	}
 }

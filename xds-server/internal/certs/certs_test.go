@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -113,6 +115,101 @@ networking:
 		t.Fatal("released while still referenced")
 	}
 	m.Release("m", "web-1")
+	if m.Get("m", "web-1") != nil {
+		t.Fatal("kept after the last release")
+	}
+}
+
+// TestNoGoroutinePerCertificate: a kept certificate costs no goroutine
+// while it waits for its renewal (before, each had one for its life: the
+// sixth goroutine per proxy of an mTLS mesh at scale). Renewal and release
+// still work without it.
+func TestNoGoroutinePerCertificate(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := store.New(etcdtest.Client(t, nil))
+	const n = 40
+	var y strings.Builder
+	y.WriteString("type: Mesh\nname: m\n")
+	for i := range n {
+		fmt.Fprintf(&y, "---\ntype: Dataplane\nmesh: m\nname: web-%d\nnetworking:\n  address: 10.0.0.%d\n  inbound:\n  - port: 80\n    tags:\n      weft.io/service: web\n", i, i+1)
+	}
+	rs, err := resource.UnmarshalAll(strings.NewReader(y.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if _, err := st.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := catest.Start(t, st)
+	ca.Validity = 4 * time.Second
+	conn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var mu sync.Mutex
+	updates := map[string]int{}
+	m := New(ctx, cav1.NewCertificateAuthorityServiceClient(conn), 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
+		mu.Lock()
+		updates[name]++
+		mu.Unlock()
+	})
+	all := func(k int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range n {
+			if updates[fmt.Sprintf("web-%d", i)] < k {
+				return false
+			}
+		}
+		return true
+	}
+	wait := func(what string, d time.Duration, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out: %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// Warm the connection and the bundle watch with one entry, then count.
+	m.Acquire("m", "web-0", "tok", trace.SpanContext{})
+	wait("first certificate", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return updates["web-0"] >= 1 })
+	base := runtime.NumGoroutine()
+	for i := 1; i < n; i++ {
+		m.Acquire("m", fmt.Sprintf("web-%d", i), "tok", trace.SpanContext{})
+	}
+	wait("all certificates", 10*time.Second, func() bool { return all(1) })
+	// The signing goroutines end with their requests; what is left must
+	// not grow with the number of certificates kept.
+	wait(fmt.Sprintf("goroutines back near %d with %d certificates kept", base, n), 5*time.Second, func() bool {
+		return runtime.NumGoroutine() < base+n/4
+	})
+	// Renewal at 4/5 of the 4 s lifetime comes from the timers.
+	wait("renewals", 10*time.Second, func() bool { return all(2) })
+	for i := range n {
+		m.Release("m", fmt.Sprintf("web-%d", i))
+	}
+	mu.Lock()
+	before := updates["web-1"]
+	mu.Unlock()
+	// After release no renewal runs: for 4 s, past the next renewal due
+	// (3.2 s), at most one request already in flight completes.
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		got := updates["web-1"]
+		mu.Unlock()
+		if got > before+1 {
+			t.Fatalf("web-1 renewed %d times after its release", got-before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if m.Get("m", "web-1") != nil {
 		t.Fatal("kept after the last release")
 	}

@@ -68,6 +68,7 @@ type Snapshot struct {
 	sharedErr error
 	digests   sync.Map // types.Resource → [32]byte
 	wires     sync.Map // shared types.Resource → *wireRes (wire.go)
+	groups    sync.Map // type URL + " " + version → cachev3.Resources (SharedCacheSnapshot)
 	// policy-shaped pieces, built on first use (policy_*.go)
 	pol policyPieces
 }

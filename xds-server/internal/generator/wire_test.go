@@ -152,3 +152,100 @@ func TestListenerReferences(t *testing.T) {
 func mustAnyBytes(fullName string, v []byte) *anypb.Any {
 	return &anypb.Any{TypeUrl: "type.googleapis.com/" + fullName, Value: v}
 }
+
+// TestSharedCacheSnapshot: proxies that get the same version of a shared
+// type share one resource group, which holds exactly what
+// CacheSnapshot would; a different version gets its own group; listeners
+// (a proxy's own) are never shared.
+func TestSharedCacheSnapshot(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.input.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	items := func(cs *cachev3.Snapshot, typ string) uintptr {
+		return reflect.ValueOf(cs.Resources[cachev3.GetResponseType(typ)].Items).Pointer()
+	}
+	same := func(t *testing.T, got, want *cachev3.Snapshot) {
+		t.Helper()
+		for _, typ := range TypeURLs {
+			if g, w := got.GetVersion(typ), want.GetVersion(typ); g != w {
+				t.Errorf("%s: version %s, want %s", typ, g, w)
+			}
+			g, w := got.GetResourcesAndTTL(typ), want.GetResourcesAndTTL(typ)
+			if len(g) != len(w) {
+				t.Fatalf("%s: %d resources, want %d", typ, len(g), len(w))
+			}
+			for name, wr := range w {
+				gr, ok := g[name]
+				if !ok {
+					t.Fatalf("%s: %q missing", typ, name)
+				}
+				gb, _ := cachev3.MarshalResource(gr.Resource)
+				wb, _ := cachev3.MarshalResource(wr.Resource)
+				if !bytes.Equal(gb, wb) {
+					t.Errorf("%s %q: bytes differ", typ, name)
+				}
+			}
+		}
+	}
+	shared := 0
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".input.yaml")
+		t.Run(name, func(t *testing.T) {
+			s, p := loadInput(t, in)
+			gen := func() (Resources, map[string]string) {
+				res, err := Generate(s, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s.Wire(res)
+			}
+			w1, v1 := gen()
+			a := s.SharedCacheSnapshot(w1, v1)
+			same(t, a, w1.CacheSnapshot(v1))
+			// The same proxy generated again (new objects, same content),
+			// as another proxy with the same configuration would be.
+			w2, v2 := gen()
+			b := s.SharedCacheSnapshot(w2, v2)
+			same(t, b, w2.CacheSnapshot(v2))
+			for _, typ := range TypeURLs {
+				n := len(w1[typ])
+				switch {
+				case n > 0 && !sharedGroupTypes[typ]:
+					if items(a, typ) == items(b, typ) {
+						t.Errorf("%s: a proxy's own resources were shared", typ)
+					}
+				case items(a, typ) != items(b, typ):
+					t.Errorf("%s (%d resources): same version, not shared", typ, n)
+				default:
+					shared++
+				}
+			}
+			// A different list of a shared type: its own group.
+			for _, typ := range []string{resourcev3.EndpointType, resourcev3.ClusterType} {
+				if len(w1[typ]) < 2 {
+					continue
+				}
+				w3 := Resources{}
+				for k, l := range w2 {
+					w3[k] = l
+				}
+				w3[typ] = w3[typ][1:]
+				v3 := map[string]string{}
+				for k, v := range v2 {
+					v3[k] = v
+				}
+				_, vv := s.Wire(Resources{typ: w3[typ]})
+				v3[typ] = vv[typ]
+				c := s.SharedCacheSnapshot(w3, v3)
+				same(t, c, w3.CacheSnapshot(v3))
+				if items(c, typ) == items(a, typ) {
+					t.Errorf("%s: a different version shared the group", typ)
+				}
+			}
+		})
+	}
+	if shared == 0 {
+		t.Fatal("no group was shared in any golden")
+	}
+}

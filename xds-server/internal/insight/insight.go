@@ -49,9 +49,10 @@ type Recorder struct {
 	// since when; every stream of the dataplane reports it.
 	genErr map[string]genError
 
-	// written is what this replica last stored per "mesh/name", so a
-	// rewrite is one conditional put (store.WithCurrent), not a
-	// create-conflict-read-update. Only the flush loop touches it.
+	// written is the metadata of what this replica last stored per
+	// "mesh/name" (no spec), so a rewrite is one conditional put
+	// (store.WithCurrent), not a create-conflict-read-update. Only the
+	// flush loop touches it.
 	written map[string]*resource.Resource
 }
 
@@ -409,6 +410,10 @@ func (r *Recorder) write(ctx context.Context, mesh, name string, subs []*meshv1.
 		delete(r.written, k)
 		return err
 	}
-	r.written[k] = out
+	// Only the metadata: store.WithCurrent reads the version, creation
+	// time and origin of what it is given, never the spec. Keeping the
+	// spec kept a second copy of every proxy's subscriptions (their
+	// per-type statuses and timestamps), one to two kilobytes per proxy.
+	r.written[k] = &resource.Resource{Meta: out.Meta}
 	return nil
 }
