@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -98,27 +97,7 @@ func TestNackFleet(t *testing.T) {
 			defer cancel()
 			o := options{n: 40, services: 10, conc: 16, kind: xdsnames.KindEnvoy, mesh: "default", meshes: 1, delta: delta, nack: 0.25,
 				timeout: 90 * time.Second, log: io.Discard}
-			cp, err := startControlPlane(ctx, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cp.stop()
-			r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{}}
-			specs, err := setupFleet(ctx, r, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc, err := cpTLS(ctx, cp.xdsAdmin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, _, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, 90*time.Second, nil)
-			if f != nil {
-				defer f.stop()
-			}
-			if err != nil {
-				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
-			}
+			cp, r, f := startTestFleet(ctx, t, o)
 			times, n, so, err := f.scenario(ctx, o, cp.xdsAdmin, cp.xdsPID, hasEndpoint("10.250.0.1"), func() error {
 				dp := dataplane(0, o.services)
 				dp["networking"].(map[string]any)["address"] = "10.250.0.1"

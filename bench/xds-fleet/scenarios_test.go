@@ -31,27 +31,7 @@ func TestMTLSFleet(t *testing.T) {
 	}{{xdsnames.KindEnvoy, 100}, {xdsnames.KindGRPC, 20}} {
 		t.Run(kind.kind, func(t *testing.T) {
 			o := options{n: kind.n, services: services, conc: 16, kind: kind.kind, mesh: "default", mtls: true, meshes: 1, log: io.Discard}
-			cp, err := startControlPlane(ctx, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cp.stop()
-			r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{}}
-			specs, err := setupFleet(ctx, r, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc, err := cpTLS(ctx, cp.xdsAdmin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, _, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, 90*time.Second, nil)
-			if f != nil {
-				defer f.stop()
-			}
-			if err != nil {
-				t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
-			}
+			_, _, f := startTestFleet(ctx, t, o)
 			for i, p := range f.proxies {
 				checkIdentity(t, p, fmt.Sprintf("spiffe://default/svc-%d", i%services))
 			}
@@ -119,4 +99,32 @@ func TestMeshesIsolated(t *testing.T) {
 	if res.othersPushedA != [2]int64{} || res.othersPushedB != [2]int64{} {
 		t.Fatalf("the other meshes' proxies got pushes: (a) %v, (b) %v (proxies, responses)", res.othersPushedA, res.othersPushedB)
 	}
+}
+
+// startTestFleet starts a control plane, registers o's fleet through the
+// API and connects it; everything stops with the test.
+func startTestFleet(ctx context.Context, t *testing.T, o options) (*controlPlane, *rest, *fleet) {
+	t.Helper()
+	cp, err := startControlPlane(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cp.stop)
+	r := &rest{base: cp.apiURL, token: cp.token, hc: &http.Client{}}
+	specs, err := setupFleet(ctx, r, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := cpTLS(ctx, cp.xdsAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, 90*time.Second, nil)
+	if f != nil {
+		t.Cleanup(f.stop)
+	}
+	if err != nil {
+		t.Fatalf("%v\nxds-server log:\n%s", err, cp.xdsLogTail())
+	}
+	return cp, r, f
 }

@@ -60,6 +60,14 @@ func dialSend(t *testing.T, addr string, send bool) net.Conn {
 	return c
 }
 
+// arrive is a client connection that has sent its first bytes, and the
+// server side of it.
+func arrive(t *testing.T, l net.Listener, deadline time.Time) (*accepted, net.Conn) {
+	t.Helper()
+	c := dialSend(t, l.Addr().String(), true)
+	return acceptOne(t, l, deadline), c
+}
+
 func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -99,12 +107,10 @@ func TestLimitHandshakesQueuesInArrivalOrder(t *testing.T) {
 	dialSend(t, l.Addr().String(), false)
 	idle := acceptOne(t, l, far)
 
-	dialSend(t, l.Addr().String(), true)
-	first := acceptOne(t, l, far)
+	first, _ := arrive(t, l, far)
 	waitClosed(t, first.read, "first connection with the slot free")
 
-	dialSend(t, l.Addr().String(), true)
-	second := acceptOne(t, l, far)
+	second, _ := arrive(t, l, far)
 	stillBlocked(t, second.read, "second connection")
 
 	// gRPC clears the deadline when the set-up is over: the slot moves on.
@@ -112,8 +118,7 @@ func TestLimitHandshakesQueuesInArrivalOrder(t *testing.T) {
 	waitClosed(t, second.read, "second connection after the first's set-up ended")
 
 	// Closing during the set-up gives the slot back too.
-	dialSend(t, l.Addr().String(), true)
-	third := acceptOne(t, l, far)
+	third, _ := arrive(t, l, far)
 	stillBlocked(t, third.read, "third connection")
 	second.c.Close()
 	waitClosed(t, third.read, "third connection after the second closed")
@@ -128,11 +133,9 @@ func TestLimitHandshakesQueuesInArrivalOrder(t *testing.T) {
 func TestLimitHandshakesBoundsAStalledHolder(t *testing.T) {
 	l := limitedListener(t, 1, 300*time.Millisecond)
 	far := time.Now().Add(time.Hour)
-	dialSend(t, l.Addr().String(), true)
-	stalled := acceptOne(t, l, far)
+	stalled, _ := arrive(t, l, far)
 	waitClosed(t, stalled.read, "holder")
-	dialSend(t, l.Addr().String(), true)
-	next := acceptOne(t, l, far)
+	next, _ := arrive(t, l, far)
 	// The holder never finishes; after maxHold the next one goes ahead.
 	waitClosed(t, next.read, "connection behind a stalled holder")
 }
@@ -141,11 +144,9 @@ func TestLimitHandshakesBoundsAStalledHolder(t *testing.T) {
 // moves the set-up deadline later.
 func TestLimitHandshakesWaitDoesNotCount(t *testing.T) {
 	l := limitedListener(t, 1, time.Hour)
-	dialSend(t, l.Addr().String(), true)
-	holder := acceptOne(t, l, time.Now().Add(time.Hour))
+	holder, _ := arrive(t, l, time.Now().Add(time.Hour))
 	waitClosed(t, holder.read, "holder")
-	client := dialSend(t, l.Addr().String(), true)
-	late := acceptOne(t, l, time.Now().Add(300*time.Millisecond))
+	late, client := arrive(t, l, time.Now().Add(300*time.Millisecond))
 	// Wait past the late connection's deadline, then free the slot.
 	stillBlocked(t, late.read, "waiting connection")
 	stillBlocked(t, late.read, "waiting connection")

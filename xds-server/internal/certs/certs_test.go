@@ -43,21 +43,10 @@ networking:
     tags:
       weft.io/service: web
 `))
-	for _, r := range rs {
-		if _, err := st.Create(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ca := catest.Start(t, st)
-	ca.Validity = 3 * time.Second
-	conn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	client, ca := startCA(ctx, t, st, rs, 3*time.Second)
 	var mu sync.Mutex
 	updates := 0
-	m := New(ctx, cav1.NewCertificateAuthorityServiceClient(conn), 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
+	m := New(ctx, client, 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
 		mu.Lock()
 		updates++
 		mu.Unlock()
@@ -138,21 +127,10 @@ func TestNoGoroutinePerCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range rs {
-		if _, err := st.Create(ctx, r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ca := catest.Start(t, st)
-	ca.Validity = 4 * time.Second
-	conn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	client, _ := startCA(ctx, t, st, rs, 4*time.Second)
 	var mu sync.Mutex
 	updates := map[string]int{}
-	m := New(ctx, cav1.NewCertificateAuthorityServiceClient(conn), 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
+	m := New(ctx, client, 0, slog.New(slog.NewTextHandler(io.Discard, nil)), func(mesh, name string) {
 		mu.Lock()
 		updates[name]++
 		mu.Unlock()
@@ -213,4 +191,23 @@ func TestNoGoroutinePerCertificate(t *testing.T) {
 	if m.Get("m", "web-1") != nil {
 		t.Fatal("kept after the last release")
 	}
+}
+
+// startCA stores rs, starts a ca-service on st issuing certificates valid
+// for validity, and returns a client of it (closed with the test) and it.
+func startCA(ctx context.Context, t *testing.T, st *store.Store, rs []*resource.Resource, validity time.Duration) (cav1.CertificateAuthorityServiceClient, *catest.CA) {
+	t.Helper()
+	for _, r := range rs {
+		if _, err := st.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca := catest.Start(t, st)
+	ca.Validity = validity
+	conn, err := grpc.NewClient(ca.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return cav1.NewCertificateAuthorityServiceClient(conn), ca
 }
