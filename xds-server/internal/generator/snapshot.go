@@ -6,6 +6,7 @@ package generator
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -70,6 +71,12 @@ type Snapshot struct {
 	wires     sync.Map // shared types.Resource → *wireRes (wire.go)
 	// policy-shaped pieces, built on first use (policy_*.go)
 	pol policyPieces
+	// epoch is shared with the previous snapshot when the two can differ
+	// only in ClusterLoadAssignments (endpoints.go); the inputs below are
+	// what that comparison needs.
+	epoch     uint64
+	policyIn  []*resource.Resource
+	ingressIn []*resource.Resource
 }
 
 func (s *Snapshot) share(res types.Resource) {
@@ -151,11 +158,13 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 		s.VIPs[svc] = vip.GetIp()
 	}
 	s.Policies = policy.NewSet(permissions, policies)
+	s.policyIn, s.ingressIn = slices.Clone(policies), slices.Clone(ingresses)
 	if !prev.reusableFor(s) {
 		prev = nil
 	}
 	s.buildEndpoints(prev, ingresses)
 	s.carryFrom(prev)
+	s.epoch = s.epochAfter(prev)
 	for res := range s.shared {
 		if s.reused[res] {
 			continue // valid in prev
@@ -165,6 +174,9 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 				s.sharedErr = fmt.Errorf("mesh %s: invalid shared resource %q: %w", meshName, cachev3.GetResourceName(res), err)
 			}
 		}
+	}
+	if s.sharedErr != nil {
+		s.epoch = newEpoch()
 	}
 	return s
 }
