@@ -7,9 +7,11 @@ import (
 	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/weftmesh/weft/pkg/resource"
+	meshv1 "github.com/weftmesh/weft/proto/gen/go/weft/mesh/v1"
 )
 
 // Endpoint-only changes.
@@ -38,6 +40,15 @@ import (
 // so the other instances' tags change only their ClusterLoadAssignments.
 // TestEndpointOnlyChanges checks it against generations from scratch.
 
+// The inbound epoch is the same idea for a sidecar's inbound listeners and
+// clusters: they depend on its Dataplane, the Mesh (mTLS, tracing
+// backends), the TrafficPermissions (RBAC) and the TrafficTraces. A
+// snapshot keeps its predecessor's inbound epoch when those are the same
+// objects and there is no ProxyTemplate, so a mesh-wide route or timeout
+// change reuses every sidecar's inbound resources as the cache holds them
+// (Proxy.Reuse) instead of building them again. TestInboundReuse checks
+// it against generations from scratch.
+
 var epochs atomic.Uint64
 
 func newEpoch() uint64 { return epochs.Add(1) }
@@ -57,6 +68,44 @@ func (s *Snapshot) epochAfter(prev *Snapshot) uint64 {
 		return newEpoch()
 	}
 	return prev.epoch
+}
+
+// InboundEpoch is the snapshot's inbound epoch (see above); never 0.
+func (s *Snapshot) InboundEpoch() uint64 { return s.inbound }
+
+func (s *Snapshot) inboundEpochAfter(prev *Snapshot) uint64 {
+	if prev == nil || prev.inbound == 0 || s.MeshSpec == nil || prev.MeshSpec != s.MeshSpec ||
+		// A template may have modified the inbound resources built at
+		// prev: neither side may have one.
+		s.Policies.Len(resource.ProxyTemplateType) > 0 || prev.Policies.Len(resource.ProxyTemplateType) > 0 ||
+		!samePointers(prev.TrafficPermissions, s.TrafficPermissions) ||
+		!samePointers(prev.Policies.Of(resource.TrafficTraceType), s.Policies.Of(resource.TrafficTraceType)) {
+		return newEpoch()
+	}
+	return prev.inbound
+}
+
+// reusedInbound returns the inbound listener and cluster of in as p was
+// given them before (Proxy.Reuse), or nils.
+func reusedInbound(p *Proxy, in *meshv1.Dataplane_Networking_Inbound) (types.Resource, types.Resource) {
+	listener, cluster, ok := inboundNames(p.Dataplane, in)
+	if !ok {
+		return nil, nil
+	}
+	l, c := p.Reuse(resourcev3.ListenerType, listener), p.Reuse(resourcev3.ClusterType, cluster)
+	if l == nil || c == nil {
+		return nil, nil
+	}
+	return l, c
+}
+
+// reused reports whether res is what p.Reuse gives for its name.
+func reused(p *Proxy, res types.Resource) bool {
+	typ := typeURLOf(res)
+	if typ != resourcev3.ListenerType && typ != resourcev3.ClusterType {
+		return false
+	}
+	return p.Reuse(typ, cachev3.GetResourceName(res)) == res
 }
 
 // samePointers reports whether a and b hold the same objects in the same

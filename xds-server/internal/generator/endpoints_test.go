@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -200,4 +202,104 @@ func (w *randomMesh) oneProtocol(svc string) bool {
 		}
 	}
 	return len(protocols) == 1
+}
+
+// TestInboundReuse drives random meshes through TestIncrementalSnapshot's
+// changes (Dataplanes, VIPs, routes, permissions, ingresses, the Mesh) and
+// a ProxyTemplate now and then, and does what the reconciler does: a
+// sidecar whose last generation was at the same inbound epoch, with the
+// same Dataplane object, is generated with Proxy.Reuse giving the wire
+// forms of what it was pushed last. Every such generation must have the
+// versions of a full generation on a snapshot built from scratch, and
+// reuse must happen (or the test would pass without it).
+func TestInboundReuse(t *testing.T) {
+	type pushed struct {
+		inbound uint64
+		dp      *meshv1.Dataplane
+		wire    Resources
+	}
+	total := 0
+	for seed := int64(1); seed <= 12; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			w := newRandomMesh(rng)
+			proxies := map[string]*pushed{}
+			var prev *Snapshot
+			reuses := 0
+			for step := 0; step < 50; step++ {
+				if step > 0 {
+					switch rng.Intn(10) {
+					case 0:
+						if _, ok := w.policies["template"]; ok {
+							delete(w.policies, "template")
+						} else {
+							w.policies["template"] = testTemplate()
+						}
+						w.last = "template"
+					case 1, 2:
+						w.endpointChange(rng)
+					default:
+						w.mutate(rng)
+					}
+				}
+				v := w.view()
+				s := FromViewAfter("m", v, prev)
+				fresh := FromView("m", v)
+				for _, d := range v.Dataplanes {
+					name := d.Meta.GetName()
+					want, werr := Generate(fresh, &Proxy{Mesh: "m", Name: name, Kind: KindEnvoy, Dataplane: fresh.Dataplanes[name], Identity: identity})
+					p := &Proxy{Mesh: "m", Name: name, Kind: KindEnvoy, Dataplane: s.Dataplanes[name], Identity: identity}
+					last := proxies[name]
+					reusing := last != nil && last.inbound == s.InboundEpoch() && last.dp == p.Dataplane
+					used := 0
+					if reusing {
+						p.Reuse = func(typ, n string) types.Resource {
+							for _, r := range last.wire[typ] {
+								if cachev3.GetResourceName(r) == n {
+									used++
+									return r
+								}
+							}
+							return nil
+						}
+					}
+					res, err := Generate(s, p)
+					if (err == nil) != (werr == nil) {
+						t.Fatalf("step %d (%s): %s (reusing %v): error %v, from scratch %v", step, w.last, name, reusing, err, werr)
+					}
+					if err != nil {
+						delete(proxies, name)
+						continue
+					}
+					if gv, wv := s.Versions(res), want.Versions(); !reflect.DeepEqual(gv, wv) {
+						t.Fatalf("step %d (%s): %s (reusing %v): versions %v, from scratch %v\ngot: %v\nwant: %v", step, w.last, name, reusing, gv, wv, resourceNames(res), resourceNames(want))
+					}
+					if used > 0 {
+						reuses++
+					}
+					wire, _ := s.Wire(res)
+					proxies[name] = &pushed{inbound: s.InboundEpoch(), dp: p.Dataplane, wire: wire}
+				}
+				prev = s
+			}
+			if reuses == 0 {
+				t.Fatal("no sidecar reused its inbound resources")
+			}
+			total += reuses
+		})
+	}
+	t.Logf("%d generations reused inbound resources", total)
+}
+
+// testTemplate is a ProxyTemplate for every dataplane that changes the
+// inbound listeners (so a reused one would be wrong after it goes).
+func testTemplate() *resource.Resource {
+	r := resource.New(resource.ProxyTemplateType, "m", "template")
+	r.Spec = &meshv1.ProxyTemplate{
+		Selectors: []*meshv1.Selector{{Match: map[string]string{resource.ServiceTag: "*"}}},
+		Conf: &meshv1.ProxyTemplate_Conf{Modifications: []*meshv1.ProxyTemplate_Modification{{
+			Type: "cluster", Operation: "patch", Match: &meshv1.ProxyTemplate_Modification_Match{Origin: "inbound"}, Value: "connectTimeout: 3s",
+		}}},
+	}
+	return r
 }

@@ -2,6 +2,8 @@ package generator
 
 import (
 	"fmt"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 )
 
 // Generate builds the configuration of one proxy from its mesh's snapshot.
@@ -26,7 +28,12 @@ func Generate(s *Snapshot, p *Proxy) (Resources, error) {
 		return nil, fmt.Errorf("dataplane %s/%s: %w", p.Mesh, p.Name, err)
 	}
 	out.sort()
-	if err := out.validate(s.isShared); err != nil {
+	skip := s.isShared
+	if p.Reuse != nil {
+		// Reused resources were validated when they were built.
+		skip = func(res types.Resource) bool { return s.isShared(res) || reused(p, res) }
+	}
+	if err := out.validate(skip); err != nil {
 		return nil, fmt.Errorf("dataplane %s/%s: generated invalid config: %w", p.Mesh, p.Name, err)
 	}
 	return out, nil

@@ -75,6 +75,7 @@ type Snapshot struct {
 	// only in ClusterLoadAssignments (endpoints.go); the inputs below are
 	// what that comparison needs.
 	epoch     uint64
+	inbound   uint64 // InboundEpoch
 	policyIn  []*resource.Resource
 	ingressIn []*resource.Resource
 }
@@ -165,6 +166,7 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 	s.buildEndpoints(prev, ingresses)
 	s.carryFrom(prev)
 	s.epoch = s.epochAfter(prev)
+	s.inbound = s.inboundEpochAfter(prev)
 	for res := range s.shared {
 		if s.reused[res] {
 			continue // valid in prev
@@ -176,7 +178,7 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 		}
 	}
 	if s.sharedErr != nil {
-		s.epoch = newEpoch()
+		s.epoch, s.inbound = newEpoch(), newEpoch()
 	}
 	return s
 }
@@ -230,6 +232,12 @@ type Proxy struct {
 	// RequiredTags come from the dataplane token: every inbound must carry
 	// them, or the proxy gets nothing.
 	RequiredTags map[string]string
+	// Reuse, when not nil, returns a resource pushed to the proxy before
+	// (nil: none), by type URL and name: an Envoy sidecar's inbound
+	// listeners and clusters are taken from it instead of built. Set it
+	// only when the snapshot's InboundEpoch is the one those were
+	// generated at, for the same Dataplane object (endpoints.go).
+	Reuse func(typeURL, name string) types.Resource
 	// Requested is what a proxyless (KindGRPC) proxy has asked for: it gets
 	// only those of the mesh's client resources. nil: all of them.
 	Requested *Requested

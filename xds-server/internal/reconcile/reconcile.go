@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.opentelemetry.io/otel"
@@ -137,6 +138,7 @@ type proxy struct {
 	// same Dataplane object, identity and credential, changes only the
 	// ClusterLoadAssignments (generator.GenerateEndpoints). epoch 0: none.
 	genEpoch    uint64
+	genInbound  uint64 // the snapshot's InboundEpoch, for Proxy.Reuse
 	genDP       *meshv1.Dataplane
 	genIdentity *meshview.Identity
 	genCred     *Credential
@@ -612,11 +614,16 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		err  error
 		base *cachev3.Snapshot
 	)
-	if p.genEpoch != 0 && p.genEpoch == snap.Epoch() && p.genDP == dp && dp != nil &&
-		p.genIdentity == identity && p.genCred == cred && (kind == generator.KindEnvoy || kind == "") {
+	same := p.genDP == dp && dp != nil && p.genIdentity == identity && p.genCred == cred && (kind == generator.KindEnvoy || kind == "")
+	if same && p.genEpoch != 0 && p.genEpoch == snap.Epoch() {
 		res, base = r.endpointsOnly(snap, gp, id)
 	}
 	if base == nil {
+		if same && p.genInbound != 0 && p.genInbound == snap.InboundEpoch() {
+			// The inbound listeners and clusters are as pushed: take
+			// them from the cache snapshot (wire forms, not built again).
+			gp.Reuse = r.pushedResources(id)
+		}
 		res, err = generator.Generate(snap, gp)
 	}
 	var versions map[string]string
@@ -638,7 +645,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	}
 	p.deps, p.inboundTags, p.transparent = dependencies(dp, kind)
 	if err != nil {
-		p.genEpoch = 0
+		p.genEpoch, p.genInbound = 0, 0
 		if p.lastErr != err.Error() {
 			r.log.Info("no configuration for proxy", "node", id, "err", err)
 		}
@@ -668,7 +675,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	}
 	if !changed {
 		r.setErrLocked(p, "")
-		p.genEpoch, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), dp, identity, cred
+		p.genEpoch, p.genInbound, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), snap.InboundEpoch(), dp, identity, cred
 		return
 	}
 	if kind != generator.KindGRPC && base == nil {
@@ -681,7 +688,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		if err := snap.Consistent(res); err != nil {
 			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 			r.setErrLocked(p, err.Error())
-			p.genEpoch = 0
+			p.genEpoch, p.genInbound = 0, 0
 			return
 		}
 	}
@@ -703,11 +710,11 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		pspan.RecordError(err)
 		pspan.End()
 		r.log.Error("set snapshot", "node", id, "err", err)
-		p.genEpoch = 0
+		p.genEpoch, p.genInbound = 0, 0
 		return
 	}
 	pspan.End()
-	p.genEpoch, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), dp, identity, cred
+	p.genEpoch, p.genInbound, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), snap.InboundEpoch(), dp, identity, cred
 	r.setErrLocked(p, "")
 	p.pushedRequested = requested
 	for _, typ := range generator.TypeURLs {
@@ -731,6 +738,26 @@ func cacheVersion(v string) string {
 		return "empty"
 	}
 	return v
+}
+
+// pushedResources looks resources up in a node's cache snapshot (nil: it
+// has none).
+func (r *Reconciler) pushedResources(id string) func(typeURL, name string) types.Resource {
+	rs, err := r.cache.GetSnapshot(id)
+	if err != nil {
+		return nil
+	}
+	cs, ok := rs.(*cachev3.Snapshot)
+	if !ok {
+		return nil
+	}
+	return func(typeURL, name string) types.Resource {
+		typ := cachev3.GetResponseType(typeURL)
+		if typ >= types.UnknownType {
+			return nil
+		}
+		return cs.Resources[typ].Items[name].Resource
+	}
 }
 
 // endpointsOnly generates a sidecar's ClusterLoadAssignments alone, for a
