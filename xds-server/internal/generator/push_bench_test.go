@@ -2,12 +2,14 @@ package generator
 
 import (
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
@@ -130,7 +132,12 @@ func cpuTime() time.Duration {
 //     affected proxy before the epoch;
 //
 //   - endpoints: GenerateEndpoints, Wire of those alone, the other types
-//     taken from the cache snapshot, SetSnapshot (reconcile.endpointsOnly).
+//     taken from the cache snapshot, SetSnapshot (reconcile.endpointsOnly);
+//
+//   - policy-full: as full, after a mesh-wide Timeout instead;
+//
+//   - policy-inbound-reused: the same with the inbound listeners and
+//     clusters taken from the cache snapshot (Proxy.Reuse).
 //
 //     go test -run '^$' -bench BenchmarkEndpointPush -benchmem ./internal/generator
 func BenchmarkEndpointPush(b *testing.B) {
@@ -143,7 +150,12 @@ func BenchmarkEndpointPush(b *testing.B) {
 	moved.Spec = proto.Clone(dps[n-1].Spec.(*meshv1.Dataplane))
 	moved.Spec.(*meshv1.Dataplane).Networking.Address = "10.200.0.1"
 	dps1 := append(append([]*resource.Resource(nil), dps[:n-1]...), moved)
-	for _, mode := range []string{"full", "endpoints"} {
+	// A mesh-wide Timeout: every type but the endpoints may change, the
+	// inbound resources cannot.
+	all := []*meshv1.Selector{{Match: map[string]string{resource.ServiceTag: "*"}}}
+	timeout := resource.New(resource.TimeoutType, "bench", "mesh-wide")
+	timeout.Spec = &meshv1.Timeout{Sources: all, Destinations: all, Conf: &meshv1.Timeout_Conf{ConnectTimeout: "7s", Http: &meshv1.Timeout_Conf_Http{RequestTimeout: "7s"}}}
+	for _, mode := range []string{"full", "endpoints", "policy-full", "policy-inbound-reused"} {
 		b.Run("mode="+mode, func(b *testing.B) {
 			cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 			for i := 0; i < proxies; i++ {
@@ -161,6 +173,13 @@ func BenchmarkEndpointPush(b *testing.B) {
 			if s1.Epoch() != s0.Epoch() {
 				b.Fatal("a moved instance gave a new epoch")
 			}
+			policy := strings.HasPrefix(mode, "policy-")
+			if policy {
+				s1 = buildSnapshot(s0, "bench", mesh, dps, tps, vips, []*resource.Resource{timeout}, nil)
+				if s1.Epoch() == s0.Epoch() || s1.InboundEpoch() != s0.InboundEpoch() {
+					b.Fatal("a Timeout kept the epoch or changed the inbound epoch")
+				}
+			}
 			eds := cachev3.GetResponseType(resourcev3.EndpointType)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -169,7 +188,17 @@ func BenchmarkEndpointPush(b *testing.B) {
 				name := dps[i%proxies].Meta.GetName()
 				p := &Proxy{Mesh: "bench", Name: name, Kind: KindEnvoy, Dataplane: s1.Dataplanes[name], Identity: identity}
 				var cs *cachev3.Snapshot
-				if mode == "full" {
+				if mode != "endpoints" {
+					if mode == "policy-inbound-reused" {
+						rs, err := cache.GetSnapshot("bench." + name)
+						if err != nil {
+							b.Fatal(err)
+						}
+						cs0 := rs.(*cachev3.Snapshot)
+						p.Reuse = func(typ, n string) types.Resource {
+							return cs0.Resources[cachev3.GetResponseType(typ)].Items[n].Resource
+						}
+					}
 					res, err := Generate(s1, p)
 					if err != nil {
 						b.Fatal(err)
