@@ -56,6 +56,13 @@ func generateEnvoy(s *Snapshot, p *Proxy) (Resources, error) {
 	var redirected []*listenerv3.Listener
 	var redirectedPorts []uint32
 	for i, in := range dp.GetNetworking().GetInbound() {
+		if redirectIn == 0 && p.Reuse != nil && sel.template == nil {
+			if l, c := reusedInbound(p, in); l != nil {
+				out.add(resourcev3.ClusterType, c)
+				out.add(resourcev3.ListenerType, l)
+				continue
+			}
+		}
 		l, c, err := envoyInbound(s, dp, in, mtls, permissive, sel.inboundTracing())
 		if err != nil {
 			return nil, fmt.Errorf("networking.inbound[%d]: %w", i, err)
@@ -204,14 +211,7 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 	if addr == "" {
 		return nil, nil, fmt.Errorf("no address")
 	}
-	svcPort := in.GetServicePort()
-	if svcPort == 0 {
-		svcPort = in.GetPort()
-	}
-	svcAddr := in.GetServiceAddress()
-	if svcAddr == "" {
-		svcAddr = "127.0.0.1"
-	}
+	svcAddr, svcPort := inboundService(in)
 	protocol := in.GetTags()[resource.ProtocolTag]
 	clusterName := localClusterName(svcAddr, svcPort)
 	cluster := &clusterv3.Cluster{
@@ -270,6 +270,29 @@ func envoyInbound(s *Snapshot, dp *meshv1.Dataplane, in *meshv1.Dataplane_Networ
 		l.FilterChains = []*listenerv3.FilterChain{c}
 	}
 	return l, cluster, nil
+}
+
+// inboundService is where an inbound forwards to.
+func inboundService(in *meshv1.Dataplane_Networking_Inbound) (string, uint32) {
+	svcPort := in.GetServicePort()
+	if svcPort == 0 {
+		svcPort = in.GetPort()
+	}
+	svcAddr := in.GetServiceAddress()
+	if svcAddr == "" {
+		svcAddr = "127.0.0.1"
+	}
+	return svcAddr, svcPort
+}
+
+// inboundNames are the names of an inbound's listener and cluster (false:
+// it has no address).
+func inboundNames(dp *meshv1.Dataplane, in *meshv1.Dataplane_Networking_Inbound) (string, string, bool) {
+	addr := inboundAddress(dp, in)
+	if addr == "" {
+		return "", "", false
+	}
+	return inboundListenerName(addr, in.GetPort()), localClusterName(inboundService(in)), true
 }
 
 func inboundHCM(statPrefix, cluster string, rules *rbacv3.RBAC, protocol string, tracing *hcmv3.HttpConnectionManager_Tracing) *listenerv3.Filter {

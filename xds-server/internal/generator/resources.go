@@ -171,15 +171,21 @@ func (s *Snapshot) SharedCacheSnapshot(r Resources, versions map[string]string) 
 			cs.Resources[rt] = cachev3.NewResources(v, r[typ])
 			continue
 		}
-		key := typ + " " + v
-		if g, ok := s.groups.Load(key); ok {
-			cs.Resources[rt] = g.(cachev3.Resources)
-			continue
-		}
-		g, _ := s.groups.LoadOrStore(key, cachev3.NewResources(v, r[typ]))
-		cs.Resources[rt] = g.(cachev3.Resources)
+		cs.Resources[rt] = s.SharedGroup(typ, v, r[typ])
 	}
 	return cs
+}
+
+// SharedGroup is the resource group of typ at cache version v (see
+// SharedCacheSnapshot), made from rs the first time. Only for versions that
+// hash the resources themselves.
+func (s *Snapshot) SharedGroup(typ, v string, rs []types.Resource) cachev3.Resources {
+	key := typ + " " + v
+	if g, ok := s.groups.Load(key); ok {
+		return g.(cachev3.Resources)
+	}
+	g, _ := s.groups.LoadOrStore(key, cachev3.NewResources(v, rs))
+	return g.(cachev3.Resources)
 }
 
 // mustAny packs m deterministically: map fields (RBAC policies) must

@@ -6,6 +6,7 @@ package generator
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -71,6 +72,13 @@ type Snapshot struct {
 	groups    sync.Map // type URL + " " + version → cachev3.Resources (SharedCacheSnapshot)
 	// policy-shaped pieces, built on first use (policy_*.go)
 	pol policyPieces
+	// epoch is shared with the previous snapshot when the two can differ
+	// only in ClusterLoadAssignments (endpoints.go); the inputs below are
+	// what that comparison needs.
+	epoch     uint64
+	inbound   uint64 // InboundEpoch
+	policyIn  []*resource.Resource
+	ingressIn []*resource.Resource
 }
 
 func (s *Snapshot) share(res types.Resource) {
@@ -152,11 +160,14 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 		s.VIPs[svc] = vip.GetIp()
 	}
 	s.Policies = policy.NewSet(permissions, policies)
+	s.policyIn, s.ingressIn = slices.Clone(policies), slices.Clone(ingresses)
 	if !prev.reusableFor(s) {
 		prev = nil
 	}
 	s.buildEndpoints(prev, ingresses)
 	s.carryFrom(prev)
+	s.epoch = s.epochAfter(prev)
+	s.inbound = s.inboundEpochAfter(prev)
 	for res := range s.shared {
 		if s.reused[res] {
 			continue // valid in prev
@@ -166,6 +177,9 @@ func buildSnapshot(prev *Snapshot, meshName string, mesh *meshv1.Mesh, dataplane
 				s.sharedErr = fmt.Errorf("mesh %s: invalid shared resource %q: %w", meshName, cachev3.GetResourceName(res), err)
 			}
 		}
+	}
+	if s.sharedErr != nil {
+		s.epoch, s.inbound = newEpoch(), newEpoch()
 	}
 	return s
 }
@@ -219,6 +233,12 @@ type Proxy struct {
 	// RequiredTags come from the dataplane token: every inbound must carry
 	// them, or the proxy gets nothing.
 	RequiredTags map[string]string
+	// Reuse, when not nil, returns a resource pushed to the proxy before
+	// (nil: none), by type URL and name: an Envoy sidecar's inbound
+	// listeners and clusters are taken from it instead of built. Set it
+	// only when the snapshot's InboundEpoch is the one those were
+	// generated at, for the same Dataplane object (endpoints.go).
+	Reuse func(typeURL, name string) types.Resource
 	// Requested is what a proxyless (KindGRPC) proxy has asked for: it gets
 	// only those of the mesh's client resources. nil: all of them.
 	Requested *Requested

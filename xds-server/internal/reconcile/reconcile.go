@@ -12,9 +12,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -72,6 +75,8 @@ type Reconciler struct {
 	built map[string]*generator.Snapshot
 	// genErrs hears when a proxy's generation error changes.
 	genErrs func(mesh, name, msg string)
+	// endpointPushes counts endpoint-only pushes (tests).
+	endpointPushes atomic.Int64
 }
 
 type meshSnapshot struct {
@@ -151,6 +156,16 @@ type proxy struct {
 	// stream is the span of the proxy's latest stream start: generation
 	// and push spans link to it.
 	stream trace.SpanContext
+
+	// What the cache snapshot was last generated from in full (written
+	// under gen): a generation at a snapshot of the same epoch, for the
+	// same Dataplane object, identity and credential, changes only the
+	// ClusterLoadAssignments (generator.GenerateEndpoints). epoch 0: none.
+	genEpoch    uint64
+	genInbound  uint64 // the snapshot's InboundEpoch, for Proxy.Reuse
+	genDP       *meshv1.Dataplane
+	genIdentity *meshview.Identity
+	genCred     *Credential
 }
 
 // New returns a reconciler of m's proxies; call Run (it consumes
@@ -617,7 +632,26 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		attribute.String("weft.node", id), attribute.String("weft.proxy_kind", kind)))
 	start := time.Now()
 	gp := &generator.Proxy{Mesh: mesh, Name: name, Kind: kind, Dataplane: dp, Identity: identity, RequiredTags: tags, Requested: requested}
-	res, err := generator.Generate(snap, gp)
+	// An endpoint-only change: build the ClusterLoadAssignments alone and
+	// keep the other types of the snapshot in the cache (they hold the
+	// wire forms already, so no second copy per proxy).
+	var (
+		res  generator.Resources
+		err  error
+		base *cachev3.Snapshot
+	)
+	same := p.genDP == dp && dp != nil && p.genIdentity == identity && p.genCred == cred && (kind == generator.KindEnvoy || kind == "")
+	if same && p.genEpoch != 0 && p.genEpoch == snap.Epoch() {
+		res, base = r.endpointsOnly(snap, gp, id)
+	}
+	if base == nil {
+		if same && p.genInbound != 0 && p.genInbound == snap.InboundEpoch() {
+			// The inbound listeners and clusters are as pushed: take
+			// them from the cache snapshot (wire forms, not built again).
+			gp.Reuse = r.pushedResources(id)
+		}
+		res, err = generator.Generate(snap, gp)
+	}
 	var versions map[string]string
 	if err == nil && kind == generator.KindGRPC && requested != nil {
 		// A proxyless proxy's versions do not depend on what it requested
@@ -637,6 +671,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	}
 	p.deps, p.inboundTags, p.transparent = dependencies(dp, kind)
 	if err != nil {
+		p.genEpoch, p.genInbound = 0, 0
 		if p.lastErr != err.Error() {
 			r.log.Info("no configuration for proxy", "node", id, "err", err)
 		}
@@ -652,32 +687,54 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	if byContent {
 		versions = wireVersions
 	}
+	if base != nil {
+		for _, typ := range generator.TypeURLs {
+			if typ != resourcev3.EndpointType {
+				versions[typ] = base.GetVersion(typ)
+			}
+		}
+	}
 	// A newly requested name leaves the versions as they were: its
 	// resource must reach the cache all the same.
 	changed := requested != p.pushedRequested
 	for i, typ := range generator.TypeURLs {
-		if versions[typ] != p.versions[i] {
+		if cacheVersion(versions[typ]) != p.versions[i] {
 			changed = true
 		}
 	}
 	if !changed {
 		r.setErrLocked(p, "")
+		p.genEpoch, p.genInbound, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), snap.InboundEpoch(), dp, identity, cred
 		return
 	}
-	if kind != generator.KindGRPC {
+	if kind != generator.KindGRPC && base == nil {
+		// An endpoint-only push keeps the names of the pushed
+		// ClusterLoadAssignments and every reference to them, so it
+		// stays consistent (endpointsOnly checks the names).
 		// Consistent does not follow api_listener route names, so proxyless
 		// snapshots skip it (their references are checked by construction).
 		// It reads the resources' fields: the originals, not the wire forms.
 		if err := snap.Consistent(res); err != nil {
 			r.log.Error("generated an inconsistent snapshot, keeping the previous one", "node", id, "err", err)
 			r.setErrLocked(p, err.Error())
+			p.genEpoch, p.genInbound = 0, 0
 			return
 		}
 	}
 	var cs *cachev3.Snapshot
-	if byContent {
+	switch {
+	case base != nil:
+		// The other types' groups (version and items) are shared with the
+		// previous cache snapshot, which the cache drops now; the
+		// endpoints' group with every proxy of this mesh snapshot that
+		// gets the same version (SharedGroup).
+		cs = &cachev3.Snapshot{Resources: base.Resources}
+		eds := cachev3.GetResponseType(resourcev3.EndpointType)
+		cs.Resources[eds] = snap.SharedGroup(resourcev3.EndpointType, cacheVersion(versions[resourcev3.EndpointType]), wire[resourcev3.EndpointType])
+		r.endpointPushes.Add(1)
+	case byContent:
 		cs = snap.SharedCacheSnapshot(wire, versions)
-	} else {
+	default:
 		cs = wire.CacheSnapshot(versions)
 	}
 	_, pspan := r.tracer.Start(ctx, "xds.Push", trace.WithAttributes(attribute.String("weft.node", id)))
@@ -685,9 +742,11 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		pspan.RecordError(err)
 		pspan.End()
 		r.log.Error("set snapshot", "node", id, "err", err)
+		p.genEpoch, p.genInbound = 0, 0
 		return
 	}
 	pspan.End()
+	p.genEpoch, p.genInbound, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), snap.InboundEpoch(), dp, identity, cred
 	r.setErrLocked(p, "")
 	p.pushedRequested = requested
 	for i, typ := range generator.TypeURLs {
@@ -701,6 +760,69 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 		p.versions[i] = v
 	}
 	p.pushed = true
+}
+
+// cacheVersion is a type's version as CacheSnapshot stores it.
+func cacheVersion(v string) string {
+	if v == "" {
+		return "empty"
+	}
+	return v
+}
+
+// pushedResources looks resources up in a node's cache snapshot (nil: it
+// has none).
+func (r *Reconciler) pushedResources(id string) func(typeURL, name string) types.Resource {
+	rs, err := r.cache.GetSnapshot(id)
+	if err != nil {
+		return nil
+	}
+	cs, ok := rs.(*cachev3.Snapshot)
+	if !ok {
+		return nil
+	}
+	return func(typeURL, name string) types.Resource {
+		typ := cachev3.GetResponseType(typeURL)
+		if typ >= types.UnknownType {
+			return nil
+		}
+		return cs.Resources[typ].Items[name].Resource
+	}
+}
+
+// endpointsOnly generates a sidecar's ClusterLoadAssignments alone, for a
+// snapshot whose epoch is the one its cache snapshot was generated at
+// (caller's check), and returns them with that cache snapshot. A nil
+// snapshot means: generate in full (no cache snapshot, an error, or
+// ClusterLoadAssignments named otherwise than those pushed — Generate then
+// reports the error or decides).
+func (r *Reconciler) endpointsOnly(snap *generator.Snapshot, gp *generator.Proxy, id string) (generator.Resources, *cachev3.Snapshot) {
+	rs, err := r.cache.GetSnapshot(id)
+	if err != nil {
+		return nil, nil
+	}
+	base, ok := rs.(*cachev3.Snapshot)
+	if !ok {
+		return nil, nil
+	}
+	eds, err := generator.GenerateEndpoints(snap, gp)
+	if err != nil {
+		return nil, nil
+	}
+	pushed := base.Resources[cachev3.GetResponseType(resourcev3.EndpointType)].Items
+	if len(pushed) != len(eds) {
+		return nil, nil
+	}
+	for _, cla := range eds {
+		if _, ok := pushed[cachev3.GetResourceName(cla)]; !ok {
+			return nil, nil
+		}
+	}
+	res := generator.Resources{}
+	if len(eds) > 0 {
+		res[resourcev3.EndpointType] = eds
+	}
+	return res, base
 }
 
 // DefaultIngressAddress and DefaultIngressPort are the ingress listener's
