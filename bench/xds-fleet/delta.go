@@ -53,7 +53,14 @@ func (p *proxy) deltaStream(ctx context.Context) (got bool, _ error) {
 		if !ok || (n != nil && len(n) == 0) {
 			continue
 		}
-		first = append(first, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: n, InitialResourceVersions: p.heldVersions(t)})
+		held := p.heldVersions(t)
+		if n != nil && len(held) > 0 && p.rs.streamTypes != nil {
+			if p.rs.deltaHeld == nil {
+				p.rs.deltaHeld = map[string]bool{}
+			}
+			p.rs.deltaHeld[t] = true
+		}
+		first = append(first, &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: n, InitialResourceVersions: held})
 	}
 	p.mu.Unlock()
 	for i, r := range first {

@@ -42,7 +42,7 @@
 // -token, -xds, -xds-admin and -xds-pid aim it at a running one instead.
 //
 // -scenario restart|kill|scaleout runs several replicas instead of (a)
-// and (b): see replicas.go.
+// and (b): see replicas.go; with -delta too (not with -nack).
 //
 // Memory: -xds-heapprofile FILE writes the xds-server's heap profile once
 // the fleet is connected and idle (after a forced GC, before (a)), with

@@ -44,8 +44,8 @@ func (o options) validate() error {
 	if o.nack < 0 || o.nack > 1 || math.IsNaN(o.nack) {
 		return fmt.Errorf("-nack %v: want a fraction in 0..1", o.nack)
 	}
-	if o.scenario != "" && (o.delta || o.nack > 0) {
-		return errors.New("-delta and -nack are not implemented for -scenario restart|kill|scaleout")
+	if o.scenario != "" && o.nack > 0 {
+		return errors.New("-nack is not implemented for -scenario restart|kill|scaleout")
 	}
 	return nil
 }

@@ -20,6 +20,11 @@ package main
 //     until a stream opened afterwards has ACKed every subscribed type;
 //   - without a stream: from its stream's end until the next stream is
 //     opened (on a connection to a ready replica);
+//   - over delta (-delta) a reconnect sends initial_resource_versions and
+//     gets only what changed: CDS and LDS are answered anyway (a wildcard
+//     first request, once the replica has the proxy's snapshot), a named
+//     type held at its current versions is not, so it counts as back once
+//     CDS and LDS are;
 //   - gap: a response on a new stream that lacks a resource the proxy
 //     held (the proxy would drop it: config lost); version change: the
 //     new stream's version differs from the one held, though nothing
@@ -41,6 +46,7 @@ import (
 	"time"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/connectivity"
 )
 
@@ -105,8 +111,12 @@ type replicaState struct {
 	connAddr    string    // the replica of the proxy's connection (dialled last)
 	streamStart time.Time // the current stream's start
 	streamTypes map[string]bool
-	fullAt      time.Time // when the current stream had every subscribed type ACKed
-	ended       time.Time // when the previous stream ended (zero: none)
+	// deltaHeld are, over delta, the named types (EDS, RDS, SDS) the
+	// current stream subscribed to with initial_resource_versions: when
+	// they are current the server sends nothing for them.
+	deltaHeld map[string]bool
+	fullAt    time.Time // when the current stream had every subscribed type ACKed
+	ended     time.Time // when the previous stream ended (zero: none)
 	// down are the times without a stream (end → next stream opened).
 	down []time.Duration
 	// streamEnds, gaps and versionChanges count since the start.
@@ -128,6 +138,7 @@ func (p *proxy) streamStarted() {
 		p.rs.down = append(p.rs.down, p.rs.streamStart.Sub(p.rs.ended))
 	}
 	p.rs.streamTypes = map[string]bool{}
+	p.rs.deltaHeld = nil
 }
 
 func (p *proxy) streamEnded() {
@@ -178,7 +189,17 @@ func (p *proxy) streamAcked(t string, prev, resp *discoveryv3.DiscoveryResponse)
 	}
 	if rs.fullAt.IsZero() {
 		full := true
+		// Over delta, go-control-plane answers the wildcard types' (CDS,
+		// LDS) first requests even with nothing changed, but only once the
+		// replica has the proxy's snapshot; a named type held at its
+		// current versions gets no response. So a named type the stream
+		// subscribed to with the versions it holds is back once both
+		// wildcard types are ACKed on the stream (or on its own ACK).
+		wildcardBack := rs.streamTypes[resourcev3.ClusterType] && rs.streamTypes[resourcev3.ListenerType]
 		for typ, names := range p.names {
+			if rs.deltaHeld[typ] && wildcardBack {
+				continue
+			}
 			if !rs.streamTypes[typ] && (names == nil || len(names) > 0) {
 				full = false
 				break
@@ -435,6 +456,7 @@ func waitFleet(ctx context.Context, ps []*proxy, timeout time.Duration, what str
 // replicaResult is one replica scenario's numbers.
 type replicaResult struct {
 	scenario, signal   string
+	delta              bool // the proxies speak delta xDS
 	n, replicas        int
 	maxAge, grace      time.Duration
 	loadStart, loadEnd string
@@ -499,7 +521,7 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 		return nil, fmt.Errorf("-scenario %q: restart, kill or scaleout", o.scenario)
 	}
 	sigName := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
-	res := &replicaResult{scenario: o.scenario, signal: sigName, n: o.n, replicas: R, loadStart: loadavg(),
+	res := &replicaResult{scenario: o.scenario, signal: sigName, delta: o.delta, n: o.n, replicas: R, loadStart: loadavg(),
 		maxAge: o.maxConnAge, grace: o.maxConnAgeGrace}
 	if o.scenario == "scaleout" {
 		if o.maxConnAge <= 0 {
@@ -539,7 +561,11 @@ func runReplicas(ctx context.Context, o options) (*replicaResult, error) {
 		return nil, err
 	}
 	d := dialOpts{addr: "passthrough:///xds-server.weft-system:5678", tls: tc, dialer: rs.dial}
-	f, all, err := connect(ctx, proxySpecs(o.mesh, o.kind, toks, 0, o.services), d, o.conc, o.timeout, o.log)
+	specs := proxySpecs(o.mesh, o.kind, toks, 0, o.services)
+	for i := range specs {
+		specs[i].Delta = o.delta
+	}
+	f, all, err := connect(ctx, specs, d, o.conc, o.timeout, o.log)
 	if f != nil {
 		defer f.stop()
 	}
@@ -774,6 +800,9 @@ func (r *replicaResult) print(w io.Writer) {
 	if r.signal != "" {
 		head += " (" + r.signal + ")"
 	}
+	if r.delta {
+		head += ", delta"
+	}
 	fmt.Fprintf(w, "# xds-fleet -scenario %s: N=%d proxies, %d replicas; %s; load average %s → %s\n", head, r.n, r.replicas, goVersion(), r.loadStart, r.loadEnd)
 	if r.maxAge > 0 {
 		fmt.Fprintf(w, "# --max-connection-age %s --max-connection-age-grace %s\n", r.maxAge, r.grace)
@@ -793,6 +822,9 @@ func (r *replicaResult) print(w io.Writer) {
 	}
 	if r.reconnected != nil {
 		fmt.Fprintf(w, "reconnected (signal → stream on a ready replica), %d affected proxies: p50/p99/max %s; all in %s\n", r.affected, durDist(r.reconnected), roundDur(r.storm))
+	}
+	if r.delta {
+		fmt.Fprintln(w, "(delta: a named type (EDS, RDS, SDS) re-subscribed with the versions held counts as answered once CDS and LDS are; the server sends it nothing when they are current)")
 	}
 	fmt.Fprintf(w, "every type answered on the new stream: %d proxies, p50/p99/max %s (from the signal / scale-out); reconnected without a response (same versions): %d\n",
 		len(r.back), durDist(r.back), r.silent)

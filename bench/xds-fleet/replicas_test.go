@@ -91,3 +91,28 @@ func TestReplicasScaleOut(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasRestartDelta: scenario (e) over delta xDS: every proxy
+// reconnects with initial_resource_versions, gets only its wildcard types'
+// (empty) first responses and no named-type response, and counts as back
+// on full config (none silent), without a gap or a version change.
+func TestReplicasRestartDelta(t *testing.T) {
+	o := replicaOptions("restart")
+	o.delta = true
+	if err := o.validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := runReplicas(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, o.log)
+	}
+	checkReplicaResult(t, res, o)
+	if res.affected != o.n || len(res.back) != o.n {
+		t.Errorf("%d affected, %d back on full config (%d silent), want %d", res.affected, len(res.back), res.silent, o.n)
+	}
+	if res.same < o.n {
+		t.Errorf("%d types answered with the version held, want at least one per proxy (%d)", res.same, o.n)
+	}
+}

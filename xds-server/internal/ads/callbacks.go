@@ -48,7 +48,16 @@ type Callbacks struct {
 	// (generator.TypeURLs order): a delta ACK names only the nonce, and
 	// the response's system_version_info is the type's snapshot version
 	// that the reconciler waits for.
-	deltaSent map[string]*[typeCount]sentVersion
+	deltaSent map[string]*deltaStream
+}
+
+// deltaStream is what a delta stream's ACKs and first requests are matched
+// with.
+type deltaStream struct {
+	sent [typeCount]sentVersion
+	// requested has bit i set once a request of type i arrived: only the
+	// first carries initial_resource_versions that count.
+	requested uint8
 }
 
 const typeCount = 5
@@ -239,13 +248,14 @@ func (c *Callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscove
 	if err := checkRequest(req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetResourceNamesSubscribe()); err != nil {
 		return err
 	}
-	if len(req.GetResourceNamesUnsubscribe()) > MaxResourceNames || len(req.GetInitialResourceVersions()) > MaxResourceNames {
-		return status.Errorf(codes.InvalidArgument, "more than %d resource names", MaxResourceNames)
+	if err := checkDeltaRequest(req); err != nil {
+		return err
 	}
 	var st *status.Status
 	if req.GetErrorDetail() != nil {
 		st = rpcStatus(req.GetErrorDetail())
 	}
+	c.deltaHolds(deltaKey(id), req)
 	c.request(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce(), c.deltaVersion(deltaKey(id), req.GetTypeUrl(), req.GetResponseNonce()), st)
 	if ident, ok := c.identity(deltaKey(id)); ok && ident.Kind == generator.KindGRPC {
 		// Delta subscriptions are not tracked: everything.
@@ -261,19 +271,63 @@ func (c *Callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscover
 	c.metrics.Sent(resp.GetTypeUrl())
 	if i := typeIndex(resp.GetTypeUrl()); i >= 0 {
 		c.mu.Lock()
-		if _, open := c.streams[key]; open {
-			if c.deltaSent == nil {
-				c.deltaSent = map[string]*[typeCount]sentVersion{}
-			}
-			sent := c.deltaSent[key]
-			if sent == nil {
-				sent = new([typeCount]sentVersion)
-				c.deltaSent[key] = sent
-			}
-			sent[i] = sentVersion{nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo()}
+		if ds := c.deltaStreamLocked(key); ds != nil {
+			ds.sent[i] = sentVersion{nonce: resp.GetNonce(), version: resp.GetSystemVersionInfo()}
 		}
 		c.mu.Unlock()
 	}
+}
+
+// deltaStreamLocked is key's delta stream state (nil: the stream closed).
+func (c *Callbacks) deltaStreamLocked(key string) *deltaStream {
+	if _, open := c.streams[key]; !open {
+		return nil
+	}
+	if c.deltaSent == nil {
+		c.deltaSent = map[string]*deltaStream{}
+	}
+	ds := c.deltaSent[key]
+	if ds == nil {
+		ds = &deltaStream{}
+		c.deltaSent[key] = ds
+	}
+	return ds
+}
+
+// firstDeltaRequest reports whether this is the stream's first request of
+// typeURL, and notes it.
+func (c *Callbacks) firstDeltaRequest(key, typeURL string) bool {
+	i := typeIndex(typeURL)
+	if i < 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ds := c.deltaStreamLocked(key)
+	if ds == nil || ds.requested&(1<<i) != 0 {
+		return false
+	}
+	ds.requested |= 1 << i
+	return true
+}
+
+// deltaHolds handles a delta stream's first request of a type: when its
+// initial_resource_versions are what the proxy's snapshot would send, the
+// cache sends nothing, and the reconciler and the insight record the
+// type's version as held (reconcile.HoldsResources), as request does for a
+// SotW stream's first version_info.
+func (c *Callbacks) deltaHolds(key string, req *discoveryv3.DeltaDiscoveryRequest) {
+	if !c.firstDeltaRequest(key, req.GetTypeUrl()) || len(req.GetInitialResourceVersions()) == 0 || req.GetErrorDetail() != nil {
+		return
+	}
+	id, ok := c.identity(key)
+	if !ok {
+		return
+	}
+	typeURL := req.GetTypeUrl()
+	c.rec.HoldsResources(id.NodeID, typeURL, req.GetInitialResourceVersions(), req.GetResourceNamesSubscribe(), func(version string) {
+		c.ins.Holds(key, typeURL, version)
+	})
 }
 
 // deltaVersion is the version of the delta response a request's nonce
@@ -285,8 +339,8 @@ func (c *Callbacks) deltaVersion(key, typeURL, nonce string) string {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if sent := c.deltaSent[key]; sent != nil && sent[i].nonce == nonce {
-		return sent[i].version
+	if ds := c.deltaSent[key]; ds != nil && ds.sent[i].nonce == nonce {
+		return ds.sent[i].version
 	}
 	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
@@ -89,6 +90,29 @@ func checkRequest(typeURL, nonce, version string, names []string) error {
 	for _, n := range names {
 		if len(n) > MaxResourceNameLength {
 			return status.Errorf(codes.InvalidArgument, "resource name longer than %d bytes", MaxResourceNameLength)
+		}
+	}
+	return nil
+}
+
+// checkDeltaRequest bounds what checkRequest does not see of a delta
+// request: its unsubscribed names and its initial_resource_versions (names
+// and versions; a version of go-control-plane's delta cache is 64 bytes).
+func checkDeltaRequest(req *discoveryv3.DeltaDiscoveryRequest) error {
+	if len(req.GetResourceNamesUnsubscribe()) > MaxResourceNames || len(req.GetInitialResourceVersions()) > MaxResourceNames {
+		return status.Errorf(codes.InvalidArgument, "more than %d resource names", MaxResourceNames)
+	}
+	for _, n := range req.GetResourceNamesUnsubscribe() {
+		if len(n) > MaxResourceNameLength {
+			return status.Errorf(codes.InvalidArgument, "resource name longer than %d bytes", MaxResourceNameLength)
+		}
+	}
+	for n, v := range req.GetInitialResourceVersions() {
+		if len(n) > MaxResourceNameLength {
+			return status.Errorf(codes.InvalidArgument, "resource name longer than %d bytes", MaxResourceNameLength)
+		}
+		if len(v) > MaxVersionLength {
+			return status.Errorf(codes.InvalidArgument, "initial resource version longer than %d bytes", MaxVersionLength)
 		}
 	}
 	return nil

@@ -1,10 +1,12 @@
 package ads
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,4 +48,26 @@ func FuzzCheckRequest(f *testing.F) {
 			t.Fatalf("cut inside a rune: %q", got)
 		}
 	})
+}
+
+func TestCheckDeltaRequest(t *testing.T) {
+	ok := &discoveryv3.DeltaDiscoveryRequest{ResourceNamesUnsubscribe: []string{"a"}, InitialResourceVersions: map[string]string{"a": strings.Repeat("f", 64)}}
+	if err := checkDeltaRequest(ok); err != nil {
+		t.Fatal(err)
+	}
+	many := map[string]string{}
+	for i := range MaxResourceNames + 1 {
+		many[strconv.Itoa(i)] = "v"
+	}
+	for name, req := range map[string]*discoveryv3.DeltaDiscoveryRequest{
+		"many unsubscribed":    {ResourceNamesUnsubscribe: make([]string, MaxResourceNames+1)},
+		"long unsubscribed":    {ResourceNamesUnsubscribe: []string{strings.Repeat("n", MaxResourceNameLength+1)}},
+		"many initial":         {InitialResourceVersions: many},
+		"long initial name":    {InitialResourceVersions: map[string]string{strings.Repeat("n", MaxResourceNameLength+1): "v"}},
+		"long initial version": {InitialResourceVersions: map[string]string{"a": strings.Repeat("v", MaxVersionLength+1)}},
+	} {
+		if err := checkDeltaRequest(req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
 }

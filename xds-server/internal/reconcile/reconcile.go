@@ -148,7 +148,10 @@ type proxy struct {
 	// held is what the proxy said it holds per type (the version of its
 	// latest ACK, or of a new stream's first request): a push of that
 	// version gets no response and so waits for no ACK.
-	held        typeVersions
+	held typeVersions
+	// deltaHolds are delta streams' first requests' held resources
+	// waiting for the next snapshot (HoldsResources); nil: none.
+	deltaHolds  *[nTypes]*deltaHold
 	deps        map[string]bool // services consumed; "*" all
 	inboundTags []map[string]string
 	transparent bool
@@ -269,6 +272,9 @@ func (r *Reconciler) Disconnect(nodeID string) {
 		return
 	}
 	if p.streams--; p.streams > 0 {
+		// The holds may be the closed stream's: another stream of the
+		// proxy is not known to hold them.
+		p.deltaHolds = nil
 		return
 	}
 	delete(r.proxies, nodeID)
@@ -749,6 +755,7 @@ func (r *Reconciler) reconcileHeld(ctx context.Context, p *proxy, seen time.Time
 	p.genEpoch, p.genInbound, p.genDP, p.genIdentity, p.genCred = snap.Epoch(), snap.InboundEpoch(), dp, identity, cred
 	r.setErrLocked(p, "")
 	p.pushedRequested = requested
+	r.resolveHoldsLocked(p, cs)
 	for i, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[i] {
@@ -907,6 +914,7 @@ func (r *Reconciler) pushLocked(ctx context.Context, p *proxy, id string, res ge
 		return
 	}
 	pspan.End()
+	r.resolveHoldsLocked(p, cs)
 	for i, typ := range generator.TypeURLs {
 		v := cs.GetVersion(typ)
 		if v != p.versions[i] {
