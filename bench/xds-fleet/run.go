@@ -120,6 +120,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := exportChangeProfile(o); err != nil {
 		return nil, err
 	}
+	if err := checkConnectProfile(o); err != nil {
+		return nil, err
+	}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
@@ -144,6 +147,9 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
+	if err := connectProfile(cp.xdsPID, true); err != nil {
+		return nil, fmt.Errorf("connect profile: %w", err)
+	}
 	f, all, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
 	if f != nil {
 		defer f.stop()
@@ -160,6 +166,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.configured = append(res.configured, p.full.Sub(p.start))
 	}
 	after, _ := readProc(cp.xdsPID)
+	_ = connectProfile(cp.xdsPID, false)
 	res.connectCPU = after.cpu - res.before.cpu
 	logf("%d proxies configured in %s", o.n, all.Round(time.Millisecond))
 	// Settle (insight flushes after the connect storm), then measure idle.
