@@ -38,6 +38,11 @@ func checkConnectProfile(o options) error {
 	if o.apiURL != "" {
 		return fmt.Errorf("-xds-connect-cpuprofile needs the xds-server this command starts (no -api-url)")
 	}
+	if o.scenario != "" {
+		// The replica scenarios connect their fleets elsewhere; nothing
+		// would start or stop the window.
+		return fmt.Errorf("-xds-connect-cpuprofile profiles the default run's connect storm (no -scenario)")
+	}
 	if o.cpuProfile != "" || *changeCPUProfile != "" || os.Getenv(idleProfileEnv) != "" {
 		return fmt.Errorf("-xds-connect-cpuprofile excludes -xds-cpuprofile, -xds-change-cpuprofile and -xds-idle-cpuprofile (one CPU profile at a time)")
 	}

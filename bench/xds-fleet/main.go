@@ -186,6 +186,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
 		os.Exit(2)
 	}
+	if err := checkConnectProfile(o); err != nil {
+		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.scenario != "" {
