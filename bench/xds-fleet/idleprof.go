@@ -41,10 +41,15 @@ func idleProfile(pid int, on bool) {
 }
 
 // serveIdleProfile (in the xds-server child) starts a CPU profile on SIGUSR2
-// and stops it on SIGHUP. Go allows one CPU profile at a time, so it is
+// and stops it on SIGHUP (the idle window's, or the connect window's). Go allows one CPU profile at a time, so it is
 // not used together with -xds-cpuprofile.
 func serveIdleProfile() {
 	path := os.Getenv(idleProfileEnv)
+	if path == "" {
+		// The connect window's profile (connectprof.go) is served the
+		// same way; the fleet refuses both at once.
+		path = os.Getenv(connectProfileEnv)
+	}
 	if path == "" || os.Getenv(cpuProfileEnv) != "" {
 		return
 	}

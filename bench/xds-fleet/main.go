@@ -44,6 +44,12 @@
 // -scenario restart|kill|scaleout runs several replicas instead of (a)
 // and (b): see replicas.go; with -delta too (not with -nack).
 //
+// CPU: -xds-cpuprofile FILE profiles the started xds-server's whole run;
+// -xds-connect-cpuprofile FILE the connect storm only (just before the
+// first dial until every proxy is configured: connectprof.go),
+// -xds-change-cpuprofile FILE (a) and (b), -xds-idle-cpuprofile FILE the
+// idle window; one of them per run.
+//
 // Memory: -xds-heapprofile FILE writes the xds-server's heap profile once
 // the fleet is connected and idle (after a forced GC, before (a)), with
 // FILE.goroutines.txt (goroutines by stack) and FILE.memclasses.txt (the
@@ -177,6 +183,10 @@ func main() {
 	o.xdsArgs = xa
 	o.log = os.Stderr
 	if err := o.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
+		os.Exit(2)
+	}
+	if err := checkConnectProfile(o); err != nil {
 		fmt.Fprintln(os.Stderr, "xds-fleet:", err)
 		os.Exit(2)
 	}

@@ -81,14 +81,17 @@ func goMetrics(ctx context.Context, admin string) (goroutines, heap float64, err
 
 // result is one run's numbers.
 type result struct {
-	label, kind              string
-	n, services              int
-	loadStart, loadEnd       string
-	register                 time.Duration
-	connect, configured      []time.Duration
-	configureAll             time.Duration
-	before, after            procStat
-	connectCPU, idleCPU      time.Duration
+	label, kind         string
+	n, services         int
+	loadStart, loadEnd  string
+	register            time.Duration
+	connect, configured []time.Duration
+	configureAll        time.Duration
+	before, after       procStat
+	connectCPU, idleCPU time.Duration
+	// connectGens: proxy generations (weft_xds_generation_seconds_count)
+	// during the connect storm; N when every proxy is generated once.
+	connectGens              float64
 	idleWindow               time.Duration
 	idleHalves               [2]time.Duration
 	goroutines0, goroutines  float64
@@ -120,6 +123,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err := exportChangeProfile(o); err != nil {
 		return nil, err
 	}
+	if err := checkConnectProfile(o); err != nil {
+		return nil, err
+	}
 	cp, err := startControlPlane(ctx, o)
 	if err != nil {
 		return nil, err
@@ -144,6 +150,10 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, err
 	}
 	res.goroutines0, res.heap0, _ = goMetrics(ctx, cp.xdsAdmin)
+	gens0, _ := counterSum(ctx, cp.xdsAdmin, "weft_xds_generation_seconds_count")
+	if err := connectProfile(cp.xdsPID, true); err != nil {
+		return nil, fmt.Errorf("connect profile: %w", err)
+	}
 	f, all, err := connect(ctx, specs, dialOpts{addr: cp.xds, tls: tc}, o.conc, o.timeout, o.log)
 	if f != nil {
 		defer f.stop()
@@ -160,7 +170,11 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.configured = append(res.configured, p.full.Sub(p.start))
 	}
 	after, _ := readProc(cp.xdsPID)
+	_ = connectProfile(cp.xdsPID, false)
 	res.connectCPU = after.cpu - res.before.cpu
+	if gens, err := counterSum(ctx, cp.xdsAdmin, "weft_xds_generation_seconds_count"); err == nil {
+		res.connectGens = gens - gens0
+	}
 	logf("%d proxies configured in %s", o.n, all.Round(time.Millisecond))
 	// Settle (insight flushes after the connect storm), then measure idle.
 	time.Sleep(o.settle)
@@ -403,8 +417,8 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "xds-server RSS %s → %s (%s per proxy); heap in use %.0f → %.0f MiB (%s per proxy); goroutines %.0f → %.0f (%.1f per proxy)\n",
 		mib(r.before.rss), mib(r.after.rss), perProxy(float64(r.after.rss-r.before.rss)),
 		r.heap0/(1<<20), r.heap/(1<<20), perProxy(r.heap-r.heap0), r.goroutines0, r.goroutines, (r.goroutines-r.goroutines0)/float64(r.n))
-	fmt.Fprintf(w, "xds-server CPU: connect %.2f s; idle %.3f cores over %s (first half %.3f, second half %.3f)\n", r.connectCPU.Seconds(),
-		r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, 2*r.idleHalves[0].Seconds()/r.idleWindow.Seconds(), 2*r.idleHalves[1].Seconds()/r.idleWindow.Seconds())
+	fmt.Fprintf(w, "xds-server CPU: connect %.2f s (%.2f ms per proxy; %.0f generations); idle %.3f cores over %s (first half %.3f, second half %.3f)\n", r.connectCPU.Seconds(),
+		r.connectCPU.Seconds()*1000/float64(max(r.n, 1)), r.connectGens, r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, 2*r.idleHalves[0].Seconds()/r.idleWindow.Seconds(), 2*r.idleHalves[1].Seconds()/r.idleWindow.Seconds())
 	fmt.Fprintf(w, "(a) one endpoint added → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
 		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
 	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
