@@ -2,7 +2,9 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -82,10 +84,10 @@ func adsLikeEnvoy(ctx context.Context, bs *bootstrapv3.Bootstrap, got func(l []*
 		return err
 	}
 	if err := s.Send(&discoveryv3.DiscoveryRequest{Node: bs.GetNode(), TypeUrl: listenerType}); err != nil {
-		return err
+		return streamErr(s, err)
 	}
 	if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: clusterType}); err != nil {
-		return err
+		return streamErr(s, err)
 	}
 	var listeners []*listenerv3.Listener
 	clusters := map[string]*clusterv3.Cluster{}
@@ -117,7 +119,7 @@ func adsLikeEnvoy(ctx context.Context, bs *bootstrapv3.Bootstrap, got func(l []*
 				names = append(names, c.GetName())
 			}
 			if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: endpointType, ResourceNames: names}); err != nil {
-				return err
+				return streamErr(s, err)
 			}
 		case endpointType:
 			for _, a := range resp.GetResources() {
@@ -277,6 +279,19 @@ networking:
 			t.Errorf("%s: stream ended with %v, want PermissionDenied before any configuration", what, err)
 		} else {
 			t.Logf("%s refused: %v", what, err)
+		}
+	}
+}
+
+// streamErr is why a stream's Send failed: io.EOF means the server ended
+// the stream (a refusal, say), and only Recv returns its status.
+func streamErr(s grpc.ClientStream, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	for {
+		if rerr := s.RecvMsg(&discoveryv3.DiscoveryResponse{}); rerr != nil {
+			return rerr
 		}
 	}
 }
