@@ -1,9 +1,6 @@
 package reconcile
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -16,7 +13,6 @@ import (
 	"github.com/weftmesh/weft/pkg/etcdtest"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
-	"github.com/weftmesh/weft/xds-server/internal/model"
 )
 
 // TestDeltaReconnectHoldingResources: a delta proxy reconnecting with
@@ -27,14 +23,7 @@ import (
 func TestDeltaReconnectHoldingResources(t *testing.T) {
 	st := store.New(etcdtest.Client(t, nil))
 	apply(t, st, "type: Mesh\nname: m\n---"+dp("web-1", "web", "backend")+"---"+dp("backend-1", "backend", ""))
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := model.New(st, log)
-	rec := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = m.Run(ctx) }()
-	go rec.Run(ctx)
+	rec, cache, _ := startReconciler(t, st)
 	const id = "m.web-1"
 	rec.Connect(id, "m", "web-1", generator.KindEnvoy, nil)
 	waitFor(t, "first snapshot", func() bool { _, err := cache.GetSnapshot(id); return err == nil })

@@ -3,8 +3,6 @@ package reconcile
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/weftmesh/weft/pkg/resource"
 	"github.com/weftmesh/weft/pkg/store"
 	"github.com/weftmesh/weft/xds-server/internal/generator"
-	"github.com/weftmesh/weft/xds-server/internal/model"
 )
 
 // TestEndpointOnlyPush: after endpoint-only changes (an instance moved,
@@ -36,14 +33,7 @@ func TestEndpointOnlyPush(t *testing.T) {
 		y += "---" + strings.Replace(dp(fmt.Sprint("backend-", i), "backend", ""), "10.0.0.1", fmt.Sprint("10.0.1.", i), 1)
 	}
 	apply(t, st, y)
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := model.New(st, log)
-	rec := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = m.Run(ctx) }()
-	go rec.Run(ctx)
+	rec, cache, m := startReconciler(t, st)
 	nodes := []string{"m.web-1", "m.web-2", "m.web-3", "m.backend-1", "m.backend-2"}
 	for _, n := range nodes {
 		_, name, _ := generator.ParseNodeID(n)

@@ -199,14 +199,7 @@ destinations:
 func TestReconnectHoldingVersionsLeavesNothingPending(t *testing.T) {
 	st := store.New(etcdtest.Client(t, nil))
 	apply(t, st, "type: Mesh\nname: m\n---"+dp("web-1", "web", "backend")+"---"+dp("backend-1", "backend", ""))
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := model.New(st, log)
-	rec := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = m.Run(ctx) }()
-	go rec.Run(ctx)
+	rec, cache, _ := startReconciler(t, st)
 	rec.Connect("m.web-1", "m", "web-1", generator.KindEnvoy, nil)
 	waitFor(t, "first snapshot", func() bool { _, err := cache.GetSnapshot("m.web-1"); return err == nil })
 	if n := rec.Pending("m.web-1"); n == 0 {
@@ -239,4 +232,20 @@ func TestReconnectHoldingVersionsLeavesNothingPending(t *testing.T) {
 	if n := rec.Pending("m.web-1"); n != 0 {
 		t.Errorf("%d types still pending after the proxy said it holds them", n)
 	}
+}
+
+// startReconciler runs a model and a reconciler (no certificates) on st
+// into a fresh snapshot cache until the test ends, and returns the
+// reconciler, the cache and the model.
+func startReconciler(t *testing.T, st *store.Store) (*Reconciler, cachev3.SnapshotCache, *model.Model) {
+	t.Helper()
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := model.New(st, log)
+	rec := New(m, cache, noCerts{}, &counter{gen: map[string]int{}}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = m.Run(ctx) }()
+	go rec.Run(ctx)
+	return rec, cache, m
 }
