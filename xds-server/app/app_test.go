@@ -445,8 +445,9 @@ func get(t *testing.T, url string) string {
 func TestConfigValidate(t *testing.T) {
 	c := Default()
 	c.Address, c.InsightTTL, c.InstanceID, c.Zone = "", 0, "", "Zone_1"
+	c.Limits.MaxConcurrentHandshakes = -1
 	err := c.Validate()
-	for _, want := range []string{"address", "insight-ttl", "instance-id", "zone"} {
+	for _, want := range []string{"address", "insight-ttl", "instance-id", "zone", "max-concurrent-handshakes: not negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}
