@@ -115,6 +115,7 @@ type result struct {
 	nackA, nackB *nackOutcome
 	// weft_xds_acks_total's increase over (a) and (b).
 	serverAcksA, serverAcksB float64
+	gcA, gcB                 float64 // xds-server GC cycles during (a), (b)
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -244,7 +245,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, fmt.Errorf("scenario (a): %w", err)
 	}
 	c1 := so.cpu
-	res.endpointCPU, res.serverAcksA = c1.cpu-c0.cpu, so.serverAcks
+	res.endpointCPU, res.serverAcksA, res.gcA = c1.cpu-c0.cpu, so.serverAcks, so.gcCycles
 	if err := prof.stop('a'); err != nil {
 		return nil, err
 	}
@@ -282,7 +283,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		return nil, fmt.Errorf("scenario (b): %w", err)
 	}
 	c1 = so.cpu
-	res.policyCPU, res.serverAcksB = c1.cpu-c0.cpu, so.serverAcks
+	res.policyCPU, res.serverAcksB, res.gcB = c1.cpu-c0.cpu, so.serverAcks, so.gcCycles
 	if err := prof.stop('b'); err != nil {
 		return nil, err
 	}
@@ -329,6 +330,10 @@ type scenarioOut struct {
 	// growing (an ACK the proxy sent may still be in flight when it
 	// converged).
 	serverAcks float64
+	// gcCycles is the xds-server's GC cycles (go_gc_duration_seconds_count)
+	// from the change until convergence: at 10k proxies one cycle marks
+	// ~600 MB of live heap, which moves a change's CPU by a second or more.
+	gcCycles float64
 }
 
 // scenario runs one change on the fleet and waits for convergence: with
@@ -337,11 +342,16 @@ type scenarioOut struct {
 func (f *fleet) scenario(ctx context.Context, o options, admin string, pid int, w *watch, change func() error) ([]time.Duration, *nackOutcome, scenarioOut, error) {
 	var out scenarioOut
 	a0, _ := counterSum(ctx, admin, "weft_xds_acks_total")
+	g0, _ := counterSum(ctx, admin, gcCyclesMetric)
 	m0, err := counterSum(ctx, admin, "weft_xds_nacks_total")
 	if err != nil {
 		return nil, nil, out, err
 	}
-	converged := func() { out.cpu, _ = readProc(pid) }
+	converged := func() {
+		out.cpu, _ = readProc(pid)
+		g1, _ := counterSum(ctx, admin, gcCyclesMetric)
+		out.gcCycles = g1 - g0
+	}
 	var times []time.Duration
 	var n *nackOutcome
 	if o.nack <= 0 {
@@ -365,6 +375,9 @@ func (f *fleet) scenario(ctx context.Context, o options, admin string, pid int, 
 	}
 	return times, n, out, nil
 }
+
+// gcCyclesMetric counts the xds-server's GC cycles (the Go collector's).
+const gcCyclesMetric = "go_gc_duration_seconds_count"
 
 // settledCounter reads a counter until it has not grown for 500 ms (at
 // most 3 s).
@@ -419,10 +432,10 @@ func (r *result) print(w io.Writer) {
 		r.heap0/(1<<20), r.heap/(1<<20), perProxy(r.heap-r.heap0), r.goroutines0, r.goroutines, (r.goroutines-r.goroutines0)/float64(r.n))
 	fmt.Fprintf(w, "xds-server CPU: connect %.2f s (%.2f ms per proxy; %.0f generations); idle %.3f cores over %s (first half %.3f, second half %.3f)\n", r.connectCPU.Seconds(),
 		r.connectCPU.Seconds()*1000/float64(max(r.n, 1)), r.connectGens, r.idleCPU.Seconds()/r.idleWindow.Seconds(), r.idleWindow, 2*r.idleHalves[0].Seconds()/r.idleWindow.Seconds(), 2*r.idleHalves[1].Seconds()/r.idleWindow.Seconds())
-	fmt.Fprintf(w, "(a) one endpoint added → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
-		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds())
-	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s)\n",
-		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds())
+	fmt.Fprintf(w, "(a) one endpoint added → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s, %.0f GC cycles)\n",
+		len(r.endpoint), pct(r.endpoint, 50), pct(r.endpoint, 99), pct(r.endpoint, 100), r.endpointCPU.Seconds(), r.gcA)
+	fmt.Fprintf(w, "(b) mesh-wide Timeout → all %d ACKed: p50 %s p99 %s max %s (xds-server CPU %.2f s, %.0f GC cycles)\n",
+		len(r.policy), pct(r.policy, 50), pct(r.policy, 99), pct(r.policy, 100), r.policyCPU.Seconds(), r.gcB)
 	fmt.Fprintf(w, "xds-server weft_xds_acks_total (ACKs of pushed versions it matched): (a) +%.0f, (b) +%.0f\n", r.serverAcksA, r.serverAcksB)
 	if r.nackA != nil {
 		fmt.Fprintf(w, "(a) -nack: %s\n", r.nackA)

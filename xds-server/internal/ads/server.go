@@ -9,6 +9,7 @@ import (
 	secretgrpc "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/config"
 	deltav3 "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
@@ -61,10 +62,25 @@ func (s *Server) streamContext(ctx context.Context) (context.Context, func()) {
 	return ctx, func() { stop() }
 }
 
+// sotwOptions: go-control-plane's "ordered ADS" loop for SotW ADS streams.
+// Every type's responses arrive on one channel that a plain select serves,
+// instead of a reflect.Select over a channel per type with a new channel
+// and select cases per request: 12% less CPU and 17% fewer allocations per
+// pushed proxy (BenchmarkSotWLoop). Responses leave in the order the cache
+// produced them, and a cache not in ADS mode (ours, app.go) answers a
+// snapshot's watches in map order: this is not the xDS protocol's
+// cluster-before-listener order.
+//
+// The shared channel holds one response per type (go-control-plane sizes
+// it to the number of types it knows, 10); a stream has at most one open
+// watch per type, and only the served types (KnownTypeURL, 5) reach the
+// cache, so the cache never blocks on a full channel.
+var sotwOptions = []config.XDSOption{sotwv3.WithOrderedADS()}
+
 func (s *Server) sotw(str streamv3.Stream, typeURL string) error {
 	ctx, done := s.streamContext(str.Context())
 	defer done()
-	return sotwv3.NewServer(ctx, s.cache, sotwCallbacks{c: s.cb, id: s.ids.Add(1)}).StreamHandler(str, typeURL)
+	return sotwv3.NewServer(ctx, s.cache, sotwCallbacks{c: s.cb, id: s.ids.Add(1)}, sotwOptions...).StreamHandler(str, typeURL)
 }
 
 func (s *Server) delta(str streamv3.DeltaStream, typeURL string) error {
