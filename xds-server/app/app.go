@@ -326,8 +326,9 @@ func New(cfg Config) (*App, error) {
 	// Not "ADS mode": that mode answers only when a snapshot holds exactly
 	// the requested names, but grpc-go asks for a subset (one api_listener,
 	// one cluster) of what a proxy's snapshot holds. Snapshots are built
-	// consistent, so nothing is lost.
-	a.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{log.With("component", "xds-cache")})
+	// consistent, so nothing is lost. ads.OrderedCache gives back the ADS
+	// mode's response order (clusters before listeners).
+	a.cache = ads.NewOrderedCache(cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{log.With("component", "xds-cache")}))
 	var rec *reconcile.Reconciler
 	var ins *insight.Recorder
 	a.certs = certs.New(a.ctx, cav1.NewCertificateAuthorityServiceClient(caConn), cfg.CertValidity, log.With("component", "certs"),

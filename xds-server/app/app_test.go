@@ -152,6 +152,23 @@ func (e *testEnv) apply(y string) {
 	}
 }
 
+// setBackendProtocol re-registers backend-1 (resourcesYAML) with
+// weft.io/protocol p.
+func (e *testEnv) setBackendProtocol(p string) {
+	e.t.Helper()
+	e.apply(`
+type: Dataplane
+mesh: default
+name: backend-1
+networking:
+  address: 127.0.0.2
+  inbound:
+  - port: 10002
+    tags:
+      weft.io/service: backend
+      weft.io/protocol: ` + p + "\n")
+}
+
 func (e *testEnv) token(mesh, name string, keys *token.Keys, d time.Duration) string {
 	e.t.Helper()
 	c := token.Claims{Kind: token.KindDataplane, Mesh: mesh}
@@ -385,18 +402,7 @@ func TestDeltaADS(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.apply(`
-type: Dataplane
-mesh: default
-name: backend-1
-networking:
-  address: 127.0.0.2
-  inbound:
-  - port: 10002
-    tags:
-      weft.io/service: backend
-      weft.io/protocol: http2
-`)
+	e.setBackendProtocol("http2")
 	resp, err = s.Recv()
 	if err != nil {
 		t.Fatal(err)

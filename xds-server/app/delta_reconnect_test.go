@@ -206,18 +206,7 @@ func TestDeltaReconnectHoldingResources(t *testing.T) {
 		return false
 	})
 	// No response for a named type: the next one answers a change.
-	e.apply(`
-type: Dataplane
-mesh: default
-name: backend-1
-networking:
-  address: 127.0.0.2
-  inbound:
-  - port: 10002
-    tags:
-      weft.io/service: backend
-      weft.io/protocol: http2
-`)
+	e.setBackendProtocol("http2")
 	// (The backend's cluster and web-1's outbound listener change, in
 	// either order.)
 	if resp := recv(s3); (resp.GetTypeUrl() != resourcev3.ClusterType && resp.GetTypeUrl() != resourcev3.ListenerType) || len(resp.GetResources()) != 1 {

@@ -53,21 +53,26 @@ func loopSnapshot(b *testing.B, round int) *cachev3.Snapshot {
 // listener set for each of 500 proxies, until every proxy has ACKed all
 // three (over one local gRPC connection per 50 proxies). "unordered" is
 // go-control-plane's default loop (reflect.Select over a channel per type,
-// a new channel per request), "ordered" the one sotwOptions selects.
+// a new channel per request), "ordered" the one sotwOptions selects, and
+// "ordered-cache" that loop with OrderedCache, as the xds-server runs.
 func BenchmarkSotWLoop(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		opts []config.XDSOption
-	}{{"unordered", nil}, {"ordered", sotwOptions}} {
-		b.Run(tc.name, func(b *testing.B) { benchLoop(b, tc.opts) })
+		name    string
+		opts    []config.XDSOption
+		ordered bool
+	}{{"unordered", nil, false}, {"ordered", sotwOptions, false}, {"ordered-cache", sotwOptions, true}} {
+		b.Run(tc.name, func(b *testing.B) { benchLoop(b, tc.opts, tc.ordered) })
 	}
 }
 
-func benchLoop(b *testing.B, opts []config.XDSOption) {
+func benchLoop(b *testing.B, opts []config.XDSOption, ordered bool) {
 	const proxies, perConn = 500, 50
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	var cache cachev3.SnapshotCache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	if ordered {
+		cache = NewOrderedCache(cache)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
