@@ -9,6 +9,8 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/weftmesh/weft/xds-server/internal/ads"
 )
 
 // TestADSResponsesInProtocolOrder: a store change that changes an Envoy
@@ -118,5 +120,16 @@ conf:
 				t.Fatalf("round %d: responses arrived as %v; want clusters, endpoints, listeners in that order", round, names)
 			}
 		}
+	}
+	// The proxy's last stream ends: the ordering records go with it.
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	oc := e.app.cache.(*ads.OrderedCache)
+	for deadline := time.Now().Add(10 * time.Second); oc.Len() != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d nodes still recorded after the only stream ended", oc.Len())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

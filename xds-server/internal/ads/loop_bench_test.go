@@ -34,17 +34,25 @@ func (s *loopServer) StreamAggregatedResources(str discoveryv3.AggregatedDiscove
 	return sotwv3.NewServer(str.Context(), s.cache, nil, s.opts...).StreamHandler(str, resourcev3.AnyType)
 }
 
-func loopSnapshot(b *testing.B, round int) *cachev3.Snapshot {
-	v := fmt.Sprint(round)
-	snap, err := cachev3.NewSnapshot(v, map[string][]types.Resource{
-		resourcev3.ClusterType: {&clusterv3.Cluster{Name: "backend", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: "backend"}, AltStatName: v}},
-		resourcev3.EndpointType: {&endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
+// loopSnapshot is round's snapshot: every type's version changes, or with
+// edsOnly only the endpoints' (an endpoint change, scenario (a)).
+func loopSnapshot(b *testing.B, round int, edsOnly bool) *cachev3.Snapshot {
+	v, cv := fmt.Sprint(round), fmt.Sprint(round)
+	if edsOnly {
+		cv = "0"
+	}
+	snap := &cachev3.Snapshot{}
+	for typ, r := range map[string]struct {
+		version string
+		res     types.Resource
+	}{
+		resourcev3.ClusterType: {cv, &clusterv3.Cluster{Name: "backend", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+			EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{ServiceName: "backend"}, AltStatName: cv}},
+		resourcev3.EndpointType: {v, &endpointv3.ClusterLoadAssignment{ClusterName: "backend", Endpoints: []*endpointv3.LocalityLbEndpoints{{
 			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Hostname: v}}}}}}}},
-		resourcev3.ListenerType: {&listenerv3.Listener{Name: "outbound", StatPrefix: v}},
-	})
-	if err != nil {
-		b.Fatal(err)
+		resourcev3.ListenerType: {cv, &listenerv3.Listener{Name: "outbound", StatPrefix: cv}},
+	} {
+		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(r.version, []types.Resource{r.res})
 	}
 	return snap
 }
@@ -61,11 +69,12 @@ func BenchmarkSotWLoop(b *testing.B) {
 		opts    []config.XDSOption
 		ordered bool
 	}{{"unordered", nil, false}, {"ordered", sotwOptions, false}, {"ordered-cache", sotwOptions, true}} {
-		b.Run(tc.name, func(b *testing.B) { benchLoop(b, tc.opts, tc.ordered) })
+		b.Run(tc.name, func(b *testing.B) { benchLoop(b, tc.opts, tc.ordered, false) })
+		b.Run(tc.name+"/eds-only", func(b *testing.B) { benchLoop(b, tc.opts, tc.ordered, true) })
 	}
 }
 
-func benchLoop(b *testing.B, opts []config.XDSOption, ordered bool) {
+func benchLoop(b *testing.B, opts []config.XDSOption, ordered, edsOnly bool) {
 	const proxies, perConn = 500, 50
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -86,7 +95,7 @@ func benchLoop(b *testing.B, opts []config.XDSOption, ordered bool) {
 	var mu sync.Mutex
 	acked := map[string]int{}
 	roundDone := make(chan struct{}, 1)
-	want := proxies * len(types)
+	want := proxies * len(types) // round 0: every type (under mu)
 	for c := 0; c < proxies/perConn; c++ {
 		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -95,7 +104,7 @@ func benchLoop(b *testing.B, opts []config.XDSOption, ordered bool) {
 		defer conn.Close()
 		for i := 0; i < perConn; i++ {
 			id := fmt.Sprintf("p%d", c*perConn+i)
-			if err := cache.SetSnapshot(ctx, id, loopSnapshot(b, 0)); err != nil {
+			if err := cache.SetSnapshot(ctx, id, loopSnapshot(b, 0, false)); err != nil {
 				b.Fatal(err)
 			}
 			s, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
@@ -131,11 +140,16 @@ func benchLoop(b *testing.B, opts []config.XDSOption, ordered bool) {
 		}
 	}
 	<-roundDone // every proxy holds round 0
+	if edsOnly {
+		mu.Lock()
+		want = proxies // later rounds: one response per proxy
+		mu.Unlock()
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for round := 1; round <= b.N; round++ {
 		for p := 0; p < proxies; p++ {
-			if err := cache.SetSnapshot(ctx, fmt.Sprintf("p%d", p), loopSnapshot(b, round)); err != nil {
+			if err := cache.SetSnapshot(ctx, fmt.Sprintf("p%d", p), loopSnapshot(b, round, edsOnly)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -41,14 +41,15 @@ import (
 type OrderedCache struct {
 	cachev3.SnapshotCache
 
-	mu    sync.Mutex
-	nodes map[string]*orderedNode
+	// nodes holds a node's record from its first watch or snapshot until
+	// ClearSnapshot (the reconciler's, when the node's last stream ends):
+	// no process-wide lock on the push and ACK paths.
+	nodes sync.Map // node ID → *orderedNode
 }
 
 type orderedNode struct {
 	mu      sync.Mutex
 	watches []*orderedWatch // by rank
-	refs    int             // watches plus calls in progress; the entry goes at 0
 	// spare is a cancelled watch's (empty) channel per type, for the next
 	// watch of the type: a stream replaces its watch of a type on every
 	// ACK.
@@ -67,28 +68,30 @@ type orderedWatch struct {
 
 // NewOrderedCache wraps c, a cache not in ADS mode.
 func NewOrderedCache(c cachev3.SnapshotCache) *OrderedCache {
-	return &OrderedCache{SnapshotCache: c, nodes: map[string]*orderedNode{}}
+	return &OrderedCache{SnapshotCache: c}
 }
 
-// node returns id's entry with a reference taken; release gives it back.
+// node returns id's record.
 func (o *OrderedCache) node(id string) *orderedNode {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	n := o.nodes[id]
-	if n == nil {
-		n = &orderedNode{}
-		o.nodes[id] = n
+	if n, ok := o.nodes.Load(id); ok {
+		return n.(*orderedNode)
 	}
-	n.refs++
+	n, _ := o.nodes.LoadOrStore(id, &orderedNode{})
+	return n.(*orderedNode)
+}
+
+// Len is how many nodes the cache keeps a record of.
+func (o *OrderedCache) Len() int {
+	n := 0
+	o.nodes.Range(func(any, any) bool { n++; return true })
 	return n
 }
 
-func (o *OrderedCache) release(id string, n *orderedNode) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if n.refs--; n.refs == 0 && o.nodes[id] == n {
-		delete(o.nodes, id)
-	}
+// ClearSnapshot forgets the node (its streams have ended: a watch still
+// being cancelled holds its record itself).
+func (o *OrderedCache) ClearSnapshot(node string) {
+	o.SnapshotCache.ClearSnapshot(node)
+	o.nodes.Delete(node)
 }
 
 // move hands what the cache answered to the streams, in type order (under
@@ -117,7 +120,6 @@ func (o *OrderedCache) SetSnapshot(ctx context.Context, node string, snapshot ca
 	// Always through the node's lock, even with no watch recorded: a
 	// watch being created meanwhile must not get an answer nobody moves.
 	n := o.node(node)
-	defer o.release(node, n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	err := o.SnapshotCache.SetSnapshot(ctx, node, snapshot)
@@ -180,7 +182,6 @@ func (o *OrderedCache) watch(id string, w *orderedWatch, create func(*orderedWat
 	if err != nil {
 		keep()
 		n.mu.Unlock()
-		o.release(id, n)
 		return nil, err
 	}
 	i, _ := slices.BinarySearchFunc(n.watches, rank, func(w *orderedWatch, r int) int { return w.rank - r })
@@ -203,6 +204,5 @@ func (o *OrderedCache) watch(id string, w *orderedWatch, create func(*orderedWat
 		n.watches = slices.DeleteFunc(n.watches, func(x *orderedWatch) bool { return x == w })
 		keep()
 		n.mu.Unlock()
-		o.release(id, n)
 	}, nil
 }

