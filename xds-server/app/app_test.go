@@ -152,6 +152,18 @@ func (e *testEnv) apply(y string) {
 	}
 }
 
+// waitUntil polls f (10 ms apart) until it holds, failing the test after
+// 10 s.
+func (e *testEnv) waitUntil(what string, f func() bool) {
+	e.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !f(); {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // setBackendProtocol re-registers backend-1 (resourcesYAML) with
 // weft.io/protocol p.
 func (e *testEnv) setBackendProtocol(p string) {

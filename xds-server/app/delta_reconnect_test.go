@@ -27,15 +27,7 @@ func TestDeltaReconnectHoldingResources(t *testing.T) {
 	tok := e.token("default", "web-1", e.keys, time.Hour)
 	types := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType, resourcev3.RouteType, resourcev3.SecretType}
 	wildcard := map[string]bool{resourcev3.ClusterType: true, resourcev3.ListenerType: true}
-	waitUntil := func(what string, f func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !f(); {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	waitUntil := e.waitUntil
 	open := func() (discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, context.CancelFunc) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(e.ctx, "authorization", "Bearer "+tok), 20*time.Second)

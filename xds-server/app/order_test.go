@@ -64,12 +64,9 @@ func TestADSResponsesInProtocolOrder(t *testing.T) {
 	}
 	watchesOpen := func() {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); e.app.cache.GetStatusInfo("default.web-1").GetNumWatches() < len(types); {
-			if time.Now().After(deadline) {
-				t.Fatalf("the proxy's %d watches did not reopen after its ACKs", len(types))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		e.waitUntil("the proxy's watches to reopen after its ACKs", func() bool {
+			return e.app.cache.GetStatusInfo("default.web-1").GetNumWatches() >= len(types)
+		})
 	}
 	recvUntil("the first configuration", func() bool {
 		for _, typ := range types {
@@ -126,10 +123,5 @@ conf:
 		t.Fatal(err)
 	}
 	oc := e.app.cache.(*ads.OrderedCache)
-	for deadline := time.Now().Add(10 * time.Second); oc.Len() != 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes still recorded after the only stream ended", oc.Len())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitUntil("the node's ordering record to go with its only stream", func() bool { return oc.Len() == 0 })
 }

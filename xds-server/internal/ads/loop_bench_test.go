@@ -25,7 +25,6 @@ import (
 // loop per stream as Server.sotw does (no callbacks: only the loop).
 type loopServer struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
-	ctx   context.Context
 	cache cachev3.Cache
 	opts  []config.XDSOption
 }
@@ -87,7 +86,7 @@ func benchLoop(b *testing.B, opts []config.XDSOption, ordered, edsOnly bool) {
 		b.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, &loopServer{ctx: ctx, cache: cache, opts: opts})
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(srv, &loopServer{cache: cache, opts: opts})
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 	types := []string{resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType}
